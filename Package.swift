@@ -1,0 +1,42 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// System libraries come from Debian's -dev packages through pkg-config; each has a
+/// shim header with static-inline helpers for what Swift cannot import directly.
+let package = Package(
+    name: "Tiergate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "tiergate", targets: ["tiergate"]),
+        .library(name: "Gateway", targets: ["Gateway"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
+        .systemLibrary(name: "CXXHash", pkgConfig: "libxxhash", providers: [.apt(["libxxhash-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
+
+        .target(name: "Hashing", dependencies: ["CXXHash", "CCrypto"]),
+        .target(name: "RocksDB", dependencies: ["CRocksDB"]),
+        .target(name: "Chunking", dependencies: ["Hashing"]),
+        .target(name: "Backends", dependencies: ["Hashing", "CCurl"]),
+        .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing"]),
+        .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB"]),
+        .executableTarget(name: "tiergate", dependencies: [
+            "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "tiergate-bench", dependencies: ["Gateway", "CloudShare", "Chunking", "Hashing", "Backends"], path: "bench/Sources"),
+
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
+        .testTarget(name: "RocksDBTests", dependencies: ["RocksDB"]),
+        .testTarget(name: "ChunkingTests", dependencies: ["Chunking"]),
+        .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
+        .testTarget(name: "CloudShareTests", dependencies: ["CloudShare", "Backends", "Chunking"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,168 @@
+import Glibc
+import Synchronization
+
+/// The embedded `file://` backend: one object per file under a root directory.
+///
+/// Writes are atomic and durable: the bytes go to a temporary file in the same directory, which is
+/// fsynced, then renamed (or linked, for `putIfAbsent`) into place, and the directory is fsynced.
+/// `putIfAbsent` uses `link(2)`, which fails with EEXIST when another writer won, so it is atomic
+/// across processes. Keys are validated by ``ObjectKey`` and opened with `O_NOFOLLOW`, so no key
+/// reaches outside the root.
+public final class LocalStore: ObjectStore {
+    /// The directory holding the objects.
+    public let root: String
+    public var displayName: String { "file://" + root }
+
+    /// Temporary files start with this prefix; listings never show them.
+    static let temporaryPrefix = ".tg-tmp-"
+    private static let counter = Atomic<UInt64>(0)
+
+    /// A store rooted at `root`, an absolute directory path, created if missing.
+    public init(root: String) throws {
+        var root = root
+        while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
+        self.root = root
+        do {
+            try Posix.makeDirectories(root)
+        } catch {
+            throw StoreError(.permanent, store: "file://" + root, operation: "open", key: "", cause: "\(error)")
+        }
+    }
+
+    private func path(_ key: String, _ operation: String) throws -> String {
+        try ObjectKey.validate(key, store: displayName, operation: operation)
+        if key.split(separator: "/").last!.hasPrefix(Self.temporaryPrefix) {
+            throw StoreError(.invalidKey, store: displayName, operation: operation, key: key, cause: "names starting with '\(Self.temporaryPrefix)' are reserved")
+        }
+        return root + "/" + key
+    }
+
+    private func failure(_ error: PosixError, _ operation: String, _ key: String) -> StoreError {
+        let code: StoreError.Code = switch error.errno {
+        case ENOENT, ENOTDIR: .notFound
+        case EEXIST: .alreadyExists
+        case EACCES, EPERM: .unauthorized
+        case EINTR, EAGAIN, EBUSY: .transient
+        case ELOOP: .invalidKey
+        default: .permanent
+        }
+        return StoreError(code, store: displayName, operation: operation, key: key, cause: "\(error)")
+    }
+
+    public func get(_ key: String, range: Range<Int64>?) async throws -> [UInt8] {
+        let path = try path(key, "get")
+        do {
+            let fd = try Posix.open(path, O_RDONLY | O_NOFOLLOW)
+            defer { close(fd) }
+            var info = Glibc.stat()
+            try Posix.call("fstat", path: path) { fstat(fd, &info) }
+            let size = Int64(info.st_size)
+            let lower = min(range?.lowerBound ?? 0, size), upper = min(range?.upperBound ?? size, size)
+            let count = Int(upper - lower)
+            return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                initialized = try Posix.preadFully(fd, into: UnsafeMutableRawBufferPointer(buffer), offset: lower, path: path)
+            }
+        } catch let error as PosixError {
+            throw failure(error, "get", key)
+        }
+    }
+
+    /// Writes `bytes` to a new fsynced temporary file next to `path` and returns its path.
+    private func writeTemporary(near path: String, bytes: [UInt8]) throws -> String {
+        let directory = String(path[..<path.lastIndex(of: "/")!])
+        try Posix.makeDirectories(directory)
+        let temporary = directory + "/" + Self.temporaryPrefix + "\(getpid())-\(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue)"
+        let fd = try Posix.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        do {
+            try bytes.withUnsafeBytes { (raw) in try Posix.writeAll(fd, raw, path: temporary) }
+            try Posix.fsync(fd, path: temporary)
+            close(fd)
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        return temporary
+    }
+
+    public func put(_ key: String, bytes: [UInt8]) async throws {
+        let path = try path(key, "put")
+        do {
+            let temporary = try writeTemporary(near: path, bytes: bytes)
+            do {
+                try Posix.call("rename", path: path) { rename(temporary, path) }
+            } catch {
+                unlink(temporary)
+                throw error
+            }
+            try Posix.fsyncDirectory(String(path[..<path.lastIndex(of: "/")!]))
+        } catch let error as PosixError {
+            throw failure(error, "put", key)
+        }
+    }
+
+    public func putIfAbsent(_ key: String, bytes: [UInt8]) async throws {
+        let path = try path(key, "putIfAbsent")
+        do {
+            let temporary = try writeTemporary(near: path, bytes: bytes)
+            defer { unlink(temporary) }
+            // link(2) creates the name only if it does not exist: the atomic compare-and-set.
+            try Posix.call("link", path: path) { link(temporary, path) }
+            try Posix.fsyncDirectory(String(path[..<path.lastIndex(of: "/")!]))
+        } catch let error as PosixError {
+            throw failure(error, "putIfAbsent", key)
+        }
+    }
+
+    public func head(_ key: String) async throws -> ObjectInfo {
+        let path = try path(key, "head")
+        do {
+            guard let info = try Posix.status(path, followLinks: false), (info.st_mode & S_IFMT) == S_IFREG else {
+                throw StoreError(.notFound, store: displayName, operation: "head", key: key, cause: "no such object")
+            }
+            return ObjectInfo(key: key, size: Int64(info.st_size))
+        } catch let error as PosixError {
+            throw failure(error, "head", key)
+        }
+    }
+
+    public func list(prefix: String, startAfter: String?, limit: Int) async throws -> ListPage {
+        // Walk only the directory that holds the prefix's last complete component.
+        let base = prefix.lastIndex(of: "/").map { String(prefix[..<$0]) } ?? ""
+        var keys: [String] = []
+        func walk(_ relative: String) throws {
+            let directory = relative.isEmpty ? root : root + "/" + relative
+            for (name, isDirectory) in try Posix.listDirectory(directory) {
+                let key = relative.isEmpty ? name : relative + "/" + name
+                if isDirectory {
+                    if prefix.hasPrefix(key + "/") || key.hasPrefix(prefix) || (key + "/").hasPrefix(prefix) { try walk(key) }
+                } else if !name.hasPrefix(Self.temporaryPrefix), key.hasPrefix(prefix),
+                          startAfter.map({ $0.utf8.lexicographicallyPrecedes(key.utf8) }) ?? true {
+                    keys.append(key)
+                }
+            }
+        }
+        do {
+            try walk(base)
+        } catch let error as PosixError where error.errno == ENOENT || error.errno == ENOTDIR {
+            return ListPage(objects: [], isTruncated: false)
+        } catch let error as PosixError {
+            throw failure(error, "list", prefix)
+        }
+        keys.sort { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+        var objects: [ObjectInfo] = []
+        for key in keys.prefix(limit) {
+            if let info = try? Posix.status(root + "/" + key, followLinks: false) {
+                objects.append(ObjectInfo(key: key, size: Int64(info.st_size)))
+            }
+        }
+        return ListPage(objects: objects, isTruncated: keys.count > limit)
+    }
+
+    public func delete(_ key: String) async throws {
+        let path = try path(key, "delete")
+        if unlink(path) != 0 && errno != ENOENT {
+            throw failure(PosixError("unlink", path: path, errno: errno), "delete", key)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+import Glibc
+
+/// A failed system call: the function, the path it worked on, and errno.
+public struct PosixError: Error, CustomStringConvertible, Sendable {
+    /// The system call that failed (`open`, `fsync`, …).
+    public var function: String
+    /// The path involved, if any.
+    public var path: String
+    /// The errno value.
+    public var errno: Int32
+
+    /// An error for `function` on `path` with `errno`.
+    public init(_ function: String, path: String, errno: Int32) {
+        self.function = function
+        self.path = path
+        self.errno = errno
+    }
+
+    /// errno's message (`No space left on device`, …).
+    public var reason: String { String(cString: strerror(errno)) }
+
+    public var description: String {
+        path.isEmpty ? "\(function): \(reason)" : "\(function) '\(path)': \(reason)"
+    }
+}
+
+/// The one funnel for system calls: retries EINTR and turns -1 into a ``PosixError``.
+public enum Posix {
+    /// Calls `body` until it does not fail with EINTR; throws on -1.
+    @discardableResult
+    public static func call<T: BinaryInteger>(_ function: String, path: String = "", _ body: () -> T) throws -> T {
+        while true {
+            let result = body()
+            if result != -1 { return result }
+            let error = Glibc.errno
+            if error == EINTR { continue }
+            throw PosixError(function, path: path, errno: error)
+        }
+    }
+
+    /// Opens `path`, retrying EINTR.
+    public static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0o644) throws -> Int32 {
+        try call("open", path: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// Writes all of `bytes` at the descriptor's position.
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = try call("write", path: path) { Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done) }
+            done += n
+        }
+    }
+
+    /// Reads up to `count` bytes at `offset`; fewer only at end of file.
+    public static func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, offset: Int64, path: String) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = try call("pread", path: path) { Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    /// Flushes a file's data and metadata to stable storage.
+    public static func fsync(_ fd: Int32, path: String) throws {
+        try call("fsync", path: path) { Glibc.fsync(fd) }
+    }
+
+    /// Flushes a directory so that a rename or create inside it is durable.
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = try open(path, O_RDONLY | O_DIRECTORY)
+        defer { Glibc.close(fd) }
+        try fsync(fd, path: path)
+    }
+
+    /// `stat` of a path, or nil when it does not exist.
+    public static func status(_ path: String, followLinks: Bool = true) throws -> Glibc.stat? {
+        var info = Glibc.stat()
+        let result: Int32 = followLinks ? stat(path, &info) : lstat(path, &info)
+        if result == 0 { return info }
+        if Glibc.errno == ENOENT || Glibc.errno == ENOTDIR { return nil }
+        throw PosixError(followLinks ? "stat" : "lstat", path: path, errno: Glibc.errno)
+    }
+
+    /// Creates `path` and any missing parents (like `mkdir -p`).
+    public static func makeDirectories(_ path: String, mode: mode_t = 0o755) throws {
+        if Glibc.mkdir(path, mode) == 0 || Glibc.errno == EEXIST { return }
+        guard Glibc.errno == ENOENT else { throw PosixError("mkdir", path: path, errno: Glibc.errno) }
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            try makeDirectories(String(path[..<slash]), mode: mode)
+        }
+        if Glibc.mkdir(path, mode) != 0 && Glibc.errno != EEXIST {
+            throw PosixError("mkdir", path: path, errno: Glibc.errno)
+        }
+    }
+
+    /// Names in a directory, without `.` and `..`.
+    public static func listDirectory(_ path: String) throws -> [(name: String, isDirectory: Bool)] {
+        guard let dir = opendir(path) else { throw PosixError("opendir", path: path, errno: Glibc.errno) }
+        defer { closedir(dir) }
+        var names: [(String, Bool)] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            var isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
+            if entry.pointee.d_type == UInt8(DT_UNKNOWN), let info = try status(path + "/" + name, followLinks: false) {
+                isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+            }
+            names.append((name, isDirectory))
+        }
+        return names
+    }
+}
