@@ -1,0 +1,188 @@
+import Backends
+import Foundation
+import Hashing
+import Synchronization
+
+/// A cloud share: the on-store format (manifest, packs, index segments, commit log, snapshots) over
+/// one ``ObjectStore``. It knows nothing of local files.
+public final class CloudShare: Sendable {
+    /// The store holding the share.
+    public let store: any ObjectStore
+    /// The share's `share.json`.
+    public let manifest: ShareManifest
+    /// The commit log.
+    public let log: CommitLog
+    private let index = Mutex<ChunkTable>(ChunkTable())
+
+    struct ChunkTable {
+        var locations: [Digest32: ChunkLocation] = [:]
+        var loadedPacks: Set<Digest32> = []
+    }
+
+    /// The share as printed in messages.
+    public var name: String { store.displayName }
+
+    private init(store: any ObjectStore, manifest: ShareManifest) {
+        self.store = store
+        self.manifest = manifest
+        log = CommitLog(store: store)
+    }
+
+    /// Creates a new, empty share in `store`; refuses when one exists there.
+    public static func create(in store: any ObjectStore, manifest: ShareManifest = ShareManifest()) async throws -> CloudShare {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        do {
+            try await store.putIfAbsent(ShareManifest.key, bytes: Array(try encoder.encode(manifest)))
+        } catch let error as StoreError where error.code == .alreadyExists {
+            throw ShareError(.shareExists, share: store.displayName, object: ShareManifest.key, cause: "a share already exists here")
+        }
+        return CloudShare(store: store, manifest: manifest)
+    }
+
+    /// Opens the share in `store` and loads its chunk index.
+    public static func open(_ store: any ObjectStore) async throws -> CloudShare {
+        let bytes: [UInt8]
+        do {
+            bytes = try await store.get(ShareManifest.key)
+        } catch let error as StoreError where error.code == .notFound {
+            throw ShareError(.noShare, share: store.displayName, object: ShareManifest.key, cause: "no share here (create one with `tiergate share create`)")
+        }
+        struct Version: Decodable { var format: Int }
+        guard let version = try? JSONDecoder().decode(Version.self, from: Data(bytes)) else {
+            throw ShareError(.corrupt, share: store.displayName, object: ShareManifest.key, cause: "not a share manifest (unreadable JSON)")
+        }
+        guard version.format == ShareManifest.currentFormat else {
+            throw ShareError(.unsupportedFormat, share: store.displayName, object: ShareManifest.key,
+                             cause: "share format version \(version.format) is not supported (this build reads version \(ShareManifest.currentFormat))")
+        }
+        let manifest: ShareManifest
+        do {
+            manifest = try JSONDecoder().decode(ShareManifest.self, from: Data(bytes))
+        } catch {
+            throw ShareError(.corrupt, share: store.displayName, object: ShareManifest.key, cause: "malformed manifest: \(error)")
+        }
+        let share = CloudShare(store: store, manifest: manifest)
+        try await share.loadIndex()
+        return share
+    }
+
+    /// Loads index segments of packs not yet known (all of them, on first call).
+    public func loadIndex() async throws {
+        let segments = try await store.listAll(prefix: "index/")
+        let known = index.withLock { $0.loadedPacks }
+        let missing = segments.compactMap { Digest32(hex: $0.key.dropFirst("index/".count)) }.filter { !known.contains($0) }
+        try await loadSegments(missing)
+    }
+
+    /// Loads the index segments of `packs` unless already loaded (called when applying commits).
+    public func ensureIndexed(packs: [String]) async throws {
+        let known = index.withLock { $0.loadedPacks }
+        try await loadSegments(packs.compactMap { Digest32(hex: $0) }.filter { !known.contains($0) })
+    }
+
+    private func loadSegments(_ packs: [Digest32]) async throws {
+        try await withThrowingTaskGroup(of: (Digest32, [(id: Digest32, location: ChunkLocation)]).self) { group in
+            var pending = packs[...]
+            func next() {
+                guard let pack = pending.popFirst() else { return }
+                group.addTask {
+                    let key = IndexSegment.key(pack)
+                    return (pack, try IndexSegment.decode(try await self.store.get(key), share: self.name, name: key))
+                }
+            }
+            for _ in 0..<8 { next() }
+            while let (pack, chunks) = try await group.next() {
+                record(pack: pack, chunks: chunks)
+                next()
+            }
+        }
+    }
+
+    func record(pack: Digest32, chunks: [(id: Digest32, location: ChunkLocation)]) {
+        index.withLock { table in
+            table.loadedPacks.insert(pack)
+            for chunk in chunks where table.locations[chunk.id] == nil {
+                table.locations[chunk.id] = chunk.location
+            }
+        }
+    }
+
+    /// Where a chunk is stored, if the share has it.
+    public func location(of chunk: Digest32) -> ChunkLocation? {
+        index.withLock { $0.locations[chunk] }
+    }
+
+    /// Counts of the loaded index: chunks, packs and stored chunk bytes.
+    public func indexFigures() -> (chunks: Int, packs: Int, chunkBytes: Int64) {
+        index.withLock { table in
+            (table.locations.count, table.loadedPacks.count, table.locations.values.reduce(0) { $0 + Int64($1.length) })
+        }
+    }
+
+    /// Reads one chunk with a ranged GET and verifies its SHA-256; a mismatch is a `corrupt` error naming the pack.
+    public func readChunk(_ id: Digest32) async throws -> [UInt8] {
+        guard let location = location(of: id) else {
+            throw ShareError(.missingChunk, share: name, object: "chunk \(id.hex)", cause: "the chunk is in no known pack")
+        }
+        let key = PackFormat.key(location.pack)
+        let bytes = try await store.get(key, range: Int64(location.offset)..<Int64(location.offset) + Int64(location.length))
+        guard bytes.count == Int(location.length), SHA256.hash(bytes) == id else {
+            throw ShareError(.corrupt, share: name, object: key,
+                             cause: "chunk \(id.hex) at offset \(location.offset) fails its SHA-256 check (pack corrupt or truncated)")
+        }
+        return bytes
+    }
+
+    /// Reads a pack whole and checks its id, trailer and every chunk: the `verify` of one pack.
+    public func verifyPack(_ pack: Digest32) async throws -> Int {
+        let key = PackFormat.key(pack)
+        let bytes = try await store.get(key)
+        guard SHA256.hash(bytes) == pack else {
+            throw ShareError(.corrupt, share: name, object: key, cause: "pack content does not match its id (corrupt or truncated)")
+        }
+        let entries = try PackFormat.parseTrailer(tail: bytes[...], packSize: Int64(bytes.count), share: name, packName: key)
+        for entry in entries {
+            let start = Int(entry.offset)
+            guard SHA256.hash(bytes[start..<start + Int(entry.length)].withUnsafeBytes { Array($0) }) == entry.id else {
+                throw ShareError(.corrupt, share: name, object: key, cause: "chunk \(entry.id.hex) fails its SHA-256 check")
+            }
+        }
+        return entries.count
+    }
+
+    /// A new upload session that packs and stores chunks the share does not have yet.
+    public func makeUploader(parallelUploads: Int = 4) -> PackUploader {
+        PackUploader(share: self, parallelUploads: parallelUploads)
+    }
+
+    /// Replays the whole log (from the newest snapshot) into a namespace.
+    public func namespace() async throws -> Namespace {
+        var namespace = try await latestSnapshot() ?? Namespace()
+        for commit in try await log.records(after: namespace.sequence) {
+            namespace.apply(commit)
+        }
+        return namespace
+    }
+
+    /// The object key of the snapshot at `sequence`.
+    public static func snapshotKey(_ sequence: UInt64) -> String {
+        "snapshots/" + CommitLog.key(sequence).dropFirst("log/".count)
+    }
+
+    /// Stores `namespace` as a snapshot (a compacted namespace at its sequence number).
+    public func writeSnapshot(_ namespace: Namespace) async throws {
+        let bytes = Array(try JSONEncoder().encode(namespace))
+        try await store.put(Self.snapshotKey(namespace.sequence), bytes: bytes)
+    }
+
+    /// The newest snapshot, if any.
+    public func latestSnapshot() async throws -> Namespace? {
+        guard let last = try await store.listAll(prefix: "snapshots/").last else { return nil }
+        do {
+            return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(last.key)))
+        } catch is DecodingError {
+            throw ShareError(.corrupt, share: name, object: last.key, cause: "unreadable snapshot")
+        }
+    }
+}

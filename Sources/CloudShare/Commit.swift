@@ -1,0 +1,143 @@
+import Foundation
+import Hashing
+
+/// A reference to one chunk of a file: its SHA-256 id and its length.
+///
+/// Encoded in commit records as the compact string `"<64 hex>:<length>"`.
+public struct ChunkRef: Codable, Sendable, Hashable {
+    /// The chunk's SHA-256.
+    public var id: Digest32
+    /// The chunk's length in bytes.
+    public var length: UInt32
+
+    /// A chunk reference.
+    public init(id: Digest32, length: UInt32) {
+        self.id = id
+        self.length = length
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        let parts = text.split(separator: ":")
+        guard parts.count == 2, let id = Digest32(hex: parts[0]), let length = UInt32(parts[1]) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad chunk reference '\(text)'"))
+        }
+        self.init(id: id, length: length)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode("\(id.hex):\(length)")
+    }
+}
+
+/// One item of a namespace: a file or a directory with its attributes.
+public struct NamespaceEntry: Codable, Sendable, Equatable {
+    /// File or directory.
+    public enum Kind: String, Codable, Sendable { case file, directory }
+
+    /// File or directory.
+    public var kind: Kind
+    /// A stable id that follows the item across renames.
+    public var fileID: String
+    /// Size in bytes (0 for directories).
+    public var size: Int64
+    /// Permission bits (`st_mode & 0o7777`).
+    public var mode: UInt32
+    /// Modification time, nanoseconds since the epoch.
+    public var mtime: Int64
+    /// Owner user id.
+    public var uid: UInt32
+    /// Owner group id.
+    public var gid: UInt32
+    /// The file's content as chunks, in order.
+    public var chunks: [ChunkRef]
+    /// xxh3-128 of the content (hex), for change detection.
+    public var fingerprint: String?
+    /// POSIX ACL xattrs (`system.posix_acl_access`, `…_default`), base64, when present.
+    public var acl: [String: String]?
+    /// The log sequence number of the commit that last changed the content (set when applied).
+    public var version: UInt64?
+
+    /// An entry.
+    public init(kind: Kind, fileID: String, size: Int64, mode: UInt32, mtime: Int64, uid: UInt32, gid: UInt32,
+                chunks: [ChunkRef] = [], fingerprint: String? = nil, acl: [String: String]? = nil, version: UInt64? = nil) {
+        self.kind = kind
+        self.fileID = fileID
+        self.size = size
+        self.mode = mode
+        self.mtime = mtime
+        self.uid = uid
+        self.gid = gid
+        self.chunks = chunks
+        self.fingerprint = fingerprint
+        self.acl = acl
+        self.version = version
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kind = "k", fileID = "id", size = "s", mode = "m", mtime = "t", uid = "u", gid = "g", chunks = "c", fingerprint = "f", acl = "a", version = "v"
+    }
+}
+
+/// One change to the namespace, as recorded in a commit.
+public struct NamespaceOperation: Codable, Sendable, Equatable {
+    /// What the operation does.
+    public enum Kind: String, Codable, Sendable {
+        /// Create or replace the item at `path` with `entry`.
+        case upsert
+        /// Remove the item at `path` (a directory with everything below it): a tombstone.
+        case delete
+        /// Move the item at `from` (and everything below it) to `path`.
+        case rename
+    }
+
+    /// What the operation does.
+    public var op: Kind
+    /// The item's path relative to the share root, `/`-separated, no leading slash.
+    public var path: String
+    /// For renames: the old path.
+    public var from: String?
+    /// For upserts: the new entry.
+    public var entry: NamespaceEntry?
+
+    /// Create or replace an item.
+    public static func upsert(_ path: String, _ entry: NamespaceEntry) -> Self { .init(op: .upsert, path: path, from: nil, entry: entry) }
+    /// Delete an item.
+    public static func delete(_ path: String) -> Self { .init(op: .delete, path: path, from: nil, entry: nil) }
+    /// Rename an item.
+    public static func rename(from: String, to: String) -> Self { .init(op: .rename, path: to, from: from, entry: nil) }
+}
+
+/// An immutable record of the commit log: one atomic set of namespace operations by one author.
+public struct Commit: Codable, Sendable {
+    /// Unique id, so an author can recognize its own record after an ambiguous append.
+    public var id: String
+    /// Position in the log (1, 2, …); the one total order every endpoint applies.
+    public var sequence: UInt64
+    /// The registered server that wrote it (`cloud` for direct edits of the share).
+    public var author: String
+    /// That server's name, used in conflict file names.
+    public var authorName: String
+    /// When it was written (seconds since the epoch).
+    public var time: Double
+    /// The packs this commit's new chunks went into (their index segments are in `index/`).
+    public var packs: [String]
+    /// The namespace changes, applied in order.
+    public var operations: [NamespaceOperation]
+
+    /// A commit to be appended; `sequence` is assigned by the log.
+    public init(author: String, authorName: String, packs: [String] = [], operations: [NamespaceOperation]) {
+        id = UUID().uuidString.lowercased()
+        sequence = 0
+        self.author = author
+        self.authorName = authorName
+        time = Date().timeIntervalSince1970
+        self.packs = packs
+        self.operations = operations
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case id, sequence = "seq", author, authorName, time, packs, operations = "ops"
+    }
+}

@@ -1,0 +1,86 @@
+import Backends
+import Foundation
+
+/// The share's commit log: immutable records at `log/<20-digit sequence>`, created with
+/// put-if-absent so that two writers can never both own one sequence number.
+public struct CommitLog: Sendable {
+    let store: any ObjectStore
+
+    /// The object key of the record at `sequence`.
+    public static func key(_ sequence: UInt64) -> String {
+        let digits = String(sequence)
+        return "log/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits
+    }
+
+    static func sequence(ofKey key: String) -> UInt64? {
+        guard key.hasPrefix("log/") else { return nil }
+        return UInt64(key.dropFirst(4))
+    }
+
+    /// Sequence numbers of the records after `cursor`, ascending (one listing request when up to date).
+    public func sequences(after cursor: UInt64) async throws -> [UInt64] {
+        try await store.listAll(prefix: "log/", pageSize: 1000).lazy
+            .filter { $0.key > Self.key(cursor) }
+            .compactMap { Self.sequence(ofKey: $0.key) }
+    }
+
+    /// The highest sequence number at or after `cursor` (cursor itself when nothing is newer).
+    public func head(after cursor: UInt64 = 0) async throws -> UInt64 {
+        var after: String? = Self.key(cursor)
+        var head = cursor
+        while true {
+            let page = try await store.list(prefix: "log/", startAfter: after, limit: 1000)
+            if let last = page.objects.last.flatMap({ Self.sequence(ofKey: $0.key) }) { head = max(head, last) }
+            guard page.isTruncated, let last = page.objects.last else { return head }
+            after = last.key
+        }
+    }
+
+    /// Reads the record at `sequence`.
+    public func read(_ sequence: UInt64) async throws -> Commit {
+        let key = Self.key(sequence)
+        let bytes = try await store.get(key)
+        do {
+            var commit = try JSONDecoder().decode(Commit.self, from: Data(bytes))
+            guard commit.sequence == sequence else {
+                throw ShareError(.badLog, share: store.displayName, object: key, cause: "record says sequence \(commit.sequence)")
+            }
+            commit.sequence = sequence
+            return commit
+        } catch let error as DecodingError {
+            throw ShareError(.badLog, share: store.displayName, object: key, cause: "unreadable commit record: \(error)")
+        }
+    }
+
+    /// Reads every record after `cursor`, in order, checking that there is no gap.
+    public func records(after cursor: UInt64) async throws -> [Commit] {
+        var expected = cursor + 1
+        var commits: [Commit] = []
+        for sequence in try await sequences(after: cursor) {
+            guard sequence == expected else {
+                throw ShareError(.badLog, share: store.displayName, object: Self.key(expected), cause: "missing log record (next present is \(sequence))")
+            }
+            commits.append(try await read(sequence))
+            expected += 1
+        }
+        return commits
+    }
+
+    /// Tries to write `commit` as record `sequence`. Returns false when another writer owns that number
+    /// (the caller then reads the winner's records, rebases and retries with a higher number).
+    public func tryAppend(_ commit: Commit, at sequence: UInt64) async throws -> Bool {
+        var commit = commit
+        commit.sequence = sequence
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes = Array(try encoder.encode(commit))
+        let key = Self.key(sequence)
+        do {
+            try await store.putIfAbsent(key, bytes: bytes)
+            return true
+        } catch let error as StoreError where error.code == .alreadyExists {
+            // An ambiguous earlier attempt (reply lost after the write) may have stored our own record.
+            return (try? await read(sequence).id) == commit.id
+        }
+    }
+}
