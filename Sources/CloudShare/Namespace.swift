@@ -29,7 +29,7 @@ public struct Namespace: Codable, Sendable {
         case .rename:
             guard let from = operation.from, from != operation.path else { return }
             let moved = tree(from)
-            removeTree(from)
+            for (path, _) in moved { entries[path] = nil }
             for (path, entry) in moved {
                 entries[operation.path + path.dropFirst(from.count)] = entry
             }
@@ -43,11 +43,10 @@ public struct Namespace: Codable, Sendable {
     }
 
     private mutating func removeTree(_ path: String) {
-        entries[path] = nil
-        if entries.values.contains(where: { $0.kind == .directory }) {
-            let prefix = path + "/"
-            for key in entries.keys where key.hasPrefix(prefix) { entries[key] = nil }
-        }
+        // Only a directory has children; skip the scan for files (the common case).
+        guard let removed = entries.removeValue(forKey: path), removed.kind == .directory else { return }
+        let prefix = path + "/"
+        for key in entries.keys where key.hasPrefix(prefix) { entries[key] = nil }
     }
 
     /// Number of files (not directories).

@@ -28,13 +28,13 @@ public final class PackUploader {
 
     /// Adds a chunk whose SHA-256 is `id`; returns true when it is new to the share.
     @discardableResult
-    public func add(id: Digest32, bytes: UnsafeRawBufferPointer) async throws -> Bool {
+    public func add(id: Digest32, bytes: [UInt8]) async throws -> Bool {
         if sessionChunks.contains(id) || share.location(of: id) != nil {
             dedupedChunks += 1
             return false
         }
         sessionChunks.insert(id)
-        pack.add(id: id, bytes: bytes)
+        bytes.withUnsafeBytes { pack.add(id: id, bytes: $0) }
         storedBytes += Int64(bytes.count)
         if pack.size >= share.manifest.packSize {
             try await flush()

@@ -1,0 +1,157 @@
+import Backends
+import CloudShare
+import Foundation
+import Hashing
+import Testing
+
+func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed | 1
+    return (0..<count).map { _ in
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+        return UInt8(truncatingIfNeeded: state)
+    }
+}
+
+func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
+    let path = NSTemporaryDirectory() + "tiergate-share-" + UUID().uuidString
+    return (try LocalStore(root: path), { try? FileManager.default.removeItem(atPath: path) })
+}
+
+@Suite struct CloudShareTests {
+    @Test func chunksRoundTripThroughPacksAndDedup() async throws {
+        let (store, cleanup) = try temporaryStore()
+        defer { cleanup() }
+        let share = try await CloudShare.create(in: store, manifest: ShareManifest(packSize: 64 << 10))
+        let chunks = (0..<40).map { pseudoRandomBytes(5000 + $0 * 97, seed: UInt64($0) + 1) }
+        let uploader = share.makeUploader()
+        for chunk in chunks + chunks {
+            try await uploader.add(id: SHA256.hash(chunk), bytes: chunk)
+        }
+        try await uploader.finish()
+        #expect(uploader.dedupedChunks == 40, "the second copy of every chunk is deduplicated")
+        #expect(uploader.packs.count > 1, "64 KiB packs must split ~250 KiB of chunks")
+
+        let reopened = try await CloudShare.open(store)
+        #expect(reopened.indexFigures().chunks == 40)
+        for chunk in chunks {
+            #expect(try await reopened.readChunk(SHA256.hash(chunk)) == chunk)
+        }
+        for pack in uploader.packs {
+            #expect(try await reopened.verifyPack(pack) > 0)
+        }
+
+        let again = reopened.makeUploader()
+        try await again.add(id: SHA256.hash(chunks[0]), bytes: chunks[0])
+        try await again.finish()
+        #expect(again.packs.isEmpty, "a chunk already in the share is not stored again")
+    }
+
+    @Test func aCorruptPackIsReportedByName() async throws {
+        let (store, cleanup) = try temporaryStore()
+        defer { cleanup() }
+        let share = try await CloudShare.create(in: store)
+        let chunk = pseudoRandomBytes(10_000, seed: 7)
+        let uploader = share.makeUploader()
+        try await uploader.add(id: SHA256.hash(chunk), bytes: chunk)
+        try await uploader.finish()
+        let pack = uploader.packs[0]
+        let path = store.root + "/" + PackFormat.key(pack)
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        bytes[100] ^= 0xff
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        await #expect(throws: ShareError.self) { _ = try await share.readChunk(SHA256.hash(chunk)) }
+        do {
+            _ = try await share.readChunk(SHA256.hash(chunk))
+        } catch let error as ShareError {
+            #expect(error.code == .corrupt)
+            #expect(error.object == PackFormat.key(pack))
+        }
+        await #expect(throws: ShareError.self) { _ = try await share.verifyPack(pack) }
+
+        // Truncated: the trailer is gone.
+        try Data(bytes.prefix(5000)).write(to: URL(fileURLWithPath: path))
+        await #expect(throws: ShareError.self) { _ = try await share.verifyPack(pack) }
+        await #expect(throws: ShareError.self) { _ = try await share.readChunk(SHA256.hash(chunk)) }
+    }
+
+    @Test func anUnknownFormatVersionIsRefused() async throws {
+        let store = MemoryStore()
+        try await store.put(ShareManifest.key, bytes: Array(#"{"format": 99}"#.utf8))
+        do {
+            _ = try await CloudShare.open(store)
+            Issue.record("opened a format-99 share")
+        } catch let error as ShareError {
+            #expect(error.code == .unsupportedFormat)
+            #expect(error.description.contains("99"))
+        }
+        await #expect(throws: ShareError.self) { _ = try await CloudShare.open(MemoryStore()) }
+    }
+
+    @Test func creatingTwiceIsRefused() async throws {
+        let store = MemoryStore()
+        _ = try await CloudShare.create(in: store)
+        await #expect(throws: ShareError.self) { _ = try await CloudShare.create(in: store) }
+    }
+}
+
+@Suite struct CommitLogTests {
+    func entry(_ size: Int64) -> NamespaceEntry {
+        NamespaceEntry(kind: .file, fileID: UUID().uuidString, size: size, mode: 0o644, mtime: 0, uid: 0, gid: 0)
+    }
+
+    @Test func racingWritersNeverShareASequenceNumber() async throws {
+        let (store, cleanup) = try temporaryStore()
+        defer { cleanup() }
+        let share = try await CloudShare.create(in: store)
+        // Eight writers, each appending five commits with rebase-and-retry on a lost race.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<8 {
+                group.addTask {
+                    for index in 0..<5 {
+                        let commit = Commit(author: "w\(writer)", authorName: "w\(writer)", operations: [.upsert("w\(writer)/\(index)", entry(1))])
+                        var head = try await share.log.head()
+                        while !(try await share.log.tryAppend(commit, at: head + 1)) {
+                            head = try await share.log.head(after: head)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let commits = try await share.log.records(after: 0)
+        #expect(commits.map(\.sequence) == Array(1...40))
+        #expect(Set(commits.map(\.id)).count == 40, "no commit was lost or written twice")
+        let namespace = try await share.namespace()
+        #expect(namespace.fileCount == 40)
+    }
+
+    @Test func namespaceAppliesRenamesAndDeletesOfTrees() async throws {
+        var namespace = Namespace()
+        var commit = Commit(author: "a", authorName: "a", operations: [
+            .upsert("dir", NamespaceEntry(kind: .directory, fileID: "d", size: 0, mode: 0o755, mtime: 0, uid: 0, gid: 0)),
+            .upsert("dir/a", entry(3)), .upsert("dir/b", entry(4)), .upsert("dirx", entry(5)),
+        ])
+        commit.sequence = 1
+        namespace.apply(commit)
+        namespace.apply(.rename(from: "dir", to: "moved"), sequence: 2)
+        #expect(Set(namespace.entries.keys) == ["moved", "moved/a", "moved/b", "dirx"])
+        #expect(namespace.entries["moved/a"]?.version == 1)
+        namespace.apply(.delete("moved"), sequence: 3)
+        #expect(Set(namespace.entries.keys) == ["dirx"])
+        #expect(namespace.logicalBytes == 5)
+    }
+
+    @Test func snapshotsShortenReplay() async throws {
+        let share = try await CloudShare.create(in: MemoryStore())
+        for index in 1...3 {
+            #expect(try await share.log.tryAppend(Commit(author: "a", authorName: "a", operations: [.upsert("f\(index)", entry(Int64(index)))]), at: UInt64(index)))
+        }
+        try await share.writeSnapshot(try await share.namespace())
+        #expect(try await share.log.tryAppend(Commit(author: "a", authorName: "a", operations: [.delete("f1")]), at: 4))
+        let namespace = try await share.namespace()
+        #expect(namespace.sequence == 4)
+        #expect(Set(namespace.entries.keys) == ["f2", "f3"])
+        #expect(try await share.latestSnapshot()?.sequence == 3)
+    }
+}
