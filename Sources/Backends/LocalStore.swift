@@ -17,16 +17,11 @@ public final class LocalStore: ObjectStore {
     static let temporaryPrefix = ".tg-tmp-"
     private static let counter = Atomic<UInt64>(0)
 
-    /// A store rooted at `root`, an absolute directory path, created if missing.
-    public init(root: String) throws {
+    /// A store rooted at `root`, an absolute directory path; the directory is created by the first write.
+    public init(root: String) {
         var root = root
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
         self.root = root
-        do {
-            try Posix.makeDirectories(root)
-        } catch {
-            throw StoreError(.permanent, store: "file://" + root, operation: "open", key: "", cause: "\(error)")
-        }
     }
 
     private func path(_ key: String, _ operation: String) throws -> String {

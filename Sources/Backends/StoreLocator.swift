@@ -22,7 +22,7 @@ public enum StoreLocator {
             guard !path.split(separator: "/").contains("..") else {
                 throw malformed(url, "the path contains '..'")
             }
-            return try LocalStore(root: path)
+            return LocalStore(root: path)
         default:
             throw malformed(url, "unknown scheme '\(scheme)'; supported: file")
         }

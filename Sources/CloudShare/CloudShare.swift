@@ -186,3 +186,41 @@ public final class CloudShare: Sendable {
         }
     }
 }
+
+/// Figures about a share, for `tiergate share info`.
+public struct ShareInfo: Sendable, Codable {
+    /// The share's URL as printed by its store.
+    public var share: String
+    /// `share.json`.
+    public var manifest: ShareManifest
+    /// Pack objects in the store.
+    public var packs: Int
+    /// Distinct chunks indexed.
+    public var chunks: Int
+    /// Bytes of pack objects in the store (what the share costs).
+    public var storedBytes: Int64
+    /// Files in the namespace at the log head.
+    public var files: Int
+    /// Directories in the namespace at the log head.
+    public var directories: Int
+    /// Sum of file sizes at the log head.
+    public var logicalBytes: Int64
+    /// The log head.
+    public var headSequence: UInt64
+    /// logical / stored (1.0 when nothing is stored).
+    public var dedupRatio: Double { storedBytes == 0 ? 1 : Double(logicalBytes) / Double(storedBytes) }
+}
+
+extension CloudShare {
+    /// Counts packs, chunks and bytes, and replays the namespace for logical sizes.
+    public func info() async throws -> ShareInfo {
+        let packObjects = try await store.listAll(prefix: "packs/")
+        try await loadIndex()
+        let figures = indexFigures()
+        let namespace = try await namespace()
+        return ShareInfo(share: name, manifest: manifest, packs: packObjects.count, chunks: figures.chunks,
+                         storedBytes: packObjects.reduce(0) { $0 + $1.size }, files: namespace.fileCount,
+                         directories: namespace.entries.count - namespace.fileCount,
+                         logicalBytes: namespace.logicalBytes, headSequence: namespace.sequence)
+    }
+}

@@ -84,3 +84,15 @@ public struct CommitLog: Sendable {
         }
     }
 }
+
+extension CommitLog {
+    /// Appends `commit` at the first free sequence number after `knownHead`, moving past records other
+    /// writers won. For commits that need no rebase (direct cloud edits that simply win).
+    public func append(_ commit: Commit, knownHead: UInt64 = 0) async throws -> UInt64 {
+        var head = try await head(after: knownHead)
+        while !(try await tryAppend(commit, at: head + 1)) {
+            head = try await self.head(after: head + 1)
+        }
+        return head + 1
+    }
+}

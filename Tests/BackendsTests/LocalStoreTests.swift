@@ -14,13 +14,13 @@ func temporaryDirectory(_ name: String = #function) -> String {
     @Test func passesTheConformanceSuite() async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try await StoreConformance.run(on: try LocalStore(root: root))
+        try await StoreConformance.run(on: LocalStore(root: root))
     }
 
     @Test func writesLeaveNoTemporaryFilesBehind() async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let store = try LocalStore(root: root)
+        let store = LocalStore(root: root)
         try await store.put("a/b", bytes: [1])
         try await store.putIfAbsent("a/c", bytes: [2])
         try? await store.putIfAbsent("a/c", bytes: [3])
@@ -34,14 +34,14 @@ func temporaryDirectory(_ name: String = #function) -> String {
         defer { try? FileManager.default.removeItem(atPath: root); try? FileManager.default.removeItem(atPath: outside) }
         FileManager.default.createFile(atPath: outside + "/secret", contents: Data([7]))
         #expect(symlink(outside + "/secret", root + "/link") == 0)
-        let store = try LocalStore(root: root)
+        let store = LocalStore(root: root)
         await StoreConformance.expectCode(.invalidKey) { _ = try await store.get("link") }
     }
 
     @Test func reservedTemporaryNamesAreRefused() async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let store = try LocalStore(root: root)
+        let store = LocalStore(root: root)
         await StoreConformance.expectCode(.invalidKey) { try await store.put("x/.tg-tmp-1", bytes: [1]) }
     }
 }

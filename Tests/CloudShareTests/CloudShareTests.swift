@@ -14,7 +14,7 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 
 func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
     let path = NSTemporaryDirectory() + "tiergate-share-" + UUID().uuidString
-    return (try LocalStore(root: path), { try? FileManager.default.removeItem(atPath: path) })
+    return (LocalStore(root: path), { try? FileManager.default.removeItem(atPath: path) })
 }
 
 @Suite struct CloudShareTests {

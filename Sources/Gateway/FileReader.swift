@@ -1,0 +1,92 @@
+import Backends
+import Chunking
+import CloudShare
+import Glibc
+import Hashing
+
+/// The content of one local file as stored in a share: its chunks and its fingerprint.
+public struct StoredContent: Sendable {
+    /// The chunks, in order.
+    public var chunks: [ChunkRef]
+    /// xxh3-128 of the whole content.
+    public var fingerprint: Fingerprint128
+    /// Bytes read.
+    public var size: Int64
+    /// Status at the end of the read (size, mtime, ctime, inode), which the content matches.
+    public var item: LocalItem
+}
+
+/// Reading a local file into a share: FastCDC over a sliding buffer, SHA-256 per chunk, the new chunks
+/// handed to a ``PackUploader``. The file is never loaded whole.
+public enum FileReader {
+    /// A file changed while it was read; the caller retries later rather than commit torn content.
+    public struct ChangedWhileReading: Error, CustomStringConvertible {
+        /// The file.
+        public var path: String
+        public var description: String { "'\(path)' changed while it was read; it will be retried" }
+    }
+
+    /// Chunks the file at `path` (relative name `relative`) into `uploader`.
+    public static func store(path: String, relative: String, chunker: FastCDC, uploader: PackUploader) async throws -> StoredContent {
+        let fd = try Posix.open(path, O_RDONLY | O_NOFOLLOW)
+        defer { close(fd) }
+        var before = stat()
+        try Posix.call("fstat", path: path) { fstat(fd, &before) }
+        let maxSize = chunker.parameters.maxSize
+        let fingerprint = XXH3()
+        var chunks: [ChunkRef] = []
+        var offset: Int64 = 0
+
+        if Int64(before.st_size) <= Int64(chunker.parameters.minSize) {
+            // Small file: one chunk, one read (the common case for many-small-file trees).
+            var bytes = [UInt8](repeating: 0, count: Int(before.st_size) + 1)
+            let count = try bytes.withUnsafeMutableBytes { try Posix.preadFully(fd, into: $0, offset: 0, path: path) }
+            guard count == Int(before.st_size) else { throw ChangedWhileReading(path: relative) }
+            bytes.removeLast()
+            fingerprint.update(bytes)
+            if !bytes.isEmpty {
+                let id = SHA256.hash(bytes)
+                try await uploader.add(id: id, bytes: bytes)
+                chunks.append(ChunkRef(id: id, length: UInt32(bytes.count)))
+            }
+            offset = Int64(count)
+        } else {
+            var buffer = [UInt8](repeating: 0, count: 2 * maxSize)
+            var start = 0, end = 0
+            var atEnd = false
+            while true {
+                if end - start < maxSize && !atEnd {
+                    if start > 0 {
+                        buffer.withUnsafeMutableBytes { raw in
+                            raw.baseAddress!.copyMemory(from: raw.baseAddress! + start, byteCount: end - start)
+                        }
+                        end -= start
+                        start = 0
+                    }
+                    let want = buffer.count - end
+                    let got = try buffer.withUnsafeMutableBytes { raw in
+                        try Posix.preadFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[end...]), offset: offset + Int64(end), path: path)
+                    }
+                    end += got
+                    if got < want { atEnd = true }
+                }
+                if start == end { break }
+                let length = buffer.withUnsafeBytes { chunker.cut(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
+                let chunk = Array(buffer[start..<start + length])
+                fingerprint.update(chunk)
+                let id = SHA256.hash(chunk)
+                try await uploader.add(id: id, bytes: chunk)
+                chunks.append(ChunkRef(id: id, length: UInt32(length)))
+                start += length
+                offset += Int64(length)
+            }
+        }
+        var after = stat()
+        try Posix.call("fstat", path: path) { fstat(fd, &after) }
+        guard offset == Int64(after.st_size), before.st_mtim.tv_sec == after.st_mtim.tv_sec,
+              before.st_mtim.tv_nsec == after.st_mtim.tv_nsec, before.st_ctim.tv_nsec == after.st_ctim.tv_nsec else {
+            throw ChangedWhileReading(path: relative)
+        }
+        return StoredContent(chunks: chunks, fingerprint: fingerprint.digest128(), size: offset, item: LocalItem(path: relative, after))
+    }
+}

@@ -1,0 +1,53 @@
+import Backends
+import Glibc
+
+/// Paths from the cloud are untrusted: this validates them and resolves them strictly beneath an
+/// endpoint root, so that no name and no symlink planted in the endpoint can redirect a write outside it.
+public enum SafePath {
+    /// Longest path accepted, in characters (Azure File Sync's limit).
+    public static let maxPathLength = 2048
+    /// Longest path component accepted, in bytes (Linux's NAME_MAX).
+    public static let maxComponentBytes = 255
+
+    /// Why `path` is not acceptable as a relative item path, or nil when it is.
+    public static func problem(with path: String) -> String? {
+        if path.isEmpty { return "the path is empty" }
+        if path.count > maxPathLength { return "the path is longer than \(maxPathLength) characters" }
+        if path.utf8.contains(0) { return "the path contains a NUL byte" }
+        if path.hasPrefix("/") { return "the path is absolute" }
+        for component in path.split(separator: "/", omittingEmptySubsequences: false) {
+            if component.isEmpty { return "the path has an empty component" }
+            if component == "." || component == ".." { return "the path has a '\(component)' component" }
+            if component.utf8.count > maxComponentBytes { return "a path component is longer than \(maxComponentBytes) bytes" }
+        }
+        return nil
+    }
+
+    /// Opens the directory that will hold `path` (relative to the directory `rootFD`), creating missing
+    /// directories, one component at a time with `O_NOFOLLOW`: a symlink anywhere on the way is refused
+    /// (ELOOP/ENOTDIR) rather than followed. Returns the parent's descriptor (the caller closes it)
+    /// and the last component's name.
+    public static func openParent(rootFD: Int32, path: String, create: Bool, mode: mode_t = 0o755) throws -> (fd: Int32, name: String) {
+        var components = path.split(separator: "/").map(String.init)
+        let name = components.removeLast()
+        var fd = try Posix.call("dup", path: path) { dup(rootFD) }
+        for component in components {
+            var next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 && errno == ENOENT && create {
+                if mkdirat(fd, component, mode) != 0 && errno != EEXIST {
+                    let error = PosixError("mkdir", path: path, errno: errno)
+                    close(fd)
+                    throw error
+                }
+                next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            let savedErrno = errno
+            close(fd)
+            guard next >= 0 else {
+                throw PosixError("open", path: path, errno: savedErrno == ELOOP ? ELOOP : savedErrno)
+            }
+            fd = next
+        }
+        return (fd, name)
+    }
+}

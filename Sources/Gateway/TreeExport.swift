@@ -1,0 +1,134 @@
+import Backends
+import CloudShare
+import Foundation
+import Glibc
+
+/// Restoring a share's namespace into a local directory (`tiergate get`), verifying every chunk.
+public enum TreeExport {
+    /// What a restore did.
+    public struct Report: Sendable {
+        /// Files written.
+        public var files = 0
+        /// Directories created.
+        public var directories = 0
+        /// Bytes written.
+        public var bytes: Int64 = 0
+        /// Items not written, with reasons.
+        public var skipped: [SkippedItem] = []
+        /// Seconds taken.
+        public var seconds = 0.0
+
+        /// One line for people.
+        public var summary: String {
+            let rate = seconds > 0 ? Double(files) / seconds : 0
+            let mbps = seconds > 0 ? Double(bytes) / seconds / 1e6 : 0
+            var text = "restored \(files) files and \(directories) directories (\(ByteFormat.string(bytes))) in \(String(format: "%.2f", seconds)) s — \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
+            for item in skipped.prefix(20) { text += "\n  not restored \(item.path): \(item.reason)" }
+            if skipped.count > 20 { text += "\n  … and \(skipped.count - 20) more not restored" }
+            return text
+        }
+    }
+
+    /// Opens the share at `url` and restores it into `destination`.
+    public static func run(url: String, destination: String, progress: ProgressHandler? = nil) async throws -> Report {
+        try await run(share: try await ShareAdmin.open(url: url), destination: destination, progress: progress)
+    }
+
+    /// Restores `share`'s namespace at its log head into `destination`; existing files are kept.
+    public static func run(share: CloudShare, destination: String, parallelFiles: Int = 8, progress: ProgressHandler? = nil) async throws -> Report {
+        let started = Date()
+        try Posix.makeDirectories(destination)
+        let rootFD = try Posix.open(destination, O_RDONLY | O_DIRECTORY)
+        defer { close(rootFD) }
+        let namespace = try await share.namespace()
+        var report = Report()
+        let paths = namespace.entries.keys.sorted()
+        for path in paths where namespace.entries[path]!.kind == .directory {
+            if let problem = SafePath.problem(with: path) {
+                report.skipped.append(SkippedItem(path: path, reason: problem))
+                continue
+            }
+            do {
+                let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+                defer { close(parent.fd) }
+                if mkdirat(parent.fd, parent.name, mode_t(namespace.entries[path]!.mode)) != 0 && errno != EEXIST {
+                    throw PosixError("mkdir", path: path, errno: errno)
+                }
+                report.directories += 1
+            } catch let error as PosixError {
+                report.skipped.append(SkippedItem(path: path, reason: error.reason))
+            }
+        }
+        let files = paths.filter { namespace.entries[$0]!.kind == .file }
+        try await withThrowingTaskGroup(of: (String, Int64, String?).self) { group in
+            var next = files.startIndex
+            func start() {
+                guard next < files.endIndex else { return }
+                let path = files[next]
+                let entry = namespace.entries[path]!
+                next += 1
+                group.addTask {
+                    if let problem = SafePath.problem(with: path) { return (path, 0, problem) }
+                    do {
+                        try await FileWriter.write(share: share, entry: entry, rootFD: rootFD, path: path, replace: false)
+                        return (path, entry.size, nil)
+                    } catch let error as PosixError {
+                        return (path, 0, error.reason)
+                    }
+                }
+            }
+            for _ in 0..<parallelFiles { start() }
+            var lastReport = Date()
+            while let (path, bytes, problem) = try await group.next() {
+                if let problem {
+                    report.skipped.append(SkippedItem(path: path, reason: problem))
+                } else {
+                    report.files += 1
+                    report.bytes += bytes
+                }
+                if let progress, Date().timeIntervalSince(lastReport) > 0.5 {
+                    lastReport = Date()
+                    progress(JobProgress(phase: "restoring", items: report.files, totalItems: files.count, bytes: report.bytes, elapsed: lastReport.timeIntervalSince(started)))
+                }
+                start()
+            }
+        }
+        report.seconds = Date().timeIntervalSince(started)
+        return report
+    }
+}
+
+/// Writing one file's content from a share: into a temporary file in the same directory, fsynced, then
+/// renamed into place, so that readers never see half a file.
+public enum FileWriter {
+    /// Writes `entry`'s content to `path` beneath `rootFD`, with its mode and mtime. With `replace`
+    /// false an existing file is kept (EEXIST).
+    public static func write(share: CloudShare, entry: NamespaceEntry, rootFD: Int32, path: String, replace: Bool) async throws {
+        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+        defer { close(parent.fd) }
+        let temporary = ".tg-\(UUID().uuidString.prefix(8))-\(parent.name.prefix(64))"
+        let fd = try Posix.call("open", path: path) { openat(parent.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        var renamed = false
+        defer {
+            close(fd)
+            if !renamed { unlinkat(parent.fd, temporary, 0) }
+        }
+        for chunk in entry.chunks {
+            let bytes = try await share.readChunk(chunk.id)
+            try bytes.withUnsafeBytes { try Posix.writeAll(fd, $0, path: path) }
+        }
+        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode)) }
+        if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
+        var times = [timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000)),
+                     timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000))]
+        try Posix.call("futimens", path: path) { futimens(fd, &times) }
+        try Posix.fsync(fd, path: path)
+        if replace {
+            try Posix.call("rename", path: path) { renameat(parent.fd, temporary, parent.fd, parent.name) }
+            renamed = true
+        } else {
+            // link(2) never replaces: the existing file wins and the temporary is removed.
+            try Posix.call("link", path: path) { linkat(parent.fd, temporary, parent.fd, parent.name, 0) }
+        }
+    }
+}

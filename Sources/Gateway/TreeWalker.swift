@@ -1,0 +1,117 @@
+import Backends
+import Glibc
+
+/// One item found under a directory tree.
+public struct LocalItem: Sendable {
+    /// Path relative to the tree root, `/`-separated.
+    public var path: String
+    /// File or directory.
+    public var isDirectory: Bool
+    /// Size in bytes.
+    public var size: Int64
+    /// Permission bits.
+    public var mode: UInt32
+    /// Modification time in nanoseconds since the epoch.
+    public var mtime: Int64
+    /// Status change time in nanoseconds since the epoch.
+    public var ctime: Int64
+    /// Inode number.
+    public var inode: UInt64
+    /// Owner.
+    public var uid: UInt32
+    /// Group.
+    public var gid: UInt32
+
+    init(path: String, _ info: stat) {
+        self.path = path
+        isDirectory = (info.st_mode & S_IFMT) == S_IFDIR
+        size = Int64(info.st_size)
+        mode = UInt32(info.st_mode & 0o7777)
+        mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        ctime = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
+        inode = UInt64(info.st_ino)
+        uid = info.st_uid
+        gid = info.st_gid
+    }
+}
+
+/// An item that is not synced, with the reason (reported, never dropped silently).
+public struct SkippedItem: Sendable, Codable, Hashable {
+    /// Path relative to the tree root (non-UTF-8 bytes shown as U+FFFD).
+    public var path: String
+    /// Why it is skipped.
+    public var reason: String
+}
+
+/// Walks a local directory tree without following symlinks, applying ``SkipRules`` and the rules on
+/// file kinds (symlinks, hard links, sockets, FIFOs and devices are never synced).
+public struct TreeWalker {
+    /// The tree's root directory.
+    public let root: String
+
+    /// A walker over `root`.
+    public init(root: String) {
+        var root = root
+        while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
+        self.root = root
+    }
+
+    /// Every syncable item (directories before their contents) and every skipped item.
+    public func walk() throws -> (items: [LocalItem], skipped: [SkippedItem]) {
+        var items: [LocalItem] = []
+        var skipped: [SkippedItem] = []
+        guard let rootInfo = try Posix.status(root, followLinks: true), (rootInfo.st_mode & S_IFMT) == S_IFDIR else {
+            throw PosixError("opendir", path: root, errno: ENOTDIR)
+        }
+        try walk("", into: &items, skipped: &skipped)
+        return (items, skipped)
+    }
+
+    private func walk(_ relative: String, into items: inout [LocalItem], skipped: inout [SkippedItem]) throws {
+        let directory = relative.isEmpty ? root : root + "/" + relative
+        guard let dir = opendir(directory) else {
+            let error = PosixError("opendir", path: directory, errno: errno)
+            if relative.isEmpty { throw error }
+            skipped.append(SkippedItem(path: relative, reason: error.reason))
+            return
+        }
+        var names: [(String, Bool)] = []
+        while let entry = readdir(dir) {
+            let raw = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if raw == [46] || raw == [46, 46] { continue }
+            let valid = String(validating: raw, as: UTF8.self)
+            names.append((valid ?? String(decoding: raw, as: UTF8.self), valid != nil))
+        }
+        closedir(dir)
+        names.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
+        for (name, valid) in names {
+            let path = relative.isEmpty ? name : relative + "/" + name
+            guard valid else {
+                skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8"))
+                continue
+            }
+            if let reason = SkipRules.reason(forName: name, atRoot: relative.isEmpty) {
+                skipped.append(SkippedItem(path: path, reason: reason))
+                continue
+            }
+            var info = stat()
+            guard lstat(root + "/" + path, &info) == 0 else {
+                if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: PosixError("lstat", path: path, errno: errno).reason)) }
+                continue
+            }
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR:
+                items.append(LocalItem(path: path, info))
+                try walk(path, into: &items, skipped: &skipped)
+            case S_IFREG where info.st_nlink > 1:
+                skipped.append(SkippedItem(path: path, reason: "a hard link (\(info.st_nlink) links)"))
+            case S_IFREG:
+                items.append(LocalItem(path: path, info))
+            case S_IFLNK: skipped.append(SkippedItem(path: path, reason: "a symbolic link"))
+            case S_IFSOCK: skipped.append(SkippedItem(path: path, reason: "a socket"))
+            case S_IFIFO: skipped.append(SkippedItem(path: path, reason: "a FIFO"))
+            default: skipped.append(SkippedItem(path: path, reason: "a device node"))
+            }
+        }
+    }
+}

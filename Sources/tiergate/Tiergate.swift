@@ -1,0 +1,19 @@
+import ArgumentParser
+import Foundation
+import Gateway
+
+/// The `tiergate` command: parses arguments and calls Gateway; all behaviour lives in the library.
+@main
+struct Tiergate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tiergate",
+        abstract: "Sync server endpoints with a cloud share and tier cold files to it.",
+        subcommands: [ShareCommand.self, PutCommand.self, GetCommand.self]
+    )
+}
+
+/// Prints an error the way every subcommand does: one line naming the item and the cause.
+func fail(_ error: any Error) -> ExitCode {
+    FileHandle.standardError.write(Data("tiergate: error: \(error)\n".utf8))
+    return ExitCode(1)
+}
