@@ -1,0 +1,119 @@
+import CCurl
+import Foundation
+import Glibc
+import Synchronization
+
+/// The dedicated threads that run blocking curl transfers, each owning one easy handle.
+///
+/// Keeping an easy handle per thread is what gives connection reuse: curl keeps a handle's
+/// connections open after a transfer, and `curl_easy_reset` does not close them. DNS and TLS sessions
+/// live in one share handle for all threads. Connections themselves are not shared, because curl does
+/// not support sharing a connection cache between concurrently running threads.
+final class TransferThreads: Sendable {
+    private let queue = Mutex<Queue>(Queue())
+    private let ready = DispatchSemaphore(value: 0)
+    private let share: CurlShare
+    private let count: Int
+
+    private struct Queue: ~Copyable {
+        var transfers: [CurlTransfer?] = []
+        var head = 0
+        mutating func push(_ transfer: CurlTransfer?) { transfers.append(transfer) }
+        mutating func pop() -> CurlTransfer? {
+            let transfer = transfers[head]
+            transfers[head] = nil
+            head += 1
+            if head > 64 && head * 2 > transfers.count {
+                transfers.removeFirst(head)
+                head = 0
+            }
+            return transfer
+        }
+    }
+
+    /// curl's process-wide setup, which is not thread-safe and must run before the first handle.
+    private static let globalInit: Void = {
+        let code = curl_global_init(Int(CURL_GLOBAL_SSL | CURL_GLOBAL_WIN32))
+        precondition(code == CURLE_OK, "curl_global_init failed: \(code)")
+    }()
+
+    init(count: Int) {
+        Self.globalInit
+        self.count = count
+        share = CurlShare()
+        for index in 0..<count {
+            let thread = Thread { [self] in run() }
+            thread.name = "tiergate-http-\(index)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Queues a transfer; a free thread picks it up in order of submission.
+    func submit(_ transfer: CurlTransfer) {
+        queue.withLock { $0.push(transfer) }
+        ready.signal()
+    }
+
+    /// Ends every thread once the transfers already queued have run.
+    func stop() {
+        for _ in 0..<count {
+            queue.withLock { $0.push(nil) }
+            ready.signal()
+        }
+    }
+
+    private func run() {
+        guard let handle = curl_easy_init() else { fatalError("curl_easy_init: out of memory") }
+        let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
+        defer {
+            curl_easy_cleanup(handle)
+            errorBuffer.deallocate()
+        }
+        while true {
+            ready.wait()
+            guard let transfer = queue.withLock({ $0.pop() }) else { return }
+            transfer.perform(on: handle, share: share.handle, errorBuffer: errorBuffer)
+        }
+    }
+
+    static func isReadableFile(_ path: String) -> Bool {
+        var info = Glibc.stat()
+        return access(path, R_OK) == 0 && stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
+    }
+}
+
+/// A curl share handle for DNS answers and TLS sessions, with the locks curl needs to use it from
+/// several threads.
+///
+/// `@unchecked Sendable`: curl serializes its own access to the share through the lock callbacks
+/// installed here; the Swift side never touches the handle after setup.
+final class CurlShare: @unchecked Sendable {
+    let handle: UnsafeMutableRawPointer
+    private let locks: UnsafeMutablePointer<pthread_mutex_t>
+    private static let lockCount = 16
+
+    init() {
+        guard let handle = curl_share_init() else { fatalError("curl_share_init: out of memory") }
+        self.handle = handle
+        locks = .allocate(capacity: Self.lockCount)
+        for index in 0..<Self.lockCount { pthread_mutex_init(locks + index, nil) }
+        _ = CCurl_share_setopt_ptr(handle, CURLSHOPT_USERDATA, UnsafeMutableRawPointer(locks))
+        _ = CCurl_share_setopt_lock(handle) { _, data, _, user in
+            let locks = user!.assumingMemoryBound(to: pthread_mutex_t.self)
+            pthread_mutex_lock(locks + Int(data.rawValue) % CurlShare.lockCount)
+        }
+        _ = CCurl_share_setopt_unlock(handle) { _, data, user in
+            let locks = user!.assumingMemoryBound(to: pthread_mutex_t.self)
+            pthread_mutex_unlock(locks + Int(data.rawValue) % CurlShare.lockCount)
+        }
+        _ = CCurl_share_setopt_long(handle, CURLSHOPT_SHARE, Int(CURL_LOCK_DATA_DNS.rawValue))
+        _ = CCurl_share_setopt_long(handle, CURLSHOPT_SHARE, Int(CURL_LOCK_DATA_SSL_SESSION.rawValue))
+    }
+
+    deinit {
+        curl_share_cleanup(handle)
+        for index in 0..<Self.lockCount { pthread_mutex_destroy(locks + index) }
+        locks.deallocate()
+    }
+}
