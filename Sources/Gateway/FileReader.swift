@@ -32,7 +32,6 @@ public enum FileReader {
         defer { close(fd) }
         var before = stat()
         try Posix.call("fstat", path: path) { fstat(fd, &before) }
-        let maxSize = chunker.parameters.maxSize
         let fingerprint = XXH3()
         var chunks: [ChunkRef] = []
         var offset: Int64 = 0
@@ -51,34 +50,15 @@ public enum FileReader {
             }
             offset = Int64(count)
         } else {
-            var buffer = [UInt8](repeating: 0, count: 2 * maxSize)
-            var start = 0, end = 0
-            var atEnd = false
-            while true {
-                if end - start < maxSize && !atEnd {
-                    if start > 0 {
-                        buffer.withUnsafeMutableBytes { raw in
-                            raw.baseAddress!.copyMemory(from: raw.baseAddress! + start, byteCount: end - start)
-                        }
-                        end -= start
-                        start = 0
-                    }
-                    let want = buffer.count - end
-                    let got = try buffer.withUnsafeMutableBytes { raw in
-                        try Posix.preadFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[end...]), offset: offset + Int64(end), path: path)
-                    }
-                    end += got
-                    if got < want { atEnd = true }
-                }
-                if start == end { break }
-                let length = buffer.withUnsafeBytes { chunker.cut(UnsafeRawBufferPointer(rebasing: $0[start..<end])) }
-                let chunk = Array(buffer[start..<start + length])
-                fingerprint.update(chunk)
-                let id = SHA256.hash(chunk)
-                try await uploader.add(id: id, bytes: chunk)
-                chunks.append(ChunkRef(id: id, length: UInt32(length)))
-                start += length
-                offset += Int64(length)
+            // The descriptor is fresh, so sequential read(2) starts at offset 0.
+            let stream = ChunkStream(parameters: chunker.parameters) { buffer in
+                try Posix.call("read", path: path) { read(fd, buffer.baseAddress, buffer.count) }
+            }
+            while let (chunk, bytes) = try stream.next({ chunk, raw in (chunk, Array(raw)) }) {
+                fingerprint.update(bytes)
+                try await uploader.add(id: chunk.id, bytes: bytes)
+                chunks.append(ChunkRef(id: chunk.id, length: UInt32(chunk.length)))
+                offset += Int64(chunk.length)
             }
         }
         var after = stat()
