@@ -20,12 +20,16 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(name: "CFuse3", pkgConfig: "fuse3", providers: [.apt(["libfuse3-dev"])]),
 
+        .target(name: "CLinux"),
+
         .target(name: "Hashing", dependencies: ["CXXHash", "CCrypto"]),
         .target(name: "RocksDB", dependencies: ["CRocksDB"]),
         .target(name: "Chunking", dependencies: ["Hashing"]),
         .target(name: "Backends", dependencies: ["Hashing", "CCurl"]),
         .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing"]),
-        .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB"]),
+        .target(name: "Fanotify", dependencies: ["CLinux"]),
+        .target(name: "FUSE", dependencies: ["CFuse3"]),
+        .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB", "CLinux", "Fanotify", "FUSE"]),
         .executableTarget(name: "tiergate", dependencies: [
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
@@ -37,6 +41,8 @@ let package = Package(
         .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
         .testTarget(name: "CloudShareTests", dependencies: ["CloudShare", "Backends", "Chunking"]),
         .testTarget(name: "GatewayTests", dependencies: ["Gateway"]),
+        .testTarget(name: "FanotifyTests", dependencies: ["Fanotify", "CLinux"]),
+        .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,1 @@
+// The libfuse3 low-level glue lives here.

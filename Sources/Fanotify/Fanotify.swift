@@ -1,0 +1,1 @@
+// The fanotify pre-content glue lives here.
