@@ -27,3 +27,8 @@ int CLinux_fcntl_int(int fd, int cmd, int arg) {
 int CLinux_punch_hole(int fd, int64_t offset, int64_t length) {
     return fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset, (off_t)length);
 }
+
+/// syncfs flushes one filesystem: a batch of staged files becomes durable with one call, not one fsync each.
+int CLinux_syncfs(int fd) {
+    return syncfs(fd);
+}

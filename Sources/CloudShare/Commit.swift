@@ -75,6 +75,12 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
         self.version = version
     }
 
+    /// A new random file id: 32 hex digits (16 random bytes).
+    public static func newFileID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
     enum CodingKeys: String, CodingKey {
         case kind = "k", fileID = "id", size = "s", mode = "m", mtime = "t", uid = "u", gid = "g", chunks = "c", fingerprint = "f", acl = "a", version = "v"
     }

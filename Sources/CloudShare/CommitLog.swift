@@ -6,6 +6,11 @@ import Foundation
 public struct CommitLog: Sendable {
     let store: any ObjectStore
 
+    /// The log of the share in `store`.
+    public init(store: any ObjectStore) {
+        self.store = store
+    }
+
     /// The object key of the record at `sequence`.
     public static func key(_ sequence: UInt64) -> String {
         let digits = String(sequence)

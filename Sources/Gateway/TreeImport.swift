@@ -86,13 +86,13 @@ public enum TreeImport {
         for item in walked.items {
             let path = prefix.isEmpty ? item.path : prefix + "/" + item.path
             if item.isDirectory {
-                operations.append(.upsert(path, NamespaceEntry(kind: .directory, fileID: UUID().uuidString.lowercased(), size: 0,
+                operations.append(.upsert(path, NamespaceEntry(kind: .directory, fileID: NamespaceEntry.newFileID(), size: 0,
                                                                mode: item.mode, mtime: item.mtime, uid: item.uid, gid: item.gid)))
                 report.directories += 1
             } else {
                 do {
                     let content = try await FileReader.store(path: source + "/" + item.path, relative: item.path, chunker: chunker, uploader: uploader)
-                    let entry = NamespaceEntry(kind: .file, fileID: UUID().uuidString.lowercased(), size: content.size, mode: content.item.mode,
+                    let entry = NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: content.size, mode: content.item.mode,
                                                mtime: content.item.mtime, uid: content.item.uid, gid: content.item.gid,
                                                chunks: content.chunks, fingerprint: content.fingerprint.description)
                     operations.append(.upsert(path, entry))

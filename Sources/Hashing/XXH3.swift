@@ -14,6 +14,12 @@ public struct Fingerprint128: Hashable, Sendable, CustomStringConvertible {
         self.low = low
     }
 
+    /// Parses the 32-hex-digit form of ``description``; nil when malformed.
+    public init?(hex: some StringProtocol) {
+        guard hex.utf8.count == 32, let high = UInt64(hex.prefix(16), radix: 16), let low = UInt64(hex.suffix(16), radix: 16) else { return nil }
+        self.init(high: high, low: low)
+    }
+
     /// 32 hex digits, high half first (xxhsum's `-H2` form).
     public var description: String {
         let h = String(high, radix: 16), l = String(low, radix: 16)

@@ -90,6 +90,8 @@ public struct TreeWalker {
                 skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8"))
                 continue
             }
+            // Tiergate's own state folder at the root is neither synced nor reported.
+            if relative.isEmpty && name == SkipRules.stateFolder { continue }
             if let reason = SkipRules.reason(forName: name, atRoot: relative.isEmpty) {
                 skipped.append(SkippedItem(path: path, reason: reason))
                 continue

@@ -1,1 +1,0 @@
-// The libfuse3 low-level glue lives here.

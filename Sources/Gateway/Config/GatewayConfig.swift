@@ -1,0 +1,100 @@
+import Backends
+import Foundation
+import Glibc
+
+/// How a new endpoint's existing local files meet a non-empty share on its first sync.
+public enum InitialUploadMode: String, Codable, Sendable, CaseIterable {
+    /// Local and cloud items are merged; the same path with different content becomes a conflict.
+    case merge
+    /// The local tree is the truth: cloud items missing locally are deleted, differing ones overwritten.
+    case authoritative
+}
+
+/// One server endpoint: a local directory kept in sync with a cloud share.
+public struct EndpointConfig: Codable, Sendable, Equatable {
+    /// The endpoint's id on this server (the key prefix of its local state).
+    public var id: UInt32
+    /// The absolute, canonical path of the endpoint's root directory.
+    public var path: String
+    /// The cloud share URL.
+    public var share: String
+    /// How the first sync treats existing local files.
+    public var initialUpload: InitialUploadMode
+}
+
+/// The human-editable configuration of a registered server: `<state dir>/config.json`.
+public struct GatewayConfig: Codable, Sendable, Equatable {
+    /// The registered server's stable id.
+    public var serverID: String
+    /// The server's name, used in conflict file names.
+    public var serverName: String
+    /// The server endpoints.
+    public var endpoints: [EndpointConfig]
+    /// The id the next endpoint gets.
+    public var nextEndpointID: UInt32
+
+    /// A new configuration for a server called `name`.
+    public init(serverName: String) {
+        serverID = UUID().uuidString.lowercased()
+        self.serverName = serverName
+        endpoints = []
+        nextEndpointID = 1
+    }
+}
+
+/// Where a registered server keeps its configuration and database.
+public struct StateDirectory: Sendable {
+    /// The directory.
+    public let path: String
+
+    /// The state directory at `path`.
+    public init(path: String) {
+        var path = path
+        while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
+        self.path = path
+    }
+
+    /// `$TIERGATE_STATE_DIR`, else `/var/lib/tiergate` for root, else `~/.local/state/tiergate`.
+    public static var standard: StateDirectory {
+        if let path = ProcessInfo.processInfo.environment["TIERGATE_STATE_DIR"], !path.isEmpty { return StateDirectory(path: path) }
+        if geteuid() == 0 { return StateDirectory(path: "/var/lib/tiergate") }
+        return StateDirectory(path: NSHomeDirectory() + "/.local/state/tiergate")
+    }
+
+    var configPath: String { path + "/config.json" }
+    var databasePath: String { path + "/db" }
+
+    /// The configuration, or nil when the server is not registered yet.
+    public func loadConfig() throws -> GatewayConfig? {
+        guard FileManager.default.fileExists(atPath: configPath) else { return nil }
+        let data = try Data(contentsOf: URL(fileURLWithPath: configPath))
+        do {
+            return try JSONDecoder().decode(GatewayConfig.self, from: data)
+        } catch {
+            throw GatewayError("\(configPath) is not a valid configuration: \(error)")
+        }
+    }
+
+    /// Writes the configuration atomically (temporary file, fsync, rename).
+    public func saveConfig(_ config: GatewayConfig) throws {
+        try Posix.makeDirectories(path, mode: 0o700)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let bytes = Array(try encoder.encode(config)) + [10]
+        let temporary = configPath + ".tmp"
+        let fd = try Posix.open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        defer { close(fd) }
+        try bytes.withUnsafeBytes { try Posix.writeAll(fd, $0, path: temporary) }
+        try Posix.fsync(fd, path: temporary)
+        try Posix.call("rename", path: configPath) { rename(temporary, configPath) }
+        try Posix.fsyncDirectory(path)
+    }
+}
+
+/// An error in using the gateway: bad arguments, configuration, state. The message names the item.
+public struct GatewayError: Error, CustomStringConvertible, Sendable {
+    /// The sentence describing the problem.
+    public var description: String
+    /// An error with a message.
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,179 @@
+import Backends
+import CloudShare
+import Foundation
+import Glibc
+
+/// A registered server: its configuration, its local database and its server endpoints.
+/// The CLI and the daemon both go through this type.
+public final class Gateway {
+    /// Where configuration and database live.
+    public let directory: StateDirectory
+    /// The configuration.
+    public private(set) var config: GatewayConfig
+    let state: LocalState
+
+    /// Opens the registered server in `directory`, registering it (with `serverName`, default the host
+    /// name) when it is new.
+    public init(directory: StateDirectory = .standard, serverName: String? = nil) throws {
+        self.directory = directory
+        if let existing = try directory.loadConfig() {
+            config = existing
+        } else {
+            config = GatewayConfig(serverName: serverName ?? Self.hostName())
+            try directory.saveConfig(config)
+        }
+        do {
+            state = try LocalState(path: directory.databasePath)
+        } catch {
+            throw GatewayError("cannot open the local database in \(directory.databasePath): \(error) (is another tiergate process running on this state directory?)")
+        }
+    }
+
+    static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        gethostname(&buffer, buffer.count)
+        let name = String(cString: buffer)
+        return name.isEmpty ? "Server" : name
+    }
+
+    /// Sets the server's name (used in conflict file names).
+    public func rename(to name: String) throws {
+        guard !name.isEmpty, !name.contains("/") else { throw GatewayError("a server name must be non-empty and contain no '/'") }
+        config.serverName = name
+        try directory.saveConfig(config)
+    }
+
+    // MARK: Endpoints
+
+    /// Adds a server endpoint for `path` synced with the share at `shareURL`.
+    ///
+    /// Refused: a path that is not a directory, one that overlaps another endpoint of this server, a second
+    /// endpoint of this server on the same share, or a URL where no share exists.
+    @discardableResult
+    public func addEndpoint(path: String, shareURL: String, mode: InitialUploadMode = .merge) async throws -> EndpointConfig {
+        guard let resolved = realpath(path, nil) else {
+            throw GatewayError("cannot add endpoint '\(path)': \(String(cString: strerror(errno)))")
+        }
+        let canonical = String(cString: resolved)
+        free(resolved)
+        guard let info = try Posix.status(canonical), (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw GatewayError("cannot add endpoint '\(path)': not a directory")
+        }
+        for other in config.endpoints {
+            if Self.overlaps(canonical, other.path) {
+                throw GatewayError("cannot add endpoint '\(canonical)': it overlaps endpoint \(other.id) at '\(other.path)' (endpoints of one server must not nest)")
+            }
+            if other.share == shareURL {
+                throw GatewayError("cannot add endpoint '\(canonical)': this server already syncs \(StoreLocator.redacted(shareURL)) through endpoint \(other.id) at '\(other.path)'")
+            }
+        }
+        _ = try await CloudShare.open(StoreLocator.open(shareURL))
+        let endpoint = EndpointConfig(id: config.nextEndpointID, path: canonical, share: shareURL, initialUpload: mode)
+        config.nextEndpointID += 1
+        config.endpoints.append(endpoint)
+        try directory.saveConfig(config)
+        return endpoint
+    }
+
+    /// Removes a server endpoint (by id or path): forgets its local state; never touches cloud data or local files.
+    public func removeEndpoint(_ selector: String) throws -> EndpointConfig {
+        let endpoint = try endpoint(selector)
+        try state.removeEndpoint(endpoint.id)
+        config.endpoints.removeAll { $0.id == endpoint.id }
+        try directory.saveConfig(config)
+        return endpoint
+    }
+
+    /// The endpoint named by id or path.
+    public func endpoint(_ selector: String) throws -> EndpointConfig {
+        var resolvedPath = selector
+        if let resolved = realpath(selector, nil) {
+            resolvedPath = String(cString: resolved)
+            free(resolved)
+        }
+        if let id = UInt32(selector), let endpoint = config.endpoints.first(where: { $0.id == id }) { return endpoint }
+        if let endpoint = config.endpoints.first(where: { $0.path == resolvedPath || $0.path == selector }) { return endpoint }
+        throw GatewayError("no endpoint '\(selector)' on this server (see `tiergate endpoint list`)")
+    }
+
+    static func overlaps(_ a: String, _ b: String) -> Bool {
+        a == b || a.hasPrefix(b == "/" ? "/" : b + "/") || b.hasPrefix(a == "/" ? "/" : a + "/")
+    }
+
+    // MARK: Sync
+
+    /// A sync engine for one endpoint (opens its share).
+    public func engine(for endpoint: EndpointConfig) async throws -> SyncEngine {
+        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        return try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: config.serverID, serverName: config.serverName)
+    }
+
+    /// One sync pass of `endpoint`.
+    public func sync(_ endpoint: EndpointConfig, progress: ProgressHandler? = nil) async throws -> SyncReport {
+        try await engine(for: endpoint).syncOnce(progress: progress)
+    }
+
+    // MARK: Status
+
+    /// Health of one endpoint, for `tiergate status`.
+    public struct EndpointStatus: Codable, Sendable {
+        /// The endpoint.
+        public var endpoint: EndpointConfig
+        /// `Healthy`, `Pending` or `Error`.
+        public var health: String
+        /// The last pass, if any.
+        public var lastSync: SyncReport?
+        /// The applied log sequence.
+        public var cursor: UInt64
+        /// The share's log head (nil when the share could not be reached).
+        public var head: UInt64?
+        /// Items on the endpoint's database.
+        public var entries: Int
+        /// Local changes not committed yet.
+        public var pendingChanges: Int
+        /// Items not syncing (errors and skipped items).
+        public var filesNotSyncing: Int
+        /// Why the share could not be reached, if it could not.
+        public var shareError: String?
+    }
+
+    /// Status of every endpoint.
+    public func status() async -> [EndpointStatus] {
+        var result: [EndpointStatus] = []
+        for endpoint in config.endpoints {
+            let cursor = (try? state.cursor(endpoint.id)) ?? 0
+            let last = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? nil
+            var head: UInt64?
+            var shareError: String?
+            do {
+                head = try await CommitLog(store: StoreLocator.open(endpoint.share)).head(after: cursor)
+            } catch {
+                shareError = "\(error)"
+            }
+            let errors = (try? state.errors(endpoint.id)) ?? []
+            let pending = (try? state.pendingCount(endpoint.id)) ?? 0
+            let failing = errors.filter { $0.kind != "skipped" }.count
+            let health: String
+            if shareError != nil || last?.result.hasPrefix("error") == true || failing > 0 {
+                health = "Error"
+            } else if head.map({ $0 > cursor }) == true || pending > 0 || last == nil {
+                health = "Pending"
+            } else {
+                health = "Healthy"
+            }
+            result.append(EndpointStatus(endpoint: endpoint, health: health, lastSync: last, cursor: cursor, head: head,
+                                         entries: (try? state.entryCount(endpoint.id)) ?? 0, pendingChanges: pending,
+                                         filesNotSyncing: errors.count, shareError: shareError))
+        }
+        return result
+    }
+
+    /// The "files not syncing" of one endpoint, or of all.
+    public func itemErrors(_ endpoint: EndpointConfig? = nil) throws -> [(endpoint: EndpointConfig, error: ItemError)] {
+        var result: [(EndpointConfig, ItemError)] = []
+        for candidate in config.endpoints where endpoint == nil || endpoint!.id == candidate.id {
+            result += try state.errors(candidate.id).map { (candidate, $0) }
+        }
+        return result
+    }
+}

@@ -1,0 +1,121 @@
+import CloudShare
+import Hashing
+
+/// What the local database knows of one synced item: its identity and version in the share, and the
+/// local stat seen when it was last synced (so a scan hashes only files whose stat changed).
+///
+/// Encoded compactly (≈ 90 bytes) because a server holds one per file:
+/// version 1 byte, kind 1, state 1, file id length 1 + its bytes (32), size 8, mtime 8, ctime 8, inode 8, mode 4, uid 4, gid 4,
+/// fingerprint 16, synced sequence 8.
+public struct EntryRecord: Sendable, Equatable {
+    /// Residency of a file's content on the endpoint.
+    public enum Residency: UInt8, Sendable {
+        /// All content is local.
+        case full = 0
+        /// A stub: no content is local.
+        case tiered = 1
+        /// A stub with some ranges recalled.
+        case partial = 2
+    }
+
+    /// File or directory.
+    public var kind: NamespaceEntry.Kind
+    /// Residency of the content.
+    public var residency: Residency = .full
+    /// The share's file id (32 hex digits).
+    public var fileID: String
+    /// Size at the last sync.
+    public var size: Int64
+    /// mtime (ns) at the last sync.
+    public var mtime: Int64
+    /// ctime (ns) at the last sync.
+    public var ctime: Int64
+    /// Inode at the last sync.
+    public var inode: UInt64
+    /// Permission bits.
+    public var mode: UInt32
+    /// Owner.
+    public var uid: UInt32
+    /// Group.
+    public var gid: UInt32
+    /// xxh3-128 of the content at the last sync.
+    public var fingerprint: Fingerprint128
+    /// The log sequence number that last set the content: also where its chunk list is recorded.
+    public var version: UInt64
+
+    /// A record.
+    public init(kind: NamespaceEntry.Kind, fileID: String, size: Int64, mtime: Int64, ctime: Int64, inode: UInt64,
+                mode: UInt32, uid: UInt32, gid: UInt32, fingerprint: Fingerprint128, version: UInt64, residency: Residency = .full) {
+        self.kind = kind
+        self.fileID = fileID
+        self.size = size
+        self.mtime = mtime
+        self.ctime = ctime
+        self.inode = inode
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.fingerprint = fingerprint
+        self.version = version
+        self.residency = residency
+    }
+
+    /// True when `item`'s stat equals the one recorded: the content is taken as unchanged.
+    public func matches(_ item: LocalItem) -> Bool {
+        size == item.size && mtime == item.mtime && ctime == item.ctime && inode == item.inode
+    }
+
+    /// Takes the stat fields from `item`.
+    public mutating func updateStat(_ item: LocalItem) {
+        size = item.size
+        mtime = item.mtime
+        ctime = item.ctime
+        inode = item.inode
+        mode = item.mode
+        uid = item.uid
+        gid = item.gid
+    }
+
+    static let encodingVersion: UInt8 = 1
+
+    /// The compact binary form.
+    public var encoded: [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(96)
+        func append<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) } }
+        append(Self.encodingVersion)
+        append(kind == .file ? UInt8(0) : UInt8(1))
+        append(residency.rawValue)
+        let id = Array(fileID.utf8.prefix(255))
+        out.append(UInt8(id.count))
+        out.append(contentsOf: id)
+        append(size); append(mtime); append(ctime); append(inode)
+        append(mode); append(uid); append(gid)
+        append(fingerprint.high); append(fingerprint.low)
+        append(version)
+        return out
+    }
+
+    /// Decodes the compact form; nil when malformed.
+    public init?(encoded bytes: [UInt8]) {
+        guard bytes.count >= 4, bytes[0] == Self.encodingVersion, bytes.count == 4 + Int(bytes[3]) + 32 + 12 + 16 + 8 else { return nil }
+        var position = 4 + Int(bytes[3])
+        func read<T: FixedWidthInteger>(_: T.Type) -> T {
+            var value: T = 0
+            withUnsafeMutableBytes(of: &value) { target in
+                bytes[position..<position + MemoryLayout<T>.size].withUnsafeBytes { target.copyMemory(from: $0) }
+            }
+            position += MemoryLayout<T>.size
+            return T(littleEndian: value)
+        }
+        kind = bytes[1] == 0 ? .file : .directory
+        guard let residency = Residency(rawValue: bytes[2]) else { return nil }
+        self.residency = residency
+        fileID = String(decoding: bytes[4..<4 + Int(bytes[3])], as: UTF8.self)
+        size = read(Int64.self); mtime = read(Int64.self); ctime = read(Int64.self); inode = read(UInt64.self)
+        mode = read(UInt32.self); uid = read(UInt32.self); gid = read(UInt32.self)
+        let high = read(UInt64.self), low = read(UInt64.self)
+        fingerprint = Fingerprint128(high: high, low: low)
+        version = read(UInt64.self)
+    }
+}

@@ -1,0 +1,94 @@
+import Backends
+import Glibc
+import CLinux
+import Hashing
+
+/// Reading local files for sync decisions: stat and content fingerprints.
+enum LocalFiles {
+    /// `lstat` of `root/path` as a ``LocalItem``, or nil when nothing (or something unsyncable) is there.
+    static func item(root: String, path: String) -> LocalItem? {
+        var info = stat()
+        guard lstat(root + "/" + path, &info) == 0 else { return nil }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG || type == S_IFDIR else { return nil }
+        return LocalItem(path: path, info)
+    }
+
+    /// True when something (of any kind) exists at `root/path`.
+    static func exists(root: String, path: String) -> Bool {
+        var info = stat()
+        return lstat(root + "/" + path, &info) == 0
+    }
+
+    /// xxh3-128 of a file's content, streamed in 1 MiB reads.
+    static func fingerprint(_ path: String) throws -> Fingerprint128 {
+        let fd = try Posix.open(path, O_RDONLY | O_NOFOLLOW)
+        defer { close(fd) }
+        let hash = XXH3()
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let count = try buffer.withUnsafeMutableBytes { raw in try Posix.call("read", path: path) { read(fd, raw.baseAddress, raw.count) } }
+            if count == 0 { break }
+            buffer.withUnsafeBytes { hash.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        }
+        return hash.digest128()
+    }
+
+    /// The POSIX ACL xattrs of a path, base64, or nil when it has none.
+    static func acl(_ path: String) -> [String: String]? {
+        var result: [String: String] = [:]
+        for name in ["system.posix_acl_access", "system.posix_acl_default"] {
+            let size = lgetxattr(path, name, nil, 0)
+            guard size > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: size)
+            let read = lgetxattr(path, name, &buffer, size)
+            if read > 0 { result[name] = Base64.encode(Array(buffer.prefix(read))) }
+        }
+        return result.isEmpty ? nil : result
+    }
+
+    /// Applies POSIX ACL xattrs to an open file or directory.
+    static func applyACL(_ acl: [String: String]?, fd: Int32) {
+        guard let acl else { return }
+        for (name, value) in acl where name.hasPrefix("system.posix_acl_") {
+            guard let bytes = Base64.decode(value) else { continue }
+            _ = fsetxattr(fd, name, bytes, bytes.count, 0)
+        }
+    }
+}
+
+/// Standard base64 without Foundation's Data round trips.
+enum Base64 {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func encode(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        var index = 0
+        while index < bytes.count {
+            let a = bytes[index], b = index + 1 < bytes.count ? bytes[index + 1] : 0, c = index + 2 < bytes.count ? bytes[index + 2] : 0
+            out.append(alphabet[Int(a >> 2)])
+            out.append(alphabet[Int((a & 3) << 4 | b >> 4)])
+            out.append(index + 1 < bytes.count ? alphabet[Int((b & 15) << 2 | c >> 6)] : UInt8(ascii: "="))
+            out.append(index + 2 < bytes.count ? alphabet[Int(c & 63)] : UInt8(ascii: "="))
+            index += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    static func decode(_ text: String) -> [UInt8]? {
+        var values: [UInt8] = []
+        for c in text.utf8 where c != UInt8(ascii: "=") {
+            guard let value = alphabet.firstIndex(of: c) else { return nil }
+            values.append(UInt8(value))
+        }
+        var out: [UInt8] = []
+        var index = 0
+        while index + 1 < values.count {
+            out.append(values[index] << 2 | values[index + 1] >> 4)
+            if index + 2 < values.count { out.append((values[index + 1] & 15) << 4 | values[index + 2] >> 2) }
+            if index + 3 < values.count { out.append((values[index + 2] & 3) << 6 | values[index + 3]) }
+            index += 4
+        }
+        return out
+    }
+}

@@ -1,0 +1,361 @@
+import Backends
+import CLinux
+import CloudShare
+import Foundation
+import Glibc
+import Hashing
+
+/// A file's content fetched from the share into the staging folder, fsynced later as a batch.
+struct StagedFile: Sendable {
+    var name: String
+    var fingerprint: Fingerprint128
+    var size: Int64
+}
+
+extension SyncEngine {
+    /// On the very first pass of an authoritative endpoint: the local tree wins, so the cloud namespace
+    /// is not downloaded; cloud items missing locally are remembered to be deleted by the upload.
+    func prepareFirstSync() async throws {
+        guard try state.value(Bool.self, endpoint.id, "started") != true else { return }
+        if endpoint.initialUpload == .authoritative, try state.cursor(endpoint.id) == 0 {
+            let namespace = try await share.namespace()
+            let missing = namespace.entries.keys.filter { !LocalFiles.exists(root: root, path: $0) }
+            try state.setValue(missing, endpoint.id, "authoritativeDeletes")
+            var batch = state.batch(endpoint.id)
+            batch.setCursor(namespace.sequence)
+            try state.commit(batch, sync: true)
+        }
+        try state.setValue(true, endpoint.id, "started", sync: true)
+    }
+
+    /// Applies every commit after the cursor (starting from the newest snapshot on a new endpoint).
+    func download(_ report: inout SyncReport) async throws {
+        var cursor = try state.cursor(endpoint.id)
+        if cursor == 0, let snapshot = try await share.latestSnapshot(), snapshot.sequence > 0 {
+            var commit = Commit(author: "snapshot", authorName: "Cloud",
+                                operations: snapshot.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
+            commit.sequence = snapshot.sequence
+            try await share.loadIndex()
+            try await apply(commit, &report)
+            cursor = snapshot.sequence
+        }
+        for commit in try await share.log.records(after: cursor) {
+            try await apply(commit, &report)
+        }
+    }
+
+    /// Applies one commit: stage the new content in parallel, flush it with one syncfs, move it into
+    /// place operation by operation (resolving conflicts), flush again, then record entries and cursor
+    /// in one durable batch. Re-applying a commit after a crash is harmless: identical content is adopted.
+    func apply(_ commit: Commit, _ report: inout SyncReport) async throws {
+        try await share.ensureIndexed(packs: commit.packs)
+        var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
+        var errors: [(path: String, reason: String, kind: String)] = []
+        var cleared: [String] = []
+
+        // 1. Stage content for file upserts that may need it.
+        var wanted: [(index: Int, entry: NamespaceEntry)] = []
+        for (index, operation) in commit.operations.enumerated() where operation.op == .upsert {
+            guard let entry = operation.entry, entry.kind == .file, SafePath.problem(with: operation.path) == nil else { continue }
+            if let known = try state.entry(endpoint.id, operation.path) {
+                if known.version == commit.sequence && known.fileID == entry.fileID { continue }
+                if known.fingerprint.description == entry.fingerprint,
+                   let local = LocalFiles.item(root: root, path: operation.path), known.matches(local) { continue }
+            }
+            wanted.append((index, entry))
+        }
+        var staged: [Int: StagedFile] = [:]
+        try await withThrowingTaskGroup(of: (Int, Result<StagedFile, any Error>).self) { group in
+            var next = wanted.startIndex
+            func start() {
+                guard next < wanted.endIndex else { return }
+                let (index, entry) = wanted[next]
+                next += 1
+                group.addTask { [share, rootFD] in
+                    do {
+                        return (index, .success(try await Self.stage(entry, share: share, rootFD: rootFD)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+            }
+            for _ in 0..<16 { start() }
+            while let (index, result) = try await group.next() {
+                switch result {
+                case .success(let file): staged[index] = file
+                case .failure(let error):
+                    // A missing or corrupt chunk fails this item, not the pass; the cursor still advances
+                    // only if every item applied, so the item is retried.
+                    errors.append((commit.operations[index].path, "download failed: \(error)", "download"))
+                }
+                start()
+            }
+        }
+        if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
+
+        // 2. Apply the operations in order.
+        var lastProgress = Date()
+        for (index, operation) in commit.operations.enumerated() {
+            if let problem = SafePath.problem(with: operation.path) ?? operation.from.flatMap(SafePath.problem(with:)) {
+                errors.append((operation.path, "refused name from the cloud: \(problem)", "download"))
+                continue
+            }
+            do {
+                switch operation.op {
+                case .upsert:
+                    guard let entry = operation.entry else { continue }
+                    if entry.kind == .directory {
+                        try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
+                    } else if let file = staged[index] {
+                        try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
+                    } else if errors.last?.path != operation.path,
+                              let known = try overlay.get(operation.path), known.version != commit.sequence {
+                        // Content already local and identical: take the new identity and attributes.
+                        var record = known
+                        record.fileID = entry.fileID
+                        record.version = commit.sequence
+                        overlay.set(operation.path, record)
+                    }
+                case .delete:
+                    try applyDelete(operation.path, overlay: &overlay, report: &report)
+                case .rename:
+                    try applyRename(from: operation.from ?? "", to: operation.path, overlay: &overlay, report: &report)
+                }
+                cleared.append(operation.path)
+            } catch let error as ConflictLimitReached {
+                errors.append((operation.path, error.description, "conflict"))
+            } catch let error as PosixError {
+                errors.append((operation.path, error.description, "download"))
+            }
+            if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
+                lastProgress = Date()
+                progress(JobProgress(phase: "downloading", items: report.downloaded, totalItems: nil, bytes: report.downloadedBytes, elapsed: lastProgress.timeIntervalSince1970 - report.started))
+            }
+        }
+        // Staged files that were not placed (adopted, conflicted away, or failed) are dropped.
+        let staging = stagingFD()
+        for (_, file) in staged { unlinkat(staging, file.name, 0) }
+        close(staging)
+        try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) }
+
+        // 3. Record entries and the cursor together, durably.
+        var batch = state.batch(endpoint.id)
+        overlay.flush(into: &batch)
+        if errors.contains(where: { $0.kind == "download" && !$0.reason.hasPrefix("refused") }) {
+            // Keep the cursor so the failed items are retried; what was applied is recorded.
+            try state.commit(batch, sync: true)
+            try recordErrors(errors, cleared: cleared)
+            throw GatewayError("commit \(commit.sequence): \(errors.count) items could not be applied; first: \(errors[0].path): \(errors[0].reason)")
+        }
+        batch.setCursor(commit.sequence)
+        try state.commit(batch, sync: true)
+        try recordErrors(errors, cleared: cleared)
+    }
+
+    func stagingFD() -> Int32 {
+        openat(rootFD, Self.stagingFolder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+    }
+
+    /// Writes `entry`'s content (every chunk verified) to a new file in the staging folder, with its
+    /// mode, owner, ACL and mtime. Not fsynced here: the caller flushes all staged files with one syncfs.
+    static func stage(_ entry: NamespaceEntry, share: CloudShare, rootFD: Int32) async throws -> StagedFile {
+        let name = "f-" + NamespaceEntry.newFileID()
+        let directory = try Posix.call("open", path: stagingFolder) { openat(rootFD, stagingFolder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
+        defer { close(directory) }
+        let fd = try Posix.call("open", path: stagingFolder + "/" + name) { openat(directory, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        var done = false
+        defer {
+            close(fd)
+            if !done { unlinkat(directory, name, 0) }
+        }
+        let hash = XXH3()
+        var size: Int64 = 0
+        for chunk in entry.chunks {
+            let bytes = try await share.readChunk(chunk.id)
+            hash.update(bytes)
+            try bytes.withUnsafeBytes { try Posix.writeAll(fd, $0, path: name) }
+            size += Int64(bytes.count)
+        }
+        try Posix.call("fchmod", path: name) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
+        if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
+        LocalFiles.applyACL(entry.acl, fd: fd)
+        var times = [timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000)),
+                     timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000))]
+        try Posix.call("futimens", path: name) { futimens(fd, &times) }
+        done = true
+        return StagedFile(name: name, fingerprint: hash.digest128(), size: size)
+    }
+
+    /// Moves a staged file to `path` (replacing what is there when `replace`, else only if nothing is).
+    func place(_ file: StagedFile, at path: String, replace: Bool) throws -> LocalItem {
+        let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
+        defer { close(staging) }
+        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+        defer { close(parent.fd) }
+        try Posix.call("rename", path: path) {
+            CLinux_renameat2(staging, file.name, parent.fd, parent.name, replace ? 0 : UInt32(CLINUX_RENAME_NOREPLACE))
+        }
+        var info = stat()
+        try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
+        return LocalItem(path: path, info)
+    }
+
+    /// Moves the local item at `path` aside to a free conflict name; returns that name.
+    func moveAside(_ path: String, overlay: EntryOverlay, label: String) throws -> String {
+        let target = try freeConflictName(for: path, label: label, overlay: overlay)
+        let from = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
+        defer { close(from.fd) }
+        let to = try SafePath.openParent(rootFD: rootFD, path: target, create: true)
+        defer { close(to.fd) }
+        try Posix.call("rename", path: path) { CLinux_renameat2(from.fd, from.name, to.fd, to.name, UInt32(CLINUX_RENAME_NOREPLACE)) }
+        return target
+    }
+
+    func freeConflictName(for path: String, label: String, overlay: EntryOverlay) throws -> String {
+        for candidate in ConflictNames.candidates(for: path, serverName: label) {
+            if !LocalFiles.exists(root: root, path: candidate), try overlay.get(candidate) == nil { return candidate }
+        }
+        throw ConflictLimitReached(path: path)
+    }
+
+    /// Whether the local item at `path` still holds what was last synced (`record`).
+    enum LocalCondition { case absent, clean(LocalItem), modified(LocalItem, Fingerprint128), directory(LocalItem), other }
+
+    func localCondition(_ path: String, _ record: EntryRecord?) throws -> LocalCondition {
+        guard LocalFiles.exists(root: root, path: path) else { return .absent }
+        guard let item = LocalFiles.item(root: root, path: path) else { return .other }
+        if item.isDirectory { return .directory(item) }
+        if let record, record.kind == .file, record.matches(item) { return .clean(item) }
+        let fingerprint = try LocalFiles.fingerprint(root + "/" + path)
+        if let record, record.kind == .file, fingerprint == record.fingerprint { return .clean(item) }
+        return .modified(item, fingerprint)
+    }
+
+    func record(_ entry: NamespaceEntry, _ item: LocalItem, fingerprint: Fingerprint128, version: UInt64) -> EntryRecord {
+        EntryRecord(kind: entry.kind, fileID: entry.fileID, size: item.size, mtime: item.mtime, ctime: item.ctime, inode: item.inode,
+                    mode: item.mode, uid: item.uid, gid: item.gid, fingerprint: fingerprint, version: version)
+    }
+
+    func applyFile(_ path: String, _ entry: NamespaceEntry, _ file: StagedFile, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {
+        let known = try overlay.get(path)
+        switch try localCondition(path, known) {
+        case .absent, .clean:
+            let item = try place(file, at: path, replace: true)
+            overlay.set(path, record(entry, item, fingerprint: file.fingerprint, version: commit.sequence))
+            report.downloaded += 1
+            report.downloadedBytes += file.size
+        case .modified(let item, let fingerprint) where fingerprint == file.fingerprint:
+            // Same content on both sides (also: our own commit re-applied after a crash): adopt.
+            overlay.set(path, record(entry, item, fingerprint: fingerprint, version: commit.sequence))
+        case .modified(let item, _):
+            report.conflicts += 1
+            if entry.mtime >= item.mtime {
+                // The cloud's write is newer: it keeps the name; ours moves aside and uploads as a new file.
+                _ = try moveAside(path, overlay: overlay, label: serverName)
+                let placed = try place(file, at: path, replace: false)
+                overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: commit.sequence))
+                report.downloaded += 1
+                report.downloadedBytes += file.size
+            } else {
+                // Ours is newer: the cloud's version lands under the author's conflict name; ours keeps the
+                // name and, recorded with an impossible stat, uploads over it in this pass.
+                let target = try freeConflictName(for: path, label: commit.authorName, overlay: overlay)
+                _ = try place(file, at: target, replace: false)
+                var stale = record(entry, item, fingerprint: file.fingerprint, version: commit.sequence)
+                stale.size = -1
+                overlay.set(path, stale)
+                report.downloaded += 1
+                report.downloadedBytes += file.size
+            }
+        case .directory, .other:
+            report.conflicts += 1
+            _ = try moveAside(path, overlay: overlay, label: serverName)
+            try overlay.removeSubtree(path)
+            let placed = try place(file, at: path, replace: false)
+            overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: commit.sequence))
+            report.downloaded += 1
+            report.downloadedBytes += file.size
+        }
+    }
+
+    func applyDirectory(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {
+        let known = try overlay.get(path)
+        switch try localCondition(path, known) {
+        case .directory:
+            break
+        case .absent:
+            let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+            defer { close(parent.fd) }
+            if mkdirat(parent.fd, parent.name, mode_t(entry.mode & 0o7777)) != 0 && errno != EEXIST {
+                throw PosixError("mkdir", path: path, errno: errno)
+            }
+        case .clean:
+            // A synced, unchanged file became a directory in the cloud.
+            let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
+            defer { close(parent.fd) }
+            try Posix.call("unlink", path: path) { unlinkat(parent.fd, parent.name, 0) }
+            try Posix.call("mkdir", path: path) { mkdirat(parent.fd, parent.name, mode_t(entry.mode & 0o7777)) }
+        case .modified, .other:
+            report.conflicts += 1
+            _ = try moveAside(path, overlay: overlay, label: serverName)
+            overlay.remove(path)
+            let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+            defer { close(parent.fd) }
+            try Posix.call("mkdir", path: path) { mkdirat(parent.fd, parent.name, mode_t(entry.mode & 0o7777)) }
+        }
+        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
+        defer { close(parent.fd) }
+        _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0)
+        var info = stat()
+        try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
+        overlay.set(path, record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: commit.sequence))
+    }
+
+    /// A cloud delete: removes what is unchanged locally; anything modified or new locally is kept
+    /// (and uploads again), so a delete racing a modify keeps the modified file.
+    func applyDelete(_ path: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
+        let known = try overlay.subtree(path)
+        defer { for key in known.keys { overlay.remove(key) } }
+        guard LocalFiles.exists(root: root, path: path) else { return }
+        // Deepest first, so directories are emptied before they are removed.
+        for (item, record) in known.sorted(by: { $0.key.count > $1.key.count }) {
+            guard let parent = try? SafePath.openParent(rootFD: rootFD, path: item, create: false) else { continue }
+            defer { close(parent.fd) }
+            switch try localCondition(item, record) {
+            case .clean:
+                if unlinkat(parent.fd, parent.name, 0) == 0 { report.appliedRemovals += 1 }
+            case .directory:
+                if unlinkat(parent.fd, parent.name, AT_REMOVEDIR) == 0 { report.appliedRemovals += 1 }
+            case .absent, .modified, .other:
+                break
+            }
+        }
+    }
+
+    /// A cloud rename: moves the local item (whatever its state) and its entries.
+    func applyRename(from: String, to: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
+        guard from != to, !to.hasPrefix(from + "/") else { return }
+        if LocalFiles.exists(root: root, path: from) {
+            if LocalFiles.exists(root: root, path: to) {
+                report.conflicts += 1
+                let aside = try moveAside(to, overlay: overlay, label: serverName)
+                _ = aside
+                try overlay.removeSubtree(to)
+            }
+            let source = try SafePath.openParent(rootFD: rootFD, path: from, create: false)
+            defer { close(source.fd) }
+            let target = try SafePath.openParent(rootFD: rootFD, path: to, create: true)
+            defer { close(target.fd) }
+            try Posix.call("rename", path: from) { CLinux_renameat2(source.fd, source.name, target.fd, target.name, UInt32(CLINUX_RENAME_NOREPLACE)) }
+            report.appliedRemovals += 1
+        }
+        // When the source was deleted locally, the moved entries make the upload delete the new name.
+        try overlay.move(from: from, to: to)
+    }
+}
+
+/// More than ``ConflictNames/limit`` conflict copies of one file exist.
+struct ConflictLimitReached: Error, CustomStringConvertible {
+    var path: String
+    var description: String { "'\(path)' already has \(ConflictNames.limit) conflict copies; resolve them to let it sync" }
+}

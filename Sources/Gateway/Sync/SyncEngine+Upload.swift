@@ -1,0 +1,160 @@
+import Backends
+import CloudShare
+import Foundation
+import Hashing
+
+extension SyncEngine {
+    /// What to record for one committed operation once its commit is in the log.
+    enum Update {
+        case set(String, EntryRecord, contentChanged: Bool)
+        case move(from: String, to: String)
+        case removeSubtree(String)
+    }
+
+    /// Scans the endpoint, uploads changed content and appends one commit at cursor + 1.
+    /// Returns false when another endpoint took that sequence number first (the caller downloads and retries).
+    func upload(_ report: inout SyncReport) async throws -> Bool {
+        let walked = try TreeWalker(root: root).walk()
+        var known = try state.entries(endpoint.id)
+        let cursor = try state.cursor(endpoint.id)
+        let localPaths = Set(walked.items.map(\.path))
+        var missingByInode: [UInt64: String] = [:]
+        for (path, record) in known where !localPaths.contains(path) { missingByInode[record.inode] = path }
+
+        var operations: [NamespaceOperation] = []
+        var updates: [Update] = []
+        var statOnly: [(String, EntryRecord)] = []
+        var errors: [(path: String, reason: String, kind: String)] = walked.skipped.map { ($0.path, $0.reason, "skipped") }
+        var cleared: [String] = []
+        var uploadedBytes: Int64 = 0
+        let uploader = share.makeUploader()
+        let started = Date()
+        var lastProgress = started
+
+        for item in walked.items {
+            let kind: NamespaceEntry.Kind = item.isDirectory ? .directory : .file
+            var known0 = known[item.path]
+            // A path new to the database whose inode belongs to a vanished entry is a rename.
+            if known0 == nil, let old = missingByInode[item.inode], let previous = known[old], previous.kind == kind,
+               item.isDirectory || (previous.size == item.size && previous.mtime == item.mtime) {
+                operations.append(.rename(from: old, to: item.path))
+                updates.append(.move(from: old, to: item.path))
+                for (path, record) in known where path == old || path.hasPrefix(old + "/") {
+                    known[path] = nil
+                    known[item.path + path.dropFirst(old.count)] = record
+                }
+                missingByInode[item.inode] = nil
+                known0 = known[item.path]
+                report.renamed += 1
+            }
+            if item.isDirectory {
+                if let existing = known0, existing.kind == .directory, existing.mode == item.mode { continue }
+                let entry = NamespaceEntry(kind: .directory, fileID: known0?.fileID ?? NamespaceEntry.newFileID(), size: 0, mode: item.mode,
+                                           mtime: item.mtime, uid: item.uid, gid: item.gid, acl: LocalFiles.acl(root + "/" + item.path))
+                operations.append(.upsert(item.path, entry))
+                updates.append(.set(item.path, record(entry, item, fingerprint: Fingerprint128(high: 0, low: 0), version: 0), contentChanged: true))
+                cleared.append(item.path)
+                continue
+            }
+            if let existing = known0, existing.kind == .file {
+                if existing.matches(item) { continue }
+                // Stat changed: hash before uploading, so a touched-but-identical file costs no upload.
+                if existing.size == item.size, existing.mode == item.mode,
+                   let fingerprint = try? LocalFiles.fingerprint(root + "/" + item.path), fingerprint == existing.fingerprint {
+                    var refreshed = existing
+                    refreshed.updateStat(item)
+                    statOnly.append((item.path, refreshed))
+                    continue
+                }
+            }
+            do {
+                let content = try await FileReader.store(path: root + "/" + item.path, relative: item.path, chunker: chunker, uploader: uploader)
+                let entry = NamespaceEntry(kind: .file, fileID: known0?.kind == .file ? known0!.fileID : NamespaceEntry.newFileID(),
+                                           size: content.size, mode: content.item.mode, mtime: content.item.mtime,
+                                           uid: content.item.uid, gid: content.item.gid, chunks: content.chunks,
+                                           fingerprint: content.fingerprint.description, acl: LocalFiles.acl(root + "/" + item.path))
+                operations.append(.upsert(item.path, entry))
+                updates.append(.set(item.path, record(entry, content.item, fingerprint: content.fingerprint, version: 0), contentChanged: true))
+                cleared.append(item.path)
+                uploadedBytes += content.size
+            } catch let error as PosixError {
+                errors.append((item.path, error.description, "upload"))
+            } catch let error as FileReader.ChangedWhileReading {
+                errors.append((item.path, error.description, "upload"))
+            }
+            if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
+                lastProgress = Date()
+                progress(JobProgress(phase: "uploading", items: operations.count, totalItems: walked.items.count, bytes: uploadedBytes, elapsed: lastProgress.timeIntervalSince(started)))
+            }
+        }
+
+        // Deletes: entries whose item vanished (only the topmost of a vanished subtree).
+        var vanished = Set(known.keys.filter { !localPaths.contains($0) })
+        if let extra = try state.value([String].self, endpoint.id, "authoritativeDeletes") {
+            vanished.formUnion(extra.filter { !localPaths.contains($0) })
+        }
+        for path in vanished.sorted() where !Self.hasAncestor(path, in: vanished) {
+            operations.append(.delete(path))
+            updates.append(.removeSubtree(path))
+            report.deleted += 1
+        }
+
+        // Skip-list items are reported; those no longer present stop being reported.
+        let previous = try state.errors(endpoint.id)
+        let skippedNow = Set(walked.skipped.map(\.path))
+        cleared += previous.filter { $0.kind == "skipped" && !skippedNow.contains($0.path) }.map(\.path)
+        let failedNow = Set(errors.map(\.path))
+        cleared += previous.filter { $0.kind == "upload" && !failedNow.contains($0.path) && !localPaths.contains($0.path) }.map(\.path)
+
+        if operations.isEmpty {
+            var batch = state.batch(endpoint.id)
+            for (path, record) in statOnly { batch.setEntry(path, record) }
+            if !batch.isEmpty { try state.commit(batch, sync: true) }
+            try recordErrors(errors, cleared: cleared)
+            return true
+        }
+
+        try await uploader.finish()
+        let commit = Commit(author: author, authorName: serverName, packs: uploader.packs.map(\.hex), operations: operations)
+        let sequence = cursor + 1
+        guard try await share.log.tryAppend(commit, at: sequence) else {
+            try recordErrors(errors, cleared: [])
+            return false
+        }
+
+        var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
+        for update in updates {
+            switch update {
+            case .set(let path, var record, let contentChanged):
+                if contentChanged { record.version = sequence }
+                overlay.set(path, record)
+            case .move(let from, let to):
+                try overlay.move(from: from, to: to)
+            case .removeSubtree(let path):
+                try overlay.removeSubtree(path)
+            }
+        }
+        var batch = state.batch(endpoint.id)
+        overlay.flush(into: &batch)
+        for (path, record) in statOnly { batch.setEntry(path, record) }
+        batch.setCursor(sequence)
+        try state.commit(batch, sync: true)
+        if try state.value([String].self, endpoint.id, "authoritativeDeletes") != nil {
+            try state.setValue([String](), endpoint.id, "authoritativeDeletes", sync: true)
+        }
+        try recordErrors(errors, cleared: cleared)
+        report.commits += 1
+        report.uploaded += operations.count { $0.op == .upsert }
+        report.uploadedBytes += uploadedBytes
+        return true
+    }
+
+    static func hasAncestor(_ path: String, in set: Set<String>) -> Bool {
+        var current = Substring(path)
+        while let slash = current.lastIndex(of: "/") {
+            current = current[..<slash]
+            if set.contains(String(current)) { return true }
+        }
+        return false
+    }
+}

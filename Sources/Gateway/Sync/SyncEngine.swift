@@ -1,0 +1,102 @@
+import Backends
+import Chunking
+import CloudShare
+import Foundation
+import Glibc
+import Hashing
+
+/// Syncs one server endpoint with its cloud share: applies the share's commit log to the local tree
+/// (download), then commits the local changes (upload), resolving conflicts the way Azure File Sync
+/// does. One engine belongs to one task at a time; the daemon runs one per endpoint.
+public final class SyncEngine {
+    /// The endpoint.
+    public let endpoint: EndpointConfig
+    /// The cloud share.
+    public let share: CloudShare
+    let state: LocalState
+    let serverID: String
+    let serverName: String
+    let root: String
+    let rootFD: Int32
+    let chunker: FastCDC
+    var progress: ProgressHandler?
+
+    /// Commits name their author as server id + endpoint id, so an endpoint recognizes its own records.
+    var author: String { "\(serverID)/\(endpoint.id)" }
+
+    /// The folder inside the endpoint where downloads are staged (same filesystem, so renames are atomic).
+    static let stagingFolder = SkipRules.stateFolder + "/staging"
+
+    init(endpoint: EndpointConfig, share: CloudShare, state: LocalState, serverID: String, serverName: String) throws {
+        self.endpoint = endpoint
+        self.share = share
+        self.state = state
+        self.serverID = serverID
+        self.serverName = serverName
+        root = endpoint.path
+        rootFD = try Posix.open(endpoint.path, O_RDONLY | O_DIRECTORY)
+        chunker = FastCDC(share.manifest.chunking)
+        try cleanStaging()
+    }
+
+    deinit { close(rootFD) }
+
+    /// Removes staging files left by an interrupted pass (they were never renamed into place).
+    func cleanStaging() throws {
+        let staging = root + "/" + Self.stagingFolder
+        try Posix.makeDirectories(staging, mode: 0o700)
+        for (name, isDirectory) in try Posix.listDirectory(staging) where !isDirectory {
+            unlink(staging + "/" + name)
+        }
+    }
+
+    /// One full pass: download, then upload; repeats when another endpoint committed first.
+    public func syncOnce(progress: ProgressHandler? = nil) async throws -> SyncReport {
+        self.progress = progress
+        var report = SyncReport()
+        let started = Date()
+        do {
+            try await prepareFirstSync()
+            for _ in 0..<20 {
+                try await download(&report)
+                if try await upload(&report) { break }
+            }
+            report.cursor = try state.cursor(endpoint.id)
+        } catch {
+            report.result = "error: \(error)"
+            report.seconds = Date().timeIntervalSince(started)
+            try? state.setValue(report, endpoint.id, "lastSync", sync: true)
+            throw error
+        }
+        report.itemErrors = try state.errors(endpoint.id).count
+        report.seconds = Date().timeIntervalSince(started)
+        try state.setValue(report, endpoint.id, "lastSync", sync: true)
+        try await registerServer(cursor: report.cursor)
+        return report
+    }
+
+    /// Writes `servers/<id>.json`: the server's name, last seen and last applied sequence.
+    func registerServer(cursor: UInt64) async throws {
+        struct Registration: Codable { var serverID: String; var name: String; var endpoint: UInt32; var lastSeen: Double; var lastAppliedSequence: UInt64 }
+        let record = Registration(serverID: serverID, name: serverName, endpoint: endpoint.id, lastSeen: Date().timeIntervalSince1970, lastAppliedSequence: cursor)
+        try await share.store.put("servers/\(serverID)-\(endpoint.id).json", bytes: Array(JSONEncoder().encode(record)))
+    }
+
+    /// Records per-item errors and clears the ones of items that synced.
+    func recordErrors(_ errors: [(path: String, reason: String, kind: String)], cleared: [String]) throws {
+        guard !errors.isEmpty || !cleared.isEmpty else { return }
+        let existing = Dictionary(try state.errors(endpoint.id).map { ($0.path, $0) }, uniquingKeysWith: { a, _ in a })
+        var batch = state.batch(endpoint.id)
+        let now = Date().timeIntervalSince1970
+        for path in cleared where existing[path] != nil { batch.clearError(path) }
+        for error in errors {
+            var item = existing[error.path] ?? ItemError(path: error.path, reason: error.reason, kind: error.kind, firstSeen: now, lastSeen: now, attempts: 0)
+            item.reason = error.reason
+            item.kind = error.kind
+            item.lastSeen = now
+            item.attempts += 1
+            batch.setError(item)
+        }
+        try state.commit(batch, sync: false)
+    }
+}

@@ -1,0 +1,38 @@
+import Foundation
+
+/// What one sync pass of an endpoint did; the last one is kept for `tiergate status`.
+public struct SyncReport: Codable, Sendable {
+    /// When the pass started (seconds since the epoch).
+    public var started: Double = Date().timeIntervalSince1970
+    /// Seconds taken.
+    public var seconds: Double = 0
+    /// Files and directories uploaded (upserts committed).
+    public var uploaded = 0
+    /// Bytes of file content uploaded (before dedup).
+    public var uploadedBytes: Int64 = 0
+    /// Renames committed.
+    public var renamed = 0
+    /// Deletes committed.
+    public var deleted = 0
+    /// Files written from the share.
+    public var downloaded = 0
+    /// Bytes written from the share.
+    public var downloadedBytes: Int64 = 0
+    /// Local items removed or moved because of cloud deletes and renames.
+    public var appliedRemovals = 0
+    /// Conflicts resolved by keeping both versions.
+    public var conflicts = 0
+    /// Commits appended by this pass.
+    public var commits = 0
+    /// Items that did not sync this pass.
+    public var itemErrors = 0
+    /// The log sequence applied at the end.
+    public var cursor: UInt64 = 0
+    /// `success`, or the error that stopped the pass.
+    public var result = "success"
+
+    /// One line for people.
+    public var summary: String {
+        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes))), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; cursor \(cursor); \(String(format: "%.2f", seconds)) s"
+    }
+}
