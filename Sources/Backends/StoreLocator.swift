@@ -23,8 +23,11 @@ public enum StoreLocator {
                 throw malformed(url, "the path contains '..'")
             }
             return LocalStore(root: path)
+        case "s3":
+            // Credentials come from the environment or a 0600 credentials file, never from the URL.
+            return try S3Store(url: url)
         default:
-            throw malformed(url, "unknown scheme '\(scheme)'; supported: file")
+            throw malformed(url, "unknown scheme '\(scheme)'; supported: file, s3")
         }
     }
 

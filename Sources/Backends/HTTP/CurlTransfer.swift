@@ -180,8 +180,10 @@ final class CurlTransfer: @unchecked Sendable {
     // MARK: callbacks (transfer thread)
 
     private func receiveHeader(_ line: UnsafeRawBufferPointer) -> Int {
-        var text = Substring(decoding: line, as: UTF8.self)
-        while let last = text.last, last == "\r" || last == "\n" { text.removeLast() }
+        // Strip CR and LF as bytes: in Swift "\r\n" is one Character, which "\r" never equals.
+        var end = line.count
+        while end > 0, line[end - 1] == 13 || line[end - 1] == 10 { end -= 1 }
+        let text = Substring(decoding: UnsafeRawBufferPointer(rebasing: line[..<end]), as: UTF8.self)
         if text.hasPrefix("HTTP/") {
             // A new response starts (after 100 Continue, or when curl resent the request).
             let parts = text.split(separator: " ", maxSplits: 2)

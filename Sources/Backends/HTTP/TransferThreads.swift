@@ -6,25 +6,33 @@ import Synchronization
 /// The dedicated threads that run blocking curl transfers, each owning one easy handle.
 ///
 /// Keeping an easy handle per thread is what gives connection reuse: curl keeps a handle's
-/// connections open after a transfer, and `curl_easy_reset` does not close them. DNS and TLS sessions
+/// connections open after a transfer, and `curl_easy_reset` does not close them. A new transfer goes
+/// to the thread that became idle most recently, whose connection is the warmest, so a sequence of
+/// requests keeps using one connection instead of spreading over every thread. DNS and TLS sessions
 /// live in one share handle for all threads. Connections themselves are not shared, because curl does
 /// not support sharing a connection cache between concurrently running threads.
 final class TransferThreads: Sendable {
-    private let queue = Mutex<Queue>(Queue())
-    private let ready = DispatchSemaphore(value: 0)
+    private let state = Mutex<State>(State())
     private let share: CurlShare
-    private let count: Int
 
-    private struct Queue: ~Copyable {
-        var transfers: [CurlTransfer?] = []
+    /// One thread's mailbox. `assigned` is only read or written under `state`'s lock.
+    private final class Worker: @unchecked Sendable {
+        let wake = DispatchSemaphore(value: 0)
+        var assigned: CurlTransfer?
+    }
+
+    private struct State {
+        var pending: [CurlTransfer] = []
         var head = 0
-        mutating func push(_ transfer: CurlTransfer?) { transfers.append(transfer) }
-        mutating func pop() -> CurlTransfer? {
-            let transfer = transfers[head]
-            transfers[head] = nil
+        var idle: [Worker] = []
+        var stopping = false
+
+        mutating func popPending() -> CurlTransfer? {
+            guard head < pending.count else { return nil }
+            let transfer = pending[head]
             head += 1
-            if head > 64 && head * 2 > transfers.count {
-                transfers.removeFirst(head)
+            if head == pending.count {
+                pending.removeAll(keepingCapacity: true)
                 head = 0
             }
             return transfer
@@ -39,31 +47,47 @@ final class TransferThreads: Sendable {
 
     init(count: Int) {
         Self.globalInit
-        self.count = count
         share = CurlShare()
         for index in 0..<count {
-            let thread = Thread { [self] in run() }
+            let worker = Worker()
+            let thread = Thread { [self] in run(worker) }
             thread.name = "tiergate-http-\(index)"
             thread.stackSize = 1 << 20
             thread.start()
         }
     }
 
-    /// Queues a transfer; a free thread picks it up in order of submission.
+    /// Hands a transfer to the most recently idle thread, or queues it (first in, first out) when all
+    /// threads are busy.
     func submit(_ transfer: CurlTransfer) {
-        queue.withLock { $0.push(transfer) }
-        ready.signal()
+        let worker: Worker? = state.withLock { state in
+            guard let worker = state.idle.popLast() else {
+                state.pending.append(transfer)
+                return nil
+            }
+            worker.assigned = transfer
+            return worker
+        }
+        worker?.wake.signal()
     }
 
     /// Ends every thread once the transfers already queued have run.
     func stop() {
-        for _ in 0..<count {
-            queue.withLock { $0.push(nil) }
-            ready.signal()
+        let idle = state.withLock { state in
+            state.stopping = true
+            defer { state.idle.removeAll() }
+            return state.idle
         }
+        for worker in idle { worker.wake.signal() }
     }
 
-    private func run() {
+    private enum Next {
+        case transfer(CurlTransfer)
+        case wait
+        case stop
+    }
+
+    private func run(_ worker: Worker) {
         guard let handle = curl_easy_init() else { fatalError("curl_easy_init: out of memory") }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
         defer {
@@ -71,9 +95,20 @@ final class TransferThreads: Sendable {
             errorBuffer.deallocate()
         }
         while true {
-            ready.wait()
-            guard let transfer = queue.withLock({ $0.pop() }) else { return }
-            transfer.perform(on: handle, share: share.handle, errorBuffer: errorBuffer)
+            let next: Next = state.withLock { state in
+                if let transfer = worker.assigned ?? state.popPending() {
+                    worker.assigned = nil
+                    return .transfer(transfer)
+                }
+                if state.stopping { return .stop }
+                state.idle.append(worker)
+                return .wait
+            }
+            switch next {
+            case .transfer(let transfer): transfer.perform(on: handle, share: share.handle, errorBuffer: errorBuffer)
+            case .wait: worker.wake.wait()
+            case .stop: return
+            }
         }
     }
 

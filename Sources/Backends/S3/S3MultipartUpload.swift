@@ -1,0 +1,125 @@
+import Foundation
+
+/// Multipart uploads: large objects in parallel parts, aborted on any failure.
+extension S3Store {
+    /// An upload that was started but neither completed nor aborted.
+    public struct IncompleteUpload: Sendable, Hashable {
+        /// The share key being uploaded.
+        public var key: String
+        /// S3's id of the upload.
+        public var uploadId: String
+    }
+
+    /// The part boundaries for an object of `count` bytes: parts of `partSize` (at least 5 MiB, and large
+    /// enough for at most 10,000 parts), the last one shorter.
+    public static func partRanges(count: Int, partSize: Int) -> [Range<Int>] {
+        var size = max(partSize, minimumPartSize)
+        size = max(size, (count + maximumParts - 1) / maximumParts)
+        return stride(from: 0, to: count, by: size).map { $0..<min($0 + size, count) }
+    }
+
+    func putMultipart(_ key: String, bytes: [UInt8]) async throws {
+        let objectKey = location.objectKey(key)
+        let parts = Self.partRanges(count: bytes.count, partSize: configuration.partSize)
+        let initiate = try await send("put", key, method: "POST", objectKey: objectKey, query: [("uploads", "")])
+        guard initiate.status == 200 else { throw failure(initiate, "put", key) }
+        guard let uploadId = S3XML.value("UploadId", in: Substring(decoding: initiate.body, as: UTF8.self)), !uploadId.isEmpty else {
+            throw inconsistent("put", key, "CreateMultipartUpload returned no UploadId")
+        }
+        do {
+            let etags = try await uploadParts(key, objectKey: objectKey, uploadId: uploadId, bytes: bytes, parts: parts)
+            try await completeUpload(key, objectKey: objectKey, uploadId: uploadId, etags: etags, size: bytes.count)
+        } catch {
+            // Detached so that the abort still runs when the failure is the caller's cancellation.
+            await Task.detached { [self] in await abortUpload(key, objectKey: objectKey, uploadId: uploadId) }.value
+            throw error
+        }
+    }
+
+    private func uploadParts(_ key: String, objectKey: String, uploadId: String, bytes: [UInt8], parts: [Range<Int>]) async throws -> [String] {
+        try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            var etags = [String](repeating: "", count: parts.count)
+            var next = 0
+            func startNext() {
+                let index = next
+                next += 1
+                group.addTask {
+                    let slice = bytes[parts[index]]
+                    let response = try await self.send("put", key, method: "PUT", objectKey: objectKey,
+                                                       query: [("partNumber", String(index + 1)), ("uploadId", uploadId)],
+                                                       body: .bytes(slice), payloadHash: self.payloadHash(slice))
+                    guard response.status == 200 else { throw self.failure(response, "put", key) }
+                    guard let etag = response.headers["ETag"], !etag.isEmpty else {
+                        throw self.inconsistent("put", key, "UploadPart \(index + 1) returned no ETag")
+                    }
+                    return (index, etag)
+                }
+            }
+            while next < min(parts.count, max(1, configuration.maxConcurrentParts)) { startNext() }
+            while let (index, etag) = try await group.next() {
+                etags[index] = etag
+                if next < parts.count { startNext() }
+            }
+            return etags
+        }
+    }
+
+    private func completeUpload(_ key: String, objectKey: String, uploadId: String, etags: [String], size: Int) async throws {
+        var xml = "<CompleteMultipartUpload>"
+        for (index, etag) in etags.enumerated() {
+            xml += "<Part><PartNumber>\(index + 1)</PartNumber><ETag>\(S3XML.escape(etag))</ETag></Part>"
+        }
+        xml += "</CompleteMultipartUpload>"
+        let body = Array(xml.utf8)
+        var ambiguous = false
+        try await retrying { _ in
+            let response = try await self.exchange("put", key, method: "POST", objectKey: objectKey, query: [("uploadId", uploadId)],
+                                                   headers: ["Content-Type": "application/xml"], body: .bytes(body[...]),
+                                                   payloadHash: self.payloadHash(body[...]), noteAmbiguous: { ambiguous = true })
+            // S3 may answer 200 and still fail, with an <Error> document in the body.
+            if response.status == 200, S3XML.error(response.body) == nil { return }
+            if response.status == 200 {
+                if let reason = Self.retryableReason(HTTPResponse(status: 500, headers: [:], body: response.body)) {
+                    throw StoreError(.transient, store: self.displayName, operation: "put", key: key, cause: reason)
+                }
+                throw self.failure(HTTPResponse(status: 400, headers: response.headers, body: response.body), "put", key)
+            }
+            // A retry after a lost answer finds the upload gone because it completed.
+            if ambiguous, S3XML.error(response.body)?.code == "NoSuchUpload",
+               let info = try? await self.head(key), info.size == Int64(size) {
+                return
+            }
+            throw self.failure(response, "put", key)
+        }
+    }
+
+    /// Aborts an upload, retrying transient failures; a failure here is not reported because the
+    /// upload's own error is the one that matters, and ``abortIncompleteUploads()`` can clean up later.
+    func abortUpload(_ key: String, objectKey: String, uploadId: String) async {
+        _ = try? await send("put", key, method: "DELETE", objectKey: objectKey, query: [("uploadId", uploadId)])
+    }
+
+    /// Multipart uploads under the share's prefix that were neither completed nor aborted (for example
+    /// after a crash). Lists up to 1,000.
+    public func incompleteUploads() async throws -> [IncompleteUpload] {
+        var query: [(name: String, value: String)] = [("uploads", "")]
+        if !location.prefix.isEmpty { query.append(("prefix", location.prefix + "/")) }
+        let response = try await send("list uploads", "", method: "GET", objectKey: nil, query: query)
+        guard response.status == 200 else { throw failure(response, "list uploads", "") }
+        return S3XML.elements("Upload", in: Substring(decoding: response.body, as: UTF8.self)).compactMap { upload in
+            guard let objectKey = S3XML.value("Key", in: upload), let key = location.shareKey(objectKey),
+                  let id = S3XML.value("UploadId", in: upload) else { return nil }
+            return IncompleteUpload(key: key, uploadId: id)
+        }
+    }
+
+    /// Aborts every incomplete upload under the prefix; returns how many there were.
+    @discardableResult
+    public func abortIncompleteUploads() async throws -> Int {
+        let uploads = try await incompleteUploads()
+        for upload in uploads {
+            await abortUpload(upload.key, objectKey: location.objectKey(upload.key), uploadId: upload.uploadId)
+        }
+        return uploads.count
+    }
+}
