@@ -1,0 +1,48 @@
+import Glibc
+
+/// How a ``MountSession`` mounts and serves. The mount itself is always `default_permissions` (the
+/// kernel checks permissions against the reported attributes), `nosuid`, `nodev`, `fsname=tiergate`
+/// and `subtype=tiergate` (it shows as `fuse.tiergate`).
+public struct MountOptions: Sendable, Equatable {
+    /// Let users other than the mounting one use the mount (`allow_other`). Defaults to true when the
+    /// daemon runs as root, which is how a cache volume for applications is served.
+    public var allowOther: Bool
+    /// Seconds the kernel may trust a name → inode answer. Names changed through the mount are always
+    /// current; changes made behind it (sync, recall, tiering) show after at most this long.
+    public var entryTimeout: Double
+    /// Seconds the kernel may trust attributes (size, mtime, mode) without asking again.
+    public var attributeTimeout: Double
+    /// Seconds the kernel may remember that a name does not exist (0: never).
+    public var negativeTimeout: Double
+    /// Upper bound on libfuse worker threads; hooks that block (recalls) each hold one.
+    public var maxThreads: Int
+    /// How many asynchronous requests (readahead, writeback) the kernel keeps in flight; 0 keeps the
+    /// kernel's default.
+    public var maxBackgroundRequests: Int
+    /// How long ``MountSession/stop()`` lets processes that still use the mount finish before it
+    /// aborts the connection (their calls then fail with `ENOTCONN`).
+    public var stopGracePeriod: Duration
+    /// libfuse's request trace on standard error.
+    public var debug: Bool
+
+    /// Options with the defaults: one-second caches, 16 threads, a five-second stop grace period.
+    public init(allowOther: Bool = geteuid() == 0, entryTimeout: Double = 1, attributeTimeout: Double = 1,
+                negativeTimeout: Double = 1, maxThreads: Int = 16, maxBackgroundRequests: Int = 64,
+                stopGracePeriod: Duration = .seconds(5), debug: Bool = false) {
+        self.allowOther = allowOther
+        self.entryTimeout = entryTimeout
+        self.attributeTimeout = attributeTimeout
+        self.negativeTimeout = negativeTimeout
+        self.maxThreads = maxThreads
+        self.maxBackgroundRequests = maxBackgroundRequests
+        self.stopGracePeriod = stopGracePeriod
+        self.debug = debug
+    }
+
+    /// The `-o` list passed to libfuse.
+    var mountOptionList: String {
+        var list = ["default_permissions", "nosuid", "nodev", "fsname=tiergate", "subtype=tiergate"]
+        if allowOther { list.append("allow_other") }
+        return list.joined(separator: ",")
+    }
+}

@@ -1,0 +1,225 @@
+import CFuse3
+import Dispatch
+import Glibc
+import Synchronization
+
+/// A mounted file system: a libfuse low-level session serving a ``FileSystemCore`` at a mountpoint
+/// on its own threads.
+///
+/// ```swift
+/// let core = try PassthroughCore(endpoint: "/srv/share", hooks: gatewayHooks)
+/// let session = try MountSession.mount(core, at: "/mnt/share")
+/// session.waitUntilSignalled()      // or, from a service: session.stop()
+/// ```
+///
+/// Lifecycle: ``mount(_:at:options:)`` recovers a stale mount left at the mountpoint by a daemon that
+/// died, mounts, and starts the multithreaded loop (clone_fd: one device descriptor per worker).
+/// ``stop()`` detaches the mount, lets processes still using it finish for the grace period, then
+/// aborts the connection; ``wait()`` returns when the loop has ended for any reason (stop, an
+/// administrator's `umount`, an aborted connection).
+public final class MountSession: Sendable {
+    /// Where the file system is mounted.
+    public let mountpoint: String
+    /// The options it was mounted with.
+    public let options: MountOptions
+    /// The core serving it.
+    public let core: any FileSystemCore
+
+    private let bridge: KernelBridge
+    private let state: Mutex<State>
+    private let finished = DispatchGroup()
+
+    /// The C session; unchecked because libfuse's session is used from its own threads by design and
+    /// this type only destroys it after the loop has ended.
+    private struct SessionPointer: @unchecked Sendable {
+        let pointer: OpaquePointer
+    }
+
+    private struct State {
+        var session: SessionPointer?
+        var connection: UInt32?
+        var loopResult: Int32?
+        var stopping = false
+        var destroyed = false
+    }
+
+    private init(core: any FileSystemCore, mountpoint: String, options: MountOptions) {
+        self.core = core
+        self.mountpoint = mountpoint
+        self.options = options
+        bridge = KernelBridge(core: core, options: options)
+        state = Mutex(State())
+    }
+
+    /// Mounts `core` at `mountpoint` and starts serving. A stale mount left there by a crashed daemon
+    /// is detached first.
+    public static func mount(_ core: any FileSystemCore, at mountpoint: String, options: MountOptions = MountOptions()) throws(MountError) -> MountSession {
+        try MountPoint.recoverIfStale(mountpoint)
+        raiseDescriptorLimit()
+        let session = MountSession(core: core, mountpoint: mountpoint, options: options)
+        try session.start()
+        return session
+    }
+
+    private func start() throws(MountError) {
+        var arguments = ["tiergate", "-o", options.mountOptionList]
+        if options.debug { arguments.append("-d") }
+        var argv = arguments.map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        var operations = KernelBridge.operations()
+        let userdata = Unmanaged.passUnretained(bridge).toOpaque()
+        let created = argv.withUnsafeMutableBufferPointer { argv -> OpaquePointer? in
+            var fuseArguments = fuse_args(argc: Int32(argv.count), argv: argv.baseAddress, allocated: 0)
+            return fuse_session_new(&fuseArguments, &operations, MemoryLayout<fuse_lowlevel_ops>.size, userdata)
+        }
+        guard let created else {
+            throw MountError("libfuse rejected the session options \(options.mountOptionList)")
+        }
+        guard fuse_session_mount(created, mountpoint) == 0 else {
+            fuse_session_destroy(created)
+            throw MountError("cannot mount at \(mountpoint) (is /dev/fuse available, and are you root or is fusermount3 installed?)",
+                             errno: .current)
+        }
+        let session = SessionPointer(pointer: created)
+        state.withLock { $0.session = session }
+        finished.enter()
+        let maxThreads = UInt32(clamping: max(options.maxThreads, 1))
+        do {
+            try Self.startThread { [self] in
+                let result = CFuse3_session_loop_mt(session.pointer, maxThreads, 1)
+                state.withLock { $0.loopResult = result }
+                finished.leave()
+            }
+        } catch {
+            finished.leave()
+            fuse_session_unmount(created)
+            fuse_session_destroy(created)
+            state.withLock { $0.session = nil; $0.destroyed = true }
+            throw MountError("cannot start the FUSE loop thread", errno: error)
+        }
+        let connection = MountPoint.connection(of: mountpoint)
+        state.withLock { $0.connection = connection }
+    }
+
+    /// Whether the loop is still serving.
+    public var isRunning: Bool {
+        finished.wait(timeout: .now()) == .timedOut
+    }
+
+    /// Blocks until the loop has ended, then releases the session. Returns 0 when the mount ended
+    /// normally (unmounted or aborted), else libfuse's negative errno.
+    @discardableResult
+    public func wait() -> Int32 {
+        finished.wait()
+        return destroy()
+    }
+
+    /// Unmounts and waits for the loop to end. When processes still use the mount (open files, a
+    /// working directory), they get ``MountOptions/stopGracePeriod`` to let go, during which the
+    /// mount keeps serving; then the connection is aborted (their calls fail with `ENOTCONN`) and the
+    /// mount detached. Safe to call more than once and from any thread.
+    public func stop() {
+        let firstStop = state.withLock { state -> Bool in
+            defer { state.stopping = true }
+            return !state.stopping && !state.destroyed
+        }
+        if firstStop && isRunning {
+            let grace = options.stopGracePeriod.components
+            let deadline = DispatchTime.now() + .nanoseconds(Int(grace.seconds) * 1_000_000_000 + Int(grace.attoseconds / 1_000_000_000))
+            while isRunning {
+                do {
+                    try MountPoint.unmount(mountpoint)
+                    break
+                } catch {
+                    // Busy (or gone: then the loop is ending by itself); try again until the deadline.
+                }
+                if DispatchTime.now() >= deadline {
+                    MountPoint.forceUnmount(mountpoint, connection: state.withLock { $0.connection })
+                    break
+                }
+                _ = finished.wait(timeout: .now() + .milliseconds(50))
+            }
+        }
+        wait()
+    }
+
+    /// Serves until SIGINT or SIGTERM arrives (or the mount ends otherwise), then stops cleanly.
+    @discardableResult
+    public func waitUntilSignalled() -> Int32 {
+        let signals = [SIGINT, SIGTERM]
+        var sources: [any DispatchSourceSignal] = []
+        for number in signals {
+            // Dispatch sees a signal only while its default action (terminating) is off.
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { [self] in
+                DispatchQueue.global().async { self.stop() }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        let result = wait()
+        for (number, source) in zip(signals, sources) {
+            source.cancel()
+            signal(number, SIG_DFL)
+        }
+        return result
+    }
+
+    /// Tells the kernel and the core that the Gateway changed a backing file behind the mount (tiered
+    /// it, recalled it, replaced it by a download): cached pages and attributes are dropped, and open
+    /// handles look at the stub mark again. Do not call it from inside a hook (the kernel may hold the
+    /// file's lock for the request the hook serves).
+    public func backingFileChanged(_ identity: FileIdentity) {
+        guard let number = core.backingFileChanged(identity) else { return }
+        state.withLock { state in
+            guard let session = state.session, !state.destroyed else { return }
+            _ = fuse_lowlevel_notify_inval_inode(session.pointer, fuse_ino_t(number), 0, 0)
+        }
+    }
+
+    private func destroy() -> Int32 {
+        state.withLock { state in
+            if !state.destroyed, let session = state.session {
+                // Normally the connection is already gone (detached and idle, or aborted), and libfuse
+                // then only closes the device; if the loop ended any other way this unmounts.
+                fuse_session_unmount(session.pointer)
+                fuse_session_destroy(session.pointer)
+                state.session = nil
+                state.destroyed = true
+            }
+            // ENODEV is how the kernel tells the loop that the mount has ended.
+            let result = state.loopResult ?? 0
+            return result == -ENODEV ? 0 : result
+        }
+    }
+
+    /// Each inode the kernel holds pins one descriptor, so the soft limit is raised to the hard one.
+    private static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
+    }
+
+    /// Starts a detached POSIX thread running `body`; libfuse's loop blocks it for the mount's life,
+    /// so it must not be a thread of Swift's cooperative pool.
+    private static func startThread(_ body: @escaping @Sendable () -> Void) throws(Errno) {
+        final class Body: Sendable {
+            let run: @Sendable () -> Void
+            init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        }
+        let context = Unmanaged.passRetained(Body(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, nil, { context in
+            Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
+            return nil
+        }, context)
+        guard result == 0 else {
+            Unmanaged<Body>.fromOpaque(context).release()
+            throw Errno(result)
+        }
+        pthread_detach(thread)
+    }
+}

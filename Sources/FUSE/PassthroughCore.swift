@@ -1,0 +1,751 @@
+import CFuse3
+import Glibc
+
+/// A POSIX passthrough of one backing directory (a server endpoint), with the Gateway's hooks.
+///
+/// Every inode is pinned by an `O_PATH` descriptor (see ``InodeTable``) and every open file is a real
+/// descriptor on the backing file, so data, unlink-while-open, renames and links behave as on the
+/// backing file system. The daemon's own privileges do the work: the kernel has already checked the
+/// caller's permissions (`default_permissions`), and files created for another user are handed to
+/// that user.
+///
+/// Nothing outside the endpoint is reachable: names are single components resolved with
+/// `O_NOFOLLOW` relative to descriptors inside the tree, and symbolic links are never followed here
+/// (the kernel resolves them in the mount's namespace, as it does on any file system).
+public final class PassthroughCore: FileSystemCore {
+    /// How the kernel may cache file content.
+    public struct Configuration: Sendable, Equatable {
+        /// Keep a file's cached pages across opens. The kernel still drops them when it sees the
+        /// backing file's mtime or size change (after the attribute timeout), and the Gateway can
+        /// drop them at once through ``MountSession/invalidate(_:)``.
+        public var keepCache: Bool
+        /// Let the kernel cache writes and send them in large batches (FUSE writeback cache).
+        /// Faster small writes; but writes reach the backing file (and the hooks) later, from the
+        /// kernel's flusher, and changes made behind the mount are noticed less promptly.
+        public var writebackCache: Bool
+
+        /// A configuration; by default pages are kept and writes go through at once.
+        public init(keepCache: Bool = true, writebackCache: Bool = false) {
+            self.keepCache = keepCache
+            self.writebackCache = writebackCache
+        }
+    }
+
+    /// The extended attribute that marks a stub; its presence routes reads and writes through the hooks.
+    public static let stubMarker = "user.tiergate.state"
+
+    /// The backing directory.
+    public let endpoint: String
+    /// The cache configuration.
+    public let configuration: Configuration
+    let hooks: any MountHooks
+    let inodes: InodeTable
+    let files = HandleTable<OpenFile>()
+    let directories = HandleTable<DirectoryStream>()
+    /// Bits this process's umask strips from every creation; put back where the caller asked for them.
+    private let processUmask: mode_t
+    private let runsAsRoot: Bool
+
+    /// A core over `endpoint`, which must be a directory.
+    public init(endpoint: String, hooks: any MountHooks = NoMountHooks(), configuration: Configuration = Configuration()) throws(Errno) {
+        let descriptor = try systemCall { Glibc.open(endpoint, LinuxFlags.openPath | O_DIRECTORY | O_CLOEXEC) }
+        var status = stat()
+        if fstat(descriptor, &status) != 0 {
+            let error = Errno.current
+            close(descriptor)
+            throw error
+        }
+        self.endpoint = endpoint
+        self.hooks = hooks
+        self.configuration = configuration
+        inodes = InodeTable(rootDescriptor: descriptor, rootStatus: status)
+        processUmask = Self.readProcessUmask()
+        runsAsRoot = geteuid() == 0
+    }
+
+    public var wantsWritebackCache: Bool { configuration.writebackCache }
+
+    /// How many inodes the kernel holds references on (the root included): for tests and metrics.
+    public var knownInodeCount: Int { inodes.count }
+    /// How many file handles are open.
+    public var openFileCount: Int { files.count }
+
+    // MARK: Names and attributes
+
+    public func lookup(parent: UInt64, name: [UInt8]) throws(Errno) -> Entry {
+        try lookupEntry(in: try inodes.inode(parent), name: name)
+    }
+
+    /// Resolves `name` in `directory` and counts one reference.
+    func lookupEntry(in directory: Inode, name: [UInt8]) throws(Errno) -> Entry {
+        var status = stat()
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { fstatat(directory.descriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+        }
+        if let inode = inodes.reference(FileIdentity(status), parent: directory.number, name: name) {
+            return Entry(inode: inode.number, generation: 0, attributes: status)
+        }
+        // New to the table: pin it, and take the attributes from the pinned descriptor so that the
+        // identity and the attributes cannot belong to two different files.
+        let descriptor = try withName(name) { cName throws(Errno) in
+            try systemCall { openat(directory.descriptor, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        do {
+            status = try Self.status(of: descriptor)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        let inode = inodes.remember(descriptor: descriptor, status: status, parent: directory.number, name: name)
+        return Entry(inode: inode.number, generation: 0, attributes: status)
+    }
+
+    public func forget(_ inode: UInt64, count: UInt64) {
+        inodes.forget(inode, count: count)
+    }
+
+    public func getattr(_ number: UInt64, handle: UInt64?) throws(Errno) -> stat {
+        if let handle, let file = try? files.object(handle) {
+            var status = stat()
+            _ = try systemCall { fstat(file.descriptor, &status) }
+            return status
+        }
+        return try Self.status(of: try inodes.inode(number).descriptor)
+    }
+
+    public func setattr(_ number: UInt64, changes: AttributeChanges, handle: UInt64?, caller: Caller) throws(Errno) -> stat {
+        let inode = try inodes.inode(number)
+        let file = handle.flatMap { try? files.object($0) }
+        if let mode = changes.mode {
+            if let file {
+                _ = try systemCall { fchmod(file.descriptor, mode & 0o7777) }
+            } else if inode.isSymbolicLink {
+                throw .notSupported  // Linux has no mode on symbolic links
+            } else {
+                _ = try systemCall { chmod(inode.procPath, mode & 0o7777) }
+            }
+        }
+        if changes.uid != nil || changes.gid != nil {
+            // -1 leaves an id unchanged.
+            _ = try systemCall {
+                fchownat(inode.descriptor, "", changes.uid ?? uid_t.max, changes.gid ?? gid_t.max,
+                         LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW)
+            }
+        }
+        if let size = changes.size {
+            guard inode.isRegularFile else { throw inode.isDirectory ? Errno(EISDIR) : .invalidArgument }
+            let stub = file?.isStub.load(ordering: .relaxed) ?? Self.hasStubMarker(path: inode.procPath)
+            if stub {
+                try hooks.beforeWrite(mountedFile(inode), .truncate(size: size))
+            }
+            if let file, file.isWritable {
+                _ = try systemCall { ftruncate(file.descriptor, off_t(size)) }
+                file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+            } else {
+                _ = try systemCall { truncate(inode.procPath, off_t(size)) }
+            }
+        }
+        if changes.accessTime != nil || changes.modificationTime != nil {
+            let times = [Self.timespec(changes.accessTime), Self.timespec(changes.modificationTime)]
+            if let file {
+                _ = try systemCall { futimens(file.descriptor, times) }
+            } else {
+                _ = try systemCall {
+                    utimensat(inode.descriptor, "", times, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW)
+                }
+            }
+        }
+        let status = try getattr(number, handle: handle)
+        let onlyContent = changes.size != nil && changes.mode == nil && changes.uid == nil && changes.gid == nil
+        hooks.didChange(MountChange(kind: onlyContent ? .modified : .attributesChanged,
+                                    path: path(of: inode.number), identity: inode.identity))
+        return status
+    }
+
+    public func readlink(_ number: UInt64) throws(Errno) -> [UInt8] {
+        let inode = try inodes.inode(number)
+        guard inode.isSymbolicLink else { throw .invalidArgument }
+        var capacity = 256
+        while true {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 1)
+            defer { buffer.deallocate() }
+            let count = try systemCall { readlinkat(inode.descriptor, "", buffer.baseAddress!.assumingMemoryBound(to: CChar.self), capacity) }
+            // A result that fills the buffer may have been cut short.
+            if count < capacity { return Array(buffer.prefix(count)) }
+            capacity *= 4
+        }
+    }
+
+    // MARK: Creating and removing names
+
+    public func mknod(parent: UInt64, name: [UInt8], mode: mode_t, device: dev_t, caller: Caller) throws(Errno) -> Entry {
+        let type = mode & S_IFMT
+        // Device nodes are refused outright (the mount is nodev anyway); regular files, FIFOs and sockets pass.
+        guard type == 0 || type == S_IFREG || type == S_IFIFO || type == S_IFSOCK else { throw .notPermitted }
+        let directory = try inodes.inode(parent)
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { mknodat(directory.descriptor, cName, mode, 0) }
+        }
+        let entry = try finishCreation(in: directory, name: name, mode: mode, caller: caller)
+        hooks.didChange(MountChange(kind: .created, path: path(in: directory, name),
+                                    identity: FileIdentity(entry.attributes)))
+        return entry
+    }
+
+    public func mkdir(parent: UInt64, name: [UInt8], mode: mode_t, caller: Caller) throws(Errno) -> Entry {
+        let directory = try inodes.inode(parent)
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { mkdirat(directory.descriptor, cName, mode) }
+        }
+        let entry = try finishCreation(in: directory, name: name, mode: mode, caller: caller)
+        hooks.didChange(MountChange(kind: .directoryCreated, path: path(in: directory, name),
+                                    identity: FileIdentity(entry.attributes)))
+        return entry
+    }
+
+    public func symlink(target: [UInt8], parent: UInt64, name: [UInt8], caller: Caller) throws(Errno) -> Entry {
+        let directory = try inodes.inode(parent)
+        guard !target.isEmpty, !target.contains(0) else { throw .invalidArgument }
+        var cTarget = target.map { CChar(bitPattern: $0) }
+        cTarget.append(0)
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { symlinkat(cTarget, directory.descriptor, cName) }
+        }
+        let entry = try finishCreation(in: directory, name: name, mode: nil, caller: caller)
+        hooks.didChange(MountChange(kind: .created, path: path(in: directory, name),
+                                    identity: FileIdentity(entry.attributes)))
+        return entry
+    }
+
+    public func unlink(parent: UInt64, name: [UInt8]) throws(Errno) {
+        let directory = try inodes.inode(parent)
+        let removed = path(in: directory, name)
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { unlinkat(directory.descriptor, cName, 0) }
+        }
+        hooks.didChange(MountChange(kind: .removed, path: removed))
+    }
+
+    public func rmdir(parent: UInt64, name: [UInt8]) throws(Errno) {
+        let directory = try inodes.inode(parent)
+        let removed = path(in: directory, name)
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { unlinkat(directory.descriptor, cName, AT_REMOVEDIR) }
+        }
+        hooks.didChange(MountChange(kind: .directoryRemoved, path: removed))
+    }
+
+    public func rename(parent: UInt64, name: [UInt8], newParent: UInt64, newName: [UInt8], flags: RenameFlags) throws(Errno) {
+        guard flags.subtracting([.noReplace, .exchange]).isEmpty, flags != [.noReplace, .exchange] else {
+            throw .invalidArgument  // RENAME_WHITEOUT and unknown bits are not offered
+        }
+        let source = try inodes.inode(parent)
+        let target = try inodes.inode(newParent)
+        let from = path(in: source, name)
+        let to = path(in: target, newName)
+        try withName(name) { cName throws(Errno) in
+            try withName(newName) { cNewName throws(Errno) in
+                _ = try systemCall { CFuse3_renameat2(source.descriptor, cName, target.descriptor, cNewName, flags.rawValue) }
+            }
+        }
+        // Keep the names the table gives hooks in step; identities come from the names as they are now.
+        let moved = try? identity(in: target, name: newName)
+        if let moved { inodes.moved(moved, parent: target.number, name: newName) }
+        if flags.contains(.exchange), let other = try? identity(in: source, name: name) {
+            inodes.moved(other, parent: source.number, name: name)
+        }
+        hooks.didChange(MountChange(kind: flags.contains(.exchange) ? .exchanged : .renamed,
+                                    path: to, previousPath: from, identity: moved))
+    }
+
+    public func link(_ number: UInt64, newParent: UInt64, newName: [UInt8]) throws(Errno) -> Entry {
+        let inode = try inodes.inode(number)
+        let directory = try inodes.inode(newParent)
+        // Through /proc the link targets the pinned file itself (a symbolic link included), without
+        // the CAP_DAC_READ_SEARCH that AT_EMPTY_PATH would need.
+        try withName(newName) { cName throws(Errno) in
+            _ = try systemCall { linkat(AT_FDCWD, inode.procPath, directory.descriptor, cName, AT_SYMLINK_FOLLOW) }
+        }
+        let entry = try lookupEntry(in: directory, name: newName)
+        hooks.didChange(MountChange(kind: .linked, path: path(in: directory, newName), identity: inode.identity))
+        return entry
+    }
+
+    // MARK: Files
+
+    public func open(_ number: UInt64, flags: Int32, caller: Caller) throws(Errno) -> OpenedFile {
+        let inode = try inodes.inode(number)
+        guard !inode.isDirectory else { throw Errno(EISDIR) }
+        guard inode.isRegularFile else { throw .invalidArgument }
+        let descriptor = try systemCall { Glibc.open(inode.procPath, backingFlags(flags)) }
+        let file = OpenFile(descriptor: descriptor, inode: inode, flags: flags,
+                            isStub: Self.hasStubMarker(descriptor: descriptor))
+        if flags & O_TRUNC != 0 {
+            try truncateOnOpen(file)
+        }
+        let handle = files.insert(file)
+        hooks.didOpen(mountedFile(inode), flags: flags)
+        return opened(handle)
+    }
+
+    public func create(parent: UInt64, name: [UInt8], mode: mode_t, flags: Int32, caller: Caller) throws(Errno) -> (Entry, OpenedFile) {
+        let directory = try inodes.inode(parent)
+        let descriptor: Int32
+        do {
+            // O_EXCL tells whether this call made the file, which decides ownership and the change kind.
+            descriptor = try withName(name) { cName throws(Errno) in
+                try systemCall { openat(directory.descriptor, cName, backingFlags(flags) | O_CREAT | O_EXCL, mode) }
+            }
+        } catch .fileExists where flags & O_EXCL == 0 {
+            // Created behind the mount since the kernel's lookup: open what is there now.
+            let entry = try lookupEntry(in: directory, name: name)
+            do {
+                return (entry, try open(entry.inode, flags: flags, caller: caller))
+            } catch {
+                inodes.forget(entry.inode, count: 1)
+                throw error
+            }
+        }
+        let pathDescriptor: Int32
+        var status = stat()
+        do {
+            _ = try systemCall { fstat(descriptor, &status) }
+            try adopt(descriptor: descriptor, status: &status, in: directory, mode: mode, caller: caller)
+            pathDescriptor = try systemCall { Glibc.open("/proc/self/fd/\(descriptor)", LinuxFlags.openPath | O_CLOEXEC) }
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        let inode = inodes.remember(descriptor: pathDescriptor, status: status, parent: directory.number, name: name)
+        let handle = files.insert(OpenFile(descriptor: descriptor, inode: inode, flags: flags, isStub: false))
+        let file = mountedFile(inode)
+        hooks.didChange(MountChange(kind: .created, path: file.path, identity: inode.identity))
+        hooks.didOpen(file, flags: flags)
+        return (Entry(inode: inode.number, generation: 0, attributes: status), opened(handle))
+    }
+
+    public func read(_ number: UInt64, handle: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
+        let file = try files.object(handle)
+        if file.isStub.load(ordering: .relaxed) {
+            try hooks.beforeRead(mountedFile(file.inode), offset: offset, length: buffer.count)
+            file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+        }
+        var done = 0
+        while done < buffer.count {
+            let count = try systemCall { pread(file.descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+            if count == 0 { break }
+            done += count
+        }
+        return done
+    }
+
+    public func write(_ number: UInt64, handle: UInt64, offset: Int64, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        let file = try files.object(handle)
+        if file.isStub.load(ordering: .relaxed) {
+            try hooks.beforeWrite(mountedFile(file.inode), .write(offset: offset, length: buffer.count))
+            file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+        }
+        var done = 0
+        while done < buffer.count {
+            done += try systemCall { pwrite(file.descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
+        }
+        noteWrite(file)
+        return done
+    }
+
+    public func flush(_ number: UInt64, handle: UInt64) throws(Errno) {
+        let file = try files.object(handle)
+        // Closing a duplicate reports what a close of the application's descriptor would report.
+        let duplicate = try systemCall { dup(file.descriptor) }
+        _ = try systemCall { close(duplicate) }
+    }
+
+    public func release(_ number: UInt64, handle: UInt64) {
+        guard let file = files.remove(handle) else { return }
+        if file.wrote.load(ordering: .relaxed) {
+            hooks.didChange(MountChange(kind: .closedAfterWrite, path: path(of: file.inode.number), identity: file.inode.identity))
+        }
+    }
+
+    public func fsync(_ number: UInt64, handle: UInt64, dataOnly: Bool) throws(Errno) {
+        let file = try files.object(handle)
+        _ = try systemCall { dataOnly ? fdatasync(file.descriptor) : Glibc.fsync(file.descriptor) }
+        file.reportedModified.store(false, ordering: .relaxed)
+    }
+
+    public func fallocate(_ number: UInt64, handle: UInt64, mode: Int32, offset: Int64, length: Int64) throws(Errno) {
+        let file = try files.object(handle)
+        if file.isStub.load(ordering: .relaxed) {
+            try hooks.beforeWrite(mountedFile(file.inode), .allocate(mode: mode, offset: offset, length: length))
+            file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+        }
+        _ = try systemCall { CFuse3_fallocate(file.descriptor, mode, offset, length) }
+        noteWrite(file)
+    }
+
+    // MARK: Directories
+
+    public func opendir(_ number: UInt64) throws(Errno) -> UInt64 {
+        let inode = try inodes.inode(number)
+        guard inode.isDirectory else { throw Errno(ENOTDIR) }
+        let descriptor = try systemCall { openat(inode.descriptor, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        guard let stream = fdopendir(descriptor) else {
+            let error = Errno.current
+            close(descriptor)
+            throw error
+        }
+        return directories.insert(DirectoryStream(stream: stream, inode: inode))
+    }
+
+    public func readdir(_ number: UInt64, handle: UInt64, offset: Int64, plus: Bool, _ accept: (DirectoryEntry) -> Bool) throws(Errno) {
+        let directory = try directories.object(handle)
+        try directory.position.withLock { position throws(Errno) in
+            if position.offset != offset {
+                if offset == 0 { rewinddir(position.stream) } else { seekdir(position.stream, Int(offset)) }
+                position.offset = offset
+            }
+            var accepted = 0
+            while true {
+                errno = 0
+                guard let record = Glibc.readdir(position.stream) else {
+                    if errno != 0 && accepted == 0 { throw Errno.current }
+                    return
+                }
+                let name = withUnsafeBytes(of: record.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+                let nextOffset = Int64(record.pointee.d_off)
+                let isDot = name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")]
+                var entry: Entry?
+                if plus && !isDot {
+                    do throws(Errno) {
+                        entry = try lookupEntry(in: directory.inode, name: name)
+                    } catch .noSuchFileOrDirectory {
+                        position.offset = nextOffset
+                        continue  // removed since the listing was read: not an entry any more
+                    } catch {
+                        if accepted == 0 { throw error }
+                        position.offset = nil
+                        return
+                    }
+                }
+                let listed = DirectoryEntry(name: name, nextOffset: nextOffset, fileNumber: UInt64(record.pointee.d_ino),
+                                            type: mode_t(record.pointee.d_type) << 12, entry: entry)
+                guard accept(listed) else {
+                    if let entry { inodes.forget(entry.inode, count: 1) }
+                    // The stream has moved past the entry that did not fit; seek back next time.
+                    position.offset = nil
+                    return
+                }
+                accepted += 1
+                position.offset = nextOffset
+            }
+        }
+    }
+
+    public func releasedir(_ number: UInt64, handle: UInt64) {
+        _ = directories.remove(handle)
+    }
+
+    public func fsyncdir(_ number: UInt64, handle: UInt64, dataOnly: Bool) throws(Errno) {
+        let directory = try directories.object(handle)
+        let descriptor = directory.position.withLock { dirfd($0.stream) }
+        _ = try systemCall { dataOnly ? fdatasync(descriptor) : Glibc.fsync(descriptor) }
+    }
+
+    public func statfs(_ number: UInt64) throws(Errno) -> statvfs {
+        let inode = try inodes.inode(number)
+        var figures = statvfs()
+        _ = try systemCall { fstatvfs(inode.descriptor, &figures) }
+        return figures
+    }
+
+    // MARK: Extended attributes
+
+    public func getxattr(_ number: UInt64, name: [UInt8]) throws(Errno) -> [UInt8] {
+        switch ExtendedAttributeName.classify(name) {
+        case .reserved: throw .noData
+        case .unsupported: throw .notSupported
+        case .user: break
+        }
+        let inode = try inodes.inode(number)
+        guard !inode.isSymbolicLink else { throw .noData }  // Linux keeps no user.* attributes on symlinks
+        let path = inode.procPath
+        return try withName(name, validate: false) { cName throws(Errno) in
+            while true {
+                let size = try systemCall { CFuse3.getxattr(path, cName, nil, 0) }
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 1)
+                defer { buffer.deallocate() }
+                do throws(Errno) {
+                    let count = try systemCall { CFuse3.getxattr(path, cName, buffer.baseAddress, size) }
+                    return Array(buffer.prefix(count))
+                } catch .outOfRange {
+                    continue  // grew between the two calls
+                }
+            }
+        }
+    }
+
+    public func listxattr(_ number: UInt64) throws(Errno) -> [UInt8] {
+        let inode = try inodes.inode(number)
+        guard !inode.isSymbolicLink else { return [] }
+        let path = inode.procPath
+        var names: [UInt8]
+        while true {
+            let size = try systemCall { CFuse3.listxattr(path, nil, 0) }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 1)
+            defer { buffer.deallocate() }
+            do throws(Errno) {
+                let count = try systemCall { CFuse3.listxattr(path, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), size) }
+                names = Array(buffer.prefix(count))
+                break
+            } catch .outOfRange {
+                continue  // grew between the two calls
+            }
+        }
+        var visible: [UInt8] = []
+        for name in names.split(separator: 0) where ExtendedAttributeName.classify(Array(name)) == .user {
+            visible.append(contentsOf: name)
+            visible.append(0)
+        }
+        return visible
+    }
+
+    public func setxattr(_ number: UInt64, name: [UInt8], value: UnsafeRawBufferPointer, flags: Int32) throws(Errno) {
+        switch ExtendedAttributeName.classify(name) {
+        case .reserved: throw .notPermitted
+        case .unsupported: throw .notSupported
+        case .user: break
+        }
+        let inode = try inodes.inode(number)
+        guard !inode.isSymbolicLink else { throw .notPermitted }
+        try withName(name, validate: false) { cName throws(Errno) in
+            _ = try systemCall { CFuse3.setxattr(inode.procPath, cName, value.baseAddress, value.count, flags) }
+        }
+        hooks.didChange(MountChange(kind: .attributesChanged, path: path(of: number), identity: inode.identity))
+    }
+
+    public func removexattr(_ number: UInt64, name: [UInt8]) throws(Errno) {
+        switch ExtendedAttributeName.classify(name) {
+        case .reserved: throw .notPermitted
+        case .unsupported: throw .notSupported
+        case .user: break
+        }
+        let inode = try inodes.inode(number)
+        guard !inode.isSymbolicLink else { throw .noData }
+        try withName(name, validate: false) { cName throws(Errno) in
+            _ = try systemCall { CFuse3.removexattr(inode.procPath, cName) }
+        }
+        hooks.didChange(MountChange(kind: .attributesChanged, path: path(of: number), identity: inode.identity))
+    }
+
+    public func access(_ number: UInt64, mask: Int32, caller: Caller) throws(Errno) {
+        let status = try getattr(number, handle: nil)
+        guard mask != F_OK else { return }
+        let mode = status.st_mode
+        if caller.uid == 0 {
+            // root may do anything but execute a file that no one may execute.
+            if mask & X_OK != 0 && mode & S_IFMT != S_IFDIR && mode & 0o111 == 0 { throw .permissionDenied }
+            return
+        }
+        let shift: mode_t = caller.uid == status.st_uid ? 6 : caller.gid == status.st_gid ? 3 : 0
+        let granted = Int32((mode >> shift) & 0o7)
+        if mask & granted != mask { throw .permissionDenied }
+    }
+
+    public func backingFileChanged(_ identity: FileIdentity) -> UInt64? {
+        guard let number = inodes.number(of: identity) else { return nil }
+        files.forEach { file in
+            if file.inode.number == number {
+                file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+            }
+        }
+        return number
+    }
+
+    // MARK: Helpers
+
+    /// The flags for the backing descriptor of an application's open: creation flags are handled by
+    /// the caller, and with a writeback cache the kernel reads pages of write-only files and owns appends.
+    private func backingFlags(_ flags: Int32) -> Int32 {
+        var result = flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC | O_NOFOLLOW) | O_CLOEXEC
+        if configuration.writebackCache {
+            if result & O_ACCMODE == O_WRONLY { result = (result & ~O_ACCMODE) | O_RDWR }
+            result &= ~O_APPEND
+        }
+        return result
+    }
+
+    private func opened(_ handle: UInt64) -> OpenedFile {
+        // No flush per close: the backing file is local, so a close cannot report anything a write
+        // or fsync did not; that saves a round trip on every close(2).
+        OpenedFile(handle: handle, keepCache: configuration.keepCache, directIO: false, noFlush: true)
+    }
+
+    /// O_TRUNC: the stub must be told before its content goes.
+    private func truncateOnOpen(_ file: OpenFile) throws(Errno) {
+        if file.isStub.load(ordering: .relaxed) {
+            try hooks.beforeWrite(mountedFile(file.inode), .truncate(size: 0))
+        }
+        if file.isWritable {
+            _ = try systemCall { ftruncate(file.descriptor, 0) }
+        } else {
+            _ = try systemCall { truncate(file.inode.procPath, 0) }
+        }
+        file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+        hooks.didChange(MountChange(kind: .modified, path: path(of: file.inode.number), identity: file.inode.identity))
+    }
+
+    private func noteWrite(_ file: OpenFile) {
+        file.wrote.store(true, ordering: .relaxed)
+        if !file.reportedModified.exchange(true, ordering: .relaxed) {
+            hooks.didChange(MountChange(kind: .modified, path: path(of: file.inode.number), identity: file.inode.identity))
+        }
+    }
+
+    /// Pins a name just created in `directory`, hands it to the caller and restores mode bits.
+    private func finishCreation(in directory: Inode, name: [UInt8], mode: mode_t?, caller: Caller) throws(Errno) -> Entry {
+        let descriptor = try withName(name) { cName throws(Errno) in
+            try systemCall { openat(directory.descriptor, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
+        }
+        var status: stat
+        do {
+            status = try Self.status(of: descriptor)
+            if let mode {
+                let lost = mode & processUmask & 0o777
+                if lost != 0 && status.st_mode & S_IFMT != S_IFLNK {
+                    _ = try systemCall { chmod("/proc/self/fd/\(descriptor)", (status.st_mode & 0o7777) | lost) }
+                    status.st_mode |= lost
+                }
+            }
+            if let owner = owner(for: caller, in: directory) {
+                _ = try systemCall { fchownat(descriptor, "", owner.uid, owner.gid, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
+                status = try Self.status(of: descriptor)
+            }
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        let inode = inodes.remember(descriptor: descriptor, status: status, parent: directory.number, name: name)
+        return Entry(inode: inode.number, generation: 0, attributes: status)
+    }
+
+    /// Same as ``finishCreation(in:name:mode:caller:)`` for a file created open as `descriptor`.
+    private func adopt(descriptor: Int32, status: inout stat, in directory: Inode, mode: mode_t, caller: Caller) throws(Errno) {
+        let lost = mode & processUmask & 0o777
+        if lost != 0 {
+            _ = try systemCall { fchmod(descriptor, (status.st_mode & 0o7777) | lost) }
+            status.st_mode |= lost
+        }
+        if let owner = owner(for: caller, in: directory) {
+            _ = try systemCall { fchown(descriptor, owner.uid, owner.gid) }
+            _ = try systemCall { fstat(descriptor, &status) }
+        }
+    }
+
+    /// The owner to give a new file when the daemon (root) creates it for another user; the group
+    /// stays as created when the directory is set-group-ID, which the backing file system applied.
+    private func owner(for caller: Caller, in directory: Inode) -> (uid: uid_t, gid: gid_t)? {
+        guard runsAsRoot, caller.uid != 0 || caller.gid != 0 else { return nil }
+        let inheritsGroup = ((try? Self.status(of: directory.descriptor))?.st_mode ?? 0) & S_ISGID != 0
+        return (caller.uid, inheritsGroup ? gid_t.max : caller.gid)
+    }
+
+    private func identity(in directory: Inode, name: [UInt8]) throws(Errno) -> FileIdentity {
+        var status = stat()
+        try withName(name) { cName throws(Errno) in
+            _ = try systemCall { fstatat(directory.descriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+        }
+        return FileIdentity(status)
+    }
+
+    func mountedFile(_ inode: Inode) -> MountedFile {
+        MountedFile(path: path(of: inode.number), identity: inode.identity)
+    }
+
+    /// The UTF-8 path of an inode for hooks.
+    func path(of number: UInt64) -> String? {
+        inodes.pathBytes(of: number).flatMap { String(validating: $0, as: UTF8.self) }
+    }
+
+    private func path(in directory: Inode, _ name: [UInt8]) -> String? {
+        guard var bytes = inodes.pathBytes(of: directory.number) else { return nil }
+        if !bytes.isEmpty { bytes.append(UInt8(ascii: "/")) }
+        bytes.append(contentsOf: name)
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    static func status(of descriptor: Int32) throws(Errno) -> stat {
+        var status = stat()
+        _ = try systemCall { fstatat(descriptor, "", &status, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
+        return status
+    }
+
+    static func hasStubMarker(descriptor: Int32) -> Bool {
+        fgetxattr(descriptor, stubMarker, nil, 0) >= 0
+    }
+
+    static func hasStubMarker(path: String) -> Bool {
+        CFuse3.getxattr(path, stubMarker, nil, 0) >= 0
+    }
+
+    private static func timespec(_ change: TimeChange?) -> Glibc.timespec {
+        switch change {
+        case nil: Glibc.timespec(tv_sec: 0, tv_nsec: LinuxFlags.utimeOmit)
+        case .now: Glibc.timespec(tv_sec: 0, tv_nsec: LinuxFlags.utimeNow)
+        case .at(let seconds, let nanoseconds): Glibc.timespec(tv_sec: seconds, tv_nsec: nanoseconds)
+        }
+    }
+
+    /// The umask, read without changing it (`umask(2)` can only be read by setting it, which would
+    /// race with other threads creating files).
+    private static func readProcessUmask() -> mode_t {
+        guard let file = fopen("/proc/self/status", "r") else { return 0o022 }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0 {
+            let text = String(cString: line!)
+            if text.hasPrefix("Umask:") {
+                let digits = text.dropFirst("Umask:".count).trimmingPrefix(while: { $0 == "\t" || $0 == " " }).prefix { $0.isNumber }
+                return mode_t(digits, radix: 8) ?? 0o022
+            }
+        }
+        return 0o022
+    }
+}
+
+/// Linux values Swift's Glibc module does not export (they sit behind `_GNU_SOURCE`).
+enum LinuxFlags {
+    /// `O_PATH`.
+    static let openPath: Int32 = 0o10000000
+    /// `AT_EMPTY_PATH`.
+    static let atEmptyPath: Int32 = 0x1000
+    /// `UTIME_NOW`.
+    static let utimeNow = (1 << 30) - 1
+    /// `UTIME_OMIT`.
+    static let utimeOmit = (1 << 30) - 2
+}
+
+/// Calls `body` with `name` as a NUL-terminated C string built on the stack; rejects names that are
+/// not a single path component, which would reach outside the directory they are resolved in.
+func withName<R>(_ name: [UInt8], validate: Bool = true, _ body: (UnsafePointer<CChar>) throws(Errno) -> R) throws(Errno) -> R {
+    if validate {
+        guard !name.isEmpty, !name.contains(0), !name.contains(UInt8(ascii: "/")),
+              name != [UInt8(ascii: ".")], name != [UInt8(ascii: "."), UInt8(ascii: ".")] else { throw .invalidArgument }
+        guard name.count <= 255 else { throw .nameTooLong }
+    } else {
+        guard !name.contains(0) else { throw .invalidArgument }
+    }
+    let result: Result<R, Errno> = withUnsafeTemporaryAllocation(of: CChar.self, capacity: name.count + 1) { buffer in
+        name.withUnsafeBytes { bytes in
+            UnsafeMutableRawBufferPointer(buffer).copyMemory(from: bytes)
+        }
+        buffer[name.count] = 0
+        do throws(Errno) {
+            return .success(try body(buffer.baseAddress!))
+        } catch {
+            return .failure(error)
+        }
+    }
+    return try result.get()
+}
