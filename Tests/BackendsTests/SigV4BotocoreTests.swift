@@ -130,25 +130,30 @@ struct SplitMix64: RandomNumberGenerator {
         return result
     }
 
-    @Test func matchesBotocoreOnRandomizedS3Requests() throws {
-        try TestServers.requirePython(modules: ["botocore"])
+    @Test func matchesBotocoreOnRandomizedS3Requests() async throws {
+        try await TestServers.requirePython(modules: ["botocore"])
         let seed = ProcessInfo.processInfo.environment["TIERGATE_SIGV4_SEED"].flatMap { UInt64($0) } ?? 0x5167_3456_0000_0001
         let cases = try Self.makeCases(seed: seed)
         let input = NSTemporaryDirectory() + "tiergate-sigv4-\(UUID().uuidString).json"
         try JSONEncoder().encode(cases.map(\.0)).write(to: URL(fileURLWithPath: input))
         defer { try? FileManager.default.removeItem(atPath: input) }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", TestServers.supportDirectory + "/s3_sigv4_oracle.py", input]
-        let output = Pipe(), errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            Issue.record("the botocore oracle failed: \(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))")
+        let oracle = TestServers.supportDirectory + "/s3_sigv4_oracle.py"
+        let (status, data, errorText) = try await TestServers.offPool { () throws -> (Int32, Data, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", oracle, input]
+            let output = Pipe(), errors = Pipe()
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, data, errorText)
+        }
+        guard status == 0 else {
+            Issue.record("the botocore oracle failed: \(errorText)")
             return
         }
         let answers = try JSONDecoder().decode([Answer].self, from: data)

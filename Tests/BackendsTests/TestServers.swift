@@ -16,6 +16,14 @@ enum TestServers {
         var description: String
     }
 
+    /// Runs blocking work (waiting for a process) on its own thread, so that the few threads of the
+    /// Swift concurrency pool stay free for the tests running in parallel.
+    static func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
     /// What the moto helper reports once it serves.
     struct Moto: Sendable {
         var endpoint: String
@@ -30,8 +38,8 @@ enum TestServers {
         var sessionCredentials: S3Credentials
 
         /// A URL for a fresh prefix of the test bucket, through `port` (moto's own or a proxy's).
-        func url(prefix: String = "t-" + UUID().uuidString.prefix(8).lowercased(), port: Int? = nil) -> String {
-            "s3://\(bucket)/\(prefix)?endpoint=http://127.0.0.1:\(port ?? self.port)&region=\(region)"
+        func url(prefix: String = "t-" + UUID().uuidString.prefix(8).lowercased(), port: Int? = nil, scheme: String = "http") -> String {
+            "s3://\(bucket)/\(prefix)?endpoint=\(scheme)://127.0.0.1:\(port ?? self.port)&region=\(region)"
         }
     }
 
@@ -41,7 +49,7 @@ enum TestServers {
     }
 
     private static let sharedMoto = Task<Moto, any Error> {
-        try requirePython(modules: ["moto", "botocore", "werkzeug"])
+        try await requirePython(modules: ["moto", "botocore", "werkzeug"])
         let child = try ChildProcess(arguments: [supportDirectory + "/s3_moto_server.py"])
         let line = try await child.firstLine(timeout: 120)
         guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
@@ -61,7 +69,11 @@ enum TestServers {
     private static let keepAlive = Mutex<[ChildProcess]>([])
 
     /// Fails, with the remedy, unless `python3` can import `modules`.
-    static func requirePython(modules: [String]) throws {
+    static func requirePython(modules: [String]) async throws {
+        try await offPool { try requirePythonBlocking(modules: modules) }
+    }
+
+    private static func requirePythonBlocking(modules: [String]) throws {
         let probe = Process()
         probe.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         probe.arguments = ["python3", "-c", "import " + modules.joined(separator: ", ")]
@@ -80,14 +92,41 @@ enum TestServers {
 
     /// A fault-injecting proxy in front of moto, with the helper's command-line options
     /// (`--rate`, `--kinds`, `--stall-seconds`, `--fail-query`, …). Stops when the value is released.
-    static func faultProxy(_ options: [String]) async throws -> FaultProxy {
+    static func faultProxy(_ options: [String], tls: Certificate? = nil) async throws -> FaultProxy {
         let moto = try await moto()
-        let child = try ChildProcess(arguments: [supportDirectory + "/s3_fault_proxy.py", "--upstream", "127.0.0.1:\(moto.port)"] + options)
+        let tlsOptions = tls.map { ["--tls-cert", $0.certificatePath, "--tls-key", $0.keyPath] } ?? []
+        let child = try ChildProcess(arguments: [supportDirectory + "/s3_fault_proxy.py", "--upstream", "127.0.0.1:\(moto.port)"] + options + tlsOptions)
         let line = try await child.firstLine(timeout: 30)
         guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let port = json["port"] as? Int else {
             throw Failure(description: "the fault proxy printed '\(line)'; stderr: \(child.standardError())")
         }
-        return FaultProxy(child: child, port: port, moto: moto)
+        return FaultProxy(child: child, port: port, moto: moto, scheme: tls == nil ? "http" : "https")
+    }
+
+    /// A self-signed certificate for 127.0.0.1 (it is its own CA), made with the openssl tool.
+    struct Certificate: Sendable {
+        var directory: String
+        var certificatePath: String { directory + "/cert.pem" }
+        var keyPath: String { directory + "/key.pem" }
+    }
+
+    static func selfSignedCertificate() async throws -> Certificate {
+        try await offPool { try makeSelfSignedCertificate() }
+    }
+
+    private static func makeSelfSignedCertificate() throws -> Certificate {
+        let directory = NSTemporaryDirectory() + "tiergate-tls-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", directory + "/key.pem", "-out", directory + "/cert.pem"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw Failure(description: "openssl could not make a test certificate") }
+        return Certificate(directory: directory)
     }
 }
 
@@ -96,20 +135,28 @@ final class FaultProxy: Sendable {
     let child: ChildProcess
     let port: Int
     let moto: TestServers.Moto
+    let scheme: String
 
-    init(child: ChildProcess, port: Int, moto: TestServers.Moto) {
+    init(child: ChildProcess, port: Int, moto: TestServers.Moto, scheme: String) {
         self.child = child
         self.port = port
         self.moto = moto
+        self.scheme = scheme
     }
 
     deinit { child.stop() }
 
     /// A URL for a fresh prefix, through the proxy.
-    func url() -> String { moto.url(port: port) }
+    func url() -> String { moto.url(port: port, scheme: scheme) }
+
+    /// The same URL as `url`, but straight to moto, for checking what really reached the server.
+    func directURL(_ url: String) -> String {
+        url.replacingOccurrences(of: "\(scheme)://127.0.0.1:\(port)", with: "http://127.0.0.1:\(moto.port)")
+    }
 
     /// The proxy's counters: `requests`, `faults`, and one count per fault kind.
     func stats() async throws -> [String: Int] {
+        guard scheme == "http" else { return [:] }
         let client = try HTTPClient()
         let response = try await client.execute(HTTPRequest(method: "GET", url: "http://127.0.0.1:\(port)/__proxy/stats"))
         return (try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Int]) ?? [:]
@@ -176,14 +223,12 @@ final class ChildProcess: @unchecked Sendable {
         return line
     }
 
-    /// Closes the child's stdin (its signal to exit), then terminates it if it is still running.
+    /// Closes the child's stdin (its signal to exit) and terminates it; does not wait, because it
+    /// runs from `deinit` on whatever thread released the last reference.
     func stop() {
         lock.withLock {
             try? input.fileHandleForWriting.close()
-            if process.isRunning {
-                process.terminate()
-                process.waitUntilExit()
-            }
+            if process.isRunning { process.terminate() }
         }
     }
 }

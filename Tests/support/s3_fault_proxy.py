@@ -9,9 +9,15 @@ upstream S3 server, and with probability --rate replaces the exchange by one fau
   reset     forwards, sends the headers and half the body, then resets the connection (RST)
   truncate  forwards, sends the headers (full Content-Length) and part of the body, then closes
   stall     forwards, then sends nothing for --stall-seconds before closing
+  drop      forwards, then resets the connection without any answer (on a reused connection curl
+            then resends the request by itself, so a write may reach S3 twice)
 
---fail-query S makes every request whose query string contains S fail with --fail-status/--fail-code
-without forwarding (for permanent-failure tests). GET /__proxy/stats answers with the counters.
+--fault-count N stops injecting random faults after N of them; --fault-methods limits them to
+those methods (comma-separated).
+
+--fail-query S and/or --fail-method M make matching requests (query string containing S, method M)
+fail with --fail-status/--fail-code without forwarding, the first --fail-count times (default: always).
+--tls-cert/--tls-key serve HTTPS instead of HTTP. GET /__proxy/stats answers with the counters.
 Prints {"port": N} once listening; exits when stdin closes.
 """
 import argparse
@@ -19,6 +25,7 @@ import http.client
 import json
 import random
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -40,9 +47,27 @@ class Faults:
         with self.lock:
             self.stats[name] = self.stats.get(name, 0) + 1
 
-    def pick(self):
+    def forced(self, method, query):
+        options = self.options
+        if not (options.fail_query or options.fail_method):
+            return False
+        if (options.fail_query and options.fail_query not in query) or (options.fail_method and options.fail_method != method):
+            return False
+        with self.lock:
+            if options.fail_count is not None and self.stats.get("forced", 0) >= options.fail_count:
+                return False
+            self.stats["forced"] = self.stats.get("forced", 0) + 1
+            return True
+
+    def pick(self, method):
+        if self.options.fault_methods and method not in self.options.fault_methods.split(","):
+            with self.lock:
+                self.stats["requests"] += 1
+            return None
         with self.lock:
             self.stats["requests"] += 1
+            if self.options.fault_count is not None and self.stats["faults"] >= self.options.fault_count:
+                return None
             if self.random.random() >= self.options.rate:
                 return None
             self.stats["faults"] += 1
@@ -99,12 +124,11 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self.reply(200, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))], data)
             return
         query = self.path.partition("?")[2]
-        if options.fail_query and options.fail_query in query:
-            self.faults.count("forced")
+        if self.faults.forced(self.command, query):
             document = error_document(options.fail_code, "Injected by the fault proxy")
             self.reply(options.fail_status, [("Content-Type", "application/xml"), ("Content-Length", str(len(document)))], document)
             return
-        kind = self.faults.pick()
+        kind = self.faults.pick(self.command)
         if kind == "slowdown":
             document = error_document("SlowDown", "Please reduce your request rate.")
             self.reply(503, [("Content-Type", "application/xml"), ("Content-Length", str(len(document)))], document)
@@ -133,6 +157,8 @@ class ProxyHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_WR)
             raise Aborted()
+        elif kind == "drop":
+            self.reset()
         elif kind == "stall":
             time.sleep(options.stall_seconds)
             self.close_connection = True
@@ -145,7 +171,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], (Aborted, ConnectionError, BrokenPipeError)):
+        if not isinstance(sys.exc_info()[1], (Aborted, ConnectionError, BrokenPipeError, ssl.SSLError)):
             super().handle_error(request, client_address)
 
 
@@ -153,18 +179,28 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--upstream", required=True)
     parser.add_argument("--rate", type=float, default=0.0)
-    parser.add_argument("--kinds", default="slowdown,error500,reset,truncate,stall")
+    parser.add_argument("--kinds", default="slowdown,error500,reset,truncate,stall,drop")
     parser.add_argument("--stall-seconds", type=float, default=3.0)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--fail-query", default="")
     parser.add_argument("--fail-status", type=int, default=400)
     parser.add_argument("--fail-code", default="InvalidRequest")
+    parser.add_argument("--fault-count", type=int, default=None)
+    parser.add_argument("--fault-methods", default="")
+    parser.add_argument("--fail-method", default="")
+    parser.add_argument("--fail-count", type=int, default=None)
+    parser.add_argument("--tls-cert", default="")
+    parser.add_argument("--tls-key", default="")
     options = parser.parse_args()
     options.kinds = [k for k in options.kinds.split(",") if k]
     host, _, port = options.upstream.rpartition(":")
     ProxyHandler.faults = Faults(options)
     ProxyHandler.upstream = (host, int(port))
     server = Server(("127.0.0.1", 0), ProxyHandler)
+    if options.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(json.dumps({"port": server.server_address[1]}), flush=True)
     try:

@@ -23,6 +23,7 @@ final class CurlTransfer: @unchecked Sendable {
     private var sinkAccepted = false
     private var failure: HTTPError?
     private var uploadOffset: Int64 = 0
+    private var requestLinesSent = 0
 
     /// Error bodies given back instead of to a sink are kept only up to this size.
     private static let errorBodyLimit = 1 << 20
@@ -37,19 +38,15 @@ final class CurlTransfer: @unchecked Sendable {
         cancelled.store(true, ordering: .relaxed)
     }
 
-    /// Runs the transfer on `handle` and resumes the caller with its outcome.
-    func perform(on handle: UnsafeMutableRawPointer, share: UnsafeMutableRawPointer, errorBuffer: UnsafeMutablePointer<CChar>) {
-        guard let continuation else { return }
-        self.continuation = nil
+    /// Runs the transfer on `handle`; the caller then hands the outcome over with ``finish(with:)``.
+    func perform(on handle: UnsafeMutableRawPointer, share: UnsafeMutableRawPointer, errorBuffer: UnsafeMutablePointer<CChar>) -> Result<HTTPResponse, HTTPError> {
         if cancelled.load(ordering: .relaxed) {
-            continuation.resume(throwing: HTTPError(.cancelled, "cancelled before it started", isTransient: false, mayHaveReachedServer: false))
-            return
+            return .failure(HTTPError(.cancelled, "cancelled before it started", isTransient: false, mayHaveReachedServer: false))
         }
         curl_easy_reset(handle)
         errorBuffer[0] = 0
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
         defer { curl_slist_free_all(headerList) }
-        let result: Result<HTTPResponse, HTTPError>
         do {
             headerList = try configure(handle, share: share, errorBuffer: errorBuffer)
             counters.requests.add(1, ordering: .relaxed)
@@ -57,13 +54,19 @@ final class CurlTransfer: @unchecked Sendable {
             var connects = 0
             _ = CCurl_getinfo_long(handle, CURLINFO_NUM_CONNECTS, &connects)
             counters.connections.add(connects, ordering: .relaxed)
-            result = finish(handle, code: code, errorBuffer: errorBuffer)
+            return outcome(handle, code: code, errorBuffer: errorBuffer)
         } catch let error as HTTPError {
-            result = .failure(error)
+            return .failure(error)
         } catch {
-            result = .failure(HTTPError(.invalidRequest, "\(error)", isTransient: false, mayHaveReachedServer: false))
+            return .failure(HTTPError(.invalidRequest, "\(error)", isTransient: false, mayHaveReachedServer: false))
         }
-        continuation.resume(with: result)
+    }
+
+    /// Resumes the waiting caller.
+    func finish(with outcome: Result<HTTPResponse, HTTPError>) {
+        let continuation = self.continuation
+        self.continuation = nil
+        continuation?.resume(with: outcome)
     }
 
     private func check(_ code: CURLcode, _ what: String) throws {
@@ -126,6 +129,18 @@ final class CurlTransfer: @unchecked Sendable {
         }, "progress callback")
         try check(CCurl_setopt_ptr(handle, CURLOPT_XFERINFODATA, me), "progress data")
         try check(CCurl_setopt_long(handle, CURLOPT_NOPROGRESS, 0), "progress")
+        // The debug callback sees each request line curl sends; more than one means curl silently
+        // resent the request (after a reused connection died with no answer), which a caller of a
+        // non-idempotent request must know about. Nothing is logged.
+        try check(CCurl_setopt_debug(handle) { _, type, data, size, user in
+            if type == CURLINFO_HEADER_OUT, let data {
+                Unmanaged<CurlTransfer>.fromOpaque(user!).takeUnretainedValue()
+                    .noteHeaderOut(UnsafeRawBufferPointer(start: data, count: size))
+            }
+            return 0
+        }, "debug callback")
+        try check(CCurl_setopt_ptr(handle, CURLOPT_DEBUGDATA, me), "debug data")
+        try check(CCurl_setopt_long(handle, CURLOPT_VERBOSE, 1), "verbose")
 
         let method = request.method.uppercased()
         let bodyCount = request.body.count
@@ -213,6 +228,13 @@ final class CurlTransfer: @unchecked Sendable {
         return line.count
     }
 
+    private func noteHeaderOut(_ bytes: UnsafeRawBufferPointer) {
+        let method = request.method.uppercased().utf8
+        if bytes.count > method.count, bytes.starts(with: method), bytes[method.count] == UInt8(ascii: " ") {
+            requestLinesSent += 1
+        }
+    }
+
     private func receiveBody(_ bytes: UnsafeRawBufferPointer) -> Int {
         received += Int64(bytes.count)
         if sinkAccepted, let sink = request.sink {
@@ -267,7 +289,7 @@ final class CurlTransfer: @unchecked Sendable {
 
     // MARK: outcome
 
-    private func finish(_ handle: UnsafeMutableRawPointer, code: CURLcode, errorBuffer: UnsafeMutablePointer<CChar>) -> Result<HTTPResponse, HTTPError> {
+    private func outcome(_ handle: UnsafeMutableRawPointer, code: CURLcode, errorBuffer: UnsafeMutablePointer<CChar>) -> Result<HTTPResponse, HTTPError> {
         counters.bytesSent.add(uploadOffset, ordering: .relaxed)
         counters.bytesReceived.add(received, ordering: .relaxed)
         if let failure { return .failure(failure) }
@@ -284,7 +306,7 @@ final class CurlTransfer: @unchecked Sendable {
         if hasBody, let length = headers["Content-Length"].flatMap({ Int64($0.trimmingSpaces) }), length != received {
             return .failure(HTTPError(.truncated, "received \(received) of \(length) body bytes", isTransient: true))
         }
-        return .success(HTTPResponse(status: status, headers: headers, body: body, bodyBytesReceived: received))
+        return .success(HTTPResponse(status: status, headers: headers, body: body, bodyBytesReceived: received, requestWasResent: requestLinesSent > 1))
     }
 
     /// Classifies a curl failure: what it was, and whether trying again can help.

@@ -132,12 +132,17 @@ public struct HTTPResponse: Sendable {
     public var body: [UInt8]
     /// How many body bytes arrived, whether collected or given to a sink.
     public var bodyBytesReceived: Int64
+    /// True when curl sent the request more than once: a reused connection died before any answer,
+    /// and curl resent the request on a new one. The first copy may have reached the server, so for a
+    /// request that is not idempotent this answer may be to a repeat (a 412 after our own write).
+    public var requestWasResent: Bool
 
     /// A response.
-    public init(status: Int, headers: HTTPHeaders, body: [UInt8], bodyBytesReceived: Int64? = nil) {
+    public init(status: Int, headers: HTTPHeaders, body: [UInt8], bodyBytesReceived: Int64? = nil, requestWasResent: Bool = false) {
         self.status = status
         self.headers = headers
         self.body = body
         self.bodyBytesReceived = bodyBytesReceived ?? Int64(body.count)
+        self.requestWasResent = requestWasResent
     }
 }

@@ -81,12 +81,6 @@ final class TransferThreads: Sendable {
         for worker in idle { worker.wake.signal() }
     }
 
-    private enum Next {
-        case transfer(CurlTransfer)
-        case wait
-        case stop
-    }
-
     private func run(_ worker: Worker) {
         guard let handle = curl_easy_init() else { fatalError("curl_easy_init: out of memory") }
         let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
@@ -94,21 +88,36 @@ final class TransferThreads: Sendable {
             curl_easy_cleanup(handle)
             errorBuffer.deallocate()
         }
+        var next: CurlTransfer? = state.withLock { state in
+            if let transfer = state.popPending() { return transfer }
+            state.idle.append(worker)
+            return nil
+        }
         while true {
-            let next: Next = state.withLock { state in
-                if let transfer = worker.assigned ?? state.popPending() {
-                    worker.assigned = nil
-                    return .transfer(transfer)
+            if next == nil {
+                worker.wake.wait()
+                next = state.withLock { _ in
+                    defer { worker.assigned = nil }
+                    return worker.assigned
                 }
-                if state.stopping { return .stop }
-                state.idle.append(worker)
-                return .wait
+                guard next != nil else { return } // woken without work: stopping
             }
-            switch next {
-            case .transfer(let transfer): transfer.perform(on: handle, share: share.handle, errorBuffer: errorBuffer)
-            case .wait: worker.wake.wait()
-            case .stop: return
+            let transfer = next!
+            let outcome = transfer.perform(on: handle, share: share.handle, errorBuffer: errorBuffer)
+            // Become available before the caller learns the outcome, so that its next request finds
+            // this thread and its warm connection instead of a cold one.
+            var stopping = false
+            next = state.withLock { state in
+                if let transfer = state.popPending() { return transfer }
+                if state.stopping {
+                    stopping = true
+                } else {
+                    state.idle.append(worker)
+                }
+                return nil
             }
+            transfer.finish(with: outcome)
+            if stopping { return }
         }
     }
 

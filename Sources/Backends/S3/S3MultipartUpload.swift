@@ -21,18 +21,59 @@ extension S3Store {
     func putMultipart(_ key: String, bytes: [UInt8]) async throws {
         let objectKey = location.objectKey(key)
         let parts = Self.partRanges(count: bytes.count, partSize: configuration.partSize)
-        let initiate = try await send("put", key, method: "POST", objectKey: objectKey, query: [("uploads", "")])
-        guard initiate.status == 200 else { throw failure(initiate, "put", key) }
-        guard let uploadId = S3XML.value("UploadId", in: Substring(decoding: initiate.body, as: UTF8.self)), !uploadId.isEmpty else {
-            throw inconsistent("put", key, "CreateMultipartUpload returned no UploadId")
+        // An initiation whose answer was lost may still have created an upload this store never
+        // learns the id of; such strays are found and aborted once this upload is finished.
+        var strays = false
+        let uploadId: String
+        do {
+            uploadId = try await retrying { _ in
+                let initiate = try await self.exchange("put", key, method: "POST", objectKey: objectKey, query: [("uploads", "")],
+                                                       noteAmbiguous: { strays = true })
+                guard initiate.status == 200 else { throw self.failure(initiate, "put", key) }
+                guard let id = S3XML.value("UploadId", in: Substring(decoding: initiate.body, as: UTF8.self)), !id.isEmpty else {
+                    throw self.inconsistent("put", key, "CreateMultipartUpload returned no UploadId")
+                }
+                return id
+            }
+        } catch {
+            if strays { await Task.detached { [self] in await abortUploads(of: objectKey, except: nil) }.value }
+            throw error
         }
         do {
             let etags = try await uploadParts(key, objectKey: objectKey, uploadId: uploadId, bytes: bytes, parts: parts)
             try await completeUpload(key, objectKey: objectKey, uploadId: uploadId, etags: etags, size: bytes.count)
         } catch {
             // Detached so that the abort still runs when the failure is the caller's cancellation.
-            await Task.detached { [self] in await abortUpload(key, objectKey: objectKey, uploadId: uploadId) }.value
+            await Task.detached { [self] in
+                await abortUpload(key, objectKey: objectKey, uploadId: uploadId)
+                if strays { await abortUploads(of: objectKey, except: uploadId) }
+            }.value
             throw error
+        }
+        if strays { await Task.detached { [self] in await abortUploads(of: objectKey, except: uploadId) }.value }
+    }
+
+    /// Aborts the incomplete uploads of exactly `objectKey` other than `except`, best effort.
+    ///
+    /// Only called after an initiation whose answer was lost. Another writer uploading the very same
+    /// key at that moment would lose its upload too and fail (transiently); pack keys are unique to
+    /// their writer, so that does not happen in a cloud share.
+    func abortUploads(of objectKey: String, except: String?) async {
+        guard let uploads = try? await listUploads(prefix: objectKey) else { return }
+        for upload in uploads where upload.objectKey == objectKey && upload.uploadId != except {
+            _ = try? await send("put", upload.objectKey, method: "DELETE", objectKey: upload.objectKey, query: [("uploadId", upload.uploadId)])
+        }
+    }
+
+    /// Incomplete uploads whose S3 key starts with `prefix` (up to 1,000).
+    func listUploads(prefix: String) async throws -> [(objectKey: String, uploadId: String)] {
+        var query: [(name: String, value: String)] = [("uploads", "")]
+        if !prefix.isEmpty { query.append(("prefix", prefix)) }
+        let response = try await send("list uploads", "", method: "GET", objectKey: nil, query: query)
+        guard response.status == 200 else { throw failure(response, "list uploads", "") }
+        return S3XML.elements("Upload", in: Substring(decoding: response.body, as: UTF8.self)).compactMap { upload in
+            guard let key = S3XML.value("Key", in: upload), let id = S3XML.value("UploadId", in: upload) else { return nil }
+            return (key, id)
         }
     }
 
@@ -102,14 +143,8 @@ extension S3Store {
     /// Multipart uploads under the share's prefix that were neither completed nor aborted (for example
     /// after a crash). Lists up to 1,000.
     public func incompleteUploads() async throws -> [IncompleteUpload] {
-        var query: [(name: String, value: String)] = [("uploads", "")]
-        if !location.prefix.isEmpty { query.append(("prefix", location.prefix + "/")) }
-        let response = try await send("list uploads", "", method: "GET", objectKey: nil, query: query)
-        guard response.status == 200 else { throw failure(response, "list uploads", "") }
-        return S3XML.elements("Upload", in: Substring(decoding: response.body, as: UTF8.self)).compactMap { upload in
-            guard let objectKey = S3XML.value("Key", in: upload), let key = location.shareKey(objectKey),
-                  let id = S3XML.value("UploadId", in: upload) else { return nil }
-            return IncompleteUpload(key: key, uploadId: id)
+        try await listUploads(prefix: location.prefix.isEmpty ? "" : location.prefix + "/").compactMap { upload in
+            location.shareKey(upload.objectKey).map { IncompleteUpload(key: $0, uploadId: upload.uploadId) }
         }
     }
 

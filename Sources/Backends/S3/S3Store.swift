@@ -221,6 +221,7 @@ public final class S3Store: ObjectStore {
             if error.kind == .cancelled { throw CancellationError() }
             throw StoreError(error.isTransient ? .transient : .permanent, store: displayName, operation: operation, key: key, cause: "\(error)")
         }
+        if response.requestWasResent { noteAmbiguous() }
         if let reason = Self.retryableReason(response) {
             noteAmbiguous()
             throw StoreError(.transient, store: displayName, operation: operation, key: key, cause: reason)
