@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <unistd.h>
 #include <sys/syscall.h>
+#include <sys/fanotify.h>
+#include <stddef.h>
+#include <pthread.h>
+#include <sys/vfs.h>
 #include <linux/openat2.h>
 
 int CLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
@@ -32,3 +36,37 @@ int CLinux_punch_hole(int fd, int64_t offset, int64_t length) {
 int CLinux_syncfs(int fd) {
     return syncfs(fd);
 }
+
+int CLinux_fanotify_init(unsigned int flags, unsigned int event_f_flags) {
+    return fanotify_init(flags, event_f_flags);
+}
+
+int CLinux_fanotify_mark(int fanotify_fd, unsigned int flags, uint64_t mask, int dirfd, const char *pathname) {
+    return fanotify_mark(fanotify_fd, flags, mask, dirfd, pathname);
+}
+
+int CLinux_pipe_cloexec_nonblock(int fds[2]) {
+    return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
+}
+
+int CLinux_set_thread_name(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
+}
+
+int64_t CLinux_filesystem_type(const char *path) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    return (int64_t)info.f_type;
+}
+
+_Static_assert(SEEK_DATA == CLINUX_SEEK_DATA && SEEK_HOLE == CLINUX_SEEK_HOLE, "SEEK_DATA/SEEK_HOLE");
+
+// The record layouts above are parsed from raw bytes; these pin them to the kernel's ABI.
+_Static_assert(sizeof(struct CLinux_fanotify_event_metadata) == 24, "fanotify_event_metadata layout");
+_Static_assert(offsetof(struct CLinux_fanotify_event_metadata, fd) == 16, "fanotify_event_metadata.fd");
+_Static_assert(sizeof(struct CLinux_fanotify_event_info_range) == 24, "fanotify_event_info_range layout");
+_Static_assert(offsetof(struct CLinux_fanotify_event_info_range, offset) == 8, "fanotify_event_info_range.offset");
+_Static_assert(sizeof(struct CLinux_fanotify_response) == 8, "fanotify_response layout");
+_Static_assert(FAN_CLASS_PRE_CONTENT == CLINUX_FAN_CLASS_PRE_CONTENT, "FAN_CLASS_PRE_CONTENT");
+_Static_assert(FAN_MARK_FILESYSTEM == CLINUX_FAN_MARK_FILESYSTEM, "FAN_MARK_FILESYSTEM");
+_Static_assert(FANOTIFY_METADATA_VERSION == CLINUX_FANOTIFY_METADATA_VERSION, "FANOTIFY_METADATA_VERSION");

@@ -14,4 +14,78 @@ int CLinux_syncfs(int fd);
 
 #define CLINUX_RENAME_NOREPLACE 1
 #define CLINUX_RENAME_EXCHANGE 2
+
+/// fanotify: Debian 12's kernel headers predate the Linux 6.14 pre-content interface, so the constants
+/// Tiergate needs are spelled out here with the values of the upstream uapi header. The calls are wrapped
+/// because <sys/fanotify.h> is not part of Swift's Glibc module.
+int CLinux_fanotify_init(unsigned int flags, unsigned int event_f_flags);
+int CLinux_fanotify_mark(int fanotify_fd, unsigned int flags, uint64_t mask, int dirfd, const char *pathname);
+/// pipe2(O_CLOEXEC | O_NONBLOCK) and pthread_setname_np need _GNU_SOURCE, which Swift's Glibc lacks.
+int CLinux_pipe_cloexec_nonblock(int fds[2]);
+int CLinux_set_thread_name(const char *name);
+/// statfs(2) f_type of the filesystem holding `path` (EXT4_SUPER_MAGIC, TMPFS_MAGIC, …), or -1 with errno.
+int64_t CLinux_filesystem_type(const char *path);
+
+/// lseek whences for sparse files (GNU extensions): the next data byte, the next hole.
+#define CLINUX_SEEK_DATA 3
+#define CLINUX_SEEK_HOLE 4
+
+#define CLINUX_FAN_CLOEXEC 0x00000001u
+#define CLINUX_FAN_NONBLOCK 0x00000002u
+#define CLINUX_FAN_CLASS_PRE_CONTENT 0x00000008u
+#define CLINUX_FAN_UNLIMITED_QUEUE 0x00000010u
+#define CLINUX_FAN_UNLIMITED_MARKS 0x00000020u
+
+#define CLINUX_FAN_MARK_ADD 0x00000001u
+#define CLINUX_FAN_MARK_REMOVE 0x00000002u
+#define CLINUX_FAN_MARK_DONT_FOLLOW 0x00000004u
+#define CLINUX_FAN_MARK_IGNORED_SURV_MODIFY 0x00000040u
+#define CLINUX_FAN_MARK_FLUSH 0x00000080u
+#define CLINUX_FAN_MARK_FILESYSTEM 0x00000100u
+#define CLINUX_FAN_MARK_EVICTABLE 0x00000200u
+#define CLINUX_FAN_MARK_IGNORE 0x00000400u
+
+/// Linux 6.14: an access to a range of a file's content is about to happen (read, write, mmap,
+/// truncate, fallocate); the listener may fill the range before answering.
+#define CLINUX_FAN_PRE_ACCESS 0x00100000ull
+
+/// Info record type carrying `struct fanotify_event_info_range` (6.14).
+#define CLINUX_FAN_EVENT_INFO_TYPE_RANGE 6
+#define CLINUX_FANOTIFY_METADATA_VERSION 3
+#define CLINUX_FAN_NOFD (-1)
+
+#define CLINUX_FAN_ALLOW 0x01u
+#define CLINUX_FAN_DENY 0x02u
+/// 6.14: a deny may carry an errno for the blocked call in its top byte (pre-content groups only).
+#define CLINUX_FAN_ERRNO_SHIFT 24
+#define CLINUX_FAN_ERRNO_MASK 0xffu
+
+/// Layouts of the records read from a fanotify descriptor (uapi, stable ABI).
+struct CLinux_fanotify_event_metadata {
+    uint32_t event_len;
+    uint8_t vers;
+    uint8_t reserved;
+    uint16_t metadata_len;
+    uint64_t mask __attribute__((aligned(8)));
+    int32_t fd;
+    int32_t pid;
+};
+
+struct CLinux_fanotify_event_info_header {
+    uint8_t info_type;
+    uint8_t pad;
+    uint16_t len;
+};
+
+struct CLinux_fanotify_event_info_range {
+    struct CLinux_fanotify_event_info_header hdr;
+    uint32_t pad;
+    uint64_t offset;
+    uint64_t count;
+};
+
+struct CLinux_fanotify_response {
+    int32_t fd;
+    uint32_t response;
+};
 #endif

@@ -1,1 +1,0 @@
-// The fanotify pre-content glue lives here.
