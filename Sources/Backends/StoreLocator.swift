@@ -26,8 +26,11 @@ public enum StoreLocator {
         case "s3":
             // Credentials come from the environment or a 0600 credentials file, never from the URL.
             return try S3Store(url: url)
+        case "filerest":
+            // Credentials never travel in the URL: they come from the environment (FileRESTCredentials.load).
+            return try FileRESTStore(url: url)
         default:
-            throw malformed(url, "unknown scheme '\(scheme)'; supported: file, s3")
+            throw malformed(url, "unknown scheme '\(scheme)'; supported: file, s3, filerest")
         }
     }
 

@@ -19,8 +19,10 @@ that the SDK uses for loopback endpoints. State lives in memory.
 Usage: filerest_emulator.py --port N --account NAME --key BASE64 [--host 127.0.0.1]
 With --port 0 the system picks a free port. Once listening, one line goes to stdout:
   FileREST emulator listening on http://HOST:PORT/ACCOUNT
-Tests may inject faults through the unauthenticated, loopback-only `/_emulator/fail?count=N&status=S&code=C`:
-the next N service requests then fail with that status and error code (503 ServerBusy by default).
+Tests may inject faults through the unauthenticated, loopback-only
+`/_emulator/fail?count=N&status=S&code=C[&operation=RenameFile][&after=1]`: the next N service requests
+(of that operation, if named) fail with that status and error code (503 ServerBusy by default); with
+`after=1` the operation is carried out first and only its answer is lost, as when a connection drops.
 """
 
 import argparse
@@ -30,6 +32,8 @@ import email.utils
 import hashlib
 import hmac
 import itertools
+import os
+import signal
 import sys
 import threading
 import time
@@ -379,7 +383,7 @@ class FileService:
         self.namespace = Namespace()
         self.authorizer = Authorizer(account, key)
         self.faults_lock = threading.Lock()
-        self.faults = []  # [(status, code)] consumed one per request
+        self.faults = []  # [(status, code, operation or None, after)] each consumed by one request
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -408,18 +412,30 @@ class FileService:
         if not version or len(version) != 10 or version[4] != "-" or version[7] != "-":
             raise ServiceError(400, "InvalidHeaderValue", "The value for one of the HTTP headers is not in the correct format.",
                                detail="x-ms-version")
-        with self.faults_lock:
-            fault = self.faults.pop(0) if self.faults else None
-        if fault:
-            raise ServiceError(fault[0], fault[1], "The server is busy." if fault[1] == "ServerBusy" else "Injected fault.")
+        fault = self.take_fault(operation)
+        if fault and not fault[3]:
+            raise self.injected(fault)
         if operation not in ("ListShares", "CreateShare") and share:
             validate_share_name(share)
         for component in path:
             validate_component(component)
         handler = getattr(self, "op_" + operation)
         response = handler(headers=headers, query=query, share=share, path=path, body=body, endpoint=endpoint)
+        if fault:
+            raise self.injected(fault)
         response.headers.setdefault("x-ms-version", version)
         return response
+
+    def take_fault(self, operation):
+        with self.faults_lock:
+            for index, fault in enumerate(self.faults):
+                if fault[2] in (None, operation):
+                    return self.faults.pop(index)
+        return None
+
+    @staticmethod
+    def injected(fault):
+        return ServiceError(fault[0], fault[1], "The server is busy." if fault[1] == "ServerBusy" else "Injected fault.")
 
     @staticmethod
     def operation(method, share, path, restype, comp):
@@ -927,7 +943,9 @@ class Handler(BaseHTTPRequestHandler):
         if raw_path == "/_emulator/fail":
             query = dict(urllib.parse.parse_qsl(raw_query))
             with service.faults_lock:
-                service.faults += [(int(query.get("status", 503)), query.get("code", "ServerBusy"))] * int(query.get("count", 1))
+                fault = (int(query.get("status", 503)), query.get("code", "ServerBusy"), query.get("operation"),
+                         query.get("after") == "1")
+                service.faults += [fault] * int(query.get("count", 1))
             return self.send(Response(200), method, request_id)
         headers = self.request_headers()
         host = headers.get("host", f"{self.server.server_address[0]}:{self.server.server_address[1]}")
@@ -984,11 +1002,22 @@ def main(argv=None):
     parser.add_argument("--account", required=True)
     parser.add_argument("--key", required=True, help="the account key, base64")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument("--exit-with-stdin", action="store_true",
+                        help="exit when stdin closes, so a test process that dies takes the emulator with it")
     args = parser.parse_args(argv)
     try:
         key = base64.b64decode(args.key, validate=True)
     except ValueError:
         parser.error("--key must be base64")
+    # A parent may have spawned us with signals blocked (threads of test runners often do); unblock them so
+    # SIGTERM and SIGINT stop the emulator.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    if args.exit_with_stdin:
+        def exit_at_eof():
+            while sys.stdin.buffer.read(4096):
+                pass
+            os._exit(0)
+        threading.Thread(target=exit_at_eof, daemon=True).start()
     server = Server((args.host, args.port), Handler)
     server.service = FileService(args.account, key)
     server.verbose = args.verbose
