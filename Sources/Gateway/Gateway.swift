@@ -11,6 +11,7 @@ public final class Gateway {
     /// The configuration.
     public private(set) var config: GatewayConfig
     let state: LocalState
+    private var engines: [UInt32: SyncEngine] = [:]
 
     /// Opens the registered server in `directory`, registering it (with `serverName`, default the host
     /// name) when it is new.
@@ -78,6 +79,7 @@ public final class Gateway {
     /// Removes a server endpoint (by id or path): forgets its local state; never touches cloud data or local files.
     public func removeEndpoint(_ selector: String) throws -> EndpointConfig {
         let endpoint = try endpoint(selector)
+        engines[endpoint.id] = nil
         try state.removeEndpoint(endpoint.id)
         config.endpoints.removeAll { $0.id == endpoint.id }
         try directory.saveConfig(config)
@@ -108,9 +110,16 @@ public final class Gateway {
         return try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: config.serverID, serverName: config.serverName)
     }
 
-    /// One sync pass of `endpoint`.
+    /// One sync pass of `endpoint` (its engine, with the share's loaded index, is kept for later passes).
     public func sync(_ endpoint: EndpointConfig, progress: ProgressHandler? = nil) async throws -> SyncReport {
-        try await engine(for: endpoint).syncOnce(progress: progress)
+        let engine: SyncEngine
+        if let existing = engines[endpoint.id] {
+            engine = existing
+        } else {
+            engine = try await self.engine(for: endpoint)
+            engines[endpoint.id] = engine
+        }
+        return try await engine.syncOnce(progress: progress)
     }
 
     // MARK: Status

@@ -27,6 +27,9 @@ final class SyncGroup {
 
     func root(_ index: Int) -> String { endpoints[index].path }
 
+    /// Closes every server's database, so that other processes can open them.
+    func release() { gateways.removeAll() }
+
     @discardableResult
     func sync(_ index: Int) async throws -> SyncReport {
         try await gateways[index].sync(endpoints[index])
