@@ -22,6 +22,7 @@ import Testing
         #expect(try S3Location(url: "s3://b.with.dots/x", environment: [:]).style == .path, "dotted names break TLS on virtual hosts")
         #expect(try S3Location(url: "s3://bkt", environment: [:]).region == "us-east-1")
         #expect(try S3Location(url: "s3://bkt?endpoint=https://minio.local:443", environment: [:]).hostHeader == "minio.local")
+        #expect(try S3Location(url: "s3://bkt?endpoint=http://[::1]:9000", environment: [:]).hostHeader == "[::1]:9000")
     }
 
     @Test(arguments: [

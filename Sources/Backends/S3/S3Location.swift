@@ -91,7 +91,7 @@ public struct S3Location: Sendable, Hashable {
                 throw fail("endpoint '\(endpoint)' must be http(s)://host[:port] with no path, query or user")
             }
             self.scheme = scheme
-            self.host = host.lowercased()
+            self.host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
             port = components.port.flatMap { $0 == (scheme == "https" ? 443 : 80) ? nil : $0 }
         } else {
             scheme = "https"
@@ -132,8 +132,11 @@ public struct S3Location: Sendable, Hashable {
         return text
     }
 
-    /// `host[:port]` of the endpoint.
-    var authority: String { port.map { "\(host):\($0)" } ?? host }
+    /// `host[:port]` of the endpoint (an IPv6 address in brackets).
+    var authority: String {
+        let name = host.contains(":") ? "[\(host)]" : host
+        return port.map { "\(name):\($0)" } ?? name
+    }
 
     /// The `Host` header: the endpoint, with the bucket in front for virtual style.
     public var hostHeader: String { style == .virtual ? "\(bucket).\(authority)" : authority }

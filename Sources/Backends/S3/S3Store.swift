@@ -178,7 +178,7 @@ public final class S3Store: ObjectStore {
     // MARK: requests
 
     func payloadHash(_ bytes: ArraySlice<UInt8>) -> String {
-        guard signer.credentials.accessKeyId.isEmpty == false, location.signsPayload else { return SigV4Signer.unsignedPayload }
+        guard location.signsPayload else { return SigV4Signer.unsignedPayload }
         return bytes.isEmpty ? SigV4Signer.emptyPayloadHash : SigV4Signer.payloadHash(bytes)
     }
 
