@@ -59,6 +59,7 @@ int64_t CLinux_filesystem_type(const char *path) {
     return (int64_t)info.f_type;
 }
 
+_Static_assert(F_SETLEASE == CLINUX_F_SETLEASE && F_GETLEASE == CLINUX_F_GETLEASE, "F_SETLEASE/F_GETLEASE");
 _Static_assert(SEEK_DATA == CLINUX_SEEK_DATA && SEEK_HOLE == CLINUX_SEEK_HOLE, "SEEK_DATA/SEEK_HOLE");
 
 // The record layouts above are parsed from raw bytes; these pin them to the kernel's ABI.

@@ -26,6 +26,11 @@ int CLinux_set_thread_name(const char *name);
 /// statfs(2) f_type of the filesystem holding `path` (EXT4_SUPER_MAGIC, TMPFS_MAGIC, …), or -1 with errno.
 int64_t CLinux_filesystem_type(const char *path);
 
+/// File leases (fcntl, _GNU_SOURCE): a write lease is granted only while no other descriptor has the
+/// file open, and is broken (the opener waits) when one tries to.
+#define CLINUX_F_SETLEASE 1024
+#define CLINUX_F_GETLEASE 1025
+
 /// lseek whences for sparse files (GNU extensions): the next data byte, the next hole.
 #define CLINUX_SEEK_DATA 3
 #define CLINUX_SEEK_HOLE 4
