@@ -55,10 +55,11 @@ import Testing
     @Test func readersNeverSeeAPartialObject() async throws {
         let emulator = try FileRESTEmulator()
         let store = try await emulator.store()
-        let old = [UInt8](repeating: 1, count: 9 << 20), new = [UInt8](repeating: 2, count: 9 << 20)
+        // 5 MiB: two Put Range calls, so a reader that could see the file mid-write would see a mix.
+        let old = [UInt8](repeating: 1, count: 5 << 20), new = [UInt8](repeating: 2, count: 5 << 20)
         try await store.put("big", bytes: old)
         let writing = Task { for _ in 0..<3 { try await store.put("big", bytes: new); try await store.put("big", bytes: old) } }
-        for _ in 0..<40 {
+        for _ in 0..<25 {
             let bytes = try await store.get("big")
             #expect(bytes == old || bytes == new, "a read saw a mix of two versions")
             #expect(try await store.listAll(prefix: "").map(\.key) == ["big"], "a listing showed an upload in flight")
@@ -148,6 +149,15 @@ import Testing
         await StoreConformance.expectCode(.alreadyExists) { try await store.putIfAbsent("log/1", bytes: [3]) }
         #expect(try await store.get("log/1") == [1])
         #expect(try await store.listAll(prefix: "").map(\.key) == ["data/1", "log/1"])
+    }
+
+    @Test func aKeyBelowAnExistingFileIsAPermanentFailure() async throws {
+        let emulator = try FileRESTEmulator()
+        let store = try await emulator.store(retry: .never)
+        try await store.put("a", bytes: [1])
+        await StoreConformance.expectCode(.permanent) { try await store.put("a/b", bytes: [2]) }
+        await StoreConformance.expectCode(.notFound) { _ = try await store.get("a/b") }
+        #expect(try await store.listAll(prefix: "").map(\.key) == ["a"])
     }
 
     @Test func aMissingShareIsAPermanentErrorNotAMissingKey() async throws {

@@ -28,8 +28,9 @@ class Emulator:
 def emulator():
     account = "tiergatetest"
     key = base64.b64encode(os.urandom(64)).decode()
-    process = subprocess.Popen([sys.executable, EMULATOR, "--port", "0", "--account", account, "--key", key],
-                               stdout=subprocess.PIPE, text=True)
+    # The emulator exits when its stdin closes, so it cannot outlive a pytest run that dies.
+    process = subprocess.Popen([sys.executable, EMULATOR, "--port", "0", "--account", account, "--key", key,
+                                "--exit-with-stdin"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = process.stdout.readline()  # the emulator prints its address once it listens
     if not line.startswith("FileREST emulator listening on "):
         process.kill()
@@ -37,5 +38,6 @@ def emulator():
     try:
         yield Emulator(line.rsplit(" ", 1)[1].strip(), account, key)
     finally:
+        process.stdin.close()
         process.terminate()
         process.wait(timeout=10)

@@ -86,15 +86,21 @@ public final class FileRESTStore: ObjectStore {
                 _ = try await fileProperties(names)
                 return []
             }
-            var headers: [(String, String)] = []
-            if let range {
-                headers.append(("x-ms-range", "bytes=\(max(range.lowerBound, 0))-\(range.upperBound - 1)"))
-            }
+            guard let range else { return try await perform(Call("Get File", "GET", names)).body }
+            let lower = max(range.lowerBound, 0)
+            let call = Call("Get File", "GET", names, headers: [("x-ms-range", "bytes=\(lower)-\(range.upperBound - 1)")])
+            let response: HTTPResponse
             do {
-                return try await perform(Call("Get File", "GET", names, headers: headers)).body
+                response = try await perform(call)
             } catch let failure as FileRESTFailure where failure.status == 416 {
                 return [] // the file exists but the range starts at or past its end
             }
+            if response.status == 200 { // the whole file: slice it here
+                let count = Int64(response.body.count)
+                return Array(response.body[Int(min(lower, count))..<Int(min(range.upperBound, count))])
+            }
+            try checkContentRange(response, lower: lower, upper: range.upperBound, call: call)
+            return response.body
         }
     }
 
@@ -202,6 +208,20 @@ public final class FileRESTStore: ObjectStore {
             } catch let failure as FileRESTFailure where failure.code == "ResourceAlreadyExists" {
                 // Made by an earlier write or a concurrent writer: fine.
             }
+        }
+    }
+
+    /// Throws (transiently) unless a 206 answer holds exactly the requested bytes, clamped to the file's end:
+    /// a proxy or a confused server must never turn into a silently short or shifted read.
+    private func checkContentRange(_ response: HTTPResponse, lower: Int64, upper: Int64, call: Call) throws {
+        let header = response.headers["Content-Range"] ?? ""
+        let numbers = header.dropFirst("bytes ".count).split(whereSeparator: { $0 == "-" || $0 == "/" }).compactMap { Int64($0) }
+        guard header.hasPrefix("bytes "), numbers.count == 3, numbers[0] == lower,
+              numbers[1] == min(upper, numbers[2]) - 1, Int64(response.body.count) == numbers[1] - numbers[0] + 1 else {
+            throw FileRESTFailure(operation: call.operation, path: sharePath(call.names), status: response.status,
+                                  code: "InconsistentResponse",
+                                  message: "Content-Range '\(header)' with \(response.body.count) bytes does not answer bytes \(lower)-\(upper - 1)",
+                                  isTransient: true)
         }
     }
 
@@ -395,10 +415,13 @@ public final class FileRESTStore: ObjectStore {
             do {
                 response = try await client.execute(request(call))
             } catch let error as HTTPError {
+                if error.kind == .cancelled { throw CancellationError() }
                 if error.mayHaveReachedServer { ambiguity?.mark() }
                 throw FileRESTFailure(operation: call.operation, path: sharePath(call.names), status: nil, code: "\(error.kind)",
                                       message: error.message, isTransient: error.isTransient)
             }
+            // curl resends a request whose reused connection died unanswered; the first copy may have acted.
+            if response.requestWasResent { ambiguity?.mark() }
             if (200..<300).contains(response.status) { return response }
             if response.status >= 500 { ambiguity?.mark() }
             throw FileRESTFailure(operation: call.operation, path: sharePath(call.names), response: response)
@@ -469,7 +492,7 @@ struct FileRESTFailure: Error, CustomStringConvertible {
         let status = response.status
         // Authentication and authorization failures never pass with time, so they are never retried.
         let transient = status != 401 && status != 403
-            && ([408, 429, 500, 502, 503, 504].contains(status) || Self.transientCodes.contains(code))
+            && (status >= 500 || status == 408 || status == 429 || Self.transientCodes.contains(code))
         self.init(operation: operation, path: path, status: status, code: code, message: message, isTransient: transient)
     }
 
@@ -479,19 +502,22 @@ struct FileRESTFailure: Error, CustomStringConvertible {
 
     func storeError(store: String, operation storeOperation: String, key: String) -> StoreError {
         let kind: StoreError.Code
+        var cause = description
         if alreadyExists {
             kind = .alreadyExists
         } else if status == 401 || status == 403 {
             kind = .unauthorized
+            cause += " (check the account key or SAS token, its permissions and expiry, and the clock)"
         } else if isTransient {
             kind = .transient
-        } else if (status == 404 && code != "ShareNotFound")
-                    || (code == "ResourceTypeMismatch" && (storeOperation == "get" || storeOperation == "head")) {
-            // A directory where a key's file would be is, for reading, no object at all.
+        } else if (storeOperation == "get" || storeOperation == "head")
+                    && ((status == 404 && code != "ShareNotFound") || code == "ResourceTypeMismatch") {
+            // A directory where a key's file would be is, for reading, no object at all. (Writes that meet a
+            // 404, such as a file where a parent directory should be, are permanent failures.)
             kind = .notFound
         } else {
             kind = .permanent
         }
-        return StoreError(kind, store: store, operation: storeOperation, key: key, cause: description)
+        return StoreError(kind, store: store, operation: storeOperation, key: key, cause: cause)
     }
 }
