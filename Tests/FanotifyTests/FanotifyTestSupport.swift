@@ -162,3 +162,65 @@ func readRange(_ path: String, offset: Int, count: Int) -> Result<[UInt8], POSIX
     }
     return .success(Array(buffer[..<done]))
 }
+
+/// A scratch ext4 filesystem on a loop device. Filesystem marks are only ever placed on one of these:
+/// on a shared filesystem every other process's reads would wait for the test's handler.
+final class LoopVolume {
+    let image: String
+    let mountpoint: String
+    private(set) var device = ""
+
+    /// Makes and mounts a volume of `megabytes` under `directory`, or records an issue and returns nil.
+    static func make(in directory: String, megabytes: Int = 64) -> LoopVolume? {
+        let volume = LoopVolume(image: directory + "/volume.img", mountpoint: directory + "/mnt")
+        do {
+            try volume.create(megabytes: megabytes)
+            return volume
+        } catch {
+            Issue.record("a scratch ext4 loop volume is needed for a filesystem mark and could not be made: \(error)")
+            volume.remove()
+            return nil
+        }
+    }
+
+    private init(image: String, mountpoint: String) {
+        self.image = image
+        self.mountpoint = mountpoint
+    }
+
+    private func create(megabytes: Int) throws {
+        guard geteuid() == 0 else { throw POSIXError(.EPERM) }
+        let fd = open(image, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0, ftruncate(fd, off_t(megabytes) << 20) == 0 else { throw POSIXError(.init(rawValue: errno)!) }
+        close(fd)
+        guard mkdir(mountpoint, 0o755) == 0 else { throw POSIXError(.init(rawValue: errno)!) }
+        try Self.run("/usr/sbin/mkfs.ext4", ["-q", "-F", image])
+        device = try Self.run("/usr/sbin/losetup", ["-f", "--show", image]).trimmingCharacters(in: .whitespacesAndNewlines)
+        try Self.run("/usr/bin/mount", ["-t", "ext4", device, mountpoint])
+        var inner = stat()
+        var outer = stat()
+        guard stat(mountpoint, &inner) == 0, stat(mountpoint + "/..", &outer) == 0, inner.st_dev != outer.st_dev else {
+            throw POSIXError(.EXDEV)
+        }
+    }
+
+    func remove() {
+        _ = try? Self.run("/usr/bin/umount", [mountpoint])
+        if !device.isEmpty { _ = try? Self.run("/usr/sbin/losetup", ["-d", device]) }
+        unlink(image)
+        rmdir(mountpoint)
+    }
+
+    struct CommandFailed: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    @discardableResult
+    private static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let result = try runChild(executable, arguments, timeout: 60)
+        guard result.status == 0 else {
+            throw CommandFailed(description: "\(executable) \(arguments.joined(separator: " ")): \(result.errorOutput)")
+        }
+        return String(decoding: result.output, as: UTF8.self)
+    }
+}

@@ -276,6 +276,37 @@ import Testing
         #expect(child.output == Data(count: 65536))
     }
 
+    @Test func aFilesystemMarkCoversEveryFileExceptThoseWithAnIgnoreMark() throws {
+        guard let directory = preContentDirectory() else { return }
+        defer { removeTree(directory) }
+        guard let volume = LoopVolume.make(in: directory) else { return }
+        defer { volume.remove() }
+        let covered = volume.mountpoint + "/covered.bin"
+        let exempt = volume.mountpoint + "/exempt.bin"
+        try makeStub(at: covered, size: 65536)
+        try makeStub(at: exempt, size: 65536)
+
+        let log = EventLog()
+        let monitor = try PreContentMonitor(handler: fillingHandler(record: log.append))
+        defer { monitor.stop() }
+        try monitor.markFilesystem(containing: volume.mountpoint)
+        try monitor.ignoreFile(atPath: exempt)
+
+        #expect(try runChild("/bin/cat", [covered]).output == Data(expectedBytes(0..<65536)))
+        #expect(try runChild("/bin/cat", [exempt]).output == Data(count: 65536), "the ignored stub is not recalled")
+        #expect(!log.all.isEmpty)
+        #expect(log.all.allSatisfy { $0.path == covered })
+
+        try monitor.unignoreFile(atPath: exempt)
+        #expect(try runChild("/bin/cat", [exempt]).output == Data(expectedBytes(0..<65536)), "covered again")
+
+        try monitor.unmarkFilesystem(containing: volume.mountpoint)
+        let seen = log.all.count
+        try makeStub(at: covered, size: 65536)
+        #expect(try runChild("/bin/cat", [covered]).output == Data(count: 65536))
+        #expect(log.all.count == seen, "no events once the filesystem mark is gone")
+    }
+
     @Test func markingAFileOnTmpfsIsRefusedWithTheRequirementsNamed() throws {
         guard CLinux_filesystem_type("/dev/shm") == 0x0102_1994 /* TMPFS_MAGIC */ else {
             Issue.record("/dev/shm is not a tmpfs here, so the unsupported-filesystem message cannot be checked")
