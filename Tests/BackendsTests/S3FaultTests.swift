@@ -6,9 +6,11 @@ import Testing
 /// connections, stalls. Operations must still complete with identical data, within bounded retries,
 /// and a short body must never be returned as data.
 @Suite struct S3FaultTests {
-    static func configuration(attempts: Int) -> S3Store.Configuration {
+    /// Short backoffs; the stall timeout is short only where a test injects stalls, because the shared
+    /// moto server answers slowly while parallel tests load it.
+    static func configuration(attempts: Int, stall: Duration = .seconds(15)) -> S3Store.Configuration {
         var configuration = S3Store.Configuration()
-        configuration.http.stallTimeout = .seconds(1)
+        configuration.http.stallTimeout = stall
         configuration.retry = RetryPolicy(maxAttempts: attempts, baseDelay: .milliseconds(5), maxDelay: .milliseconds(100))
         configuration.multipartThreshold = 5 << 20
         configuration.partSize = 5 << 20
@@ -56,9 +58,9 @@ import Testing
         _ = try await Self.workload(baseline)
         let needed = baseline.client.requestCount
 
-        let proxy = try await TestServers.faultProxy(["--rate", "0.3", "--stall-seconds", "2.5", "--seed", "7"])
+        let proxy = try await TestServers.faultProxy(["--rate", "0.3", "--stall-seconds", "5", "--seed", "7"])
         let url = proxy.url()
-        let store = try await motoStore(url: url, configuration: Self.configuration(attempts: attempts))
+        let store = try await motoStore(url: url, configuration: Self.configuration(attempts: attempts, stall: .seconds(2)))
         let objects = try await Self.workload(store)
 
         // What reached the server is exactly what was written.
@@ -95,7 +97,7 @@ import Testing
 
     @Test func aStalledRequestTimesOutAndIsRetried() async throws {
         let proxy = try await TestServers.faultProxy(["--rate", "1", "--kinds", "stall", "--stall-seconds", "90"])
-        let store = try await motoStore(url: proxy.url(), configuration: Self.configuration(attempts: 2))
+        let store = try await motoStore(url: proxy.url(), configuration: Self.configuration(attempts: 2, stall: .seconds(1)))
         let start = ContinuousClock.now
         do {
             _ = try await store.head("anything")

@@ -46,7 +46,13 @@ final class CurlTransfer: @unchecked Sendable {
         curl_easy_reset(handle)
         errorBuffer[0] = 0
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
-        defer { curl_slist_free_all(headerList) }
+        defer {
+            // Clear every option again (callbacks, their data pointers to this transfer, the header
+            // list) before either goes away: curl may call back later, for instance when it closes a
+            // cached connection during cleanup. Open connections survive the reset.
+            curl_easy_reset(handle)
+            curl_slist_free_all(headerList)
+        }
         do {
             headerList = try configure(handle, share: share, errorBuffer: errorBuffer)
             counters.requests.add(1, ordering: .relaxed)
