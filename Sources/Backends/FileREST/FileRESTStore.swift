@@ -82,11 +82,11 @@ public final class FileRESTStore: ObjectStore {
     public func get(_ key: String, range: Range<Int64>?) async throws -> [UInt8] {
         let names = try names(for: key, "get")
         return try await mapping("get", key) {
-            if let range, range.lowerBound >= range.upperBound {
+            guard let range else { return try await perform(Call("Get File", "GET", names)).body }
+            if range.isEmpty { // no bytes wanted, but a missing file must still be notFound
                 _ = try await fileProperties(names)
                 return []
             }
-            guard let range else { return try await perform(Call("Get File", "GET", names)).body }
             let lower = max(range.lowerBound, 0)
             let call = Call("Get File", "GET", names, headers: [("x-ms-range", "bytes=\(lower)-\(range.upperBound - 1)")])
             let response: HTTPResponse
