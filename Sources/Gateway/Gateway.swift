@@ -14,8 +14,8 @@ public final class Gateway {
     private var engines: [UInt32: SyncEngine] = [:]
 
     /// Opens the registered server in `directory`, registering it (with `serverName`, default the host
-    /// name) when it is new.
-    public init(directory: StateDirectory = .standard, serverName: String? = nil) throws {
+    /// name) when it is new. `readOnly` (for status and listings) works beside a running daemon.
+    public init(directory: StateDirectory = .standard, serverName: String? = nil, readOnly: Bool = false) throws {
         self.directory = directory
         if let existing = try directory.loadConfig() {
             config = existing
@@ -24,7 +24,8 @@ public final class Gateway {
             try directory.saveConfig(config)
         }
         do {
-            state = try LocalState(path: directory.databasePath)
+            let exists = FileManager.default.fileExists(atPath: directory.databasePath + "/CURRENT")
+            state = try LocalState(path: directory.databasePath, readOnly: readOnly && exists)
         } catch {
             throw GatewayError("cannot open the local database in \(directory.databasePath): \(error) (is another tiergate process running on this state directory?)")
         }

@@ -27,6 +27,9 @@ public final class Database: @unchecked Sendable {
         public var compress = true
         /// Background flush and compaction threads.
         public var backgroundJobs: Int32 = 2
+        /// Open without taking the database's lock, for readers beside a running writer (status
+        /// commands next to the daemon). Writes then fail; the view is the state at open time.
+        public var readOnly = false
         /// Default options.
         public init() {}
     }
@@ -73,10 +76,10 @@ public final class Database: @unchecked Sendable {
         familyHandles = Array(repeating: nil, count: names.count)
         // Every stored property is set by now, so a throw below still runs deinit, which frees the options.
         do {
-            handle = try open(names)
+            handle = try open(names, readOnly: openOptions.readOnly)
         } catch where openOptions.compress && error.message.lowercased().contains("compression") {
             rocksdb_options_set_compression(options, Int32(rocksdb_no_compression))
-            handle = try open(names)
+            handle = try open(names, readOnly: openOptions.readOnly)
         }
     }
 
@@ -308,7 +311,7 @@ public final class Database: @unchecked Sendable {
         return cf
     }
 
-    private func open(_ names: [String]) throws(RocksDBError) -> OpaquePointer? {
+    private func open(_ names: [String], readOnly: Bool) throws(RocksDBError) -> OpaquePointer? {
         let cNames = names.map { strdup($0) }
         defer { cNames.forEach { free($0) } }
         let familyOptions = [OpaquePointer?](repeating: options, count: names.count)
@@ -316,8 +319,11 @@ public final class Database: @unchecked Sendable {
             cNames.map { UnsafePointer($0) }.withUnsafeBufferPointer { namePointers in
                 familyOptions.withUnsafeBufferPointer { optionPointers in
                     familyHandles.withUnsafeMutableBufferPointer { handles in
-                        rocksdb_open_column_families(options, path, Int32(names.count), namePointers.baseAddress,
-                                                     optionPointers.baseAddress, handles.baseAddress, error)
+                        readOnly
+                            ? rocksdb_open_for_read_only_column_families(options, path, Int32(names.count), namePointers.baseAddress,
+                                                                         optionPointers.baseAddress, handles.baseAddress, 0, error)
+                            : rocksdb_open_column_families(options, path, Int32(names.count), namePointers.baseAddress,
+                                                           optionPointers.baseAddress, handles.baseAddress, error)
                     }
                 }
             }

@@ -7,8 +7,8 @@ struct StateOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "The registered server's state directory (default: $TIERGATE_STATE_DIR, /var/lib/tiergate as root).")
     var stateDirectory: String?
 
-    func open(serverName: String? = nil) throws -> Gateway {
-        try Gateway(directory: stateDirectory.map(StateDirectory.init(path:)) ?? .standard, serverName: serverName)
+    func open(serverName: String? = nil, readOnly: Bool = false) throws -> Gateway {
+        try Gateway(directory: stateDirectory.map(StateDirectory.init(path:)) ?? .standard, serverName: serverName, readOnly: readOnly)
     }
 }
 
@@ -47,7 +47,7 @@ struct EndpointCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let gateway = try state.open()
+                let gateway = try state.open(readOnly: true)
                 print("server \(gateway.config.serverName) (\(gateway.config.serverID))")
                 for endpoint in gateway.config.endpoints {
                     print("  \(endpoint.id)  \(endpoint.path)  ↔  \(endpoint.share)")
@@ -113,7 +113,7 @@ struct StatusCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let gateway = try state.open()
+            let gateway = try state.open(readOnly: true)
             let status = await gateway.status()
             if json {
                 let encoder = JSONEncoder()
@@ -151,7 +151,7 @@ struct ErrorsCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let gateway = try state.open()
+            let gateway = try state.open(readOnly: true)
             let selected = try endpoint.map { try gateway.endpoint($0) }
             let errors = try gateway.itemErrors(selected)
             if json {

@@ -14,9 +14,12 @@ public final class LocalState: Sendable {
     let database: Database
     private let families: [Family: ColumnFamily]
 
-    /// Opens (or creates) the database at `path`.
-    public init(path: String) throws {
-        database = try Database(path: path, families: Family.allCases.map(\.rawValue))
+    /// Opens (or creates) the database at `path`; `readOnly` opens beside a running daemon without its lock.
+    public init(path: String, readOnly: Bool = false) throws {
+        var options = Database.Options()
+        options.readOnly = readOnly
+        options.createIfMissing = !readOnly
+        database = try Database(path: path, families: Family.allCases.map(\.rawValue), options: options)
         var families: [Family: ColumnFamily] = [:]
         for family in Family.allCases { families[family] = try database.family(family.rawValue) }
         self.families = families
