@@ -193,6 +193,18 @@ import Testing
         #expect(throws: StoreError.self) { try FileRESTLocation(url: url) }
     }
 
+    @Test func theStoreLocatorRoutesFileRESTURLsHere() {
+        // A malformed filerest:// URL fails with this backend's own reason, so the locator sent it here.
+        do {
+            _ = try StoreLocator.open("filerest://UPPER/share")
+            Issue.record("a malformed URL was accepted")
+        } catch let error as StoreError {
+            #expect(error.code == .permanent && error.cause.contains("account name"), "\(error)")
+        } catch {
+            Issue.record("unexpected \(error)")
+        }
+    }
+
     @Test func credentialsComeFromTheEnvironmentOrAPrivateFile() throws {
         let key = Data(repeating: 5, count: 64).base64EncodedString()
         guard case .sharedKey = try FileRESTCredentials.load(account: "acct", environment: ["AZURE_STORAGE_KEY": key], store: "s") else {
