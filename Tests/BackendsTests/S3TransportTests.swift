@@ -110,15 +110,15 @@ import Testing
         // Far less than the 90 s stall; loose because parallel tests share the CPU.
         #expect(ContinuousClock.now - start < .seconds(45))
     }
+}
 
-    /// A request signed the way the store signs it, for driving the transport directly.
-    func signedRequest(store: S3Store, moto: TestServers.Moto, method: String, key: String,
-                       payloadHash: String = SigV4Signer.emptyPayloadHash) -> HTTPRequest {
-        let location = store.location
-        var headers = HTTPHeaders()
-        headers.add("Host", location.hostHeader)
-        let signed = SigV4Signer.s3(credentials: moto.credentials, region: location.region)
-            .sign(.init(method: method, path: location.path(objectKey: location.objectKey(key)), headers: headers, payloadHash: payloadHash), at: Date())
-        return HTTPRequest(method: method, url: location.url(encodedPath: signed.encodedPath, encodedQuery: signed.encodedQuery), headers: signed.headers)
-    }
+/// A request signed the way the store signs it, for driving the transport directly.
+func signedRequest(store: S3Store, moto: TestServers.Moto, method: String, key: String,
+                   payloadHash: String = SigV4Signer.emptyPayloadHash) -> HTTPRequest {
+    let location = store.location
+    var headers = HTTPHeaders()
+    headers.add("Host", location.hostHeader)
+    let signed = SigV4Signer.s3(credentials: moto.credentials, region: location.region)
+        .sign(.init(method: method, path: location.path(objectKey: location.objectKey(key)), headers: headers, payloadHash: payloadHash), at: Date())
+    return HTTPRequest(method: method, url: location.url(encodedPath: signed.encodedPath, encodedQuery: signed.encodedQuery), headers: signed.headers)
 }
