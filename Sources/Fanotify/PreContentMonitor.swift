@@ -88,6 +88,20 @@ public final class PreContentMonitor: Sendable {
         threads.withLock { $0 = started }
     }
 
+    /// Creates the group with a handler written as async code (a recall through the object store). Each
+    /// event's worker thread waits, outside the cooperative pool, until the handler's task has answered;
+    /// the event's descriptor stays open until then.
+    public convenience init(
+        workers: Int = 16, maxQueuedEvents: Int = 1024, onError: (@Sendable (FanotifyError) -> Void)? = nil,
+        asyncHandler: @escaping @Sendable (PreContentEvent) async -> PreContentResponse
+    ) throws {
+        try self.init(workers: workers, maxQueuedEvents: maxQueuedEvents, onError: onError) { event in
+            let answer = BlockingQueue<PreContentResponse>()
+            Task { answer.push([await asyncHandler(event)]) }
+            return answer.pop()!
+        }
+    }
+
     /// Whether pre-content events can be delivered for files on the filesystem holding `path`.
     public static func isSupported(at path: String) -> Bool {
         (try? checkSupport(at: path)) != nil
@@ -356,3 +370,4 @@ public final class PreContentMonitor: Sendable {
         return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }
+

@@ -43,6 +43,25 @@ import Testing
         #expect(try read.get() == expectedBytes(0..<size))
     }
 
+    @Test func anAsyncHandlerAnswersAfterItsTaskFinishes() throws {
+        guard let directory = preContentDirectory() else { return }
+        defer { removeTree(directory) }
+        let path = directory + "/stub.bin"
+        try makeStub(at: path, size: 200_000)
+
+        let fill = fillingHandler()
+        let monitor = try PreContentMonitor { (event: PreContentEvent) async -> PreContentResponse in
+            // A recall awaits the store; the event's descriptor must stay usable across the suspension.
+            try? await Task.sleep(for: .milliseconds(20))
+            return fill(event)
+        }
+        defer { monitor.stop() }
+        try monitor.markFile(atPath: path)
+
+        let child = try runChild("/bin/cat", [path])
+        #expect(child.output == Data(expectedBytes(0..<200_000)))
+    }
+
     @Test func deniedRecallFailsTheReadWithEIOAndLeavesTheStub() throws {
         guard let directory = preContentDirectory() else { return }
         defer { removeTree(directory) }
