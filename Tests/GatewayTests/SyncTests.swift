@@ -5,15 +5,15 @@ import Gateway
 import Glibc
 import Testing
 
-/// A sync group for tests: one file:// share and N servers, each with one endpoint.
+/// A sync group for tests: one share (file:// unless `shareURL` names another) and N servers, each with one endpoint.
 final class SyncGroup {
     let scratch = Scratch()
     let url: String
     var gateways: [Gateway] = []
     var endpoints: [EndpointConfig] = []
 
-    init(servers: Int, names: [String]? = nil, mode: InitialUploadMode = .merge, prepare: ((Int, String) -> Void)? = nil) async throws {
-        url = "file://" + scratch.path + "/share"
+    init(servers: Int, names: [String]? = nil, mode: InitialUploadMode = .merge, shareURL: String? = nil, prepare: ((Int, String) -> Void)? = nil) async throws {
+        url = shareURL ?? "file://" + scratch.path + "/share"
         _ = try await CloudShare.create(in: try StoreLocator.open(url), manifest: ShareManifest(chunking: try ChunkingParametersForTests.small(), packSize: 1 << 20))
         for index in 0..<servers {
             let root = scratch.path + "/ep\(index)"
