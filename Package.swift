@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing"]),
         .target(name: "Fanotify", dependencies: ["CLinux"]),
         .target(name: "FUSE", dependencies: ["CFuse3"]),
-        .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB", "CLinux",
+        .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB", "CLinux", "Fanotify", "FUSE",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

@@ -9,7 +9,7 @@ public final class Gateway {
     /// Where configuration and database live.
     public let directory: StateDirectory
     /// The configuration.
-    public private(set) var config: GatewayConfig
+    public internal(set) var config: GatewayConfig
     let state: LocalState
     private var engines: [UInt32: SyncEngine] = [:]
 

@@ -18,7 +18,7 @@ struct EndpointCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "endpoint",
         abstract: "Add, list and remove this server's endpoints.",
-        subcommands: [Add.self, List.self, Remove.self]
+        subcommands: [Add.self, List.self, Remove.self, TieringCommand.self]
     )
 
     struct Add: AsyncParsableCommand {
@@ -129,6 +129,14 @@ struct StatusCommand: AsyncParsableCommand {
                 print("  items:             \(item.entries)")
                 print("  pending changes:   \(item.pendingChanges)")
                 print("  files not syncing: \(item.filesNotSyncing)")
+                if item.endpoint.tiering != nil, let figures = try? gateway.tieringFigures(item.endpoint) {
+                    print("  size tiered:       \(ByteFormat.string(figures.sizeTiered)) in \(figures.stubs) stubs")
+                    print("  cache size:        \(ByteFormat.string(figures.cacheSize))")
+                    if let recalls = figures.recalls {
+                        let total = recalls.recalls + recalls.failures
+                        print("  recalls:           \(recalls.recalls) (\(ByteFormat.string(recalls.bytes))), success rate \(total == 0 ? "-" : String(format: "%.1f %%", Double(recalls.recalls) * 100 / Double(total)))")
+                    }
+                }
                 if let last = item.lastSync {
                     let when = Date(timeIntervalSince1970: last.started)
                     print("  last sync:         \(ISO8601DateFormatter().string(from: when)): \(last.summary)")

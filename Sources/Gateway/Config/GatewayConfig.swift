@@ -20,6 +20,20 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     public var share: String
     /// How the first sync treats existing local files.
     public var initialUpload: InitialUploadMode
+    /// Cloud tiering settings; nil when tiering is off for this endpoint.
+    public var tiering: TieringConfig?
+    /// Where `tiergate serve` mounts this endpoint through FUSE, if anywhere.
+    public var mountPoint: String?
+
+    /// An endpoint.
+    public init(id: UInt32, path: String, share: String, initialUpload: InitialUploadMode, tiering: TieringConfig? = nil, mountPoint: String? = nil) {
+        self.id = id
+        self.path = path
+        self.share = share
+        self.initialUpload = initialUpload
+        self.tiering = tiering
+        self.mountPoint = mountPoint
+    }
 }
 
 /// The human-editable configuration of a registered server: `<state dir>/config.json`.

@@ -50,13 +50,20 @@ extension SyncEngine {
     func apply(_ commit: Commit, _ report: inout SyncReport) async throws {
         try await share.ensureIndexed(packs: commit.packs)
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
+        var chunkLayouts: [String: [ChunkRef]] = [:]
         var errors: [(path: String, reason: String, kind: String)] = []
         var cleared: [String] = []
 
-        // 1. Stage content for file upserts that may need it.
+        // 1. Stage content for file upserts that may need it (new files arrive as stubs when tiering asks).
+        let stubMode = endpoint.tiering?.downloadsStubs == true
+        var stubs: Set<Int> = []
         var wanted: [(index: Int, entry: NamespaceEntry)] = []
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert {
             guard let entry = operation.entry, entry.kind == .file, SafePath.problem(with: operation.path) == nil else { continue }
+            if stubMode, entry.size > 0, try state.entry(endpoint.id, operation.path) == nil, !LocalFiles.exists(root: root, path: operation.path) {
+                stubs.insert(index)
+                continue
+            }
             if let known = try state.entry(endpoint.id, operation.path) {
                 if known.version == commit.sequence && known.fileID == entry.fileID { continue }
                 if known.fingerprint.description == entry.fingerprint,
@@ -106,6 +113,8 @@ extension SyncEngine {
                     guard let entry = operation.entry else { continue }
                     if entry.kind == .directory {
                         try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
+                    } else if stubs.contains(index), !LocalFiles.exists(root: root, path: operation.path) {
+                        try applyStub(operation.path, entry, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
                     } else if let file = staged[index] {
                         try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
                     } else if errors.last?.path != operation.path,
@@ -141,6 +150,9 @@ extension SyncEngine {
         // 3. Record entries and the cursor together, durably.
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
+        for (fileID, chunks) in chunkLayouts {
+            batch.batch.put(LocalState.key(endpoint.id, fileID), RecallEngine.encodeLayout(chunks), in: state.family(.chunks))
+        }
         if errors.contains(where: { $0.kind == "download" && !$0.reason.hasPrefix("refused") }) {
             // Keep the cursor so the failed items are retried; what was applied is recorded.
             try state.commit(batch, sync: true)
@@ -226,6 +238,11 @@ extension SyncEngine {
         guard let item = LocalFiles.item(root: root, path: path) else { return .other }
         if item.isDirectory { return .directory(item) }
         if let record, record.kind == .file, record.matches(item) { return .clean(item) }
+        // A stub is clean while its markers stand and its size and mtime are the recorded ones.
+        if let record, record.kind == .file, record.residency != .full, record.size == item.size, record.mtime == item.mtime,
+           StubFile.marker(atPath: root + "/" + path) != nil {
+            return .clean(item)
+        }
         let fingerprint = try LocalFiles.fingerprint(root + "/" + path)
         if let record, record.kind == .file, fingerprint == record.fingerprint { return .clean(item) }
         return .modified(item, fingerprint)
@@ -276,6 +293,39 @@ extension SyncEngine {
             report.downloaded += 1
             report.downloadedBytes += file.size
         }
+    }
+
+    /// Creates a stub for a new cloud file: a sparse file of the right size with its markers, mode,
+    /// owner and mtime; its chunk list is recorded for recall.
+    func applyStub(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay,
+                   chunks: inout [String: [ChunkRef]], report: inout SyncReport) throws {
+        let name = "s-" + NamespaceEntry.newFileID()
+        let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
+        defer { close(staging) }
+        let fd = try Posix.call("open", path: path) { openat(staging, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        var placed = false
+        defer {
+            close(fd)
+            if !placed { unlinkat(staging, name, 0) }
+        }
+        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(entry.size)) }
+        let stub = StubFile(descriptor: fd, path: path)
+        try stub.setFileID(entry.fileID)
+        try stub.setVersion(String(commit.sequence))
+        try stub.setState(.tiered)
+        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
+        if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
+        var times = [timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000)),
+                     timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000))]
+        try Posix.call("futimens", path: path) { futimens(fd, &times) }
+        let item = try place(StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: entry.size), at: path, replace: false)
+        placed = true
+        var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
+        record.residency = .tiered
+        overlay.set(path, record)
+        chunks[entry.fileID] = entry.chunks
+        report.stubsCreated += 1
+        onStubCreated?(root + "/" + path)
     }
 
     func applyDirectory(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {

@@ -56,6 +56,26 @@ extension SyncEngine {
                 cleared.append(item.path)
                 continue
             }
+            if var existing = known0, existing.kind == .file, existing.residency != .full {
+                // A stub's content is never read by a scan (that would recall it, or read holes).
+                if StubFile.marker(atPath: root + "/" + item.path) != nil {
+                    if existing.size == item.size && existing.mtime == item.mtime {
+                        if !existing.matches(item) {
+                            existing.updateStat(item)
+                            statOnly.append((item.path, existing))
+                        }
+                        continue
+                    }
+                    // Written to without a recall (no daemon was watching): complete it, then upload.
+                    do {
+                        try await recaller.recall(item.path)
+                    } catch {
+                        errors.append((item.path, "a modified stub could not be recalled: \(error)", "upload"))
+                        continue
+                    }
+                }
+                known0?.residency = .full
+            }
             if let existing = known0, existing.kind == .file {
                 if existing.matches(item) { continue }
                 // Stat changed: hash before uploading, so a touched-but-identical file costs no upload.

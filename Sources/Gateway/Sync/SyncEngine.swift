@@ -20,6 +20,10 @@ public final class SyncEngine {
     let rootFD: Int32
     let chunker: FastCDC
     var progress: ProgressHandler?
+    /// Recalls stubs (a user wrote into one without recall; background content download).
+    lazy var recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
+    /// Called with the full path of every stub the download creates (the daemon marks it for recall).
+    public var onStubCreated: (@Sendable (String) -> Void)?
 
     /// Commits name their author as server id + endpoint id, so an endpoint recognizes its own records.
     var author: String { "\(serverID)/\(endpoint.id)" }

@@ -18,6 +18,8 @@ public struct SyncReport: Codable, Sendable {
     public var downloaded = 0
     /// Bytes written from the share.
     public var downloadedBytes: Int64 = 0
+    /// Stubs created for new cloud files (namespace download).
+    public var stubsCreated = 0
     /// Local items removed or moved because of cloud deletes and renames.
     public var appliedRemovals = 0
     /// Conflicts resolved by keeping both versions.
@@ -33,6 +35,6 @@ public struct SyncReport: Codable, Sendable {
 
     /// One line for people.
     public var summary: String {
-        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes))), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; cursor \(cursor); \(String(format: "%.2f", seconds)) s"
+        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; cursor \(cursor); \(String(format: "%.2f", seconds)) s"
     }
 }

@@ -20,8 +20,15 @@ public final class SyncService: Service {
     /// Quiet time after a local change before the pass starts, so a burst of writes becomes one commit.
     let debounce: Duration = .milliseconds(200)
 
-    init(state: LocalState, endpoint: EndpointConfig, serverID: String, serverName: String, pollInterval: Duration, logger: Logger) {
+    let directory: StateDirectory
+    /// The effective free-space target of the endpoint's volume.
+    let freeSpacePercent: Int
+
+    init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
+         pollInterval: Duration, freeSpacePercent: Int, logger: Logger) {
         self.state = state
+        self.directory = directory
+        self.freeSpacePercent = freeSpacePercent
         self.endpoint = endpoint
         self.serverID = serverID
         self.serverName = serverName
@@ -34,8 +41,23 @@ public final class SyncService: Service {
     public func run() async throws {
         let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
         let engine = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
+        // Tiering first: stubs must be marked before anything reads them.
+        var tiering: TieringRuntime?
+        if endpoint.tiering != nil {
+            do {
+                let runtime = try TieringRuntime(endpoint: endpoint, share: share, state: state)
+                let marked = try runtime.markStubs()
+                engine.onStubCreated = { path in try? runtime.mark(path) }
+                tiering = runtime
+                logger.info("tiering on: \(marked) stubs marked for recall", metadata: ["free space %": .stringConvertible(freeSpacePercent)])
+            } catch {
+                logger.error("\(error)")
+            }
+        }
+        defer { tiering?.stop() }
         let watcher = try InotifyWatcher(root: endpoint.path)
         defer { watcher.stop() }
+        var lastPolicy = ContinuousClock().now - .seconds(86_400)
         let clock = ContinuousClock()
         var seenChanges = -1
         var lastPass = clock.now
@@ -66,9 +88,68 @@ public final class SyncService: Service {
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
                 }
             }
+            if let tiering {
+                try? state.setValue(tiering.recaller.currentFigures, endpoint.id, "recallFigures")
+                let lowOnSpace = (try? TieringPolicy.volume(of: endpoint.path).isLowOnSpace) ?? false
+                if clock.now - lastPolicy >= (lowOnSpace ? .seconds(60) : .seconds(3600)) {
+                    lastPolicy = clock.now
+                    if let outcome = try? await tiering.applyPolicies(freeSpacePercent: freeSpacePercent), outcome.files > 0 {
+                        logger.info("tiered \(outcome.files) files, freed \(ByteFormat.string(outcome.bytes))")
+                    }
+                }
+                if endpoint.tiering?.download == .namespaceThenContent {
+                    await recallInBackground(tiering, limit: 16)
+                }
+            }
+            await serveRequests(tiering: tiering)
             try? await Task.sleep(for: .milliseconds(50))
         }
         logger.info("stopped")
+    }
+
+    /// Namespace-then-content: recalls a few stubs per tick, hottest first, while the daemon runs.
+    func recallInBackground(_ tiering: TieringRuntime, limit: Int) async {
+        guard let entries = try? state.entries(endpoint.id) else { return }
+        let heat = (try? state.heatStore(endpoint.id).all()) ?? [:]
+        let stubs = entries.filter { $0.value.kind == .file && $0.value.residency != .full }
+            .sorted { (heat[$0.value.fileID]?.lastAccess ?? 0) > (heat[$1.value.fileID]?.lastAccess ?? 0) }
+        for (path, _) in stubs.prefix(limit) {
+            _ = try? await tiering.recaller.recall(path)
+        }
+    }
+
+    /// Runs `tier`/`recall` requests the CLI queued for this endpoint while the daemon holds the database.
+    func serveRequests(tiering: TieringRuntime?) async {
+        for request in ControlRequests.pending(in: directory) where request.path == endpoint.path || request.path.hasPrefix(endpoint.path + "/") {
+            let relative = request.path == endpoint.path ? "" : String(request.path.dropFirst(endpoint.path.count + 1))
+            var result = Gateway.TieringResult()
+            let started = Date()
+            do {
+                let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+                let entries = try state.entries(endpoint.id).filter { $0.value.kind == .file && (relative.isEmpty || $0.key == relative || $0.key.hasPrefix(relative + "/")) }
+                for (path, record) in entries.sorted(by: { $0.key < $1.key }) {
+                    do {
+                        if request.operation == "tier", record.residency == .full {
+                            if let tiering {
+                                result.bytes += try await tiering.tier(path)
+                            } else {
+                                result.bytes += try await Tierer(share: share, state: state, endpoint: endpoint).tier(path)
+                            }
+                            result.files += 1
+                        } else if request.operation == "recall", record.residency != .full {
+                            result.bytes += try await (tiering?.recaller ?? RecallEngine(share: share, state: state, endpoint: endpoint)).recall(path)
+                            result.files += 1
+                        }
+                    } catch {
+                        result.failures.append("\(error)")
+                    }
+                }
+            } catch {
+                result.failures.append("\(error)")
+            }
+            result.seconds = Date().timeIntervalSince(started)
+            ControlRequests.answer(request, with: result, in: directory)
+        }
     }
 
     static func quietFor(_ watcher: InotifyWatcher, _ duration: Duration) -> Bool {
@@ -84,7 +165,8 @@ extension Gateway {
     public func serve(logger: Logger, pollInterval: Duration = .seconds(1)) async throws {
         guard !config.endpoints.isEmpty else { throw GatewayError("no endpoints to serve; add one with `tiergate endpoint add`") }
         let services: [any Service] = config.endpoints.map {
-            SyncService(state: state, endpoint: $0, serverID: config.serverID, serverName: config.serverName, pollInterval: pollInterval, logger: logger)
+            SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
+                        pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), logger: logger)
         }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },

@@ -294,3 +294,14 @@ public struct StubFileError: Error, CustomStringConvertible, Sendable {
         return "'\(path)': \(message)\(cause)"
     }
 }
+
+extension StubFile {
+    /// The stub state of the file at `path` without opening it (nil for a normal file or no file).
+    /// Reading an xattr is not a content access, so it never triggers a recall.
+    public static func marker(atPath path: String) -> State? {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let count = lgetxattr(path, stateAttribute, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        return State(rawValue: String(decoding: buffer.prefix(count), as: UTF8.self))
+    }
+}

@@ -1,0 +1,154 @@
+import Backends
+import CloudShare
+import Foundation
+import Glibc
+
+extension Gateway {
+    /// Turns tiering on (or changes it) for an endpoint; nil turns it off.
+    public func setTiering(_ selector: String, _ tiering: TieringConfig?) throws -> EndpointConfig {
+        var endpoint = try endpoint(selector)
+        endpoint.tiering = tiering
+        guard let index = config.endpoints.firstIndex(where: { $0.id == endpoint.id }) else { return endpoint }
+        config.endpoints[index] = endpoint
+        try directory.saveConfig(config)
+        return endpoint
+    }
+
+    /// The endpoint holding `path` and the path relative to its root ("" for the root itself).
+    public func locate(_ path: String) throws -> (endpoint: EndpointConfig, relative: String) {
+        var resolved = path
+        if let real = realpath(path, nil) {
+            resolved = String(cString: real)
+            free(real)
+        }
+        for endpoint in config.endpoints {
+            if resolved == endpoint.path { return (endpoint, "") }
+            if resolved.hasPrefix(endpoint.path + "/") { return (endpoint, String(resolved.dropFirst(endpoint.path.count + 1))) }
+        }
+        throw GatewayError("'\(path)' is not inside any endpoint of this server (see `tiergate endpoint list`)")
+    }
+
+    /// Synced files at or below `relative`, with their records.
+    func files(of endpoint: EndpointConfig, under relative: String) throws -> [(String, EntryRecord)] {
+        try state.entries(endpoint.id).filter { path, record in
+            record.kind == .file && (relative.isEmpty || path == relative || path.hasPrefix(relative + "/"))
+        }.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    /// The effective free-space target of `endpoint`: the largest of all endpoints on its volume.
+    public func effectiveFreeSpacePercent(_ endpoint: EndpointConfig) -> Int {
+        guard let device = try? TieringPolicy.volume(of: endpoint.path).device else { return endpoint.tiering?.volumeFreeSpacePercent ?? 0 }
+        return config.endpoints.filter { (try? TieringPolicy.volume(of: $0.path).device) == device }
+            .compactMap { $0.tiering?.volumeFreeSpacePercent }.max() ?? 0
+    }
+
+    /// Result of tiering or recalling a set of files.
+    public struct TieringResult: Codable, Sendable {
+        /// Files done.
+        public var files = 0
+        /// Bytes freed (tier) or recalled (recall).
+        public var bytes: Int64 = 0
+        /// Files not done, with the reason.
+        public var failures: [String] = []
+        /// Seconds taken.
+        public var seconds = 0.0
+    }
+
+    /// Tiers the file at `path`, or every synced full file below the directory `path` (`tiergate tier`).
+    /// Stubs made without a running daemon are marked for recall when `tiergate serve` starts.
+    public func tier(_ path: String, runtime: TieringRuntime? = nil) async throws -> TieringResult {
+        let (endpoint, relative) = try locate(path)
+        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        let tierer = Tierer(share: share, state: state, endpoint: endpoint)
+        let started = Date()
+        var result = TieringResult()
+        for (file, record) in try files(of: endpoint, under: relative) where record.residency == .full {
+            do {
+                if let runtime {
+                    result.bytes += try await runtime.tier(file)
+                } else {
+                    result.bytes += try await tierer.tier(file)
+                }
+                result.files += 1
+            } catch {
+                result.failures.append("\(error)")
+            }
+        }
+        result.seconds = Date().timeIntervalSince(started)
+        return result
+    }
+
+    /// Recalls every stub at or below `path` completely, `threads` files at a time (`tiergate recall`).
+    public func recall(_ path: String, threads: Int = 8, progress: ProgressHandler? = nil) async throws -> TieringResult {
+        let (endpoint, relative) = try locate(path)
+        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        let recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
+        let stubs = try files(of: endpoint, under: relative).filter { $0.1.residency != .full }.map(\.0)
+        let started = Date()
+        var result = TieringResult()
+        try await withThrowingTaskGroup(of: (String, Result<Int64, any Error>).self) { group in
+            var next = stubs.startIndex
+            func start() {
+                guard next < stubs.endIndex else { return }
+                let file = stubs[next]
+                next += 1
+                group.addTask {
+                    do { return (file, .success(try await recaller.recall(file))) } catch { return (file, .failure(error)) }
+                }
+            }
+            for _ in 0..<max(1, threads) { start() }
+            var last = Date()
+            while let (file, outcome) = try await group.next() {
+                switch outcome {
+                case .success(let bytes):
+                    result.files += 1
+                    result.bytes += bytes
+                case .failure(let error):
+                    result.failures.append("\(file): \(error)")
+                }
+                if let progress, Date().timeIntervalSince(last) > 0.5 {
+                    last = Date()
+                    progress(JobProgress(phase: "recalling", items: result.files, totalItems: stubs.count, bytes: result.bytes, elapsed: last.timeIntervalSince(started)))
+                }
+                start()
+            }
+        }
+        result.seconds = Date().timeIntervalSince(started)
+        return result
+    }
+
+    /// What the policies would tier next on `endpoint`, and why (`tiergate heat`).
+    public func heat(_ endpoint: EndpointConfig) throws -> (volume: TieringPolicy.Volume, policy: [TieringPolicy.Candidate], ranking: [TieringPolicy.Candidate]) {
+        let volume = try TieringPolicy.volume(of: endpoint.path)
+        let entries = try state.entries(endpoint.id)
+        let heat = try state.heatStore(endpoint.id).all()
+        let policy = TieringPolicy.evaluate(entries: entries, heat: heat, volume: volume,
+                                            freeSpacePercent: effectiveFreeSpacePercent(endpoint), dateDays: endpoint.tiering?.dateDays)
+        return (volume, policy, TieringPolicy.ranking(entries: entries, heat: heat, volume: volume))
+    }
+
+    /// Tiering figures of an endpoint for `status`.
+    public struct TieringFigures: Codable, Sendable {
+        /// Files that are stubs (tiered or partial).
+        public var stubs = 0
+        /// Their logical size.
+        public var sizeTiered: Int64 = 0
+        /// Bytes of full files on the endpoint (the server's cache).
+        public var cacheSize: Int64 = 0
+        /// Recalls since the daemon started (from its last report).
+        public var recalls: RecallEngine.Figures?
+    }
+
+    /// Counts stubs and cache from the database.
+    public func tieringFigures(_ endpoint: EndpointConfig) throws -> TieringFigures {
+        var figures = TieringFigures()
+        for (_, record) in try state.entries(endpoint.id) where record.kind == .file {
+            if record.residency == .full { figures.cacheSize += record.size } else {
+                figures.stubs += 1
+                figures.sizeTiered += record.size
+            }
+        }
+        figures.recalls = try state.value(RecallEngine.Figures.self, endpoint.id, "recallFigures")
+        return figures
+    }
+}

@@ -1,0 +1,205 @@
+import Backends
+import CloudShare
+import Foundation
+import Glibc
+import Hashing
+import Synchronization
+
+/// Brings stub content back from the cloud share: the ranges a reader needs (partial recall) or the
+/// whole file. Only holes are written, so bytes already local (recalled earlier, or written since) are
+/// never overwritten; every chunk is verified by SHA-256 before a byte of it is written.
+public final class RecallEngine: Sendable {
+    let share: CloudShare
+    let state: LocalState
+    let endpoint: EndpointConfig
+
+    /// Recall figures since start, for `status`.
+    public struct Figures: Sendable, Codable {
+        /// Recalls that succeeded (partial or full).
+        public var recalls = 0
+        /// Recalls that failed (reader got an I/O error).
+        public var failures = 0
+        /// Bytes written by recalls.
+        public var bytes: Int64 = 0
+    }
+
+    private let figures = Mutex(Figures())
+
+    /// A recall engine for `endpoint`.
+    public init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
+        self.share = share
+        self.state = state
+        self.endpoint = endpoint
+    }
+
+    /// Figures since start.
+    public var currentFigures: Figures { figures.withLock { $0 } }
+
+    // MARK: Layouts
+
+    /// The chunk list of a stub, kept locally when the stub was made (chunks family, by file id).
+    public func layout(fileID: String) throws -> [ChunkRef]? {
+        guard let bytes = try state.database.get(LocalState.key(endpoint.id, fileID), in: state.family(.chunks)) else { return nil }
+        return Self.decodeLayout(bytes)
+    }
+
+    static func encodeLayout(_ chunks: [ChunkRef]) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(chunks.count * 36)
+        for chunk in chunks {
+            chunk.id.withUnsafeBytes { out += $0 }
+            withUnsafeBytes(of: chunk.length.littleEndian) { out += $0 }
+        }
+        return out
+    }
+
+    static func decodeLayout(_ bytes: [UInt8]) -> [ChunkRef]? {
+        guard bytes.count % 36 == 0 else { return nil }
+        return stride(from: 0, to: bytes.count, by: 36).map { start in
+            let id = Digest32(bytes: bytes[start..<start + 32])!
+            let length = bytes[start + 32..<start + 36].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
+            return ChunkRef(id: id, length: length)
+        }
+    }
+
+    // MARK: Filling
+
+    /// lseek's SEEK_DATA and SEEK_HOLE (Linux values; glibc hides them without _GNU_SOURCE).
+    static let seekData: Int32 = 3, seekHole: Int32 = 4
+
+    /// The holes of `fd` inside `range` (the byte ranges a recall must fill).
+    static func holes(fd: Int32, in range: Range<Int64>) -> [Range<Int64>] {
+        var result: [Range<Int64>] = []
+        var position = range.lowerBound
+        while position < range.upperBound {
+            let hole = lseek(fd, off_t(position), seekHole)
+            if hole < 0 || Int64(hole) >= range.upperBound { break }
+            var data = lseek(fd, off_t(hole), seekData)
+            if data < 0 { data = off_t(range.upperBound) }   // ENXIO: a hole runs to the end of the file
+            let end = min(Int64(data), range.upperBound)
+            if end > Int64(hole) { result.append(Int64(hole)..<end) }
+            position = end
+        }
+        return result
+    }
+
+    /// Fills the holes of `fd` in the chunks that overlap `range` (the whole file when nil): a partial
+    /// recall is rounded out to whole chunks, fetched and verified once each, and each hole's bytes are
+    /// handed to `write`. Returns the bytes written.
+    public func fill(fd: Int32, size: Int64, layout: [ChunkRef], range: Range<Int64>?,
+                     write: (UnsafeRawBufferPointer, Int64) throws -> Void) async throws -> Int64 {
+        var wanted = 0..<size
+        if let range {
+            let asked = max(0, range.lowerBound)..<min(size, max(range.upperBound, range.lowerBound + 1))
+            var start: Int64 = 0, lower = size, upper: Int64 = 0
+            for chunk in layout {
+                let end = start + Int64(chunk.length)
+                if start < asked.upperBound && end > asked.lowerBound {
+                    lower = min(lower, start)
+                    upper = max(upper, end)
+                }
+                start = end
+            }
+            // Holes are whole filesystem blocks, chunks are not block-aligned: widen to whole blocks, so a
+            // hole is always filled completely (a block written in part would hide its unwritten rest,
+            // which SEEK_HOLE then reports as data).
+            var info = stat()
+            fstat(fd, &info)
+            let block = max(Int64(info.st_blksize), 4096)
+            if lower < upper {
+                wanted = (lower / block * block)..<min(size, (upper + block - 1) / block * block)
+            } else {
+                wanted = asked
+            }
+        }
+        guard !wanted.isEmpty else { return 0 }
+        let holes = Self.holes(fd: fd, in: wanted)
+        guard !holes.isEmpty else { return 0 }
+        var written: Int64 = 0
+        var offset: Int64 = 0
+        for chunk in layout {
+            let span = offset..<offset + Int64(chunk.length)
+            offset = span.upperBound
+            let overlaps = holes.compactMap { hole -> Range<Int64>? in
+                let lower = max(hole.lowerBound, span.lowerBound), upper = min(hole.upperBound, span.upperBound)
+                return lower < upper ? lower..<upper : nil
+            }
+            guard !overlaps.isEmpty else { continue }
+            let bytes = try await share.readChunk(chunk.id)
+            try bytes.withUnsafeBytes { raw in
+                for part in overlaps {
+                    let start = Int(part.lowerBound - span.lowerBound)
+                    try write(UnsafeRawBufferPointer(rebasing: raw[start..<start + Int(part.count)]), part.lowerBound)
+                    written += Int64(part.count)
+                }
+            }
+        }
+        guard offset == size else {
+            throw GatewayError("the stub's chunk list covers \(offset) bytes but the file has \(size)")
+        }
+        return written
+    }
+
+    /// Counts one recall in the figures.
+    func count(bytes: Int64, failed: Bool) {
+        figures.withLock {
+            if failed { $0.failures += 1 } else { $0.recalls += 1 }
+            $0.bytes += bytes
+        }
+    }
+
+    // MARK: Whole-file recall
+
+    /// Recalls the stub at `path` (relative to the endpoint) completely: it becomes a normal file again.
+    /// On failure the stub is left intact (what was filled stays filled; markers stay).
+    @discardableResult
+    public func recall(_ path: String) async throws -> Int64 {
+        guard let record = try state.entry(endpoint.id, path), record.kind == .file else {
+            throw GatewayError("'\(path)' is not a synced file of endpoint \(endpoint.id)")
+        }
+        let full = endpoint.path + "/" + path
+        let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+        defer { close(fd) }
+        let stub = StubFile(descriptor: fd, path: full)
+        guard try stub.state() != nil else { return 0 }
+        guard let fileID = try stub.fileID(), let layout = try layout(fileID: fileID) else {
+            throw GatewayError("'\(path)' is an orphaned stub: no chunk list is recorded for it")
+        }
+        var info = stat()
+        try Posix.call("fstat", path: full) { fstat(fd, &info) }
+        let times = [info.st_atim, info.st_mtim]
+        do {
+            let written = try await fill(fd: fd, size: Int64(info.st_size), layout: layout, range: nil) { bytes, offset in
+                var done = 0
+                while done < bytes.count {
+                    let count = try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+                    done += count
+                }
+            }
+            try finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: times)
+            count(bytes: written, failed: false)
+            try? state.heatStore(endpoint.id).recordAccess(fileID)
+            return written
+        } catch {
+            count(bytes: 0, failed: true)
+            throw error
+        }
+    }
+
+    /// After every hole is filled: fsync, restore mtime, drop the markers, record a full file.
+    func finishRecall(stub: StubFile, fileID: String, path: String, record: EntryRecord, times: [timespec]) throws {
+        var times = times
+        try Posix.call("futimens", path: stub.path) { futimens(stub.descriptor, &times) }
+        try stub.sync()
+        try stub.removeMarkers()
+        var info = stat()
+        try Posix.call("fstat", path: stub.path) { fstat(stub.descriptor, &info) }
+        var updated = record
+        updated.updateStat(LocalItem(path: path, info))
+        updated.residency = .full
+        var batch = state.batch(endpoint.id)
+        batch.setEntry(path, updated)
+        batch.batch.delete(LocalState.key(endpoint.id, fileID), in: state.family(.chunks))
+        try state.commit(batch, sync: true)
+    }
+}

@@ -1,0 +1,112 @@
+import Backends
+import CloudShare
+import Foundation
+import Glibc
+import Synchronization
+
+/// Turns clean, synced files into stubs: same inode and size, content punched out, `user.tiergate.*`
+/// markers set, chunk list kept locally for recall.
+///
+/// Order matters for crash safety: the chunk list and markers are written before the punch, so a file
+/// is at every moment either its full content or a stub whose markers recall exactly the tiered bytes.
+/// The whole sequence runs under a write lease, so no other process opens the file meanwhile.
+public final class Tierer: Sendable {
+    let share: CloudShare
+    let state: LocalState
+    let endpoint: EndpointConfig
+    /// Decoded commits, by sequence, so tiering many files of one large commit decodes it once.
+    private let commits = Mutex<[UInt64: [String: [ChunkRef]]]>([:])
+
+    /// A tierer for `endpoint`.
+    public init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
+        self.share = share
+        self.state = state
+        self.endpoint = endpoint
+    }
+
+    /// Why a file cannot be tiered (it stays a full file).
+    public struct Refusal: Error, CustomStringConvertible {
+        /// The file.
+        public var path: String
+        /// The reason.
+        public var reason: String
+        public var description: String { "cannot tier '\(path)': \(reason)" }
+    }
+
+    /// The chunk list the share recorded for `fileID` at `version`.
+    func chunks(fileID: String, version: UInt64) async throws -> [ChunkRef]? {
+        if let cached = commits.withLock({ $0[version] }) { return cached[fileID] }
+        let commit = try await share.log.read(version)
+        try await share.ensureIndexed(packs: commit.packs)
+        var byID: [String: [ChunkRef]] = [:]
+        for operation in commit.operations where operation.op == .upsert {
+            if let entry = operation.entry, entry.kind == .file { byID[entry.fileID] = entry.chunks }
+        }
+        commits.withLock {
+            if $0.count > 16 { $0.removeAll() }
+            $0[version] = byID
+        }
+        return byID[fileID]
+    }
+
+    /// Tiers the file at `path` (relative to the endpoint); returns the bytes freed. `afterPunch` gets
+    /// the open descriptor and full path once the content is punched out, before the lease is released.
+    @discardableResult
+    public func tier(_ path: String, afterPunch: ((Int32, String) throws -> Void)? = nil) async throws -> Int64 {
+        guard let record = try state.entry(endpoint.id, path), record.kind == .file else {
+            throw Refusal(path: path, reason: "it is not a synced file")
+        }
+        guard record.residency == .full else { throw Refusal(path: path, reason: "it is already a stub") }
+        let full = endpoint.path + "/" + path
+        guard let item = LocalFiles.item(root: endpoint.path, path: path), !item.isDirectory else {
+            throw Refusal(path: path, reason: "it no longer exists")
+        }
+        // Only clean files: the local content must be the committed version.
+        guard record.matches(item) else { throw Refusal(path: path, reason: "it has changes not synced yet") }
+        guard let layout = try await chunks(fileID: record.fileID, version: record.version) else {
+            throw Refusal(path: path, reason: "its version \(record.version) is not in the share's log")
+        }
+        guard layout.reduce(Int64(0), { $0 + Int64($1.length) }) == record.size else {
+            throw Refusal(path: path, reason: "the share's chunk list does not match its size")
+        }
+        for chunk in layout where share.location(of: chunk.id) == nil {
+            throw Refusal(path: path, reason: "chunk \(chunk.id.hex) is missing from the share")
+        }
+
+        let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+        defer { close(fd) }
+        let stub = StubFile(descriptor: fd, path: full)
+        // A write lease is granted only when no other process has the file open.
+        do {
+            try stub.takeWriteLease()
+        } catch {
+            throw Refusal(path: path, reason: "it is open by another process")
+        }
+        defer { try? stub.releaseLease() }
+        var info = stat()
+        try Posix.call("fstat", path: full) { fstat(fd, &info) }
+        guard record.matches(LocalItem(path: path, info)) else { throw Refusal(path: path, reason: "it changed while being tiered") }
+
+        var batch = state.batch(endpoint.id)
+        batch.batch.put(LocalState.key(endpoint.id, record.fileID), RecallEngine.encodeLayout(layout), in: state.family(.chunks))
+        try state.commit(batch, sync: true)
+        try stub.setFileID(record.fileID)
+        try stub.setVersion(String(record.version))
+        try stub.setState(.tiered)
+        try stub.sync()
+        try stub.punchOut()
+        try stub.sync()
+        // The daemon marks the stub while the lease still holds every other open back: each later open
+        // sees the mark. (Marking before the punch would make the punch itself a pre-content access.)
+        try afterPunch?(fd, full)
+
+        try Posix.call("fstat", path: full) { fstat(fd, &info) }
+        var updated = record
+        updated.updateStat(LocalItem(path: path, info))
+        updated.residency = .tiered
+        var done = state.batch(endpoint.id)
+        done.setEntry(path, updated)
+        try state.commit(done, sync: true)
+        return record.size
+    }
+}

@@ -1,0 +1,172 @@
+import Backends
+import CloudShare
+import Dispatch
+import Fanotify
+import Foundation
+import Glibc
+import Synchronization
+
+/// Tiering on a running daemon for one endpoint: the fanotify pre-content monitor that recalls stubs
+/// when applications read them, the stub marks (re-established from the database at start), and the
+/// tiering policies. Refuses to start where pre-content events are unavailable.
+public final class TieringRuntime: Sendable {
+    let endpoint: EndpointConfig
+    let state: LocalState
+    /// Whole and partial recalls.
+    public let recaller: RecallEngine
+    /// Stub making.
+    public let tierer: Tierer
+    private let box = MonitorBox()
+
+    /// The monitor, reachable from its own handler (which must unmark fully recalled files).
+    final class MonitorBox: Sendable {
+        let monitor = Mutex<PreContentMonitor?>(nil)
+    }
+
+    /// Starts the monitor for `endpoint` and marks every stub the database knows.
+    public init(endpoint: EndpointConfig, share: CloudShare, state: LocalState) throws {
+        self.endpoint = endpoint
+        self.state = state
+        recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
+        tierer = Tierer(share: share, state: state, endpoint: endpoint)
+        do {
+            try PreContentMonitor.checkSupport(at: endpoint.path)
+        } catch {
+            throw GatewayError("tiering refuses to start on endpoint \(endpoint.id) (\(endpoint.path)): \(error); use `tiergate mount` for access through FUSE instead")
+        }
+        let created = try PreContentMonitor(workers: 16) { [recaller, state, endpoint, box] event in
+            Self.handle(event, recaller: recaller, state: state, endpoint: endpoint, box: box)
+        }
+        box.monitor.withLock { $0 = created }
+    }
+
+    /// Stops the monitor (the kernel drops its marks).
+    public func stop() {
+        box.monitor.withLock { $0?.stop(); $0 = nil }
+    }
+
+    /// Marks every stub of the endpoint (tiered or partial in the database); returns how many.
+    @discardableResult
+    public func markStubs() throws -> Int {
+        var count = 0
+        for (path, record) in try state.entries(endpoint.id) where record.kind == .file && record.residency != .full {
+            let full = endpoint.path + "/" + path
+            guard StubFile.marker(atPath: full) != nil else { continue }
+            try mark(full)
+            count += 1
+        }
+        return count
+    }
+
+    /// Marks one stub for pre-content events.
+    public func mark(_ fullPath: String) throws {
+        try box.monitor.withLock { try $0?.markFile(atPath: fullPath) }
+    }
+
+    /// Tiers `path` (relative), marking it before its content is punched out.
+    @discardableResult
+    public func tier(_ path: String) async throws -> Int64 {
+        // A full file still marked from an earlier life as a stub would make the punch a pre-content
+        // access (whose event opens the file and breaks the lease): unmark it first.
+        box.monitor.withLock { _ = try? $0?.unmarkFile(atPath: endpoint.path + "/" + path) }
+        return try await tierer.tier(path, afterPunch: { [self] fd, full in
+            try box.monitor.withLock { try $0?.markFile(descriptor: fd, path: full) }
+        })
+    }
+
+    /// Applies the endpoint's policies once; returns the files tiered and bytes freed.
+    public func applyPolicies(freeSpacePercent: Int) async throws -> (files: Int, bytes: Int64, refused: [String]) {
+        guard let tiering = endpoint.tiering else { return (0, 0, []) }
+        let volume = try TieringPolicy.volume(of: endpoint.path)
+        let candidates = TieringPolicy.evaluate(entries: try state.entries(endpoint.id), heat: try state.heatStore(endpoint.id).all(),
+                                                volume: volume, freeSpacePercent: freeSpacePercent, dateDays: tiering.dateDays)
+        var files = 0, bytes: Int64 = 0
+        var refused: [String] = []
+        for candidate in candidates {
+            do {
+                bytes += try await tier(candidate.path)
+                files += 1
+            } catch {
+                refused.append("\(error)")
+            }
+        }
+        return (files, bytes, refused)
+    }
+
+    /// Answers one pre-content event: fills the holes of the chunks the access touches, then allows it.
+    /// Any failure denies with EIO (ENOSPC for a full disk) and leaves the stub as it was.
+    static func handle(_ event: PreContentEvent, recaller: RecallEngine, state: LocalState, endpoint: EndpointConfig, box: MonitorBox) -> PreContentResponse {
+        let stub = StubFile(descriptor: event.fileDescriptor, path: event.path)
+        guard let fileID = try? stub.fileID() else { return .allow }    // not (or no longer) a stub
+        guard let layout = try? recaller.layout(fileID: fileID) else {
+            recaller.count(bytes: 0, failed: true)
+            return .deny(errno: EIO)
+        }
+        let range = event.range.map { $0.offset..<$0.end }
+        let outcome = Blocking.run {
+            try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
+                try event.write(bytes, at: offset)
+            }
+        }
+        switch outcome {
+        case .failure(let error):
+            recaller.count(bytes: 0, failed: true)
+            if let posix = error as? PosixError, posix.errno == ENOSPC { return .deny(errno: ENOSPC) }
+            if let fan = error as? FanotifyError, fan.errno == ENOSPC { return .deny(errno: ENOSPC) }
+            return .deny(errno: EIO)
+        case .success(let written):
+            recaller.count(bytes: written, failed: false)
+            let relativePath = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
+            if written > 0, let relativePath, let record = try? state.entry(endpoint.id, relativePath) {
+                // Our writes moved mtime; put back the stub's own, or the scan would take the recall for an
+                // edit. An application's write into the stub is allowed only after this, so it keeps its mtime.
+                let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+                var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), mtime]   // atime: UTIME_OMIT
+                futimens(event.fileDescriptor, &times)
+            }
+            try? state.heatStore(endpoint.id).recordAccess(fileID)
+            guard endpoint.path.count < event.path.count, event.path.hasPrefix(endpoint.path + "/") else { return .allow }
+            let relative = String(event.path.dropFirst(endpoint.path.count + 1))
+            // Only a recall that wrote can complete a stub: an access that found nothing to fill proves nothing.
+            if written > 0, RecallEngine.holes(fd: event.fileDescriptor, in: 0..<event.size).isEmpty {
+                // Fully recalled: a normal file again.
+                if let record = try? state.entry(endpoint.id, relative) {
+                    var info = stat()
+                    fstat(event.fileDescriptor, &info)
+                    try? recaller.finishRecall(stub: stub, fileID: fileID, path: relative, record: record, times: [info.st_atim, info.st_mtim])
+                }
+                // A full file: its reads no longer need a round trip through the daemon.
+                box.monitor.withLock { try? $0?.unmarkFile(descriptor: event.fileDescriptor, path: event.path) }
+            } else if written > 0, (try? stub.state()) == .tiered {
+                try? stub.setState(.partial)
+                if var record = try? state.entry(endpoint.id, relative) {
+                    record.residency = .partial
+                    var batch = state.batch(endpoint.id)
+                    batch.setEntry(relative, record)
+                    try? state.commit(batch, sync: false)
+                }
+            }
+            return .allow
+        }
+    }
+}
+
+/// Runs async work to completion from a thread that must block (fanotify and FUSE callbacks run on
+/// their own threads, never on the cooperative pool, so blocking them is allowed).
+enum Blocking {
+    static func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) -> Result<T, any Error> {
+        let result = Mutex<Result<T, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                let value = try await body()
+                result.withLock { $0 = .success(value) }
+            } catch {
+                result.withLock { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        done.wait()
+        return result.withLock { $0! }
+    }
+}
