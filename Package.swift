@@ -38,7 +38,7 @@ let package = Package(
         .executableTarget(name: "tiergate", dependencies: [
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "tiergate-bench", dependencies: ["Gateway", "CloudShare", "Chunking", "Hashing", "Backends"], path: "bench/Sources"),
+        .executableTarget(name: "tiergate-bench", dependencies: ["Gateway", "CloudShare", "Chunking", "Hashing", "Backends", "FUSE", "Fanotify"], path: "bench/Sources"),
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "RocksDBTests", dependencies: ["RocksDB"]),
