@@ -35,4 +35,30 @@ static inline int CFuse3_fallocate(int fd, int mode, int64_t offset, int64_t len
     return (int)syscall(SYS_fallocate, fd, mode, (long)offset, (long)length);
 }
 
+/// Replies to a read with `size` bytes of `fd` from `offset`; FUSE_BUFVEC_INIT is a macro, and libfuse
+/// splices the range to the kernel when the session negotiated splice, instead of copying it through
+/// user space.
+static inline int CFuse3_reply_descriptor(fuse_req_t req, int fd, int64_t offset, size_t size) {
+    struct fuse_bufvec buffer = FUSE_BUFVEC_INIT(size);
+    buffer.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buffer.buf[0].fd = fd;
+    buffer.buf[0].pos = offset;
+    return fuse_reply_data(req, &buffer, FUSE_BUF_SPLICE_MOVE);
+}
+/// Copies a write request's data (in memory, or in a pipe when libfuse spliced the request from the
+/// device) to `fd` at `offset`: from a pipe the kernel moves the pages without a user-space copy.
+static inline ssize_t CFuse3_copy_to_descriptor(struct fuse_bufvec *source, int fd, int64_t offset) {
+    struct fuse_bufvec destination = FUSE_BUFVEC_INIT(fuse_buf_size(source));
+    destination.buf[0].flags = (enum fuse_buf_flags)(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK | FUSE_BUF_FD_RETRY);
+    destination.buf[0].fd = fd;
+    destination.buf[0].pos = offset;
+    return fuse_buf_copy(&destination, source, (enum fuse_buf_copy_flags)0);
+}
+
+/// Copies a write request's data into `memory` (for writes that cannot be spliced).
+static inline ssize_t CFuse3_copy_to_memory(struct fuse_bufvec *source, void *memory, size_t size) {
+    struct fuse_bufvec destination = FUSE_BUFVEC_INIT(size);
+    destination.buf[0].mem = memory;
+    return fuse_buf_copy(&destination, source, (enum fuse_buf_copy_flags)0);
+}
 #endif

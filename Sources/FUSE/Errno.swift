@@ -41,6 +41,8 @@ public struct Errno: Error, Hashable, Sendable, CustomStringConvertible {
     public static let outOfRange = Errno(ERANGE)
     /// `ENAMETOOLONG`.
     public static let nameTooLong = Errno(ENAMETOOLONG)
+    /// `EMFILE`: the process has no descriptor left.
+    public static let tooManyOpenFiles = Errno(EMFILE)
     /// `ENOTCONN`: what a mountpoint answers when its FUSE daemon is gone.
     public static let notConnected = Errno(ENOTCONN)
 }

@@ -45,8 +45,17 @@ public protocol FileSystemCore: Sendable {
     func create(parent: UInt64, name: [UInt8], mode: mode_t, flags: Int32, caller: Caller) throws(Errno) -> (Entry, OpenedFile)
     /// Reads into `buffer` from `offset`; returns the byte count, short only at end of file.
     func read(_ inode: UInt64, handle: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
+    /// Optional fast path for reads: a descriptor and position whose next bytes are the answer to
+    /// reading `length` bytes at `offset` (after any hooks have run), so the glue can splice them to
+    /// the kernel without copying them through user space. The descriptor must stay open until the
+    /// handle is released. Nil: the glue calls ``read(_:handle:offset:into:)``.
+    func readSource(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int) throws(Errno) -> (descriptor: Int32, offset: Int64)?
     /// Writes all of `buffer` at `offset` and returns its size.
     func write(_ inode: UInt64, handle: UInt64, offset: Int64, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int
+    /// Optional fast path for writes: after any hooks, calls `transfer` with the descriptor that
+    /// `length` bytes at `offset` go to (the glue moves them there, by splice when it can), and returns
+    /// what `transfer` wrote. Nil: the glue copies the data and calls ``write(_:handle:offset:from:)``.
+    func write(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int, transfer: (Int32) throws(Errno) -> Int) throws(Errno) -> Int?
     /// Called on each `close(2)` of a descriptor sharing `handle`.
     func flush(_ inode: UInt64, handle: UInt64) throws(Errno)
     /// Closes `handle`; called once, after the last descriptor sharing it is closed.
@@ -219,6 +228,16 @@ public struct DirectoryEntry: Sendable {
 extension FileSystemCore {
     /// Cores cache through the page cache only, by default.
     public var wantsWritebackCache: Bool { false }
+
+    /// By default reads go through ``read(_:handle:offset:into:)``.
+    public func readSource(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int) throws(Errno) -> (descriptor: Int32, offset: Int64)? {
+        nil
+    }
+
+    /// By default writes go through ``write(_:handle:offset:from:)``.
+    public func write(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int, transfer: (Int32) throws(Errno) -> Int) throws(Errno) -> Int? {
+        nil
+    }
 
     /// By default a core keeps no per-file state that a change behind the mount could make stale.
     public func backingFileChanged(_ identity: FileIdentity) -> UInt64? { nil }

@@ -1,43 +1,49 @@
 import Glibc
 import Synchronization
 
-/// A backing file the kernel knows by a FUSE inode number, pinned by an `O_PATH` descriptor.
+/// A backing file the kernel knows by a FUSE inode number.
 ///
-/// The descriptor, not a path, is the inode's identity: it survives renames made behind the mount and
-/// keeps an unlinked file reachable, and while it is open the backing file system cannot reuse the
-/// inode number, so (device, inode) keys stay unambiguous.
+/// Most inodes are pinned by an `O_PATH` descriptor: it survives renames made behind the mount, keeps
+/// an unlinked file reachable, and while it is open the backing file system cannot reuse the inode
+/// number, so (device, inode) keys stay unambiguous. Descriptors are a bounded resource, though (the
+/// kernel may hold far more inodes than `RLIMIT_NOFILE` allows), so past a budget an inode is kept
+/// unpinned: its descriptor is reopened per request from its parent and its name, and checked
+/// against its identity (a mismatch is ESTALE, after which the kernel looks the name up again).
 final class Inode: Sendable {
     /// The FUSE inode number (node id).
     let number: UInt64
-    /// `O_PATH | O_NOFOLLOW` descriptor of the backing file.
-    let descriptor: Int32
+    /// `O_PATH | O_NOFOLLOW` descriptor of the backing file, when pinned.
+    let pinned: Int32?
     /// The backing file's (st_dev, st_ino).
     let identity: FileIdentity
     /// The file type bits (`S_IFMT` part of `st_mode`); a file's type never changes.
     let type: mode_t
 
-    init(number: UInt64, descriptor: Int32, identity: FileIdentity, type: mode_t) {
+    init(number: UInt64, pinned: Int32?, identity: FileIdentity, type: mode_t) {
         self.number = number
-        self.descriptor = descriptor
+        self.pinned = pinned
         self.identity = identity
         self.type = type
     }
 
-    deinit { close(descriptor) }
+    deinit {
+        if let pinned { close(pinned) }
+    }
 
     var isDirectory: Bool { type == S_IFDIR }
     var isRegularFile: Bool { type == S_IFREG }
     var isSymbolicLink: Bool { type == S_IFLNK }
-
-    /// `/proc/self/fd/N`: reopens the backing file (or reaches it with path-only calls such as
-    /// `getxattr`) without any path walk. It follows the magic link, so it is never used on symlinks.
-    var procPath: String { "/proc/self/fd/\(descriptor)" }
 }
+
+/// `/proc/self/fd/N`: reopens a file (or reaches it with path-only calls such as `getxattr`) without
+/// any path walk. It follows the magic link, so it is never used on symbolic links.
+func procPath(_ descriptor: Int32) -> String { "/proc/self/fd/\(descriptor)" }
 
 /// The kernel's view of the backing tree: FUSE inode numbers ↔ backing files, with lookup counts.
 ///
 /// Numbers are handed out from a counter and never reused during a mount, so every generation is 0.
-/// Each record also keeps the parent and name the file was last seen under, to give hooks a path.
+/// Each record also keeps the parent and name the file was last seen under: hooks get a path from
+/// them, and unpinned inodes are reopened through them.
 final class InodeTable: Sendable {
     /// FUSE's fixed number for the root directory.
     static let rootNumber: UInt64 = 1
@@ -54,19 +60,29 @@ final class InodeTable: Sendable {
         var records: [UInt64: Record] = [:]
         var numbers: [FileIdentity: UInt64] = [:]
         var next: UInt64 = InodeTable.rootNumber + 1
+        var pinnedCount = 0
     }
 
     private let state = Mutex(State())
     /// The root, which the kernel never forgets.
     let root: Inode
+    /// How many inodes may hold a descriptor: directories up to this many…
+    let directoryPinLimit: Int
+    /// …and other files only while fewer than this many are pinned, so that the directories a large
+    /// tree walk goes through stay pinned (unpinned children reopen through them cheaply).
+    let filePinLimit: Int
 
-    /// A table whose root is the directory open as `rootDescriptor` (an `O_PATH` descriptor it takes over).
-    init(rootDescriptor: Int32, rootStatus: stat) {
-        root = Inode(number: Self.rootNumber, descriptor: rootDescriptor,
+    /// A table whose root is the directory open as `rootDescriptor` (an `O_PATH` descriptor it takes
+    /// over), pinning at most `pinLimit` inodes.
+    init(rootDescriptor: Int32, rootStatus: stat, pinLimit: Int) {
+        root = Inode(number: Self.rootNumber, pinned: rootDescriptor,
                      identity: FileIdentity(rootStatus), type: rootStatus.st_mode & S_IFMT)
+        directoryPinLimit = max(pinLimit, 0)
+        filePinLimit = max(pinLimit, 0) * 2 / 3
         state.withLock { state in
             state.records[Self.rootNumber] = Record(inode: root, lookups: 1, parent: 0, name: [])
             state.numbers[root.identity] = Self.rootNumber
+            state.pinnedCount = 1
         }
     }
 
@@ -91,9 +107,16 @@ final class InodeTable: Sendable {
         }
     }
 
-    /// Counts one reference on the backing file open as `descriptor` (an `O_PATH` descriptor the table
-    /// takes over), adding it when new; when the file is already known the descriptor is closed.
-    func remember(descriptor: Int32, status: stat, parent: UInt64, name: [UInt8]) -> Inode {
+    /// Whether a new inode of `type` should hold a descriptor.
+    func shouldPin(_ type: mode_t) -> Bool {
+        let pinned = state.withLock { $0.pinnedCount }
+        return pinned < (type == S_IFDIR ? directoryPinLimit : filePinLimit)
+    }
+
+    /// Counts one reference on the backing file described by `status`, adding it when new. `descriptor`
+    /// (an `O_PATH` descriptor the table takes over) pins a new inode; it is closed when the file is
+    /// already known.
+    func remember(descriptor: Int32?, status: stat, parent: UInt64, name: [UInt8]) -> Inode {
         let identity = FileIdentity(status)
         let (inode, duplicate) = state.withLock { state -> (Inode, Bool) in
             if let number = state.numbers[identity] {
@@ -106,13 +129,35 @@ final class InodeTable: Sendable {
             }
             let number = state.next
             state.next += 1
-            let inode = Inode(number: number, descriptor: descriptor, identity: identity, type: status.st_mode & S_IFMT)
+            let inode = Inode(number: number, pinned: descriptor, identity: identity, type: status.st_mode & S_IFMT)
             state.records[number] = Record(inode: inode, lookups: 1, parent: parent, name: name)
             state.numbers[identity] = number
+            if descriptor != nil { state.pinnedCount += 1 }
             return (inode, false)
         }
-        if duplicate { close(descriptor) }
+        if duplicate, let descriptor { close(descriptor) }
         return inode
+    }
+
+    /// Calls `body` with a descriptor of `inode`: its pinned one, or one reopened through its parent
+    /// and name for the duration of the call.
+    func withDescriptor<R>(_ inode: Inode, _ body: (Int32) throws(Errno) -> R) throws(Errno) -> R {
+        if let pinned = inode.pinned { return try body(pinned) }
+        guard let (parentNumber, name) = state.withLock({ state in
+            state.records[inode.number].map { ($0.parent, $0.name) }
+        }) else { throw .stale }
+        let parent = try self.inode(parentNumber)
+        let descriptor = try withDescriptor(parent) { directory throws(Errno) in
+            try withName(name) { cName throws(Errno) in
+                try systemCall { openat(directory, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
+            }
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        _ = try systemCall { fstatat(descriptor, "", &status, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
+        // The name now belongs to another file (replaced behind the mount): the kernel's inode is stale.
+        guard FileIdentity(status) == inode.identity else { throw .stale }
+        return try body(descriptor)
     }
 
     /// Takes back `count` references; at zero the record goes, and the descriptor closes once no
@@ -128,6 +173,7 @@ final class InodeTable: Sendable {
             }
             state.records[number] = nil
             if state.numbers[record.inode.identity] == number { state.numbers[record.inode.identity] = nil }
+            if record.inode.pinned != nil { state.pinnedCount -= 1 }
             return record.inode
         }
         _ = dropped  // released outside the lock: closing a descriptor is a system call
@@ -173,6 +219,9 @@ final class InodeTable: Sendable {
 
     /// The number of inodes the kernel currently holds references on (the root included).
     var count: Int { state.withLock { $0.records.count } }
+
+    /// How many of them hold a descriptor (the root included).
+    var pinnedCount: Int { state.withLock { $0.pinnedCount } }
 
     /// The reference count of `number` (0 when unknown).
     func lookups(_ number: UInt64) -> UInt64 { state.withLock { $0.records[number]?.lookups ?? 0 } }

@@ -13,6 +13,7 @@ final class KernelBridge: Sendable {
     let attributeTimeout: Double
     let negativeTimeout: Double
     let maxBackground: UInt32
+    let spliceWrites: Bool
 
     init(core: any FileSystemCore, options: MountOptions) {
         self.core = core
@@ -20,6 +21,7 @@ final class KernelBridge: Sendable {
         attributeTimeout = options.attributeTimeout
         negativeTimeout = options.negativeTimeout
         maxBackground = UInt32(clamping: options.maxBackgroundRequests)
+        spliceWrites = options.spliceWrites
     }
 
     /// The bridge a request belongs to.
@@ -114,6 +116,10 @@ final class KernelBridge: Sendable {
         request(FUSE_CAP_AUTO_INVAL_DATA, true)     // a changed mtime or size drops cached pages
         request(FUSE_CAP_PARALLEL_DIROPS, true)     // lookups and listings of one directory in parallel
         request(FUSE_CAP_WRITEBACK_CACHE, core.wantsWritebackCache)
+        // Read replies from a descriptor are spliced to the kernel, not copied through user space.
+        request(FUSE_CAP_SPLICE_WRITE, true)
+        request(FUSE_CAP_SPLICE_MOVE, true)
+        request(FUSE_CAP_SPLICE_READ, spliceWrites)
         // The kernel strips set-user-ID bits on write itself; the daemon (root) would not.
         request(FUSE_CAP_HANDLE_KILLPRIV, false)
         // Locks stay in the kernel: they work between processes using the mount, not with the endpoint.
@@ -275,21 +281,39 @@ final class KernelBridge: Sendable {
             let core = KernelBridge.of(request).core
             guard let info else { fuse_reply_err(request, EIO); return }
             let handle = info.pointee.fh
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
-            defer { buffer.deallocate() }
             KernelBridge.respond(request) { () throws(Errno) in
+                if let source = try core.readSource(inode, handle: handle, offset: Int64(offset), length: size) {
+                    CFuse3_reply_descriptor(request, source.descriptor, source.offset, size)
+                    return
+                }
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
+                defer { buffer.deallocate() }
                 let count = try core.read(inode, handle: handle, offset: Int64(offset),
                                           into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<size]))
                 fuse_reply_buf(request, buffer.baseAddress, count)
             }
         }
-        operations.write = { request, inode, data, size, offset, info in
+        operations.write_buf = { request, inode, buffers, offset, info in
             let core = KernelBridge.of(request).core
-            guard let info else { fuse_reply_err(request, EIO); return }
+            guard let info, let buffers else { fuse_reply_err(request, EIO); return }
             let handle = info.pointee.fh
+            let size = fuse_buf_size(buffers)
             KernelBridge.respond(request) { () throws(Errno) in
+                let moved = try core.write(inode, handle: handle, offset: Int64(offset), length: size) { descriptor throws(Errno) in
+                    let copied = CFuse3_copy_to_descriptor(buffers, descriptor, Int64(offset))
+                    if copied < 0 { throw Errno(Int32(-copied)) }
+                    return copied
+                }
+                if let moved {
+                    fuse_reply_write(request, moved)
+                    return
+                }
+                let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
+                defer { memory.deallocate() }
+                let copied = CFuse3_copy_to_memory(buffers, memory.baseAddress, size)
+                if copied < 0 { throw Errno(Int32(-copied)) }
                 let count = try core.write(inode, handle: handle, offset: Int64(offset),
-                                           from: UnsafeRawBufferPointer(start: data, count: size))
+                                           from: UnsafeRawBufferPointer(rebasing: memory[0..<copied]))
                 fuse_reply_write(request, count)
             }
         }

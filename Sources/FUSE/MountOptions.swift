@@ -19,22 +19,33 @@ public struct MountOptions: Sendable, Equatable {
     /// How many asynchronous requests (readahead, writeback) the kernel keeps in flight; 0 keeps the
     /// kernel's default.
     public var maxBackgroundRequests: Int
+    /// Kernel readahead for files of the mount, in KiB (the kernel's default is 128). Sequential reads
+    /// through the daemon issue requests of this size, up to the 1 MiB request limit, so larger values
+    /// mean fewer round trips. Set through `/sys/class/bdi`, which needs root; nil leaves the default.
+    public var readAheadKiB: Int?
+    /// Receive write requests from the kernel by splice(2), so that their data moves into the backing
+    /// file without a copy through user space; every other request then costs an extra copy out of
+    /// the pipe, so this favours large sequential writes over metadata-heavy work.
+    public var spliceWrites: Bool
     /// How long ``MountSession/stop()`` lets processes that still use the mount finish before it
     /// aborts the connection (their calls then fail with `ENOTCONN`).
     public var stopGracePeriod: Duration
     /// libfuse's request trace on standard error.
     public var debug: Bool
 
-    /// Options with the defaults: one-second caches, 16 threads, a five-second stop grace period.
+    /// Options with the defaults: one-second caches, 16 threads, 4 MiB readahead, a five-second stop
+    /// grace period.
     public init(allowOther: Bool = geteuid() == 0, entryTimeout: Double = 1, attributeTimeout: Double = 1,
                 negativeTimeout: Double = 1, maxThreads: Int = 16, maxBackgroundRequests: Int = 64,
-                stopGracePeriod: Duration = .seconds(5), debug: Bool = false) {
+                readAheadKiB: Int? = 4096, spliceWrites: Bool = false, stopGracePeriod: Duration = .seconds(5), debug: Bool = false) {
         self.allowOther = allowOther
         self.entryTimeout = entryTimeout
         self.attributeTimeout = attributeTimeout
         self.negativeTimeout = negativeTimeout
         self.maxThreads = maxThreads
         self.maxBackgroundRequests = maxBackgroundRequests
+        self.readAheadKiB = readAheadKiB
+        self.spliceWrites = spliceWrites
         self.stopGracePeriod = stopGracePeriod
         self.debug = debug
     }

@@ -115,6 +115,17 @@ public enum MountPoint {
         return write(descriptor, "1", 1) == 1
     }
 
+    /// Sets the readahead of a FUSE connection's backing device info (`/sys/class/bdi/0:<n>`); a
+    /// best effort, since only root may write there.
+    @discardableResult
+    static func setReadAhead(kibibytes: Int, connection: UInt32) -> Bool {
+        let descriptor = open("/sys/class/bdi/0:\(connection)/read_ahead_kb", O_WRONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        let text = Array("\(kibibytes)".utf8)
+        return write(descriptor, text, text.count) == text.count
+    }
+
     /// mountinfo escapes space, tab, newline and backslash as three octal digits.
     private static func unescape(_ field: Substring) -> String {
         var bytes: [UInt8] = []

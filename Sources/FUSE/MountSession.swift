@@ -55,7 +55,6 @@ public final class MountSession: Sendable {
     /// is detached first.
     public static func mount(_ core: any FileSystemCore, at mountpoint: String, options: MountOptions = MountOptions()) throws(MountError) -> MountSession {
         try MountPoint.recoverIfStale(mountpoint)
-        raiseDescriptorLimit()
         let session = MountSession(core: core, mountpoint: mountpoint, options: options)
         try session.start()
         return session
@@ -99,6 +98,9 @@ public final class MountSession: Sendable {
         }
         let connection = MountPoint.connection(of: mountpoint)
         state.withLock { $0.connection = connection }
+        if let connection, let readAhead = options.readAheadKiB {
+            MountPoint.setReadAhead(kibibytes: readAhead, connection: connection)
+        }
     }
 
     /// Whether the loop is still serving.
@@ -192,15 +194,6 @@ public final class MountSession: Sendable {
             let result = state.loopResult ?? 0
             return result == -ENODEV ? 0 : result
         }
-    }
-
-    /// Each inode the kernel holds pins one descriptor, so the soft limit is raised to the hard one.
-    private static func raiseDescriptorLimit() {
-        var limit = rlimit()
-        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(resource, &limit)
     }
 
     /// Starts a detached POSIX thread running `body`; libfuse's loop blocks it for the mount's life,

@@ -37,6 +37,11 @@ final class HandleTable<Object: AnyObject & Sendable>: Sendable {
         state.withLock { Array($0.objects.values) }.forEach(body)
     }
 
+    /// The first open object that satisfies `predicate`.
+    func first(where predicate: (Object) -> Bool) -> Object? {
+        state.withLock { Array($0.objects.values) }.first(where: predicate)
+    }
+
     /// How many handles are open.
     var count: Int { state.withLock { $0.objects.count } }
 }

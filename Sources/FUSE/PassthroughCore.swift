@@ -3,8 +3,8 @@ import Glibc
 
 /// A POSIX passthrough of one backing directory (a server endpoint), with the Gateway's hooks.
 ///
-/// Every inode is pinned by an `O_PATH` descriptor (see ``InodeTable``) and every open file is a real
-/// descriptor on the backing file, so data, unlink-while-open, renames and links behave as on the
+/// Inodes are pinned by `O_PATH` descriptors within a budget (see ``InodeTable``) and every open file
+/// is a real descriptor on the backing file, so data, unlink-while-open, renames and links behave as on the
 /// backing file system. The daemon's own privileges do the work: the kernel has already checked the
 /// caller's permissions (`default_permissions`), and files created for another user are handed to
 /// that user.
@@ -23,11 +23,15 @@ public final class PassthroughCore: FileSystemCore {
         /// Faster small writes; but writes reach the backing file (and the hooks) later, from the
         /// kernel's flusher, and changes made behind the mount are noticed less promptly.
         public var writebackCache: Bool
+        /// How many inodes may pin a descriptor; nil: three quarters of the descriptor limit (raised
+        /// to its maximum first), leaving the rest for open files and the rest of the process.
+        public var pinnedInodeLimit: Int?
 
         /// A configuration; by default pages are kept and writes go through at once.
-        public init(keepCache: Bool = true, writebackCache: Bool = false) {
+        public init(keepCache: Bool = true, writebackCache: Bool = false, pinnedInodeLimit: Int? = nil) {
             self.keepCache = keepCache
             self.writebackCache = writebackCache
+            self.pinnedInodeLimit = pinnedInodeLimit
         }
     }
 
@@ -58,7 +62,8 @@ public final class PassthroughCore: FileSystemCore {
         self.endpoint = endpoint
         self.hooks = hooks
         self.configuration = configuration
-        inodes = InodeTable(rootDescriptor: descriptor, rootStatus: status)
+        inodes = InodeTable(rootDescriptor: descriptor, rootStatus: status,
+                            pinLimit: configuration.pinnedInodeLimit ?? Self.raiseDescriptorLimit() * 3 / 4)
         processUmask = Self.readProcessUmask()
         runsAsRoot = geteuid() == 0
     }
@@ -67,6 +72,8 @@ public final class PassthroughCore: FileSystemCore {
 
     /// How many inodes the kernel holds references on (the root included): for tests and metrics.
     public var knownInodeCount: Int { inodes.count }
+    /// How many of those hold a descriptor.
+    public var pinnedInodeCount: Int { inodes.pinnedCount }
     /// How many file handles are open.
     public var openFileCount: Int { files.count }
 
@@ -78,26 +85,36 @@ public final class PassthroughCore: FileSystemCore {
 
     /// Resolves `name` in `directory` and counts one reference.
     func lookupEntry(in directory: Inode, name: [UInt8]) throws(Errno) -> Entry {
-        var status = stat()
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { fstatat(directory.descriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+        try inodes.withDescriptor(directory) { directoryDescriptor throws(Errno) in
+            try withName(name) { cName throws(Errno) in
+                var status = stat()
+                _ = try systemCall { fstatat(directoryDescriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+                if let inode = inodes.reference(FileIdentity(status), parent: directory.number, name: name) {
+                    return Entry(inode: inode.number, generation: 0, attributes: status)
+                }
+                guard inodes.shouldPin(status.st_mode & S_IFMT) else {
+                    let inode = inodes.remember(descriptor: nil, status: status, parent: directory.number, name: name)
+                    return Entry(inode: inode.number, generation: 0, attributes: status)
+                }
+                // New and pinned: take the attributes from the pinned descriptor so that the identity
+                // and the attributes cannot belong to two different files.
+                let descriptor: Int32
+                do throws(Errno) {
+                    descriptor = try systemCall { openat(directoryDescriptor, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
+                } catch .tooManyOpenFiles {
+                    let inode = inodes.remember(descriptor: nil, status: status, parent: directory.number, name: name)
+                    return Entry(inode: inode.number, generation: 0, attributes: status)
+                }
+                do throws(Errno) {
+                    status = try Self.status(of: descriptor)
+                } catch {
+                    close(descriptor)
+                    throw error
+                }
+                let inode = inodes.remember(descriptor: descriptor, status: status, parent: directory.number, name: name)
+                return Entry(inode: inode.number, generation: 0, attributes: status)
+            }
         }
-        if let inode = inodes.reference(FileIdentity(status), parent: directory.number, name: name) {
-            return Entry(inode: inode.number, generation: 0, attributes: status)
-        }
-        // New to the table: pin it, and take the attributes from the pinned descriptor so that the
-        // identity and the attributes cannot belong to two different files.
-        let descriptor = try withName(name) { cName throws(Errno) in
-            try systemCall { openat(directory.descriptor, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
-        }
-        do {
-            status = try Self.status(of: descriptor)
-        } catch {
-            close(descriptor)
-            throw error
-        }
-        let inode = inodes.remember(descriptor: descriptor, status: status, parent: directory.number, name: name)
-        return Entry(inode: inode.number, generation: 0, attributes: status)
     }
 
     public func forget(_ inode: UInt64, count: UInt64) {
@@ -110,31 +127,52 @@ public final class PassthroughCore: FileSystemCore {
             _ = try systemCall { fstat(file.descriptor, &status) }
             return status
         }
-        return try Self.status(of: try inodes.inode(number).descriptor)
+        let inode = try inodes.inode(number)
+        do {
+            return try inodes.withDescriptor(inode) { descriptor throws(Errno) in try Self.status(of: descriptor) }
+        } catch {
+            // An unpinned file unlinked while open can no longer be reopened by name; an open handle
+            // (fstat(2) does not pass one) still reaches it.
+            guard let file = files.first(where: { $0.inode === inode }) else { throw error }
+            var status = stat()
+            _ = try systemCall { fstat(file.descriptor, &status) }
+            return status
+        }
     }
 
     public func setattr(_ number: UInt64, changes: AttributeChanges, handle: UInt64?, caller: Caller) throws(Errno) -> stat {
         let inode = try inodes.inode(number)
         let file = handle.flatMap { try? files.object($0) }
+        try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+            try apply(changes, to: inode, descriptor: descriptor, file: file)
+        }
+        let status = try getattr(number, handle: handle)
+        let onlyContent = changes.size != nil && changes.mode == nil && changes.uid == nil && changes.gid == nil
+        hooks.didChange(MountChange(kind: onlyContent ? .modified : .attributesChanged,
+                                    path: path(of: inode.number), identity: inode.identity))
+        return status
+    }
+
+    /// chmod, chown, truncate, utimens, in that order; an open handle is used where there is one.
+    private func apply(_ changes: AttributeChanges, to inode: Inode, descriptor: Int32, file: OpenFile?) throws(Errno) {
         if let mode = changes.mode {
             if let file {
                 _ = try systemCall { fchmod(file.descriptor, mode & 0o7777) }
             } else if inode.isSymbolicLink {
                 throw .notSupported  // Linux has no mode on symbolic links
             } else {
-                _ = try systemCall { chmod(inode.procPath, mode & 0o7777) }
+                _ = try systemCall { chmod(procPath(descriptor), mode & 0o7777) }
             }
         }
         if changes.uid != nil || changes.gid != nil {
             // -1 leaves an id unchanged.
             _ = try systemCall {
-                fchownat(inode.descriptor, "", changes.uid ?? uid_t.max, changes.gid ?? gid_t.max,
-                         LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW)
+                fchownat(descriptor, "", changes.uid ?? uid_t.max, changes.gid ?? gid_t.max, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW)
             }
         }
         if let size = changes.size {
             guard inode.isRegularFile else { throw inode.isDirectory ? Errno(EISDIR) : .invalidArgument }
-            let stub = file?.isStub.load(ordering: .relaxed) ?? Self.hasStubMarker(path: inode.procPath)
+            let stub = file?.isStub.load(ordering: .relaxed) ?? Self.hasStubMarker(path: procPath(descriptor))
             if stub {
                 try hooks.beforeWrite(mountedFile(inode), .truncate(size: size))
             }
@@ -142,7 +180,7 @@ public final class PassthroughCore: FileSystemCore {
                 _ = try systemCall { ftruncate(file.descriptor, off_t(size)) }
                 file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
             } else {
-                _ = try systemCall { truncate(inode.procPath, off_t(size)) }
+                _ = try systemCall { truncate(procPath(descriptor), off_t(size)) }
             }
         }
         if changes.accessTime != nil || changes.modificationTime != nil {
@@ -150,16 +188,9 @@ public final class PassthroughCore: FileSystemCore {
             if let file {
                 _ = try systemCall { futimens(file.descriptor, times) }
             } else {
-                _ = try systemCall {
-                    utimensat(inode.descriptor, "", times, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW)
-                }
+                _ = try systemCall { utimensat(descriptor, "", times, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
             }
         }
-        let status = try getattr(number, handle: handle)
-        let onlyContent = changes.size != nil && changes.mode == nil && changes.uid == nil && changes.gid == nil
-        hooks.didChange(MountChange(kind: onlyContent ? .modified : .attributesChanged,
-                                    path: path(of: inode.number), identity: inode.identity))
-        return status
     }
 
     public func readlink(_ number: UInt64) throws(Errno) -> [UInt8] {
@@ -169,7 +200,9 @@ public final class PassthroughCore: FileSystemCore {
         while true {
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: capacity, alignment: 1)
             defer { buffer.deallocate() }
-            let count = try systemCall { readlinkat(inode.descriptor, "", buffer.baseAddress!.assumingMemoryBound(to: CChar.self), capacity) }
+            let count = try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+                try systemCall { readlinkat(descriptor, "", buffer.baseAddress!.assumingMemoryBound(to: CChar.self), capacity) }
+            }
             // A result that fills the buffer may have been cut short.
             if count < capacity { return Array(buffer.prefix(count)) }
             capacity *= 4
@@ -183,8 +216,8 @@ public final class PassthroughCore: FileSystemCore {
         // Device nodes are refused outright (the mount is nodev anyway); regular files, FIFOs and sockets pass.
         guard type == 0 || type == S_IFREG || type == S_IFIFO || type == S_IFSOCK else { throw .notPermitted }
         let directory = try inodes.inode(parent)
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { mknodat(directory.descriptor, cName, mode, 0) }
+        try at(directory, name) { directory, cName throws(Errno) in
+            _ = try systemCall { mknodat(directory, cName, mode, 0) }
         }
         let entry = try finishCreation(in: directory, name: name, mode: mode, caller: caller)
         hooks.didChange(MountChange(kind: .created, path: path(in: directory, name),
@@ -194,8 +227,8 @@ public final class PassthroughCore: FileSystemCore {
 
     public func mkdir(parent: UInt64, name: [UInt8], mode: mode_t, caller: Caller) throws(Errno) -> Entry {
         let directory = try inodes.inode(parent)
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { mkdirat(directory.descriptor, cName, mode) }
+        try at(directory, name) { directory, cName throws(Errno) in
+            _ = try systemCall { mkdirat(directory, cName, mode) }
         }
         let entry = try finishCreation(in: directory, name: name, mode: mode, caller: caller)
         hooks.didChange(MountChange(kind: .directoryCreated, path: path(in: directory, name),
@@ -208,8 +241,8 @@ public final class PassthroughCore: FileSystemCore {
         guard !target.isEmpty, !target.contains(0) else { throw .invalidArgument }
         var cTarget = target.map { CChar(bitPattern: $0) }
         cTarget.append(0)
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { symlinkat(cTarget, directory.descriptor, cName) }
+        try at(directory, name) { directory, cName throws(Errno) in
+            _ = try systemCall { symlinkat(cTarget, directory, cName) }
         }
         let entry = try finishCreation(in: directory, name: name, mode: nil, caller: caller)
         hooks.didChange(MountChange(kind: .created, path: path(in: directory, name),
@@ -220,8 +253,8 @@ public final class PassthroughCore: FileSystemCore {
     public func unlink(parent: UInt64, name: [UInt8]) throws(Errno) {
         let directory = try inodes.inode(parent)
         let removed = path(in: directory, name)
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { unlinkat(directory.descriptor, cName, 0) }
+        try at(directory, name) { directory, cName throws(Errno) in
+            _ = try systemCall { unlinkat(directory, cName, 0) }
         }
         hooks.didChange(MountChange(kind: .removed, path: removed))
     }
@@ -229,8 +262,8 @@ public final class PassthroughCore: FileSystemCore {
     public func rmdir(parent: UInt64, name: [UInt8]) throws(Errno) {
         let directory = try inodes.inode(parent)
         let removed = path(in: directory, name)
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { unlinkat(directory.descriptor, cName, AT_REMOVEDIR) }
+        try at(directory, name) { directory, cName throws(Errno) in
+            _ = try systemCall { unlinkat(directory, cName, AT_REMOVEDIR) }
         }
         hooks.didChange(MountChange(kind: .directoryRemoved, path: removed))
     }
@@ -243,9 +276,9 @@ public final class PassthroughCore: FileSystemCore {
         let target = try inodes.inode(newParent)
         let from = path(in: source, name)
         let to = path(in: target, newName)
-        try withName(name) { cName throws(Errno) in
-            try withName(newName) { cNewName throws(Errno) in
-                _ = try systemCall { CFuse3_renameat2(source.descriptor, cName, target.descriptor, cNewName, flags.rawValue) }
+        try at(source, name) { sourceDescriptor, cName throws(Errno) in
+            try at(target, newName) { targetDescriptor, cNewName throws(Errno) in
+                _ = try systemCall { CFuse3_renameat2(sourceDescriptor, cName, targetDescriptor, cNewName, flags.rawValue) }
             }
         }
         // Keep the names the table gives hooks in step; identities come from the names as they are now.
@@ -263,8 +296,10 @@ public final class PassthroughCore: FileSystemCore {
         let directory = try inodes.inode(newParent)
         // Through /proc the link targets the pinned file itself (a symbolic link included), without
         // the CAP_DAC_READ_SEARCH that AT_EMPTY_PATH would need.
-        try withName(newName) { cName throws(Errno) in
-            _ = try systemCall { linkat(AT_FDCWD, inode.procPath, directory.descriptor, cName, AT_SYMLINK_FOLLOW) }
+        try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+            try at(directory, newName) { directory, cName throws(Errno) in
+                _ = try systemCall { linkat(AT_FDCWD, procPath(descriptor), directory, cName, AT_SYMLINK_FOLLOW) }
+            }
         }
         let entry = try lookupEntry(in: directory, name: newName)
         hooks.didChange(MountChange(kind: .linked, path: path(in: directory, newName), identity: inode.identity))
@@ -277,7 +312,9 @@ public final class PassthroughCore: FileSystemCore {
         let inode = try inodes.inode(number)
         guard !inode.isDirectory else { throw Errno(EISDIR) }
         guard inode.isRegularFile else { throw .invalidArgument }
-        let descriptor = try systemCall { Glibc.open(inode.procPath, backingFlags(flags)) }
+        let descriptor = try inodes.withDescriptor(inode) { pathDescriptor throws(Errno) in
+            try systemCall { Glibc.open(procPath(pathDescriptor), backingFlags(flags)) }
+        }
         let file = OpenFile(descriptor: descriptor, inode: inode, flags: flags,
                             isStub: Self.hasStubMarker(descriptor: descriptor))
         if flags & O_TRUNC != 0 {
@@ -293,8 +330,8 @@ public final class PassthroughCore: FileSystemCore {
         let descriptor: Int32
         do {
             // O_EXCL tells whether this call made the file, which decides ownership and the change kind.
-            descriptor = try withName(name) { cName throws(Errno) in
-                try systemCall { openat(directory.descriptor, cName, backingFlags(flags) | O_CREAT | O_EXCL, mode) }
+            descriptor = try at(directory, name) { directory, cName throws(Errno) in
+                try systemCall { openat(directory, cName, backingFlags(flags) | O_CREAT | O_EXCL, mode) }
             }
         } catch .fileExists where flags & O_EXCL == 0 {
             // Created behind the mount since the kernel's lookup: open what is there now.
@@ -306,12 +343,14 @@ public final class PassthroughCore: FileSystemCore {
                 throw error
             }
         }
-        let pathDescriptor: Int32
+        var pathDescriptor: Int32?
         var status = stat()
         do {
             _ = try systemCall { fstat(descriptor, &status) }
             try adopt(descriptor: descriptor, status: &status, in: directory, mode: mode, caller: caller)
-            pathDescriptor = try systemCall { Glibc.open("/proc/self/fd/\(descriptor)", LinuxFlags.openPath | O_CLOEXEC) }
+            if inodes.shouldPin(S_IFREG) {
+                pathDescriptor = try? systemCall { Glibc.open(procPath(descriptor), LinuxFlags.openPath | O_CLOEXEC) }
+            }
         } catch {
             close(descriptor)
             throw error
@@ -325,11 +364,7 @@ public final class PassthroughCore: FileSystemCore {
     }
 
     public func read(_ number: UInt64, handle: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
-        let file = try files.object(handle)
-        if file.isStub.load(ordering: .relaxed) {
-            try hooks.beforeRead(mountedFile(file.inode), offset: offset, length: buffer.count)
-            file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
-        }
+        let file = try readableFile(handle, offset: offset, length: buffer.count)
         var done = 0
         while done < buffer.count {
             let count = try systemCall { pread(file.descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
@@ -339,12 +374,41 @@ public final class PassthroughCore: FileSystemCore {
         return done
     }
 
-    public func write(_ number: UInt64, handle: UInt64, offset: Int64, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+    public func readSource(_ number: UInt64, handle: UInt64, offset: Int64, length: Int) throws(Errno) -> (descriptor: Int32, offset: Int64)? {
+        (try readableFile(handle, offset: offset, length: length).descriptor, offset)
+    }
+
+    /// The open file for a read, after a stub's range has been recalled.
+    private func readableFile(_ handle: UInt64, offset: Int64, length: Int) throws(Errno) -> OpenFile {
         let file = try files.object(handle)
         if file.isStub.load(ordering: .relaxed) {
-            try hooks.beforeWrite(mountedFile(file.inode), .write(offset: offset, length: buffer.count))
+            try hooks.beforeRead(mountedFile(file.inode), offset: offset, length: length)
             file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
         }
+        return file
+    }
+
+    public func write(_ number: UInt64, handle: UInt64, offset: Int64, length: Int, transfer: (Int32) throws(Errno) -> Int) throws(Errno) -> Int? {
+        let file = try files.object(handle)
+        // splice(2) refuses a descriptor opened for appending.
+        if file.flags & O_APPEND != 0 && !configuration.writebackCache { return nil }
+        try prepareWrite(file, offset: offset, length: length)
+        let done = try transfer(file.descriptor)
+        noteWrite(file)
+        return done
+    }
+
+    /// A stub's content is made whole before anything is written into it.
+    private func prepareWrite(_ file: OpenFile, offset: Int64, length: Int) throws(Errno) {
+        if file.isStub.load(ordering: .relaxed) {
+            try hooks.beforeWrite(mountedFile(file.inode), .write(offset: offset, length: length))
+            file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
+        }
+    }
+
+    public func write(_ number: UInt64, handle: UInt64, offset: Int64, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int {
+        let file = try files.object(handle)
+        try prepareWrite(file, offset: offset, length: buffer.count)
         var done = 0
         while done < buffer.count {
             done += try systemCall { pwrite(file.descriptor, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
@@ -388,7 +452,9 @@ public final class PassthroughCore: FileSystemCore {
     public func opendir(_ number: UInt64) throws(Errno) -> UInt64 {
         let inode = try inodes.inode(number)
         guard inode.isDirectory else { throw Errno(ENOTDIR) }
-        let descriptor = try systemCall { openat(inode.descriptor, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        let descriptor = try inodes.withDescriptor(inode) { pathDescriptor throws(Errno) in
+            try systemCall { openat(pathDescriptor, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        }
         guard let stream = fdopendir(descriptor) else {
             let error = Errno.current
             close(descriptor)
@@ -454,7 +520,9 @@ public final class PassthroughCore: FileSystemCore {
     public func statfs(_ number: UInt64) throws(Errno) -> statvfs {
         let inode = try inodes.inode(number)
         var figures = statvfs()
-        _ = try systemCall { fstatvfs(inode.descriptor, &figures) }
+        try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+            _ = try systemCall { fstatvfs(descriptor, &figures) }
+        }
         return figures
     }
 
@@ -468,8 +536,13 @@ public final class PassthroughCore: FileSystemCore {
         }
         let inode = try inodes.inode(number)
         guard !inode.isSymbolicLink else { throw .noData }  // Linux keeps no user.* attributes on symlinks
-        let path = inode.procPath
-        return try withName(name, validate: false) { cName throws(Errno) in
+        return try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+            try value(of: name, at: procPath(descriptor))
+        }
+    }
+
+    private func value(of name: [UInt8], at path: String) throws(Errno) -> [UInt8] {
+        try withName(name, validate: false) { cName throws(Errno) in
             while true {
                 let size = try systemCall { CFuse3.getxattr(path, cName, nil, 0) }
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 1)
@@ -487,7 +560,16 @@ public final class PassthroughCore: FileSystemCore {
     public func listxattr(_ number: UInt64) throws(Errno) -> [UInt8] {
         let inode = try inodes.inode(number)
         guard !inode.isSymbolicLink else { return [] }
-        let path = inode.procPath
+        let names = try inodes.withDescriptor(inode) { descriptor throws(Errno) in try Self.names(at: procPath(descriptor)) }
+        var visible: [UInt8] = []
+        for name in names.split(separator: 0) where ExtendedAttributeName.classify(Array(name)) == .user {
+            visible.append(contentsOf: name)
+            visible.append(0)
+        }
+        return visible
+    }
+
+    private static func names(at path: String) throws(Errno) -> [UInt8] {
         var names: [UInt8]
         while true {
             let size = try systemCall { CFuse3.listxattr(path, nil, 0) }
@@ -501,12 +583,7 @@ public final class PassthroughCore: FileSystemCore {
                 continue  // grew between the two calls
             }
         }
-        var visible: [UInt8] = []
-        for name in names.split(separator: 0) where ExtendedAttributeName.classify(Array(name)) == .user {
-            visible.append(contentsOf: name)
-            visible.append(0)
-        }
-        return visible
+        return names
     }
 
     public func setxattr(_ number: UInt64, name: [UInt8], value: UnsafeRawBufferPointer, flags: Int32) throws(Errno) {
@@ -517,8 +594,10 @@ public final class PassthroughCore: FileSystemCore {
         }
         let inode = try inodes.inode(number)
         guard !inode.isSymbolicLink else { throw .notPermitted }
-        try withName(name, validate: false) { cName throws(Errno) in
-            _ = try systemCall { CFuse3.setxattr(inode.procPath, cName, value.baseAddress, value.count, flags) }
+        try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+            try withName(name, validate: false) { cName throws(Errno) in
+                _ = try systemCall { CFuse3.setxattr(procPath(descriptor), cName, value.baseAddress, value.count, flags) }
+            }
         }
         hooks.didChange(MountChange(kind: .attributesChanged, path: path(of: number), identity: inode.identity))
     }
@@ -531,8 +610,10 @@ public final class PassthroughCore: FileSystemCore {
         }
         let inode = try inodes.inode(number)
         guard !inode.isSymbolicLink else { throw .noData }
-        try withName(name, validate: false) { cName throws(Errno) in
-            _ = try systemCall { CFuse3.removexattr(inode.procPath, cName) }
+        try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+            try withName(name, validate: false) { cName throws(Errno) in
+                _ = try systemCall { CFuse3.removexattr(procPath(descriptor), cName) }
+            }
         }
         hooks.didChange(MountChange(kind: .attributesChanged, path: path(of: number), identity: inode.identity))
     }
@@ -588,7 +669,7 @@ public final class PassthroughCore: FileSystemCore {
         if file.isWritable {
             _ = try systemCall { ftruncate(file.descriptor, 0) }
         } else {
-            _ = try systemCall { truncate(file.inode.procPath, 0) }
+            _ = try systemCall { truncate(procPath(file.descriptor), 0) }
         }
         file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
         hooks.didChange(MountChange(kind: .modified, path: path(of: file.inode.number), identity: file.inode.identity))
@@ -603,8 +684,8 @@ public final class PassthroughCore: FileSystemCore {
 
     /// Pins a name just created in `directory`, hands it to the caller and restores mode bits.
     private func finishCreation(in directory: Inode, name: [UInt8], mode: mode_t?, caller: Caller) throws(Errno) -> Entry {
-        let descriptor = try withName(name) { cName throws(Errno) in
-            try systemCall { openat(directory.descriptor, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
+        let descriptor = try at(directory, name) { directory, cName throws(Errno) in
+            try systemCall { openat(directory, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
         }
         var status: stat
         do {
@@ -612,7 +693,7 @@ public final class PassthroughCore: FileSystemCore {
             if let mode {
                 let lost = mode & processUmask & 0o777
                 if lost != 0 && status.st_mode & S_IFMT != S_IFLNK {
-                    _ = try systemCall { chmod("/proc/self/fd/\(descriptor)", (status.st_mode & 0o7777) | lost) }
+                    _ = try systemCall { chmod(procPath(descriptor), (status.st_mode & 0o7777) | lost) }
                     status.st_mode |= lost
                 }
             }
@@ -624,7 +705,9 @@ public final class PassthroughCore: FileSystemCore {
             close(descriptor)
             throw error
         }
-        let inode = inodes.remember(descriptor: descriptor, status: status, parent: directory.number, name: name)
+        let pin = inodes.shouldPin(status.st_mode & S_IFMT)
+        if !pin { close(descriptor) }
+        let inode = inodes.remember(descriptor: pin ? descriptor : nil, status: status, parent: directory.number, name: name)
         return Entry(inode: inode.number, generation: 0, attributes: status)
     }
 
@@ -645,16 +728,24 @@ public final class PassthroughCore: FileSystemCore {
     /// stays as created when the directory is set-group-ID, which the backing file system applied.
     private func owner(for caller: Caller, in directory: Inode) -> (uid: uid_t, gid: gid_t)? {
         guard runsAsRoot, caller.uid != 0 || caller.gid != 0 else { return nil }
-        let inheritsGroup = ((try? Self.status(of: directory.descriptor))?.st_mode ?? 0) & S_ISGID != 0
+        let mode = (try? inodes.withDescriptor(directory) { descriptor throws(Errno) in try Self.status(of: descriptor) })?.st_mode ?? 0
+        let inheritsGroup = mode & S_ISGID != 0
         return (caller.uid, inheritsGroup ? gid_t.max : caller.gid)
     }
 
     private func identity(in directory: Inode, name: [UInt8]) throws(Errno) -> FileIdentity {
         var status = stat()
-        try withName(name) { cName throws(Errno) in
-            _ = try systemCall { fstatat(directory.descriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+        try at(directory, name) { directory, cName throws(Errno) in
+            _ = try systemCall { fstatat(directory, cName, &status, AT_SYMLINK_NOFOLLOW) }
         }
         return FileIdentity(status)
+    }
+
+    /// Calls `body` with a descriptor of `directory` and `name` as a validated C string.
+    private func at<R>(_ directory: Inode, _ name: [UInt8], _ body: (Int32, UnsafePointer<CChar>) throws(Errno) -> R) throws(Errno) -> R {
+        try inodes.withDescriptor(directory) { descriptor throws(Errno) in
+            try withName(name) { cName throws(Errno) in try body(descriptor, cName) }
+        }
     }
 
     func mountedFile(_ inode: Inode) -> MountedFile {
@@ -693,6 +784,34 @@ public final class PassthroughCore: FileSystemCore {
         case .now: Glibc.timespec(tv_sec: 0, tv_nsec: LinuxFlags.utimeNow)
         case .at(let seconds, let nanoseconds): Glibc.timespec(tv_sec: seconds, tv_nsec: nanoseconds)
         }
+    }
+
+    /// Raises the soft descriptor limit to the hard one, and as root (with CAP_SYS_RESOURCE) the hard
+    /// limit to the kernel's ceiling (`fs.nr_open`); returns the soft limit now in force.
+    static func raiseDescriptorLimit() -> Int {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return 1024 }
+        if let ceiling = readNumber("/proc/sys/fs/nr_open"), ceiling > limit.rlim_max {
+            var raised = limit
+            raised.rlim_max = rlim_t(ceiling)
+            raised.rlim_cur = rlim_t(ceiling)
+            if setrlimit(resource, &raised) == 0 { return Int(clamping: ceiling) }
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(resource, &limit)
+        }
+        _ = getrlimit(resource, &limit)
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    private static func readNumber(_ path: String) -> UInt64? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 32)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        return UInt64(String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
 
     /// The umask, read without changing it (`umask(2)` can only be read by setting it, which would

@@ -16,6 +16,21 @@ import Testing
         #expect(try status(fixture.mounted("data.bin")).st_size == content.count)
     }
 
+    @Test func splicedWriteRequestsStoreTheSameBytes() throws {
+        let fixture = try MountFixture(options: MountOptions(spliceWrites: true, stopGracePeriod: .seconds(2)))
+        defer { fixture.stop() }
+        let content = pattern(5 << 20 + 123, seed: 4)
+        try writeFile(fixture.mounted("spliced.bin"), content)
+        #expect(try readFile(fixture.backing("spliced.bin")) == content)
+        // Small writes and appends (which cannot be spliced) too.
+        try writeFile(fixture.mounted("small"), [1, 2, 3])
+        let descriptor = open(fixture.mounted("small"), O_WRONLY | O_APPEND | O_CLOEXEC)
+        try #require(descriptor >= 0)
+        try writeAll(descriptor, pattern(300_000))
+        close(descriptor)
+        #expect(try readFile(fixture.backing("small")) == [1, 2, 3] + pattern(300_000))
+    }
+
     @Test func fileWrittenInTheEndpointIsReadThroughTheMount() throws {
         let fixture = try MountFixture()
         defer { fixture.stop() }
