@@ -328,6 +328,37 @@ extension SyncEngine {
         onStubCreated?(root + "/" + path)
     }
 
+    /// Makes `path` a stub of `record` again (same markers, size, mode and mtime; the chunk list is
+    /// already recorded), after the file that was there was moved aside. Returns the new record.
+    func recreateStub(_ path: String, _ record: EntryRecord) throws -> EntryRecord {
+        let name = "s-" + NamespaceEntry.newFileID()
+        let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
+        defer { close(staging) }
+        let fd = try Posix.call("open", path: path) { openat(staging, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        var placed = false
+        defer {
+            close(fd)
+            if !placed { unlinkat(staging, name, 0) }
+        }
+        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(record.size)) }
+        let stub = StubFile(descriptor: fd, path: path)
+        try stub.setFileID(record.fileID)
+        try stub.setVersion(String(record.version))
+        try stub.setState(.tiered)
+        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(record.mode & 0o7777)) }
+        if geteuid() == 0 { _ = fchown(fd, record.uid, record.gid) }
+        let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+        var times = [mtime, mtime]
+        try Posix.call("futimens", path: path) { futimens(fd, &times) }
+        let item = try place(StagedFile(name: name, fingerprint: record.fingerprint, size: record.size), at: path, replace: false)
+        placed = true
+        onStubCreated?(root + "/" + path)
+        var updated = record
+        updated.updateStat(item)
+        updated.residency = .tiered
+        return updated
+    }
+
     func applyDirectory(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {
         let known = try overlay.get(path)
         switch try localCondition(path, known) {

@@ -66,13 +66,19 @@ extension SyncEngine {
                         }
                         continue
                     }
-                    // Written to without a recall (no daemon was watching): complete it, then upload.
+                    // Written to while no daemon recalled it: the unrecalled bytes around the write read as
+                    // zeros and cannot be told from the application's. Keep the file as a conflict copy and
+                    // make the path a stub of the cloud version again; nothing is lost on either side.
                     do {
-                        try await recaller.recall(item.path)
+                        let copy = try moveAside(item.path, overlay: EntryOverlay(state: state, endpoint: endpoint.id), label: serverName)
+                        let stub = try recreateStub(item.path, existing)
+                        statOnly.append((item.path, stub))
+                        report.conflicts += 1
+                        errors.append((item.path, "written while tiered and no daemon was recalling; the write is kept in '\(copy)'", "conflict"))
                     } catch {
-                        errors.append((item.path, "a modified stub could not be recalled: \(error)", "upload"))
-                        continue
+                        errors.append((item.path, "a stub was written to without recall and could not be set aside: \(error)", "upload"))
                     }
+                    continue
                 }
                 known0?.residency = .full
             }
