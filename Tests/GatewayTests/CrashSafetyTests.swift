@@ -1,5 +1,7 @@
 import Foundation
-import Gateway
+@testable import Gateway
+import CloudShare
+import Backends
 import Glibc
 import Testing
 
@@ -95,6 +97,49 @@ func runTiergate(_ arguments: [String], killAfter: Double? = nil, errorLog: Stri
         for (path, content) in a where content != "<dir>" {
             let arrived = b[path] == content
             #expect(arrived, "\(path) did not reach the other endpoint")
+        }
+    }
+}
+
+@Suite(.serialized) struct TieringCrashSafetyTests {
+    /// kill -9 of `tiergate tier` and `tiergate recall` at random points, over and over: afterwards every
+    /// file is either its full content or a stub that recalls to exactly the tiered bytes.
+    @Test func killingTierAndRecallAtRandomPointsKeepsEveryFileWhole() async throws {
+        let group = try await SyncGroup(servers: 1)
+        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
+        var contents: [String: [UInt8]] = [:]
+        for index in 0..<6 {
+            let bytes = randomBytes((1 << 20) + index * 333_333, seed: UInt64(index) + 100)
+            contents["f\(index).bin"] = bytes
+            group.scratch.write("ep0/f\(index).bin", bytes)
+        }
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state0"
+        var random = SeededGenerator(state: 7)
+        var killed = 0
+        for round in 0..<30 {
+            let operation = round % 2 == 0 ? "tier" : "recall"
+            if try runTiergate([operation, group.root(0), "--state-dir", state], killAfter: Double.random(in: 0..<0.15, using: &random)) == nil { killed += 1 }
+            if round % 5 == 4 { _ = try runTiergate(["sync", "--state-dir", state]) }
+        }
+        #expect(killed > 5, "the test must actually kill tier and recall mid-way (killed \(killed))")
+        #expect(try runTiergate(["sync", "--state-dir", state]) == 0)
+        let log = group.scratch.path + "/recall.log"
+        #expect(try runTiergate(["recall", group.root(0), "--state-dir", state], errorLog: log) == 0, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        for (name, bytes) in contents {
+            let back = try readAll(group.root(0) + "/" + name) == bytes
+            #expect(back, "\(name) recalls to exactly the tiered bytes")
+            #expect(StubFile.marker(atPath: group.root(0) + "/" + name) == nil)
+        }
+        let last = try runTiergate(["sync", "--state-dir", state])
+        #expect(last == 0)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        let other = group.scratch.path + "/check"
+        _ = try await TreeExport.run(share: share, destination: other)
+        for (name, bytes) in contents {
+            let intact = try readAll(other + "/" + name) == bytes
+            #expect(intact, "the share still holds \(name) unchanged")
         }
     }
 }

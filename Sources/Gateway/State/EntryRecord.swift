@@ -16,6 +16,10 @@ public struct EntryRecord: Sendable, Equatable {
         case tiered = 1
         /// A stub with some ranges recalled.
         case partial = 2
+        /// Tiering started and has not finished (recorded before the markers and the punch).
+        case tiering = 3
+        /// A whole-file recall started and has not finished.
+        case recalling = 4
     }
 
     /// File or directory.

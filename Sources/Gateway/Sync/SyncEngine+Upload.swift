@@ -14,8 +14,21 @@ extension SyncEngine {
     /// Scans the endpoint, uploads changed content and appends one commit at cursor + 1.
     /// Returns false when another endpoint took that sequence number first (the caller downloads and retries).
     func upload(_ report: inout SyncReport) async throws -> Bool {
+        var errors0: [(path: String, reason: String, kind: String)] = []
         let walked = try TreeWalker(root: root).walk()
         var known = try state.entries(endpoint.id)
+        let interrupted = known.filter { $0.value.residency == .tiering || $0.value.residency == .recalling }
+        if !interrupted.isEmpty {
+            let tierer = Tierer(share: share, state: state, endpoint: endpoint)
+            for (path, record) in interrupted {
+                do {
+                    try await tierer.recoverInterrupted(path, record, recaller: recaller)
+                } catch {
+                    errors0.append((path, "an interrupted tiering or recall could not be finished: \(error)", "upload"))
+                }
+            }
+            known = try state.entries(endpoint.id)
+        }
         let cursor = try state.cursor(endpoint.id)
         let localPaths = Set(walked.items.map(\.path))
         var missingByInode: [UInt64: String] = [:]
@@ -24,7 +37,7 @@ extension SyncEngine {
         var operations: [NamespaceOperation] = []
         var updates: [Update] = []
         var statOnly: [(String, EntryRecord)] = []
-        var errors: [(path: String, reason: String, kind: String)] = walked.skipped.map { ($0.path, $0.reason, "skipped") }
+        var errors: [(path: String, reason: String, kind: String)] = walked.skipped.map { ($0.path, $0.reason, "skipped") } + errors0
         var cleared: [String] = []
         var uploadedBytes: Int64 = 0
         let uploader = share.makeUploader()

@@ -46,7 +46,7 @@ public final class SyncService: Service {
         if endpoint.tiering != nil {
             do {
                 let runtime = try TieringRuntime(endpoint: endpoint, share: share, state: state)
-                let marked = try runtime.markStubs()
+                let marked = try await runtime.markStubs()
                 engine.onStubCreated = { path in try? runtime.mark(path) }
                 tiering = runtime
                 logger.info("tiering on: \(marked) stubs marked for recall", metadata: ["free space %": .stringConvertible(freeSpacePercent)])

@@ -168,6 +168,12 @@ public final class RecallEngine: Sendable {
         var info = stat()
         try Posix.call("fstat", path: full) { fstat(fd, &info) }
         let times = [info.st_atim, info.st_mtim]
+        // Intent: our writes move the mtime; a crash before the end must not look like an edit.
+        var intent = record
+        intent.residency = .recalling
+        var batch = state.batch(endpoint.id)
+        batch.setEntry(path, intent)
+        try state.commit(batch, sync: true)
         do {
             let written = try await fill(fd: fd, size: Int64(info.st_size), layout: layout, range: nil) { bytes, offset in
                 var done = 0

@@ -87,8 +87,12 @@ public final class Tierer: Sendable {
         try Posix.call("fstat", path: full) { fstat(fd, &info) }
         guard record.matches(LocalItem(path: path, info)) else { throw Refusal(path: path, reason: "it changed while being tiered") }
 
+        // Intent first: a crash from here on is finished (or undone) by `recoverInterrupted`.
         var batch = state.batch(endpoint.id)
         batch.batch.put(LocalState.key(endpoint.id, record.fileID), RecallEngine.encodeLayout(layout), in: state.family(.chunks))
+        var intent = record
+        intent.residency = .tiering
+        batch.setEntry(path, intent)
         try state.commit(batch, sync: true)
         try stub.setFileID(record.fileID)
         try stub.setVersion(String(record.version))
@@ -108,5 +112,43 @@ public final class Tierer: Sendable {
         done.setEntry(path, updated)
         try state.commit(done, sync: true)
         return record.size
+    }
+
+    /// Finishes what a crash interrupted, from the intent recorded in the database: a tiering whose
+    /// markers were written is completed (punch again, put back the mtime), one that had not reached
+    /// the markers is undone; a whole-file recall is completed (it only ever fills holes).
+    public func recoverInterrupted(_ path: String, _ record: EntryRecord, recaller: RecallEngine) async throws {
+        let full = endpoint.path + "/" + path
+        let marked = StubFile.marker(atPath: full) != nil
+        var updated = record
+        switch record.residency {
+        case .tiering where marked:
+            let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+            defer { close(fd) }
+            let stub = StubFile(descriptor: fd, path: full)
+            try stub.punchOut()
+            let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+            var times = [mtime, mtime]
+            try Posix.call("futimens", path: full) { futimens(fd, &times) }
+            try stub.sync()
+            var info = stat()
+            try Posix.call("fstat", path: full) { fstat(fd, &info) }
+            updated.updateStat(LocalItem(path: path, info))
+            updated.residency = .tiered
+        case .recalling where marked:
+            updated.residency = .tiered
+            var batch = state.batch(endpoint.id)
+            batch.setEntry(path, updated)
+            try state.commit(batch, sync: true)
+            try await recaller.recall(path)
+            return
+        case .tiering, .recalling:
+            updated.residency = .full
+        default:
+            return
+        }
+        var batch = state.batch(endpoint.id)
+        batch.setEntry(path, updated)
+        try state.commit(batch, sync: true)
     }
 }

@@ -47,8 +47,11 @@ public final class TieringRuntime: Sendable {
 
     /// Marks every stub of the endpoint (tiered or partial in the database); returns how many.
     @discardableResult
-    public func markStubs() throws -> Int {
+    public func markStubs() async throws -> Int {
         var count = 0
+        for (path, record) in try state.entries(endpoint.id) where record.residency == .tiering || record.residency == .recalling {
+            try? await tierer.recoverInterrupted(path, record, recaller: recaller)
+        }
         for (path, record) in try state.entries(endpoint.id) where record.kind == .file && record.residency != .full {
             let full = endpoint.path + "/" + path
             guard StubFile.marker(atPath: full) != nil else { continue }
