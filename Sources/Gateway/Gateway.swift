@@ -10,7 +10,8 @@ public final class Gateway {
     public let directory: StateDirectory
     /// The configuration.
     public internal(set) var config: GatewayConfig
-    let state: LocalState
+    /// The server's local database.
+    public let state: LocalState
     private var engines: [UInt32: SyncEngine] = [:]
 
     /// Opens the registered server in `directory`, registering it (with `serverName`, default the host

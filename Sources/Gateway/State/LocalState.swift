@@ -183,6 +183,9 @@ public struct StateBatch {
 
     /// True when nothing was added.
     public var isEmpty: Bool { batch.isEmpty }
+
+    /// Changes in the batch.
+    public var count: Int { batch.count }
 }
 
 /// One item that does not sync: the "files not syncing" list.
