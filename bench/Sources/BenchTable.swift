@@ -1,3 +1,5 @@
+import Glibc
+
 /// The benchmark report: one row per measured figure, printed as an aligned table.
 ///
 /// Each row names what was measured, its figure and unit, the same figure for a peer tool measured in the
@@ -85,6 +87,27 @@ enum Stopwatch {
     static func best(of runs: Int, _ body: () throws -> Void) rethrows -> Double {
         var best = Double.infinity
         for _ in 0..<runs { best = min(best, try seconds(body)) }
+        return best
+    }
+
+    /// CPU seconds the calling thread spent in `body`: a per-core figure that other processes competing
+    /// for the machine do not inflate (the basis `openssl speed` uses too, unless given `-elapsed`).
+    /// Only meaningful for single-threaded work that does not wait.
+    static func cpuSeconds(_ body: () throws -> Void) rethrows -> Double {
+        func now() -> Double {
+            var time = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+            return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+        }
+        let start = now()
+        try body()
+        return now() - start
+    }
+
+    /// The best of `runs` CPU-time measurements, as `cpuSeconds`.
+    static func bestCPU(of runs: Int, _ body: () throws -> Void) rethrows -> Double {
+        var best = Double.infinity
+        for _ in 0..<runs { best = min(best, try cpuSeconds(body)) }
         return best
     }
 }
