@@ -36,6 +36,7 @@ public final class MountSession: Sendable {
     }
 
     private struct State {
+        var signalTokens: [UInt64] = []
         var session: SessionPointer?
         var connection: UInt32?
         var loopResult: Int32?
@@ -83,18 +84,17 @@ public final class MountSession: Sendable {
         state.withLock { $0.session = session }
         finished.enter()
         let maxThreads = UInt32(clamping: max(options.maxThreads, 1))
-        do {
-            try Self.startThread { [self] in
-                let result = CFuse3_session_loop_mt(session.pointer, maxThreads, 1)
-                state.withLock { $0.loopResult = result }
-                finished.leave()
-            }
-        } catch {
+        let started = startDetachedThread { [self] in
+            let result = CFuse3_session_loop_mt(session.pointer, maxThreads, 1)
+            state.withLock { $0.loopResult = result }
+            finished.leave()
+        }
+        guard started == 0 else {
             finished.leave()
             fuse_session_unmount(created)
             fuse_session_destroy(created)
             state.withLock { $0.session = nil; $0.destroyed = true }
-            throw MountError("cannot start the FUSE loop thread", errno: error)
+            throw MountError("cannot start the FUSE loop thread", errno: Errno(started))
         }
         let connection = MountPoint.connection(of: mountpoint)
         state.withLock { $0.connection = connection }
@@ -145,27 +145,19 @@ public final class MountSession: Sendable {
         wait()
     }
 
-    /// Serves until SIGINT or SIGTERM arrives (or the mount ends otherwise), then stops cleanly.
+    /// Stops the session (as ``stop()`` does) when one of `signals` arrives. Their default action
+    /// (terminating the process) is replaced until the session has ended, then restored.
+    public func stopOnSignals(_ signals: [Int32] = [SIGINT, SIGTERM]) {
+        let token = SignalWatcher.shared.watch(signals) { [self] in stop() }
+        state.withLock { $0.signalTokens.append(token) }
+    }
+
+    /// Serves until SIGINT or SIGTERM arrives (or the mount ends otherwise), then stops cleanly; the
+    /// body of `tiergate mount`.
     @discardableResult
     public func waitUntilSignalled() -> Int32 {
-        let signals = [SIGINT, SIGTERM]
-        var sources: [any DispatchSourceSignal] = []
-        for number in signals {
-            // Dispatch sees a signal only while its default action (terminating) is off.
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { [self] in
-                DispatchQueue.global().async { self.stop() }
-            }
-            source.resume()
-            sources.append(source)
-        }
-        let result = wait()
-        for (number, source) in zip(signals, sources) {
-            source.cancel()
-            signal(number, SIG_DFL)
-        }
-        return result
+        stopOnSignals()
+        return wait()
     }
 
     /// Tells the kernel and the core that the Gateway changed a backing file behind the mount (tiered
@@ -181,7 +173,12 @@ public final class MountSession: Sendable {
     }
 
     private func destroy() -> Int32 {
-        state.withLock { state in
+        let tokens = state.withLock { state in
+            defer { state.signalTokens = [] }
+            return state.signalTokens
+        }
+        tokens.forEach(SignalWatcher.shared.unwatch)
+        return state.withLock { state in
             if !state.destroyed, let session = state.session {
                 // Normally the connection is already gone (detached and idle, or aborted), and libfuse
                 // then only closes the device; if the loop ended any other way this unmounts.
@@ -194,25 +191,5 @@ public final class MountSession: Sendable {
             let result = state.loopResult ?? 0
             return result == -ENODEV ? 0 : result
         }
-    }
-
-    /// Starts a detached POSIX thread running `body`; libfuse's loop blocks it for the mount's life,
-    /// so it must not be a thread of Swift's cooperative pool.
-    private static func startThread(_ body: @escaping @Sendable () -> Void) throws(Errno) {
-        final class Body: Sendable {
-            let run: @Sendable () -> Void
-            init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-        }
-        let context = Unmanaged.passRetained(Body(body)).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(&thread, nil, { context in
-            Unmanaged<Body>.fromOpaque(context!).takeRetainedValue().run()
-            return nil
-        }, context)
-        guard result == 0 else {
-            Unmanaged<Body>.fromOpaque(context).release()
-            throw Errno(result)
-        }
-        pthread_detach(thread)
     }
 }

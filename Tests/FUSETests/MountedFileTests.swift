@@ -216,3 +216,62 @@ import Testing
 func makedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
     dev_t((major & 0xfff) << 8 | (minor & 0xff) | ((minor & ~0xff) << 12)) | (dev_t(major & ~0xfff) << 32)
 }
+
+/// Starting and ending mounts.
+@Suite struct MountLifecycleTests {
+    func isMounted(_ path: String) -> Bool {
+        MountPoint.connection(of: path) != nil
+    }
+
+    @Test func stopUnmountsAndTheEndpointKeepsTheData() throws {
+        let fixture = try MountFixture()
+        try writeFile(fixture.mounted("kept"), [4, 2])
+        #expect(isMounted(fixture.mountpoint))
+        fixture.session.stop()
+        #expect(!fixture.session.isRunning)
+        #expect(!isMounted(fixture.mountpoint))
+        #expect(try readFile(fixture.backing("kept")) == [4, 2])
+        fixture.session.stop()  // a second stop is harmless
+        fixture.stop()
+    }
+
+    @Test func stopEndsABusyMountAfterTheGracePeriod() throws {
+        let fixture = try MountFixture(options: MountOptions(stopGracePeriod: .milliseconds(300)))
+        defer { fixture.stop() }
+        try writeFile(fixture.mounted("held"), [1])
+        let descriptor = open(fixture.mounted("held"), O_RDONLY | O_CLOEXEC)
+        try #require(descriptor >= 0)
+        defer { close(descriptor) }
+        let started = ContinuousClock.now
+        fixture.session.stop()
+        #expect(ContinuousClock.now - started >= .milliseconds(300))
+        #expect(!isMounted(fixture.mountpoint))
+        var byte: UInt8 = 0
+        #expect(read(descriptor, &byte, 1) == -1)  // the connection was aborted under it
+    }
+
+    @Test func sigtermStopsTheSessionCleanly() throws {
+        let fixture = try MountFixture()
+        defer { fixture.stop() }
+        fixture.session.stopOnSignals([SIGTERM])
+        #expect(kill(getpid(), SIGTERM) == 0)
+        #expect(fixture.session.wait() == 0)
+        #expect(!isMounted(fixture.mountpoint))
+    }
+
+    @Test func anUnmountByTheAdministratorEndsTheSession() throws {
+        let fixture = try MountFixture()
+        defer { fixture.stop() }
+        #expect(umount2(fixture.mountpoint, 0) == 0 || errno == EPERM)
+        if !isMounted(fixture.mountpoint) {
+            #expect(fixture.session.wait() == 0)
+            #expect(!fixture.session.isRunning)
+        }
+    }
+
+    @Test func mountingOnAMissingDirectoryFailsWithAReason() throws {
+        try MountFixture.requireFUSE()
+        let core = try PassthroughCore(endpoint: NSTemporaryDirectory())
+        #expect(throws: MountError.self) { try MountSession.mount(core, at: "/nonexistent/tiergate-mountpoint") }
+    }
+}
