@@ -5,8 +5,8 @@
 /// toward the average; nothing is hashed in the first `minSize` bytes of a chunk. Boundaries depend only on
 /// content, so an edit moves at most the chunks around it.
 ///
-/// The gear table and the tests below are part of the cloud share format: changing either moves every
-/// boundary and so defeats dedup against existing shares.
+/// The gear table and the two thresholds are part of the cloud share format: changing either moves every
+/// boundary and so defeats dedup against existing shares (ChunkingTests pins the cut points of a fixed input).
 public struct FastCDC: Sendable, Hashable {
     /// The sizes this chunker cuts with.
     public let parameters: ChunkingParameters

@@ -88,7 +88,8 @@ public final class Database: @unchecked Sendable {
         destroyOptions()
     }
 
-    /// Flushes nothing extra and releases every handle; later calls throw `.closed`. Safe to call twice.
+    /// Releases every handle; later calls throw `.closed`. Safe to call twice, and run by deinit.
+    /// Writes made without `sync` are in the write-ahead log and survive a clean close.
     ///
     /// Waits for operations running on other threads. Do not call it from inside a `scan` body.
     public func close() {
