@@ -98,9 +98,21 @@ public final class MountSession: Sendable {
         }
         let connection = MountPoint.connection(of: mountpoint)
         state.withLock { $0.connection = connection }
-        if let connection, let readAhead = options.readAheadKiB {
-            MountPoint.setReadAhead(kibibytes: readAhead, connection: connection)
+        // The first request on the mount waits until the kernel has the INIT answer, which also sets the
+        // readahead (it can lower it, never raise it), so the readahead is raised after that. A thread
+        // does it, so that a loop that failed to serve cannot hang the caller.
+        let ready = DispatchSemaphore(value: 0)
+        let mountpoint = mountpoint
+        let readAhead = options.readAheadKiB
+        startDetachedThread {
+            var status = stat()
+            _ = stat(mountpoint, &status)
+            if let connection, let readAhead {
+                MountPoint.setReadAhead(kibibytes: readAhead, connection: connection)
+            }
+            ready.signal()
         }
+        _ = ready.wait(timeout: .now() + .seconds(10))
     }
 
     /// Whether the loop is still serving.

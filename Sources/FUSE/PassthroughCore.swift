@@ -17,14 +17,17 @@ public final class PassthroughCore: FileSystemCore {
     public struct Configuration: Sendable, Equatable {
         /// Keep a file's cached pages across opens. The kernel still drops them when it sees the
         /// backing file's mtime or size change (after the attribute timeout), and the Gateway can
-        /// drop them at once through ``MountSession/invalidate(_:)``.
+        /// drop them at once through ``MountSession/backingFileChanged(_:)``.
         public var keepCache: Bool
-        /// Let the kernel cache writes and send them in large batches (FUSE writeback cache).
-        /// Faster small writes; but writes reach the backing file (and the hooks) later, from the
-        /// kernel's flusher, and changes made behind the mount are noticed less promptly.
+        /// Let the kernel cache writes and send them later in batches (FUSE writeback cache). Helps
+        /// small writes only: the kernel caps a FUSE mount's dirty pages at 1 % of the dirty limit, so
+        /// large writes wait for the flusher and were slower than write-through in docs/mount.md's
+        /// figures; and writes reach the endpoint (and the hooks) after write(2) has returned, so a
+        /// failed stub recall can then only fail a later fsync or close.
         public var writebackCache: Bool
         /// How many inodes may pin a descriptor; nil: three quarters of the descriptor limit (raised
-        /// to its maximum first), leaving the rest for open files and the rest of the process.
+        /// to its maximum first), leaving the rest for open files and the rest of the process. Set it
+        /// when one process serves several mounts, which share that limit.
         public var pinnedInodeLimit: Int?
 
         /// A configuration; by default pages are kept and writes go through at once.
@@ -682,33 +685,37 @@ public final class PassthroughCore: FileSystemCore {
         }
     }
 
-    /// Pins a name just created in `directory`, hands it to the caller and restores mode bits.
+    /// Counts a name just created in `directory` (pinned when the budget allows), hands it to the
+    /// caller and restores mode bits the daemon's umask took.
     private func finishCreation(in directory: Inode, name: [UInt8], mode: mode_t?, caller: Caller) throws(Errno) -> Entry {
-        let descriptor = try at(directory, name) { directory, cName throws(Errno) in
-            try systemCall { openat(directory, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }
-        }
-        var status: stat
-        do {
-            status = try Self.status(of: descriptor)
-            if let mode {
+        let owner = owner(for: caller, in: directory)
+        return try at(directory, name) { directoryDescriptor, cName throws(Errno) in
+            var status = stat()
+            _ = try systemCall { fstatat(directoryDescriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+            let isLink = status.st_mode & S_IFMT == S_IFLNK
+            if let mode, !isLink {
                 let lost = mode & processUmask & 0o777
-                if lost != 0 && status.st_mode & S_IFMT != S_IFLNK {
-                    _ = try systemCall { chmod(procPath(descriptor), (status.st_mode & 0o7777) | lost) }
-                    status.st_mode |= lost
+                if lost != 0 {
+                    _ = try systemCall { fchmodat(directoryDescriptor, cName, (status.st_mode & 0o7777) | lost, 0) }
                 }
             }
-            if let owner = owner(for: caller, in: directory) {
-                _ = try systemCall { fchownat(descriptor, "", owner.uid, owner.gid, LinuxFlags.atEmptyPath | AT_SYMLINK_NOFOLLOW) }
-                status = try Self.status(of: descriptor)
+            if let owner {
+                _ = try systemCall { fchownat(directoryDescriptor, cName, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
             }
-        } catch {
-            close(descriptor)
-            throw error
+            _ = try systemCall { fstatat(directoryDescriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
+            var pinned: Int32?
+            if inodes.shouldPin(status.st_mode & S_IFMT),
+               let descriptor = try? systemCall({ openat(directoryDescriptor, cName, LinuxFlags.openPath | O_NOFOLLOW | O_CLOEXEC) }) {
+                // Pin only what was stat-ed: a name replaced in between stays unpinned (and goes stale).
+                if let pinnedStatus = try? Self.status(of: descriptor), FileIdentity(pinnedStatus) == FileIdentity(status) {
+                    pinned = descriptor
+                } else {
+                    close(descriptor)
+                }
+            }
+            let inode = inodes.remember(descriptor: pinned, status: status, parent: directory.number, name: name)
+            return Entry(inode: inode.number, generation: 0, attributes: status)
         }
-        let pin = inodes.shouldPin(status.st_mode & S_IFMT)
-        if !pin { close(descriptor) }
-        let inode = inodes.remember(descriptor: pin ? descriptor : nil, status: status, parent: directory.number, name: name)
-        return Entry(inode: inode.number, generation: 0, attributes: status)
     }
 
     /// Same as ``finishCreation(in:name:mode:caller:)`` for a file created open as `descriptor`.
