@@ -5,6 +5,9 @@ import Foundation
 /// Every benchmark group; add a new group's `BenchGroup` here (one file per group).
 let groups: [BenchGroup] = [
     ChunkingBench.group,
+    StoreBench.group,
+    SyncBench.group,
+    TieringBench.group,
     FanotifyBench.group,
     MountBench.group,
 ]

@@ -1,0 +1,101 @@
+import Foundation
+import Glibc
+
+/// Test trees and peer tools shared by the store and sync groups.
+enum BenchFiles {
+    /// Where benchmark trees go: `TIERGATE_BENCH_DIR`, else a folder in the temporary directory.
+    static var base: String {
+        let path = ProcessInfo.processInfo.environment["TIERGATE_BENCH_DIR"] ?? NSTemporaryDirectory() + "tiergate-bench"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// An integer setting from the environment, else `fallback`.
+    static func setting(_ name: String, _ fallback: Int) -> Int {
+        ProcessInfo.processInfo.environment[name].flatMap(Int.init) ?? fallback
+    }
+
+    /// A fresh, empty directory under ``base``.
+    static func fresh(_ name: String) -> String {
+        let path = base + "/" + name
+        try? FileManager.default.removeItem(atPath: path)
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    /// `count` files of `size` random bytes in 100 folders (distinct content, so nothing deduplicates).
+    static func smallFiles(at root: String, count: Int, size: Int) {
+        var state: UInt64 = 0x243f_6a88_85a3_08d3
+        var buffer = [UInt8](repeating: 0, count: size)
+        for folder in 0..<100 { mkdir(root + "/d\(folder)", 0o755) }
+        for index in 0..<count {
+            buffer.withUnsafeMutableBytes { raw in
+                let words = raw.bindMemory(to: UInt64.self)
+                for word in words.indices {
+                    state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                    words[word] = state
+                }
+            }
+            let fd = open(root + "/d\(index % 100)/f\(index)", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            _ = buffer.withUnsafeBytes { write(fd, $0.baseAddress, size) }
+            close(fd)
+        }
+    }
+
+    /// `count` files of `size` bytes of random content, written in 8 MiB blocks.
+    static func largeFiles(at root: String, count: Int, size: Int) {
+        var state: UInt64 = 0x1319_8a2e_0370_7344
+        let block = 8 << 20
+        var buffer = [UInt8](repeating: 0, count: block)
+        for index in 0..<count {
+            let fd = open(root + "/large\(index).bin", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            var written = 0
+            while written < size {
+                buffer.withUnsafeMutableBytes { raw in
+                    let words = raw.bindMemory(to: UInt64.self)
+                    for word in words.indices {
+                        state ^= state << 13; state ^= state >> 7; state ^= state << 17
+                        words[word] = state
+                    }
+                }
+                let count = min(block, size - written)
+                _ = buffer.withUnsafeBytes { write(fd, $0.baseAddress, count) }
+                written += count
+            }
+            close(fd)
+        }
+    }
+
+    /// Runs a command and returns its wall time in seconds; throws when it fails.
+    @discardableResult
+    static func time(_ executable: String, _ arguments: [String]) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let started = Date()
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw BenchError("\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        }
+        return Date().timeIntervalSince(started)
+    }
+
+    /// The path of a tool on PATH, or nil.
+    static func which(_ name: String) -> String? {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+
+    /// Flushes dirty pages so one measurement's writeback does not land in the next one's time.
+    static func settle() { sync() }
+}
+
+/// A benchmark that could not run, with the reason.
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
