@@ -45,11 +45,13 @@ public protocol FileSystemCore: Sendable {
     func create(parent: UInt64, name: [UInt8], mode: mode_t, flags: Int32, caller: Caller) throws(Errno) -> (Entry, OpenedFile)
     /// Reads into `buffer` from `offset`; returns the byte count, short only at end of file.
     func read(_ inode: UInt64, handle: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int
-    /// Optional fast path for reads: a descriptor and position whose next bytes are the answer to
-    /// reading `length` bytes at `offset` (after any hooks have run), so the glue can splice them to
-    /// the kernel without copying them through user space. The descriptor must stay open until the
-    /// handle is released. Nil: the glue calls ``read(_:handle:offset:into:)``.
-    func readSource(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int) throws(Errno) -> (descriptor: Int32, offset: Int64)?
+    /// Optional fast path for reads: after any hooks, calls `send` with a descriptor and the position
+    /// of the bytes that answer a read of `length` bytes at `offset`, so the glue can splice them to
+    /// the kernel without copying them through user space; the descriptor stays open while `send`
+    /// runs. Returns false when the core has no such descriptor (the glue then calls
+    /// ``read(_:handle:offset:into:)``).
+    func read(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int,
+              send: (_ descriptor: Int32, _ position: Int64) throws(Errno) -> Void) throws(Errno) -> Bool
     /// Writes all of `buffer` at `offset` and returns its size.
     func write(_ inode: UInt64, handle: UInt64, offset: Int64, from buffer: UnsafeRawBufferPointer) throws(Errno) -> Int
     /// Optional fast path for writes: after any hooks, calls `transfer` with the descriptor that
@@ -230,8 +232,9 @@ extension FileSystemCore {
     public var wantsWritebackCache: Bool { false }
 
     /// By default reads go through ``read(_:handle:offset:into:)``.
-    public func readSource(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int) throws(Errno) -> (descriptor: Int32, offset: Int64)? {
-        nil
+    public func read(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int,
+                     send: (_ descriptor: Int32, _ position: Int64) throws(Errno) -> Void) throws(Errno) -> Bool {
+        false
     }
 
     /// By default writes go through ``write(_:handle:offset:from:)``.

@@ -282,10 +282,10 @@ final class KernelBridge: Sendable {
             guard let info else { fuse_reply_err(request, EIO); return }
             let handle = info.pointee.fh
             KernelBridge.respond(request) { () throws(Errno) in
-                if let source = try core.readSource(inode, handle: handle, offset: Int64(offset), length: size) {
-                    CFuse3_reply_descriptor(request, source.descriptor, source.offset, size)
-                    return
+                let sent = try core.read(inode, handle: handle, offset: Int64(offset), length: size) { descriptor, position in
+                    CFuse3_reply_descriptor(request, descriptor, position, size)
                 }
+                if sent { return }
                 let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(size, 1), alignment: 4096)
                 defer { buffer.deallocate() }
                 let count = try core.read(inode, handle: handle, offset: Int64(offset),

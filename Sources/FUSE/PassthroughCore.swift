@@ -377,8 +377,11 @@ public final class PassthroughCore: FileSystemCore {
         return done
     }
 
-    public func readSource(_ number: UInt64, handle: UInt64, offset: Int64, length: Int) throws(Errno) -> (descriptor: Int32, offset: Int64)? {
-        (try readableFile(handle, offset: offset, length: length).descriptor, offset)
+    public func read(_ number: UInt64, handle: UInt64, offset: Int64, length: Int,
+                     send: (_ descriptor: Int32, _ position: Int64) throws(Errno) -> Void) throws(Errno) -> Bool {
+        let file = try readableFile(handle, offset: offset, length: length)
+        try send(file.descriptor, offset)  // `file` keeps the descriptor open until this returns
+        return true
     }
 
     /// The open file for a read, after a stub's range has been recalled.
