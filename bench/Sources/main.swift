@@ -8,6 +8,7 @@ let groups: [BenchGroup] = [
     StoreBench.group,
     SyncBench.group,
     TieringBench.group,
+    BackendBench.group,
     FanotifyBench.group,
     MountBench.group,
 ]
