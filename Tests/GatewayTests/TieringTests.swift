@@ -111,7 +111,7 @@ func holdsNoData(_ path: String) -> Bool {
         }
         guard let runtime = try await runtime(group, 1) else { return }
         defer { runtime.stop() }
-        try runtime.markStubs()
+        try await runtime.markStubs()
         for (path, bytes) in files {
             let same = try readAll(group.root(1) + "/" + path) == bytes
             #expect(same, "\(path)")

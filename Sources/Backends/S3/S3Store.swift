@@ -14,8 +14,9 @@ import Foundation
 public final class S3Store: ObjectStore {
     /// Tuning of an S3 store.
     public struct Configuration: Sendable {
-        /// Objects at least this large are uploaded in parts.
-        public var multipartThreshold: Int = 8 << 20
+        /// Objects at least this large are uploaded in parts: above the 16 MiB pack size, so that a pack is one
+        /// PUT (a multipart upload costs at least three requests).
+        public var multipartThreshold: Int = 64 << 20
         /// The size of each part but the last (raised as needed to stay within 10,000 parts; at least 5 MiB).
         public var partSize: Int = 8 << 20
         /// Parts of one upload sent at once.

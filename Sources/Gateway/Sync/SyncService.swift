@@ -1,5 +1,6 @@
 import Backends
 import CloudShare
+import FUSE
 import Foundation
 import Glibc
 import Logging
@@ -55,6 +56,17 @@ public final class SyncService: Service {
             }
         }
         defer { tiering?.stop() }
+        // The mounted cache volume, when the configuration asks for one.
+        var mount: MountSession?
+        if let mountpoint = endpoint.mountPoint {
+            do {
+                mount = try await Gateway.mount(endpoint, at: mountpoint, state: state)
+                logger.info("mounted at \(mountpoint)")
+            } catch {
+                logger.error("\(error)")
+            }
+        }
+        defer { mount?.stop() }
         let watcher = try InotifyWatcher(root: endpoint.path)
         defer { watcher.stop() }
         var lastPolicy = ContinuousClock().now - .seconds(86_400)

@@ -1,0 +1,104 @@
+import Backends
+import CloudShare
+import FUSE
+import Foundation
+import Glibc
+import Synchronization
+
+/// The mounted cache volume's link to tiering and sync: reads of stubs recall the chunks they touch,
+/// writes into stubs first recall the whole file (so no partially written stub is ever committed),
+/// opens feed the heat store, and changes are recorded as pending local changes.
+public final class MountRecallHooks: MountHooks {
+    let endpoint: EndpointConfig
+    let state: LocalState
+    let recaller: RecallEngine
+    /// Backing files known not to be stubs, so that reads of hot files cost no extra system call.
+    private let fullFiles = Mutex<Set<FileIdentity>>([])
+    private let changes = Atomic<Int>(0)
+
+    /// Hooks for `endpoint`, recalling from `share`.
+    public init(endpoint: EndpointConfig, share: CloudShare, state: LocalState) {
+        self.endpoint = endpoint
+        self.state = state
+        recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
+    }
+
+    /// Changes seen through the mount (the daemon compares it between passes).
+    public var changeCount: Int { changes.load(ordering: .acquiring) }
+
+    func isStub(_ file: MountedFile) -> Bool {
+        if fullFiles.withLock({ $0.contains(file.identity) }) { return false }
+        guard let path = file.path, StubFile.marker(atPath: endpoint.path + "/" + path) != nil else {
+            fullFiles.withLock { _ = $0.insert(file.identity) }
+            return false
+        }
+        return true
+    }
+
+    public func beforeRead(_ file: MountedFile, offset: Int64, length: Int) throws(Errno) {
+        guard isStub(file), let path = file.path else { return }
+        try fill(path, range: offset..<offset + Int64(max(length, 1)))
+    }
+
+    public func beforeWrite(_ file: MountedFile, _ intent: WriteIntent) throws(Errno) {
+        guard isStub(file), let path = file.path else { return }
+        try fill(path, range: nil)
+    }
+
+    public func didOpen(_ file: MountedFile, flags: Int32) {
+        guard let path = file.path, let record = try? state.entry(endpoint.id, path) else { return }
+        try? state.heatStore(endpoint.id).recordAccess(record.fileID)
+    }
+
+    public func didChange(_ change: MountChange) {
+        changes.add(1, ordering: .releasing)
+        if let identity = change.identity { fullFiles.withLock { _ = $0.remove(identity) } }
+        guard let path = change.path else { return }
+        var batch = state.batch(endpoint.id)
+        batch.setPending(path)
+        if let previous = change.previousPath { batch.setPending(previous) }
+        try? state.commit(batch, sync: false)
+    }
+
+    /// Fills the holes of `range` (the whole file when nil) of the stub at `path`; a whole stub becomes a
+    /// normal file. The stub's mtime is kept: recalling is not an edit.
+    func fill(_ path: String, range: Range<Int64>?) throws(Errno) {
+        let recaller = self.recaller, state = self.state, endpoint = self.endpoint
+        let outcome = Blocking.run { () async throws -> Bool in
+            let full = endpoint.path + "/" + path
+            let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+            defer { close(fd) }
+            let stub = StubFile(descriptor: fd, path: full)
+            guard let fileID = try stub.fileID(), let layout = try recaller.layout(fileID: fileID),
+                  let record = try state.entry(endpoint.id, path) else {
+                throw GatewayError("'\(path)' is an orphaned stub")
+            }
+            var info = stat()
+            try Posix.call("fstat", path: full) { fstat(fd, &info) }
+            let written = try await recaller.fill(fd: fd, size: Int64(info.st_size), layout: layout, range: range) { bytes, offset in
+                var done = 0
+                while done < bytes.count {
+                    done += try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+                }
+            }
+            recaller.count(bytes: written, failed: false)
+            let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+            if RecallEngine.holes(fd: fd, in: 0..<Int64(info.st_size)).isEmpty {
+                try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [info.st_atim, mtime])
+                return true
+            }
+            if written > 0 {
+                var times = [info.st_atim, mtime]
+                futimens(fd, &times)
+                try stub.setState(.partial)
+            }
+            return false
+        }
+        // A stub that became whole is found full by the next marker check and cached then.
+        if case .failure(let error) = outcome {
+            recaller.count(bytes: 0, failed: true)
+            if let posix = error as? PosixError, posix.errno == ENOSPC { throw Errno(ENOSPC) }
+            throw Errno(EIO)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+import ArgumentParser
+import Foundation
+import Gateway
+
+struct MountCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount an endpoint through FUSE (the mounted cache volume) until SIGTERM or SIGINT; stubs recall on read."
+    )
+    @OptionGroup var state: StateOptions
+    @Argument(help: "The endpoint's id or path.") var endpoint: String
+    @Argument(help: "An empty directory to mount on.") var mountpoint: String
+    @Flag(help: "Also record the mount point, so that `tiergate serve` mounts it.") var save = false
+
+    func run() async throws {
+        do {
+            let gateway = try state.open()
+            var selected = try gateway.endpoint(endpoint)
+            if save { selected = try gateway.setMountPoint(endpoint, mountpoint) }
+            let session = try await gateway.mount(selected, at: mountpoint)
+            print("mounted endpoint \(selected.id) (\(selected.path)) at \(mountpoint); SIGTERM or SIGINT unmounts")
+            session.stopOnSignals()
+            let status = session.waitUntilSignalled()
+            print("unmounted \(mountpoint)")
+            if status != 0 { throw ExitCode(status) }
+        } catch let exit as ExitCode { throw exit } catch { throw fail(error) }
+    }
+}

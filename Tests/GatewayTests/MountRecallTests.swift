@@ -1,0 +1,65 @@
+import Backends
+import CloudShare
+import Foundation
+@testable import Gateway
+import Glibc
+import Testing
+
+@Suite(.serialized) struct MountRecallTests {
+    /// A synced, tiered 3 MiB file on an endpoint, and that endpoint mounted through FUSE.
+    func mountedStub() async throws -> (SyncGroup, [UInt8], String, (() -> Void))? {
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            Issue.record("/dev/fuse is missing: the mounted cache volume cannot be tested here")
+            return nil
+        }
+        let group = try await SyncGroup(servers: 1)
+        let content = randomBytes(3 << 20, seed: 91)
+        group.scratch.write("ep0/doc.bin", content)
+        try await group.sync(0)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        try await Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0]).tier("doc.bin")
+        let mountpoint = group.scratch.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let session = try await group.gateways[0].mount(group.endpoints[0], at: mountpoint)
+        return (group, content, mountpoint, { session.stop() })
+    }
+
+    @Test func readingAStubThroughTheMountRecallsExactlyAndStatShowsItsSize() async throws {
+        guard let (group, content, mountpoint, unmount) = try await mountedStub() else { return }
+        defer { unmount() }
+        var info = stat()
+        #expect(stat(mountpoint + "/doc.bin", &info) == 0)
+        #expect(info.st_size == off_t(content.count), "stat of a stub shows its real size")
+        let fd = open(mountpoint + "/doc.bin", O_RDONLY)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        #expect(pread(fd, &buffer, 4096, 2_000_000) == 4096)
+        close(fd)
+        #expect(buffer == Array(content[2_000_000..<2_004_096]))
+        #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == .partial, "only the chunks read are recalled")
+        let whole = try readAll(mountpoint + "/doc.bin") == content
+        #expect(whole)
+        #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == nil)
+        let report = try await group.sync(0)
+        #expect(report.uploaded == 0, "recalling through the mount is not an edit")
+    }
+
+    @Test func writingIntoAStubThroughTheMountRecallsItFirst() async throws {
+        guard let (group, content, mountpoint, unmount) = try await mountedStub() else { return }
+        let fd = open(mountpoint + "/doc.bin", O_WRONLY)
+        var patch = [UInt8](repeating: 0x5A, count: 10)
+        #expect(pwrite(fd, &patch, 10, 100) == 10)
+        #expect(fsync(fd) == 0)
+        close(fd)
+        unmount()
+        var expected = content
+        expected.replaceSubrange(100..<110, with: patch)
+        let local = try readAll(group.root(0) + "/doc.bin") == expected
+        #expect(local, "the stub was recalled whole before the write landed")
+        let report = try await group.sync(0)
+        #expect(report.uploaded == 1)
+        let other = group.scratch.path + "/check"
+        _ = try await TreeExport.run(share: try await CloudShare.open(try StoreLocator.open(group.url)), destination: other)
+        let uploaded = try readAll(other + "/doc.bin") == expected
+        #expect(uploaded, "the share holds the whole file with the write")
+    }
+}
