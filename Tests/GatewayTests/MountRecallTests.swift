@@ -30,13 +30,16 @@ import Testing
         var info = stat()
         #expect(stat(mountpoint + "/doc.bin", &info) == 0)
         #expect(info.st_size == off_t(content.count), "stat of a stub shows its real size")
-        let fd = open(mountpoint + "/doc.bin", O_RDONLY)
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        #expect(pread(fd, &buffer, 4096, 2_000_000) == 4096)
-        close(fd)
+        let buffer = try await offPool { () -> [UInt8] in
+            let fd = open(mountpoint + "/doc.bin", O_RDONLY)
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            _ = pread(fd, &buffer, 4096, 2_000_000)
+            return buffer
+        }
         #expect(buffer == Array(content[2_000_000..<2_004_096]))
         #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == .partial, "only the chunks read are recalled")
-        let whole = try readAll(mountpoint + "/doc.bin") == content
+        let whole = try await readStub(mountpoint + "/doc.bin") == content
         #expect(whole)
         #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == nil)
         let report = try await group.sync(0)
@@ -45,11 +48,14 @@ import Testing
 
     @Test func writingIntoAStubThroughTheMountRecallsItFirst() async throws {
         guard let (group, content, mountpoint, unmount) = try await mountedStub() else { return }
-        let fd = open(mountpoint + "/doc.bin", O_WRONLY)
-        var patch = [UInt8](repeating: 0x5A, count: 10)
-        #expect(pwrite(fd, &patch, 10, 100) == 10)
-        #expect(fsync(fd) == 0)
-        close(fd)
+        let patch = [UInt8](repeating: 0x5A, count: 10)
+        let wrote = try await offPool { () -> Bool in
+            let fd = open(mountpoint + "/doc.bin", O_WRONLY)
+            defer { close(fd) }
+            var bytes = patch
+            return pwrite(fd, &bytes, 10, 100) == 10 && fsync(fd) == 0
+        }
+        #expect(wrote)
         unmount()
         var expected = content
         expected.replaceSubrange(100..<110, with: patch)

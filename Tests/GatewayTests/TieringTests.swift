@@ -6,6 +6,19 @@ import Foundation
 import Glibc
 import Testing
 
+/// Runs blocking work on its own thread: a read of a stub waits for a recall that needs the cooperative
+/// pool, so it must never block one of the pool's few threads.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
+/// Reads a whole file off the cooperative pool.
+func readStub(_ path: String) async throws -> [UInt8] {
+    try await offPool { try readAll(path) }
+}
+
 /// Reads a whole file with plain POSIX reads (in the test process, served by the monitor's threads).
 func readAll(_ path: String) throws -> [UInt8] {
     let fd = open(path, O_RDONLY)
@@ -68,7 +81,7 @@ func holdsNoData(_ path: String) -> Bool {
         #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec)
         #expect(holdsNoData(path), "a stub holds no data")
         #expect(StubFile.marker(atPath: path) == .tiered)
-        let back = try readAll(path)
+        let back = try await readStub(path)
         #expect(back == content, "reading a stub returns the tiered bytes, never zeros")
         #expect(StubFile.marker(atPath: path) == nil, "a fully read stub becomes a normal file")
         #expect(try group.gateways[0].state.entry(1, "big.bin")?.residency == .full)
@@ -82,15 +95,18 @@ func holdsNoData(_ path: String) -> Bool {
         defer { runtime.stop() }
         let path = group.root(0) + "/big.bin"
         try await runtime.tier("big.bin")
-        let fd = open(path, O_RDONLY)
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        #expect(pread(fd, &buffer, 4096, 5_000_000) == 4096)
+        let buffer = try await offPool { () -> [UInt8] in
+            let fd = open(path, O_RDONLY)
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            _ = pread(fd, &buffer, 4096, 5_000_000)
+            return buffer
+        }
         #expect(buffer == Array(content[5_000_000..<5_004_096]))
         let allocated = allocatedBytes(path)
         #expect(allocated > 0 && allocated < Int64(content.count) / 2, "only the chunks around the read are recalled (\(allocated) bytes)")
         #expect(StubFile.marker(atPath: path) == .partial)
-        #expect(try readAll(path) == content)
+        #expect(try await readStub(path) == content)
     }
 
     @Test func namespaceOnlyDownloadCreatesStubsThatRecallOnRead() async throws {
@@ -113,7 +129,7 @@ func holdsNoData(_ path: String) -> Bool {
         defer { runtime.stop() }
         try await runtime.markStubs()
         for (path, bytes) in files {
-            let same = try readAll(group.root(1) + "/" + path) == bytes
+            let same = try await readStub(group.root(1) + "/" + path) == bytes
             #expect(same, "\(path)")
         }
     }
@@ -150,11 +166,14 @@ func holdsNoData(_ path: String) -> Bool {
         try await runtime.tier("big.bin")
         // The cloud loses the data.
         try FileManager.default.removeItem(atPath: group.scratch.path + "/share/packs")
-        let fd = open(group.root(0) + "/big.bin", O_RDONLY)
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        #expect(read(fd, &buffer, 4096) == -1)
-        #expect(errno == EIO)
+        let path0 = group.root(0) + "/big.bin"
+        let failure = try await offPool { () -> Int32 in
+            let fd = open(path0, O_RDONLY)
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            return read(fd, &buffer, 4096) == -1 ? errno : 0
+        }
+        #expect(failure == EIO)
         #expect(StubFile.marker(atPath: group.root(0) + "/big.bin") == .tiered, "the stub is left intact")
         let report = try await group.sync(0)
         #expect(report.deleted == 0 && report.uploaded == 0, "a failed recall is never a local delete or change")
