@@ -190,3 +190,17 @@ final class SyncGroup {
         await #expect(throws: GatewayError.self) { try await group.gateways[0].addEndpoint(path: group.scratch.path, shareURL: group.url) }
     }
 }
+
+@Suite(.serialized) struct LongLivedEngineTests {
+    @Test func onePassAppliesSeveralCommitsMadeMeanwhile() async throws {
+        let group = try await SyncGroup(servers: 2)
+        try await group.sync(1)
+        for index in 0..<4 {
+            group.write(0, "p\(index).txt", "change \(index)")
+            try await group.sync(0)
+        }
+        let report = try await group.sync(1)
+        #expect(report.downloaded == 4)
+        #expect(Set(group.tree(1).keys) == ["p0.txt", "p1.txt", "p2.txt", "p3.txt"])
+    }
+}

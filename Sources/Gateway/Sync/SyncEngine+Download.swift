@@ -72,7 +72,9 @@ extension SyncEngine {
             wanted.append((index, entry))
         }
         var staged: [Int: StagedFile] = [:]
-        try await withThrowingTaskGroup(of: (Int, Result<StagedFile, any Error>).self) { group in
+        // Child results are plain values: an existential error crossing the task group was seen to crash
+        // the release build.
+        try await withThrowingTaskGroup(of: (Int, StagedFile?, String?).self) { group in
             var next = wanted.startIndex
             func start() {
                 guard next < wanted.endIndex else { return }
@@ -80,20 +82,20 @@ extension SyncEngine {
                 next += 1
                 group.addTask { [share, rootFD] in
                     do {
-                        return (index, .success(try await Self.stage(entry, share: share, rootFD: rootFD)))
+                        return (index, try await Self.stage(entry, share: share, rootFD: rootFD), nil)
                     } catch {
-                        return (index, .failure(error))
+                        return (index, nil, "\(error)")
                     }
                 }
             }
             for _ in 0..<16 { start() }
-            while let (index, result) = try await group.next() {
-                switch result {
-                case .success(let file): staged[index] = file
-                case .failure(let error):
-                    // A missing or corrupt chunk fails this item, not the pass; the cursor still advances
-                    // only if every item applied, so the item is retried.
-                    errors.append((commit.operations[index].path, "download failed: \(error)", "download"))
+            while let (index, file, failure) = try await group.next() {
+                if let file {
+                    staged[index] = file
+                } else {
+                    // A missing or corrupt chunk fails this item, not the pass; the cursor advances only
+                    // if every item applied, so the item is retried.
+                    errors.append((commit.operations[index].path, "download failed: \(failure ?? "")", "download"))
                 }
                 start()
             }

@@ -86,25 +86,26 @@ extension Gateway {
         let stubs = try files(of: endpoint, under: relative).filter { $0.1.residency != .full }.map(\.0)
         let started = Date()
         var result = TieringResult()
-        try await withThrowingTaskGroup(of: (String, Result<Int64, any Error>).self) { group in
+        // Child results are plain values (path, bytes, failure text): an existential error crossing the
+        // task group was seen to crash the release build.
+        try await withThrowingTaskGroup(of: (String, Int64, String?).self) { group in
             var next = stubs.startIndex
             func start() {
                 guard next < stubs.endIndex else { return }
                 let file = stubs[next]
                 next += 1
                 group.addTask {
-                    do { return (file, .success(try await recaller.recall(file))) } catch { return (file, .failure(error)) }
+                    do { return (file, try await recaller.recall(file), nil) } catch { return (file, 0, "\(error)") }
                 }
             }
             for _ in 0..<max(1, threads) { start() }
             var last = Date()
-            while let (file, outcome) = try await group.next() {
-                switch outcome {
-                case .success(let bytes):
+            while let (file, bytes, failure) = try await group.next() {
+                if let failure {
+                    result.failures.append("\(file): \(failure)")
+                } else {
                     result.files += 1
                     result.bytes += bytes
-                case .failure(let error):
-                    result.failures.append("\(file): \(error)")
                 }
                 if let progress, Date().timeIntervalSince(last) > 0.5 {
                     last = Date()
