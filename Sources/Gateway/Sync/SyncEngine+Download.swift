@@ -301,38 +301,29 @@ extension SyncEngine {
     /// owner and mtime; its chunk list is recorded for recall.
     func applyStub(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay,
                    chunks: inout [String: [ChunkRef]], report: inout SyncReport) throws {
-        let name = "s-" + NamespaceEntry.newFileID()
-        let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
-        defer { close(staging) }
-        let fd = try Posix.call("open", path: path) { openat(staging, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-        var placed = false
-        defer {
-            close(fd)
-            if !placed { unlinkat(staging, name, 0) }
-        }
-        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(entry.size)) }
-        let stub = StubFile(descriptor: fd, path: path)
-        try stub.setFileID(entry.fileID)
-        try stub.setVersion(String(commit.sequence))
-        try stub.setState(.tiered)
-        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
-        if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
-        var times = [timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000)),
-                     timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000))]
-        try Posix.call("futimens", path: path) { futimens(fd, &times) }
-        let item = try place(StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: entry.size), at: path, replace: false)
-        placed = true
+        let item = try makeStub(path, fileID: entry.fileID, version: commit.sequence, size: entry.size,
+                                mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
         var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
         record.residency = .tiered
         overlay.set(path, record)
         chunks[entry.fileID] = entry.chunks
         report.stubsCreated += 1
-        onStubCreated?(root + "/" + path)
     }
 
     /// Makes `path` a stub of `record` again (same markers, size, mode and mtime; the chunk list is
     /// already recorded), after the file that was there was moved aside. Returns the new record.
     func recreateStub(_ path: String, _ record: EntryRecord) throws -> EntryRecord {
+        let item = try makeStub(path, fileID: record.fileID, version: record.version, size: record.size,
+                                mode: record.mode, uid: record.uid, gid: record.gid, mtime: record.mtime)
+        var updated = record
+        updated.updateStat(item)
+        updated.residency = .tiered
+        return updated
+    }
+
+    /// Writes a sparse file with the stub markers, mode, owner and mtime in the staging folder and moves
+    /// it to `path` (which must be free); the daemon is told so it can mark the stub for recall.
+    func makeStub(_ path: String, fileID: String, version: UInt64, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64) throws -> LocalItem {
         let name = "s-" + NamespaceEntry.newFileID()
         let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
         defer { close(staging) }
@@ -342,23 +333,20 @@ extension SyncEngine {
             close(fd)
             if !placed { unlinkat(staging, name, 0) }
         }
-        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(record.size)) }
+        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(size)) }
         let stub = StubFile(descriptor: fd, path: path)
-        try stub.setFileID(record.fileID)
-        try stub.setVersion(String(record.version))
+        try stub.setFileID(fileID)
+        try stub.setVersion(String(version))
         try stub.setState(.tiered)
-        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(record.mode & 0o7777)) }
-        if geteuid() == 0 { _ = fchown(fd, record.uid, record.gid) }
-        let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
-        var times = [mtime, mtime]
+        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(mode & 0o7777)) }
+        if geteuid() == 0 { _ = fchown(fd, uid, gid) }
+        let time = timespec(tv_sec: time_t(mtime / 1_000_000_000), tv_nsec: Int(mtime % 1_000_000_000))
+        var times = [time, time]
         try Posix.call("futimens", path: path) { futimens(fd, &times) }
-        let item = try place(StagedFile(name: name, fingerprint: record.fingerprint, size: record.size), at: path, replace: false)
+        let item = try place(StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: size), at: path, replace: false)
         placed = true
         onStubCreated?(root + "/" + path)
-        var updated = record
-        updated.updateStat(item)
-        updated.residency = .tiered
-        return updated
+        return item
     }
 
     func applyDirectory(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {
