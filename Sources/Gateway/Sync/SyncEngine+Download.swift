@@ -5,6 +5,19 @@ import Foundation
 import Glibc
 import Hashing
 
+/// What staging one operation's content produced (a class, so the task group moves one reference).
+final class StagingOutcome: Sendable {
+    let index: Int
+    let file: StagedFile?
+    let failure: String?
+
+    init(index: Int, file: StagedFile?, failure: String?) {
+        self.index = index
+        self.file = file
+        self.failure = failure
+    }
+}
+
 /// A file's content fetched from the share into the staging folder, fsynced later as a batch.
 struct StagedFile: Sendable {
     var name: String
@@ -72,9 +85,9 @@ extension SyncEngine {
             wanted.append((index, entry))
         }
         var staged: [Int: StagedFile] = [:]
-        // Child results are plain values: an existential error crossing the task group was seen to crash
-        // the release build.
-        try await withThrowingTaskGroup(of: (Int, StagedFile?, String?).self) { group in
+        // Child results travel as one reference: tuple results of this task group came back with a
+        // corrupted index in the optimized build (Swift 6.3.1), which silently dropped downloads.
+        try await withThrowingTaskGroup(of: StagingOutcome.self) { group in
             var next = wanted.startIndex
             func start() {
                 guard next < wanted.endIndex else { return }
@@ -82,15 +95,16 @@ extension SyncEngine {
                 next += 1
                 group.addTask { [share, rootFD] in
                     do {
-                        return (index, try await Self.stage(entry, share: share, rootFD: rootFD), nil)
+                        return StagingOutcome(index: index, file: try await Self.stage(entry, share: share, rootFD: rootFD), failure: nil)
                     } catch {
-                        return (index, nil, "\(error)")
+                        return StagingOutcome(index: index, file: nil, failure: "\(error)")
                     }
                 }
             }
             for _ in 0..<16 { start() }
-            while let (index, file, failure) = try await group.next() {
-                if let file {
+            while let outcome = try await group.next() {
+                let index = outcome.index, failure = outcome.failure
+                if let file = outcome.file {
                     staged[index] = file
                 } else {
                     // A missing or corrupt chunk fails this item, not the pass; the cursor advances only
