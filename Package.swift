@@ -34,11 +34,6 @@ let package = Package(
         .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB", "CLinux", "Fanotify", "FUSE",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ], swiftSettings: [
-            // Task-group results that are tuples came back corrupted in the optimized build (Swift 6.3.1);
-            // the staging group now returns a class. The other tuple-returning groups of this module are
-            // not converted yet, so it stays unoptimized until they are.
-            .unsafeFlags(["-Onone"], .when(configuration: .release)),
         ]),
         .executableTarget(name: "tiergate", dependencies: [
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -60,39 +60,28 @@ public enum TreeExport {
             }
         }
         let files = paths.filter { namespace.entries[$0]!.kind == .file }
-        try await withThrowingTaskGroup(of: (String, Int64, String?).self) { group in
-            var next = files.startIndex
-            func start() {
-                guard next < files.endIndex else { return }
-                let path = files[next]
-                let entry = namespace.entries[path]!
-                next += 1
-                group.addTask {
-                    if let problem = SafePath.problem(with: path) { return (path, 0, problem) }
-                    do {
-                        try await FileWriter.write(share: share, entry: entry, rootFD: rootFD, path: path, replace: false)
-                        return (path, entry.size, nil)
-                    } catch let error as PosixError {
-                        return (path, 0, error.reason)
-                    }
-                }
+        var lastReport = Date()
+        try await BoundedTasks.run(files, width: parallelFiles, work: { path -> (String, Int64, String?) in
+            if let problem = SafePath.problem(with: path) { return (path, 0, problem) }
+            let entry = namespace.entries[path]!
+            do {
+                try await FileWriter.write(share: share, entry: entry, rootFD: rootFD, path: path, replace: false)
+                return (path, entry.size, nil)
+            } catch let error as PosixError {
+                return (path, 0, error.reason)
             }
-            for _ in 0..<parallelFiles { start() }
-            var lastReport = Date()
-            while let (path, bytes, problem) = try await group.next() {
-                if let problem {
-                    report.skipped.append(SkippedItem(path: path, reason: problem))
-                } else {
-                    report.files += 1
-                    report.bytes += bytes
-                }
-                if let progress, Date().timeIntervalSince(lastReport) > 0.5 {
-                    lastReport = Date()
-                    progress(JobProgress(phase: "restoring", items: report.files, totalItems: files.count, bytes: report.bytes, elapsed: lastReport.timeIntervalSince(started)))
-                }
-                start()
+        }, collect: { path, bytes, problem in
+            if let problem {
+                report.skipped.append(SkippedItem(path: path, reason: problem))
+            } else {
+                report.files += 1
+                report.bytes += bytes
             }
-        }
+            if let progress, Date().timeIntervalSince(lastReport) > 0.5 {
+                lastReport = Date()
+                progress(JobProgress(phase: "restoring", items: report.files, totalItems: files.count, bytes: report.bytes, elapsed: lastReport.timeIntervalSince(started)))
+            }
+        })
         report.seconds = Date().timeIntervalSince(started)
         return report
     }

@@ -62,8 +62,13 @@ public final class LocalState: Sendable {
 
     /// Number of entries of an endpoint.
     public func entryCount(_ endpoint: UInt32) throws -> Int {
+        try count(.entries, endpoint)
+    }
+
+    /// Number of keys an endpoint has in `family`.
+    func count(_ family: Family, _ endpoint: UInt32) throws -> Int {
         var count = 0
-        try database.scan(family(.entries), prefix: Self.prefix(endpoint)) { _, _ in
+        try database.scan(self.family(family), prefix: Self.prefix(endpoint)) { _, _ in
             count += 1
             return true
         }
@@ -103,12 +108,7 @@ public final class LocalState: Sendable {
 
     /// Number of pending local changes of an endpoint.
     public func pendingCount(_ endpoint: UInt32) throws -> Int {
-        var count = 0
-        try database.scan(family(.pending), prefix: Self.prefix(endpoint)) { _, _ in
-            count += 1
-            return true
-        }
-        return count
+        try count(.pending, endpoint)
     }
 
     /// Removes everything the database holds for an endpoint.

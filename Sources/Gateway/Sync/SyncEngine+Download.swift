@@ -5,19 +5,6 @@ import Foundation
 import Glibc
 import Hashing
 
-/// What staging one operation's content produced (a class, so the task group moves one reference).
-final class StagingOutcome: Sendable {
-    let index: Int
-    let file: StagedFile?
-    let failure: String?
-
-    init(index: Int, file: StagedFile?, failure: String?) {
-        self.index = index
-        self.file = file
-        self.failure = failure
-    }
-}
-
 /// A file's content fetched from the share into the staging folder, fsynced later as a batch.
 struct StagedFile: Sendable {
     var name: String
@@ -85,35 +72,21 @@ extension SyncEngine {
             wanted.append((index, entry))
         }
         var staged: [Int: StagedFile] = [:]
-        // Child results travel as one reference: tuple results of this task group came back with a
-        // corrupted index in the optimized build (Swift 6.3.1), which silently dropped downloads.
-        try await withThrowingTaskGroup(of: StagingOutcome.self) { group in
-            var next = wanted.startIndex
-            func start() {
-                guard next < wanted.endIndex else { return }
-                let (index, entry) = wanted[next]
-                next += 1
-                group.addTask { [share, rootFD] in
-                    do {
-                        return StagingOutcome(index: index, file: try await Self.stage(entry, share: share, rootFD: rootFD), failure: nil)
-                    } catch {
-                        return StagingOutcome(index: index, file: nil, failure: "\(error)")
-                    }
-                }
+        try await BoundedTasks.run(wanted, width: 16, work: { [share, rootFD] (index, entry) -> (Int, StagedFile?, String?) in
+            do {
+                return (index, try await Self.stage(entry, share: share, rootFD: rootFD), nil)
+            } catch {
+                return (index, nil, "\(error)")
             }
-            for _ in 0..<16 { start() }
-            while let outcome = try await group.next() {
-                let index = outcome.index, failure = outcome.failure
-                if let file = outcome.file {
-                    staged[index] = file
-                } else {
-                    // A missing or corrupt chunk fails this item, not the pass; the cursor advances only
-                    // if every item applied, so the item is retried.
-                    errors.append((commit.operations[index].path, "download failed: \(failure ?? "")", "download"))
-                }
-                start()
+        }, collect: { index, file, failure in
+            if let file {
+                staged[index] = file
+            } else {
+                // A missing or corrupt chunk fails this item, not the pass; the cursor advances only
+                // if every item applied, so the item is retried.
+                errors.append((commit.operations[index].path, "download failed: \(failure ?? "")", "download"))
             }
-        }
+        })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
         // 2. Apply the operations in order.

@@ -86,34 +86,21 @@ extension Gateway {
         let stubs = try files(of: endpoint, under: relative).filter { $0.1.residency != .full }.map(\.0)
         let started = Date()
         var result = TieringResult()
-        // Child results are plain values (path, bytes, failure text): an existential error crossing the
-        // task group was seen to crash the release build.
-        try await withThrowingTaskGroup(of: (String, Int64, String?).self) { group in
-            var next = stubs.startIndex
-            func start() {
-                guard next < stubs.endIndex else { return }
-                let file = stubs[next]
-                next += 1
-                group.addTask {
-                    do { return (file, try await recaller.recall(file), nil) } catch { return (file, 0, "\(error)") }
-                }
+        var last = Date()
+        try await BoundedTasks.run(stubs, width: threads, work: { file -> (String, Int64, String?) in
+            do { return (file, try await recaller.recall(file), nil) } catch { return (file, 0, "\(error)") }
+        }, collect: { file, bytes, failure in
+            if let failure {
+                result.failures.append("\(file): \(failure)")
+            } else {
+                result.files += 1
+                result.bytes += bytes
             }
-            for _ in 0..<max(1, threads) { start() }
-            var last = Date()
-            while let (file, bytes, failure) = try await group.next() {
-                if let failure {
-                    result.failures.append("\(file): \(failure)")
-                } else {
-                    result.files += 1
-                    result.bytes += bytes
-                }
-                if let progress, Date().timeIntervalSince(last) > 0.5 {
-                    last = Date()
-                    progress(JobProgress(phase: "recalling", items: result.files, totalItems: stubs.count, bytes: result.bytes, elapsed: last.timeIntervalSince(started)))
-                }
-                start()
+            if let progress, Date().timeIntervalSince(last) > 0.5 {
+                last = Date()
+                progress(JobProgress(phase: "recalling", items: result.files, totalItems: stubs.count, bytes: result.bytes, elapsed: last.timeIntervalSince(started)))
             }
-        }
+        })
         result.seconds = Date().timeIntervalSince(started)
         return result
     }
