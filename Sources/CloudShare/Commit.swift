@@ -77,8 +77,10 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
 
     /// A new random file id: 32 hex digits (16 random bytes).
     public static func newFileID() -> String {
+        // Two 64-bit draws: one random source call each, not one per byte.
         var generator = SystemRandomNumberGenerator()
-        return Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
+        let (high, low) = (generator.next(), generator.next())
+        return Hex.encode(withUnsafeBytes(of: (high, low)) { Array($0) })
     }
 
     enum CodingKeys: String, CodingKey {

@@ -135,6 +135,7 @@ struct StatusCommand: AsyncParsableCommand {
                     if let recalls = figures.recalls {
                         let total = recalls.recalls + recalls.failures
                         print("  recalls:           \(recalls.recalls) (\(ByteFormat.string(recalls.bytes))), success rate \(total == 0 ? "-" : String(format: "%.1f %%", Double(recalls.recalls) * 100 / Double(total)))")
+                        print("  cache hit rate:    \(recalls.hitRate.map { String(format: "%.1f %%", $0 * 100) } ?? "-") of \(recalls.hits + total) reads seen")
                     }
                 }
                 if let last = item.lastSync {

@@ -54,14 +54,16 @@ extension SyncEngine {
         var errors: [(path: String, reason: String, kind: String)] = []
         var cleared: [String] = []
 
-        // 1. Stage content for file upserts that may need it (new files arrive as stubs when tiering asks).
+        // 1. Stage content for file upserts that may need it, in parallel. New files arrive as stubs when
+        //    tiering asks; their stubs are staged the same way (sparse file, markers, attributes).
         let stubMode = endpoint.tiering?.downloadsStubs == true
         var stubs: Set<Int> = []
-        var wanted: [(index: Int, entry: NamespaceEntry)] = []
+        var wanted: [(index: Int, entry: NamespaceEntry, stub: Bool)] = []
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert {
             guard let entry = operation.entry, entry.kind == .file, SafePath.problem(with: operation.path) == nil else { continue }
             if stubMode, entry.size > 0, try state.entry(endpoint.id, operation.path) == nil, !LocalFiles.exists(root: root, path: operation.path) {
                 stubs.insert(index)
+                wanted.append((index, entry, true))
                 continue
             }
             if let known = try state.entry(endpoint.id, operation.path) {
@@ -69,12 +71,15 @@ extension SyncEngine {
                 if known.fingerprint.description == entry.fingerprint,
                    let local = LocalFiles.item(root: root, path: operation.path), known.matches(local) { continue }
             }
-            wanted.append((index, entry))
+            wanted.append((index, entry, false))
         }
         var staged: [Int: StagedFile] = [:]
-        try await BoundedTasks.run(wanted, width: 16, work: { [share, rootFD] (index, entry) -> (Int, StagedFile?, String?) in
+        try await BoundedTasks.run(wanted, width: 16, work: { [share, stagingFD, sequence = commit.sequence] (index, entry, stub) -> (Int, StagedFile?, String?) in
             do {
-                return (index, try await Self.stage(entry, share: share, rootFD: rootFD), nil)
+                let file = stub
+                    ? try Self.stageStub(StubAttributes(entry, version: sequence), staging: stagingFD)
+                    : try await Self.stage(entry, share: share, staging: stagingFD)
+                return (index, file, nil)
             } catch {
                 return (index, nil, "\(error)")
             }
@@ -102,8 +107,11 @@ extension SyncEngine {
                     guard let entry = operation.entry else { continue }
                     if entry.kind == .directory {
                         try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
-                    } else if stubs.contains(index), !LocalFiles.exists(root: root, path: operation.path) {
-                        try applyStub(operation.path, entry, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
+                    } else if stubs.contains(index) {
+                        if let stub = staged[index], !LocalFiles.exists(root: root, path: operation.path) {
+                            try applyStub(operation.path, entry, stub, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
+                            staged[index] = nil
+                        }
                     } else if let file = staged[index] {
                         try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
                     } else if errors.last?.path != operation.path,
@@ -131,9 +139,7 @@ extension SyncEngine {
             }
         }
         // Staged files that were not placed (adopted, conflicted away, or failed) are dropped.
-        let staging = stagingFD()
-        for (_, file) in staged { unlinkat(staging, file.name, 0) }
-        close(staging)
+        for (_, file) in staged { unlinkat(stagingFD, file.name, 0) }
         try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) }
 
         // 3. Record entries and the cursor together, durably.
@@ -153,16 +159,10 @@ extension SyncEngine {
         try recordErrors(errors, cleared: cleared)
     }
 
-    func stagingFD() -> Int32 {
-        openat(rootFD, Self.stagingFolder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-    }
-
     /// Writes `entry`'s content (every chunk verified) to a new file in the staging folder, with its
     /// mode, owner, ACL and mtime. Not fsynced here: the caller flushes all staged files with one syncfs.
-    static func stage(_ entry: NamespaceEntry, share: CloudShare, rootFD: Int32) async throws -> StagedFile {
+    static func stage(_ entry: NamespaceEntry, share: CloudShare, staging directory: Int32) async throws -> StagedFile {
         let name = "f-" + NamespaceEntry.newFileID()
-        let directory = try Posix.call("open", path: stagingFolder) { openat(rootFD, stagingFolder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) }
-        defer { close(directory) }
         let fd = try Posix.call("open", path: stagingFolder + "/" + name) { openat(directory, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
         var done = false
         defer {
@@ -189,12 +189,10 @@ extension SyncEngine {
 
     /// Moves a staged file to `path` (replacing what is there when `replace`, else only if nothing is).
     func place(_ file: StagedFile, at path: String, replace: Bool) throws -> LocalItem {
-        let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
-        defer { close(staging) }
         let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
         defer { close(parent.fd) }
         try Posix.call("rename", path: path) {
-            CLinux_renameat2(staging, file.name, parent.fd, parent.name, replace ? 0 : UInt32(CLINUX_RENAME_NOREPLACE))
+            CLinux_renameat2(stagingFD, file.name, parent.fd, parent.name, replace ? 0 : UInt32(CLINUX_RENAME_NOREPLACE))
         }
         var info = stat()
         try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
@@ -284,12 +282,10 @@ extension SyncEngine {
         }
     }
 
-    /// Creates a stub for a new cloud file: a sparse file of the right size with its markers, mode,
-    /// owner and mtime; its chunk list is recorded for recall.
-    func applyStub(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay,
+    /// Places a staged stub for a new cloud file; its chunk list is recorded for recall.
+    func applyStub(_ path: String, _ entry: NamespaceEntry, _ stub: StagedFile, commit: Commit, overlay: inout EntryOverlay,
                    chunks: inout [String: [ChunkRef]], report: inout SyncReport) throws {
-        let item = try makeStub(path, fileID: entry.fileID, version: commit.sequence, size: entry.size,
-                                mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
+        let item = try placeStub(stub, at: path)
         var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
         record.residency = .tiered
         overlay.set(path, record)
@@ -297,43 +293,80 @@ extension SyncEngine {
         report.stubsCreated += 1
     }
 
-    /// Makes `path` a stub of `record` again (same markers, size, mode and mtime; the chunk list is
-    /// already recorded), after the file that was there was moved aside. Returns the new record.
-    func recreateStub(_ path: String, _ record: EntryRecord) throws -> EntryRecord {
-        let item = try makeStub(path, fileID: record.fileID, version: record.version, size: record.size,
-                                mode: record.mode, uid: record.uid, gid: record.gid, mtime: record.mtime)
+    /// Moves the file at `path` aside to a free conflict name and makes `path` a stub of `record` again
+    /// (same markers, size, mode and mtime; the chunk list is already recorded). The stub is staged
+    /// first, so a full disk changes nothing; a failed placement moves the file back. Returns the
+    /// conflict name and the new record.
+    func setAsideForStub(_ path: String, _ record: EntryRecord) throws -> (copy: String, record: EntryRecord) {
+        let stub = try Self.stageStub(StubAttributes(record), staging: stagingFD)
+        var placed = false
+        defer { if !placed { unlinkat(stagingFD, stub.name, 0) } }
+        let copy = try moveAside(path, overlay: EntryOverlay(state: state, endpoint: endpoint.id), label: serverName)
+        let item: LocalItem
+        do {
+            item = try placeStub(stub, at: path)
+        } catch {
+            let from = try SafePath.openParent(rootFD: rootFD, path: copy, create: false)
+            defer { close(from.fd) }
+            let to = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
+            defer { close(to.fd) }
+            try Posix.call("rename", path: copy) { CLinux_renameat2(from.fd, from.name, to.fd, to.name, UInt32(CLINUX_RENAME_NOREPLACE)) }
+            throw error
+        }
+        placed = true
         var updated = record
         updated.updateStat(item)
         updated.residency = .tiered
-        return updated
+        return (copy, updated)
     }
 
-    /// Writes a sparse file with the stub markers, mode, owner and mtime in the staging folder and moves
-    /// it to `path` (which must be free); the daemon is told so it can mark the stub for recall.
-    func makeStub(_ path: String, fileID: String, version: UInt64, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64) throws -> LocalItem {
-        let name = "s-" + NamespaceEntry.newFileID()
-        let staging = try Posix.call("open", path: Self.stagingFolder) { stagingFD() }
-        defer { close(staging) }
-        let fd = try Posix.call("open", path: path) { openat(staging, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-        var placed = false
-        defer {
-            close(fd)
-            if !placed { unlinkat(staging, name, 0) }
-        }
-        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(size)) }
-        let stub = StubFile(descriptor: fd, path: path)
-        try stub.setFileID(fileID)
-        try stub.setVersion(String(version))
-        try stub.setState(.tiered)
-        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(mode & 0o7777)) }
-        if geteuid() == 0 { _ = fchown(fd, uid, gid) }
-        let time = timespec(tv_sec: time_t(mtime / 1_000_000_000), tv_nsec: Int(mtime % 1_000_000_000))
-        var times = [time, time]
-        try Posix.call("futimens", path: path) { futimens(fd, &times) }
-        let item = try place(StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: size), at: path, replace: false)
-        placed = true
+    /// Moves a staged stub to `path` (which must be free); the daemon is told so it can mark it for recall.
+    func placeStub(_ stub: StagedFile, at path: String) throws -> LocalItem {
+        let item = try place(stub, at: path, replace: false)
         onStubCreated?(root + "/" + path)
         return item
+    }
+
+    /// What a stub carries: its markers and the attributes of the file it stands for.
+    struct StubAttributes: Sendable {
+        var fileID: String, version: UInt64, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64
+
+        init(_ entry: NamespaceEntry, version: UInt64) {
+            self.init(fileID: entry.fileID, version: version, size: entry.size, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
+        }
+
+        init(_ record: EntryRecord) {
+            self.init(fileID: record.fileID, version: record.version, size: record.size, mode: record.mode, uid: record.uid, gid: record.gid, mtime: record.mtime)
+        }
+
+        init(fileID: String, version: UInt64, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64) {
+            (self.fileID, self.version, self.size, self.mode, self.uid, self.gid, self.mtime) = (fileID, version, size, mode, uid, gid, mtime)
+        }
+    }
+
+    /// Writes a sparse file of the right size with the stub markers, mode, owner and mtime in the
+    /// staging folder, so a stub only ever appears at its path complete.
+    static func stageStub(_ stub: StubAttributes, staging: Int32) throws -> StagedFile {
+        let name = "s-" + NamespaceEntry.newFileID()
+        let path = stagingFolder + "/" + name
+        let fd = try Posix.call("open", path: path) { openat(staging, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+        var done = false
+        defer {
+            close(fd)
+            if !done { unlinkat(staging, name, 0) }
+        }
+        try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(stub.size)) }
+        let file = StubFile(descriptor: fd, path: path)
+        try file.setFileID(stub.fileID)
+        try file.setVersion(String(stub.version))
+        try file.setState(.tiered)
+        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(stub.mode & 0o7777)) }
+        if geteuid() == 0 { _ = fchown(fd, stub.uid, stub.gid) }
+        let time = timespec(tv_sec: time_t(stub.mtime / 1_000_000_000), tv_nsec: Int(stub.mtime % 1_000_000_000))
+        var times = [time, time]
+        try Posix.call("futimens", path: path) { futimens(fd, &times) }
+        done = true
+        return StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: stub.size)
     }
 
     func applyDirectory(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {

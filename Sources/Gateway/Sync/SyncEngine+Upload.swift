@@ -83,8 +83,7 @@ extension SyncEngine {
                     // zeros and cannot be told from the application's. Keep the file as a conflict copy and
                     // make the path a stub of the cloud version again; nothing is lost on either side.
                     do {
-                        let copy = try moveAside(item.path, overlay: EntryOverlay(state: state, endpoint: endpoint.id), label: serverName)
-                        let stub = try recreateStub(item.path, existing)
+                        let (copy, stub) = try setAsideForStub(item.path, existing)
                         statOnly.append((item.path, stub))
                         report.conflicts += 1
                         errors.append((item.path, "written while tiered and no daemon was recalling; the write is kept in '\(copy)'", "conflict"))

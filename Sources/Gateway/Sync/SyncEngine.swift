@@ -18,6 +18,8 @@ public final class SyncEngine {
     let serverName: String
     let root: String
     let rootFD: Int32
+    /// The staging folder, held open for the engine's life.
+    let stagingFD: Int32
     let chunker: FastCDC
     var progress: ProgressHandler?
     /// Recalls stubs (a user wrote into one without recall; background content download).
@@ -40,14 +42,26 @@ public final class SyncEngine {
         root = endpoint.path
         rootFD = try Posix.open(endpoint.path, O_RDONLY | O_DIRECTORY)
         chunker = FastCDC(share.manifest.chunking)
-        try cleanStaging()
+        do {
+            try Self.cleanStaging(root: endpoint.path)
+            let directory = rootFD
+            stagingFD = try Posix.call("open", path: endpoint.path + "/" + Self.stagingFolder) {
+                openat(directory, Self.stagingFolder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+        } catch {
+            close(rootFD)
+            throw error
+        }
     }
 
-    deinit { close(rootFD) }
+    deinit {
+        close(stagingFD)
+        close(rootFD)
+    }
 
     /// Removes staging files left by an interrupted pass (they were never renamed into place).
-    func cleanStaging() throws {
-        let staging = root + "/" + Self.stagingFolder
+    static func cleanStaging(root: String) throws {
+        let staging = root + "/" + stagingFolder
         try Posix.makeDirectories(staging, mode: 0o700)
         for (name, isDirectory) in try Posix.listDirectory(staging) where !isDirectory {
             unlink(staging + "/" + name)

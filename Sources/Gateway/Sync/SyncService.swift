@@ -58,9 +58,11 @@ public final class SyncService: Service {
         defer { tiering?.stop() }
         // The mounted cache volume, when the configuration asks for one.
         var mount: MountSession?
+        // One recall engine for fanotify and the mount: one set of figures, one low-disk mode.
+        let recaller = tiering?.recaller ?? RecallEngine(share: share, state: state, endpoint: endpoint)
         if let mountpoint = endpoint.mountPoint {
             do {
-                mount = try await Gateway.mount(endpoint, at: mountpoint, state: state)
+                mount = try await Gateway.mount(endpoint, at: mountpoint, state: state, recaller: recaller)
                 logger.info("mounted at \(mountpoint)")
             } catch {
                 logger.error("\(error)")
@@ -100,9 +102,16 @@ public final class SyncService: Service {
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
                 }
             }
+            if tiering != nil || mount != nil {
+                try? state.setValue(recaller.currentFigures, endpoint.id, "recallFigures")
+            }
             if let tiering {
-                try? state.setValue(tiering.recaller.currentFigures, endpoint.id, "recallFigures")
+                // Low-disk mode: policies every minute, and what accesses recall is tiered again once closed.
                 let lowOnSpace = (try? TieringPolicy.volume(of: endpoint.path).isLowOnSpace) ?? false
+                recaller.setLowOnSpace(lowOnSpace)
+                if lowOnSpace, await tiering.tierUnkeptRecalls() > 0 {
+                    logger.debug("low-disk mode: recalled files tiered again")
+                }
                 if clock.now - lastPolicy >= (lowOnSpace ? .seconds(60) : .seconds(3600)) {
                     lastPolicy = clock.now
                     if let outcome = try? await tiering.applyPolicies(freeSpacePercent: freeSpacePercent), outcome.files > 0 {

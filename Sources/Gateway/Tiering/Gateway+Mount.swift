@@ -10,14 +10,19 @@ extension Gateway {
         try await Self.mount(endpoint, at: mountpoint, state: state)
     }
 
-    static func mount(_ endpoint: EndpointConfig, at mountpoint: String, state: LocalState) async throws -> MountSession {
+    static func mount(_ endpoint: EndpointConfig, at mountpoint: String, state: LocalState, recaller: RecallEngine? = nil) async throws -> MountSession {
         do {
             _ = try MountPoint.recoverIfStale(mountpoint)
         } catch {
             throw GatewayError("cannot recover the stale mount at '\(mountpoint)': \(error)")
         }
-        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
-        let hooks = MountRecallHooks(endpoint: endpoint, share: share, state: state)
+        let engine: RecallEngine
+        if let recaller {
+            engine = recaller
+        } else {
+            engine = RecallEngine(share: try await CloudShare.open(StoreLocator.open(endpoint.share)), state: state, endpoint: endpoint)
+        }
+        let hooks = MountRecallHooks(endpoint: endpoint, state: state, recaller: engine)
         let core: PassthroughCore
         do {
             core = try PassthroughCore(endpoint: endpoint.path, hooks: hooks)

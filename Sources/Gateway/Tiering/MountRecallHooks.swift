@@ -16,11 +16,12 @@ public final class MountRecallHooks: MountHooks {
     private let fullFiles = Mutex<Set<FileIdentity>>([])
     private let changes = Atomic<Int>(0)
 
-    /// Hooks for `endpoint`, recalling from `share`.
-    public init(endpoint: EndpointConfig, share: CloudShare, state: LocalState) {
+    /// Hooks for `endpoint`, recalling with `recaller` (the daemon shares one between the mount and
+    /// fanotify, so that `status` counts both).
+    public init(endpoint: EndpointConfig, state: LocalState, recaller: RecallEngine) {
         self.endpoint = endpoint
         self.state = state
-        recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
+        self.recaller = recaller
     }
 
     /// Changes seen through the mount (the daemon compares it between passes).
@@ -36,7 +37,10 @@ public final class MountRecallHooks: MountHooks {
     }
 
     public func beforeRead(_ file: MountedFile, offset: Int64, length: Int) throws(Errno) {
-        guard isStub(file), let path = file.path else { return }
+        guard isStub(file), let path = file.path else {
+            recaller.count(bytes: 0, failed: false)   // answered from local data
+            return
+        }
         try fill(path, range: offset..<offset + Int64(max(length, 1)))
     }
 
@@ -75,13 +79,21 @@ public final class MountRecallHooks: MountHooks {
             }
             var info = stat()
             try Posix.call("fstat", path: full) { fstat(fd, &info) }
-            let written = try await recaller.fill(fd: fd, size: Int64(info.st_size), layout: layout, range: range) { bytes, offset in
-                var done = 0
-                while done < bytes.count {
-                    done += try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+            let written: Int64
+            do {
+                written = try await recaller.fill(fd: fd, size: Int64(info.st_size), layout: layout, range: range) { bytes, offset in
+                    var done = 0
+                    while done < bytes.count {
+                        done += try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+                    }
                 }
+            } catch {
+                // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
+                RecallEngine.restoreMtime(fd, record)
+                throw error
             }
             recaller.count(bytes: written, failed: false)
+            if written > 0 { recaller.noteRecalled(path) }
             let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
             if RecallEngine.holes(fd: fd, in: 0..<Int64(info.st_size)).isEmpty {
                 try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [info.st_atim, mtime])

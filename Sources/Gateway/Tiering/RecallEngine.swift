@@ -15,15 +15,37 @@ public final class RecallEngine: Sendable {
 
     /// Recall figures since start, for `status`.
     public struct Figures: Sendable, Codable {
-        /// Recalls that succeeded (partial or full).
+        /// Recalls that succeeded (partial or full) and fetched data from the cloud.
         public var recalls = 0
         /// Recalls that failed (reader got an I/O error).
         public var failures = 0
         /// Bytes written by recalls.
         public var bytes: Int64 = 0
+        /// Reads the daemon saw that local data answered: a recalled range read again, a full file
+        /// read through the mount.
+        public var hits = 0
+
+        /// Share of the reads the daemon saw that local data answered, nil before any.
+        public var hitRate: Double? {
+            let total = hits + recalls + failures
+            return total == 0 ? nil : Double(hits) / Double(total)
+        }
+
+        public init() {}
+
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            recalls = try container.decode(Int.self, forKey: .recalls)
+            failures = try container.decode(Int.self, forKey: .failures)
+            bytes = try container.decode(Int64.self, forKey: .bytes)
+            hits = try container.decodeIfPresent(Int.self, forKey: .hits) ?? 0
+        }
     }
 
     private let figures = Mutex(Figures())
+    /// While the volume is low on space, recalled files are not kept: their paths wait here until the
+    /// daemon tiers them again (once closed).
+    private let unkept = Mutex<(active: Bool, paths: Set<String>)>((false, []))
 
     /// A recall engine for `endpoint`.
     public init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
@@ -140,12 +162,56 @@ public final class RecallEngine: Sendable {
         return written
     }
 
-    /// Counts one recall in the figures.
+    /// Counts one access in the figures: a failure, a recall that wrote `bytes`, or (nothing to
+    /// write) a hit.
     func count(bytes: Int64, failed: Bool) {
         figures.withLock {
-            if failed { $0.failures += 1 } else { $0.recalls += 1 }
-            $0.bytes += bytes
+            if failed {
+                $0.failures += 1
+            } else if bytes > 0 {
+                $0.recalls += 1
+                $0.bytes += bytes
+            } else {
+                $0.hits += 1
+            }
         }
+    }
+
+    /// Puts back the stub's recorded mtime on `fd` (recall writes move it; a recall is not an edit).
+    static func restoreMtime(_ fd: Int32, _ record: EntryRecord) {
+        let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), mtime]   // atime: UTIME_OMIT
+        futimens(fd, &times)
+    }
+
+    // MARK: Low-disk mode
+
+    /// Enters or leaves low-disk mode; leaving it forgets the recalls that were waiting to be tiered.
+    public func setLowOnSpace(_ low: Bool) {
+        unkept.withLock {
+            $0.active = low
+            if !low { $0.paths.removeAll() }
+        }
+    }
+
+    /// Notes that an access recalled data into `path` (relative); kept only outside low-disk mode.
+    func noteRecalled(_ path: String) {
+        unkept.withLock { if $0.active { $0.paths.insert(path) } }
+    }
+
+    /// The recalls made in low-disk mode, handed over for tiering (the caller puts back what it could
+    /// not tier yet).
+    public func takeUnkeptRecalls() -> Set<String> {
+        unkept.withLock {
+            let paths = $0.paths
+            $0.paths.removeAll()
+            return paths
+        }
+    }
+
+    /// Puts back paths that could not be tiered yet (still open, say), while low-disk mode lasts.
+    public func returnUnkeptRecalls(_ paths: some Sequence<String>) {
+        unkept.withLock { if $0.active { $0.paths.formUnion(paths) } }
     }
 
     // MARK: Whole-file recall
@@ -188,6 +254,12 @@ public final class RecallEngine: Sendable {
             return written
         } catch {
             count(bytes: 0, failed: true)
+            // The stub stays a stub: its mtime back (writes that landed moved it), its record as before.
+            var restore = times
+            futimens(fd, &restore)
+            var undo = state.batch(endpoint.id)
+            undo.setEntry(path, record)
+            try? state.commit(undo, sync: true)
             throw error
         }
     }

@@ -49,12 +49,17 @@ public final class Tierer: Sendable {
         return byID[fileID]
     }
 
-    /// Tiers the file at `path` (relative to the endpoint); returns the bytes freed. `afterPunch` gets
-    /// the open descriptor and full path once the content is punched out, before the lease is released.
+    /// Tiers the file at `path` (relative to the endpoint); returns the bytes freed. A partial stub has
+    /// its recalled ranges punched out again. `beforePunch` and `afterPunch` get the open descriptor and
+    /// full path while the lease holds, just before and just after the content is punched out.
     @discardableResult
-    public func tier(_ path: String, afterPunch: ((Int32, String) throws -> Void)? = nil) async throws -> Int64 {
+    public func tier(_ path: String, beforePunch: ((Int32, String) throws -> Void)? = nil,
+                     afterPunch: ((Int32, String) throws -> Void)? = nil) async throws -> Int64 {
         guard let record = try state.entry(endpoint.id, path), record.kind == .file else {
             throw Refusal(path: path, reason: "it is not a synced file")
+        }
+        if record.residency == .partial {
+            return try punchAgain(path, record, beforePunch: beforePunch, afterPunch: afterPunch)
         }
         guard record.residency == .full else { throw Refusal(path: path, reason: "it is already a stub") }
         let full = endpoint.path + "/" + path
@@ -98,6 +103,7 @@ public final class Tierer: Sendable {
         try stub.setVersion(String(record.version))
         try stub.setState(.tiered)
         try stub.sync()
+        try beforePunch?(fd, full)
         try stub.punchOut()
         try stub.sync()
         // The daemon marks the stub while the lease still holds every other open back: each later open
@@ -112,6 +118,43 @@ public final class Tierer: Sendable {
         done.setEntry(path, updated)
         try state.commit(done, sync: true)
         return record.size
+    }
+
+    /// Punches out the recalled ranges of a partial stub (its markers and chunk list stand), under a
+    /// write lease, if it is still the recorded stub: same size and mtime (a write would have moved it).
+    func punchAgain(_ path: String, _ record: EntryRecord, beforePunch: ((Int32, String) throws -> Void)?,
+                    afterPunch: ((Int32, String) throws -> Void)?) throws -> Int64 {
+        let full = endpoint.path + "/" + path
+        let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+        defer { close(fd) }
+        let stub = StubFile(descriptor: fd, path: full)
+        guard try stub.state() == .partial else { throw Refusal(path: path, reason: "it is not a partial stub") }
+        do {
+            try stub.takeWriteLease()
+        } catch {
+            throw Refusal(path: path, reason: "it is open by another process")
+        }
+        defer { try? stub.releaseLease() }
+        var info = stat()
+        try Posix.call("fstat", path: full) { fstat(fd, &info) }
+        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+        guard Int64(info.st_size) == record.size, mtime == record.mtime else {
+            throw Refusal(path: path, reason: "it changed since it was recalled")
+        }
+        let allocated = Int64(info.st_blocks) * 512
+        try beforePunch?(fd, full)
+        try stub.punchOut()
+        try stub.setState(.tiered)
+        try stub.sync()
+        try afterPunch?(fd, full)
+        try Posix.call("fstat", path: full) { fstat(fd, &info) }
+        var updated = record
+        updated.updateStat(LocalItem(path: path, info))
+        updated.residency = .tiered
+        var batch = state.batch(endpoint.id)
+        batch.setEntry(path, updated)
+        try state.commit(batch, sync: true)
+        return allocated
     }
 
     /// Finishes what a crash interrupted, from the intent recorded in the database: a tiering whose

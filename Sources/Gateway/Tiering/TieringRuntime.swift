@@ -72,9 +72,32 @@ public final class TieringRuntime: Sendable {
         // A full file still marked from an earlier life as a stub would make the punch a pre-content
         // access (whose event opens the file and breaks the lease): unmark it first.
         box.monitor.withLock { _ = try? $0?.unmarkFile(atPath: endpoint.path + "/" + path) }
-        return try await tierer.tier(path, afterPunch: { [self] fd, full in
+        // A partial stub is marked: its mark goes while the lease holds, for the same reason.
+        return try await tierer.tier(path, beforePunch: { [box] fd, full in
+            box.monitor.withLock { _ = try? $0?.unmarkFile(descriptor: fd, path: full) }
+        }, afterPunch: { [box] fd, full in
             try box.monitor.withLock { try $0?.markFile(descriptor: fd, path: full) }
         })
+    }
+
+    /// Low-disk mode: tiers again the files that accesses recalled while it lasted, once they are
+    /// closed (open ones wait for a later call); returns how many were tiered.
+    @discardableResult
+    public func tierUnkeptRecalls() async -> Int {
+        var tiered = 0
+        var waiting: [String] = []
+        for path in recaller.takeUnkeptRecalls().sorted() {
+            do {
+                try await tier(path)
+                tiered += 1
+            } catch let refusal as Tierer.Refusal where refusal.reason.contains("open by another process") {
+                waiting.append(path)
+            } catch {
+                // Changed, deleted or already a stub again: nothing to take back.
+            }
+        }
+        recaller.returnUnkeptRecalls(waiting)
+        return tiered
     }
 
     /// Applies the endpoint's policies once; returns the files tiered and bytes freed.
@@ -106,6 +129,7 @@ public final class TieringRuntime: Sendable {
             return .deny(errno: EIO)
         }
         let range = event.range.map { $0.offset..<$0.end }
+        let relativePath = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
         let outcome = Blocking.run {
             try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
                 try event.write(bytes, at: offset)
@@ -114,18 +138,18 @@ public final class TieringRuntime: Sendable {
         switch outcome {
         case .failure(let error):
             recaller.count(bytes: 0, failed: true)
+            // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
+            if let relativePath, let record = try? state.entry(endpoint.id, relativePath) { RecallEngine.restoreMtime(event.fileDescriptor, record) }
             if let posix = error as? PosixError, posix.errno == ENOSPC { return .deny(errno: ENOSPC) }
             if let fan = error as? FanotifyError, fan.errno == ENOSPC { return .deny(errno: ENOSPC) }
             return .deny(errno: EIO)
         case .success(let written):
             recaller.count(bytes: written, failed: false)
-            let relativePath = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
+            if written > 0, let relativePath { recaller.noteRecalled(relativePath) }
             if written > 0, let relativePath, let record = try? state.entry(endpoint.id, relativePath) {
                 // Our writes moved mtime; put back the stub's own, or the scan would take the recall for an
                 // edit. An application's write into the stub is allowed only after this, so it keeps its mtime.
-                let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
-                var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), mtime]   // atime: UTIME_OMIT
-                futimens(event.fileDescriptor, &times)
+                RecallEngine.restoreMtime(event.fileDescriptor, record)
             }
             try? state.heatStore(endpoint.id).recordAccess(fileID)
             guard endpoint.path.count < event.path.count, event.path.hasPrefix(endpoint.path + "/") else { return .allow }
