@@ -15,6 +15,11 @@ int CLinux_syncfs(int fd);
 #define CLINUX_RENAME_NOREPLACE 1
 #define CLINUX_RENAME_EXCHANGE 2
 
+/// open(2)'s O_TMPFILE (an unnamed file in a directory, linked in later with linkat), a GNU extension.
+#define CLINUX_O_TMPFILE 020200000
+/// linkat(2)'s AT_EMPTY_PATH (link the file a descriptor refers to), a GNU extension.
+#define CLINUX_AT_EMPTY_PATH 0x1000
+
 /// fanotify: Debian 12's kernel headers predate the Linux 6.14 pre-content interface, so the constants
 /// Tiergate needs are spelled out here with the values of the upstream uapi header. The calls are wrapped
 /// because <sys/fanotify.h> is not part of Swift's Glibc module.

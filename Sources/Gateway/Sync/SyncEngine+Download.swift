@@ -54,16 +54,15 @@ extension SyncEngine {
         var errors: [(path: String, reason: String, kind: String)] = []
         var cleared: [String] = []
 
-        // 1. Stage content for file upserts that may need it, in parallel. New files arrive as stubs when
-        //    tiering asks; their stubs are staged the same way (sparse file, markers, attributes).
+        // 1. Stage content for file upserts that may need it, in parallel (new files arrive as stubs when
+        //    tiering asks; those are made in step 2).
         let stubMode = endpoint.tiering?.downloadsStubs == true
         var stubs: Set<Int> = []
-        var wanted: [(index: Int, entry: NamespaceEntry, stub: Bool)] = []
+        var wanted: [(index: Int, entry: NamespaceEntry)] = []
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert {
             guard let entry = operation.entry, entry.kind == .file, SafePath.problem(with: operation.path) == nil else { continue }
             if stubMode, entry.size > 0, try state.entry(endpoint.id, operation.path) == nil, !LocalFiles.exists(root: root, path: operation.path) {
                 stubs.insert(index)
-                wanted.append((index, entry, true))
                 continue
             }
             if let known = try state.entry(endpoint.id, operation.path) {
@@ -71,15 +70,12 @@ extension SyncEngine {
                 if known.fingerprint.description == entry.fingerprint,
                    let local = LocalFiles.item(root: root, path: operation.path), known.matches(local) { continue }
             }
-            wanted.append((index, entry, false))
+            wanted.append((index, entry))
         }
         var staged: [Int: StagedFile] = [:]
-        try await BoundedTasks.run(wanted, width: 16, work: { [share, stagingFD, sequence = commit.sequence] (index, entry, stub) -> (Int, StagedFile?, String?) in
+        try await BoundedTasks.run(wanted, width: 16, work: { [share, stagingFD] (index, entry) -> (Int, StagedFile?, String?) in
             do {
-                let file = stub
-                    ? try Self.stageStub(StubAttributes(entry, version: sequence), staging: stagingFD)
-                    : try await Self.stage(entry, share: share, staging: stagingFD)
-                return (index, file, nil)
+                return (index, try await Self.stage(entry, share: share, staging: stagingFD), nil)
             } catch {
                 return (index, nil, "\(error)")
             }
@@ -94,9 +90,21 @@ extension SyncEngine {
         })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
-        // 2. Apply the operations in order.
+        // 2. Apply the operations in order; a run of new stubs is made in parallel (distinct new paths:
+        //    the order among them does not matter).
         var lastProgress = Date()
-        for (index, operation) in commit.operations.enumerated() {
+        var skipBelow = 0
+        for (index, operation) in commit.operations.enumerated() where index >= skipBelow {
+            if stubs.contains(index) {
+                var run = [index], paths: Set<String> = [operation.path]
+                while index + run.count < commit.operations.count, stubs.contains(index + run.count),
+                      paths.insert(commit.operations[index + run.count].path).inserted {
+                    run.append(index + run.count)
+                }
+                skipBelow = index + run.count
+                try await makeStubs(run, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report, errors: &errors, cleared: &cleared)
+                continue
+            }
             if let problem = SafePath.problem(with: operation.path) ?? operation.from.flatMap(SafePath.problem(with:)) {
                 errors.append((operation.path, "refused name from the cloud: \(problem)", "download"))
                 continue
@@ -107,11 +115,6 @@ extension SyncEngine {
                     guard let entry = operation.entry else { continue }
                     if entry.kind == .directory {
                         try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
-                    } else if stubs.contains(index) {
-                        if let stub = staged[index], !LocalFiles.exists(root: root, path: operation.path) {
-                            try applyStub(operation.path, entry, stub, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
-                            staged[index] = nil
-                        }
                     } else if let file = staged[index] {
                         try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
                     } else if errors.last?.path != operation.path,
@@ -282,15 +285,69 @@ extension SyncEngine {
         }
     }
 
-    /// Places a staged stub for a new cloud file; its chunk list is recorded for recall.
-    func applyStub(_ path: String, _ entry: NamespaceEntry, _ stub: StagedFile, commit: Commit, overlay: inout EntryOverlay,
-                   chunks: inout [String: [ChunkRef]], report: inout SyncReport) throws {
-        let item = try placeStub(stub, at: path)
-        var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
-        record.residency = .tiered
-        overlay.set(path, record)
-        chunks[entry.fileID] = entry.chunks
-        report.stubsCreated += 1
+    /// Makes the stubs of new cloud files at `indices` of `commit`, in parallel, and records them (their
+    /// chunk lists are kept for recall). A path taken meanwhile is left alone: the next pass sees it.
+    func makeStubs(_ indices: [Int], commit: Commit, overlay: inout EntryOverlay, chunks: inout [String: [ChunkRef]],
+                   report: inout SyncReport, errors: inout [(path: String, reason: String, kind: String)], cleared: inout [String]) async throws {
+        let items = indices.compactMap { index -> (path: String, entry: NamespaceEntry)? in
+            commit.operations[index].entry.map { (commit.operations[index].path, $0) }
+        }
+        try await BoundedTasks.run(items, width: 4, work: { [rootFD, stagingFD, sequence = commit.sequence] (path, entry) -> (String, NamespaceEntry, LocalItem?, String?) in
+            do {
+                return (path, entry, try Self.makeStub(StubAttributes(entry, version: sequence), at: path, rootFD: rootFD, staging: stagingFD), nil)
+            } catch {
+                return (path, entry, nil, "\(error)")
+            }
+        }, collect: { path, entry, item, failure in
+            if let failure {
+                errors.append((path, "cannot make the stub: \(failure)", "download"))
+                return
+            }
+            guard let item else { return }
+            onStubCreated?(root + "/" + path)
+            var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
+            record.residency = .tiered
+            overlay.set(path, record)
+            chunks[entry.fileID] = entry.chunks
+            report.stubsCreated += 1
+            cleared.append(path)
+        })
+    }
+
+    /// Creates a stub at `path` unless something is there (nil then): an unnamed file (O_TMPFILE) in
+    /// the path's directory gets the size, markers and attributes and is then linked in, so a stub only
+    /// ever appears complete, and stubs in parallel contend only for their own directory. Where the
+    /// file system has no unnamed files, the stub is staged and renamed into place.
+    static func makeStub(_ stub: StubAttributes, at path: String, rootFD: Int32, staging: Int32) throws -> LocalItem? {
+        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+        defer { close(parent.fd) }
+        let fd = openat(parent.fd, ".", CLINUX_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            guard errno == EOPNOTSUPP || errno == EISDIR else { throw PosixError("open(O_TMPFILE)", path: path, errno: errno) }
+            let file = try stageStub(stub, staging: staging)
+            if CLinux_renameat2(staging, file.name, parent.fd, parent.name, UInt32(CLINUX_RENAME_NOREPLACE)) != 0 {
+                let failure = errno
+                unlinkat(staging, file.name, 0)
+                if failure == EEXIST { return nil }
+                throw PosixError("rename", path: path, errno: failure)
+            }
+            var info = stat()
+            try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
+            return LocalItem(path: path, info)
+        }
+        defer { close(fd) }
+        try writeStub(stub, fd: fd, path: path)
+        // Linking an unnamed file by descriptor: AT_EMPTY_PATH where permitted, else through /proc.
+        if linkat(fd, "", parent.fd, parent.name, CLINUX_AT_EMPTY_PATH) != 0 {
+            guard errno != EEXIST else { return nil }
+            if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", parent.fd, parent.name, AT_SYMLINK_FOLLOW) != 0 {
+                if errno == EEXIST { return nil }
+                throw PosixError("link", path: path, errno: errno)
+            }
+        }
+        var info = stat()
+        try Posix.call("fstat", path: path) { fstat(fd, &info) }
+        return LocalItem(path: path, info)
     }
 
     /// Moves the file at `path` aside to a free conflict name and makes `path` a stub of `record` again
@@ -355,6 +412,13 @@ extension SyncEngine {
             close(fd)
             if !done { unlinkat(staging, name, 0) }
         }
+        try writeStub(stub, fd: fd, path: path)
+        done = true
+        return StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: stub.size)
+    }
+
+    /// Gives the new file `fd` a stub's size, markers, mode, owner and mtime.
+    static func writeStub(_ stub: StubAttributes, fd: Int32, path: String) throws {
         try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(stub.size)) }
         let file = StubFile(descriptor: fd, path: path)
         try file.setFileID(stub.fileID)
@@ -365,8 +429,6 @@ extension SyncEngine {
         let time = timespec(tv_sec: time_t(stub.mtime / 1_000_000_000), tv_nsec: Int(stub.mtime % 1_000_000_000))
         var times = [time, time]
         try Posix.call("futimens", path: path) { futimens(fd, &times) }
-        done = true
-        return StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: stub.size)
     }
 
     func applyDirectory(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {

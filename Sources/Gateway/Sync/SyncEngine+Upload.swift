@@ -70,13 +70,13 @@ extension SyncEngine {
                 continue
             }
             if var existing = known0, existing.kind == .file, existing.residency != .full {
-                // A stub's content is never read by a scan (that would recall it, or read holes).
+                // A stub's content is never read by a scan (that would recall it, or read holes). Unchanged
+                // stat (ctime included, which any xattr change moves): still the recorded stub.
+                if existing.matches(item) { continue }
                 if StubFile.marker(atPath: root + "/" + item.path) != nil {
                     if existing.size == item.size && existing.mtime == item.mtime {
-                        if !existing.matches(item) {
-                            existing.updateStat(item)
-                            statOnly.append((item.path, existing))
-                        }
+                        existing.updateStat(item)
+                        statOnly.append((item.path, existing))
                         continue
                     }
                     // Written to while no daemon recalled it: the unrecalled bytes around the write read as
