@@ -10,6 +10,12 @@ import Glibc
 ///   has taken back as many references as were handed out.
 /// - Names are single path components as raw bytes (no `/`, no NUL, never `.` or `..`).
 /// - Failures are ``Errno`` values; the glue passes them to the kernel unchanged.
+/// - POSIX ACLs are on: the kernel enforces them from the `system.posix_acl_access` and
+///   `system.posix_acl_default` attributes it reads and writes through the xattr methods (a file
+///   without an ACL answers `ENODATA`, never an error, or permission checks fail). Modes given to
+///   ``mknod(parent:name:mode:device:caller:)``, ``mkdir(parent:name:mode:caller:)`` and
+///   ``create(parent:name:mode:flags:caller:)`` are not masked yet: the core applies
+///   ``Caller/umask``, except in a directory with a default ACL, whose entries take its place.
 public protocol FileSystemCore: Sendable {
     /// Whether the kernel should cache writes (FUSE writeback cache). A core that says yes must
     /// accept reads on handles opened write-only and ignore `O_APPEND`, as the kernel then owns both.
@@ -141,7 +147,8 @@ public struct Caller: Sendable, Equatable {
     public var gid: gid_t
     /// The calling process (0 for requests the kernel makes on its own, such as writeback).
     public var pid: pid_t
-    /// The caller's umask (already applied by the kernel to modes it passes on).
+    /// The caller's umask. The kernel passes creation modes unmasked: the core applies the umask,
+    /// unless the new file's directory has a default ACL (see ``FileSystemCore``).
     public var umask: mode_t
 
     /// A caller with these ids.

@@ -125,6 +125,11 @@ final class KernelBridge: Sendable {
         // Locks stay in the kernel: they work between processes using the mount, not with the endpoint.
         request(FUSE_CAP_POSIX_LOCKS, false)
         request(FUSE_CAP_FLOCK_LOCKS, false)
+        // POSIX ACLs as on the endpoint: the kernel enforces them and passes system.posix_acl_* to the
+        // core. The umask goes to the core too: the kernel would strip it before the core could see
+        // that the directory has a default ACL, which replaces the umask on a local file system.
+        request(FUSE_CAP_POSIX_ACL, true)
+        request(FUSE_CAP_DONT_MASK, true)
         connection.pointee.want = want
         if maxBackground > 0 {
             connection.pointee.max_background = maxBackground

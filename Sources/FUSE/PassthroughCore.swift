@@ -219,10 +219,11 @@ public final class PassthroughCore: FileSystemCore {
         // Device nodes are refused outright (the mount is nodev anyway); regular files, FIFOs and sockets pass.
         guard type == 0 || type == S_IFREG || type == S_IFIFO || type == S_IFSOCK else { throw .notPermitted }
         let directory = try inodes.inode(parent)
+        let (mode, restore) = creationMode(mode, in: directory, caller: caller)
         try at(directory, name) { directory, cName throws(Errno) in
             _ = try systemCall { mknodat(directory, cName, mode, 0) }
         }
-        let entry = try finishCreation(in: directory, name: name, mode: mode, caller: caller)
+        let entry = try finishCreation(in: directory, name: name, restoring: restore, caller: caller)
         hooks.didChange(MountChange(kind: .created, path: path(in: directory, name),
                                     identity: FileIdentity(entry.attributes)))
         return entry
@@ -230,10 +231,11 @@ public final class PassthroughCore: FileSystemCore {
 
     public func mkdir(parent: UInt64, name: [UInt8], mode: mode_t, caller: Caller) throws(Errno) -> Entry {
         let directory = try inodes.inode(parent)
+        let (mode, restore) = creationMode(mode, in: directory, caller: caller)
         try at(directory, name) { directory, cName throws(Errno) in
             _ = try systemCall { mkdirat(directory, cName, mode) }
         }
-        let entry = try finishCreation(in: directory, name: name, mode: mode, caller: caller)
+        let entry = try finishCreation(in: directory, name: name, restoring: restore, caller: caller)
         hooks.didChange(MountChange(kind: .directoryCreated, path: path(in: directory, name),
                                     identity: FileIdentity(entry.attributes)))
         return entry
@@ -247,7 +249,7 @@ public final class PassthroughCore: FileSystemCore {
         try at(directory, name) { directory, cName throws(Errno) in
             _ = try systemCall { symlinkat(cTarget, directory, cName) }
         }
-        let entry = try finishCreation(in: directory, name: name, mode: nil, caller: caller)
+        let entry = try finishCreation(in: directory, name: name, restoring: 0, caller: caller)
         hooks.didChange(MountChange(kind: .created, path: path(in: directory, name),
                                     identity: FileIdentity(entry.attributes)))
         return entry
@@ -330,6 +332,7 @@ public final class PassthroughCore: FileSystemCore {
 
     public func create(parent: UInt64, name: [UInt8], mode: mode_t, flags: Int32, caller: Caller) throws(Errno) -> (Entry, OpenedFile) {
         let directory = try inodes.inode(parent)
+        let (mode, restore) = creationMode(mode, in: directory, caller: caller)
         let descriptor: Int32
         do {
             // O_EXCL tells whether this call made the file, which decides ownership and the change kind.
@@ -350,7 +353,7 @@ public final class PassthroughCore: FileSystemCore {
         var status = stat()
         do {
             _ = try systemCall { fstat(descriptor, &status) }
-            try adopt(descriptor: descriptor, status: &status, in: directory, mode: mode, caller: caller)
+            try adopt(descriptor: descriptor, status: &status, in: directory, restoring: restore, caller: caller)
             if inodes.shouldPin(S_IFREG) {
                 pathDescriptor = try? systemCall { Glibc.open(procPath(descriptor), LinuxFlags.openPath | O_CLOEXEC) }
             }
@@ -535,15 +538,22 @@ public final class PassthroughCore: FileSystemCore {
     // MARK: Extended attributes
 
     public func getxattr(_ number: UInt64, name: [UInt8]) throws(Errno) -> [UInt8] {
-        switch ExtendedAttributeName.classify(name) {
+        let kind = ExtendedAttributeName.classify(name)
+        switch kind {
         case .reserved: throw .noData
         case .unsupported: throw .notSupported
-        case .user: break
+        case .user, .accessControlList: break
         }
         let inode = try inodes.inode(number)
-        guard !inode.isSymbolicLink else { throw .noData }  // Linux keeps no user.* attributes on symlinks
-        return try inodes.withDescriptor(inode) { descriptor throws(Errno) in
-            try value(of: name, at: procPath(descriptor))
+        guard !inode.isSymbolicLink else { throw .noData }  // Linux keeps no user.* attributes or ACLs on symlinks
+        do {
+            return try inodes.withDescriptor(inode) { descriptor throws(Errno) in
+                try value(of: name, at: procPath(descriptor))
+            }
+        } catch .notSupported where kind == .accessControlList {
+            // An endpoint file system without ACLs: the file has none. The kernel consults the ACL in
+            // permission checks, and an error there would deny what the mode bits allow.
+            throw .noData
         }
     }
 
@@ -568,7 +578,7 @@ public final class PassthroughCore: FileSystemCore {
         guard !inode.isSymbolicLink else { return [] }
         let names = try inodes.withDescriptor(inode) { descriptor throws(Errno) in try Self.names(at: procPath(descriptor)) }
         var visible: [UInt8] = []
-        for name in names.split(separator: 0) where ExtendedAttributeName.classify(Array(name)) == .user {
+        for name in names.split(separator: 0) where ExtendedAttributeName.classify(Array(name)).isListed {
             visible.append(contentsOf: name)
             visible.append(0)
         }
@@ -593,13 +603,15 @@ public final class PassthroughCore: FileSystemCore {
     }
 
     public func setxattr(_ number: UInt64, name: [UInt8], value: UnsafeRawBufferPointer, flags: Int32) throws(Errno) {
-        switch ExtendedAttributeName.classify(name) {
+        let kind = ExtendedAttributeName.classify(name)
+        switch kind {
         case .reserved: throw .notPermitted
         case .unsupported: throw .notSupported
-        case .user: break
+        case .user, .accessControlList: break
         }
         let inode = try inodes.inode(number)
-        guard !inode.isSymbolicLink else { throw .notPermitted }
+        // What Linux answers on a symbolic link itself.
+        guard !inode.isSymbolicLink else { throw kind == .user ? .notPermitted : .notSupported }
         try inodes.withDescriptor(inode) { descriptor throws(Errno) in
             try withName(name, validate: false) { cName throws(Errno) in
                 _ = try systemCall { CFuse3.setxattr(procPath(descriptor), cName, value.baseAddress, value.count, flags) }
@@ -609,13 +621,14 @@ public final class PassthroughCore: FileSystemCore {
     }
 
     public func removexattr(_ number: UInt64, name: [UInt8]) throws(Errno) {
-        switch ExtendedAttributeName.classify(name) {
+        let kind = ExtendedAttributeName.classify(name)
+        switch kind {
         case .reserved: throw .notPermitted
         case .unsupported: throw .notSupported
-        case .user: break
+        case .user, .accessControlList: break
         }
         let inode = try inodes.inode(number)
-        guard !inode.isSymbolicLink else { throw .noData }
+        guard !inode.isSymbolicLink else { throw kind == .user ? .noData : .notSupported }
         try inodes.withDescriptor(inode) { descriptor throws(Errno) in
             try withName(name, validate: false) { cName throws(Errno) in
                 _ = try systemCall { CFuse3.removexattr(procPath(descriptor), cName) }
@@ -689,18 +702,14 @@ public final class PassthroughCore: FileSystemCore {
     }
 
     /// Counts a name just created in `directory` (pinned when the budget allows), hands it to the
-    /// caller and restores mode bits the daemon's umask took.
-    private func finishCreation(in directory: Inode, name: [UInt8], mode: mode_t?, caller: Caller) throws(Errno) -> Entry {
+    /// caller and puts back the mode bits `restore` that the daemon's umask took.
+    private func finishCreation(in directory: Inode, name: [UInt8], restoring restore: mode_t, caller: Caller) throws(Errno) -> Entry {
         let owner = owner(for: caller, in: directory)
         return try at(directory, name) { directoryDescriptor, cName throws(Errno) in
             var status = stat()
             _ = try systemCall { fstatat(directoryDescriptor, cName, &status, AT_SYMLINK_NOFOLLOW) }
-            let isLink = status.st_mode & S_IFMT == S_IFLNK
-            if let mode, !isLink {
-                let lost = mode & processUmask & 0o777
-                if lost != 0 {
-                    _ = try systemCall { fchmodat(directoryDescriptor, cName, (status.st_mode & 0o7777) | lost, 0) }
-                }
+            if restore != 0 && status.st_mode & S_IFMT != S_IFLNK {
+                _ = try systemCall { fchmodat(directoryDescriptor, cName, (status.st_mode & 0o7777) | restore, 0) }
             }
             if let owner {
                 _ = try systemCall { fchownat(directoryDescriptor, cName, owner.uid, owner.gid, AT_SYMLINK_NOFOLLOW) }
@@ -721,17 +730,38 @@ public final class PassthroughCore: FileSystemCore {
         }
     }
 
-    /// Same as ``finishCreation(in:name:mode:caller:)`` for a file created open as `descriptor`.
-    private func adopt(descriptor: Int32, status: inout stat, in directory: Inode, mode: mode_t, caller: Caller) throws(Errno) {
-        let lost = mode & processUmask & 0o777
-        if lost != 0 {
-            _ = try systemCall { fchmod(descriptor, (status.st_mode & 0o7777) | lost) }
-            status.st_mode |= lost
+    /// Same as ``finishCreation(in:name:restoring:caller:)`` for a file created open as `descriptor`.
+    private func adopt(descriptor: Int32, status: inout stat, in directory: Inode, restoring restore: mode_t, caller: Caller) throws(Errno) {
+        if restore != 0 {
+            _ = try systemCall { fchmod(descriptor, (status.st_mode & 0o7777) | restore) }
+            status.st_mode |= restore
         }
         if let owner = owner(for: caller, in: directory) {
             _ = try systemCall { fchown(descriptor, owner.uid, owner.gid) }
             _ = try systemCall { fstat(descriptor, &status) }
         }
+    }
+
+    /// The mode to create a file with in `directory`, and the permission bits to put back afterwards
+    /// because the daemon's own umask took them. The kernel leaves the caller's umask to the core
+    /// (`FUSE_CAP_DONT_MASK`): it applies unless the directory has a default ACL, which then decides
+    /// the new file's permissions together with the requested mode, as on a local file system (the
+    /// endpoint's file system ignores the daemon's umask there too).
+    private func creationMode(_ requested: mode_t, in directory: Inode, caller: Caller) -> (mode: mode_t, restore: mode_t) {
+        // When neither umask touches the requested bits, the directory's ACL cannot change the answer.
+        if requested & (caller.umask | processUmask) & 0o777 == 0 || hasDefaultACL(directory) {
+            return (requested, 0)
+        }
+        let mode = requested & ~(caller.umask & 0o777)
+        return (mode, mode & processUmask & 0o777)
+    }
+
+    /// Whether `directory` carries a default ACL on the endpoint (false where the file system has no ACLs).
+    private func hasDefaultACL(_ directory: Inode) -> Bool {
+        let size = try? inodes.withDescriptor(directory) { descriptor throws(Errno) in
+            CFuse3.getxattr(procPath(descriptor), ExtendedAttributeName.defaultACLName, nil, 0)
+        }
+        return (size ?? 0) > 0
     }
 
     /// The owner to give a new file when the daemon (root) creates it for another user; the group

@@ -121,7 +121,9 @@ import Testing
 
     @Test(arguments: [("user.color", ExtendedAttributeName.user), ("user.tiergate.state", .reserved),
                       ("user.tiergate.", .reserved), ("trusted.x", .unsupported), ("security.capability", .unsupported),
-                      ("system.posix_acl_access", .unsupported), ("user.", .unsupported), ("user", .unsupported)])
+                      ("system.posix_acl_access", .accessControlList), ("system.posix_acl_default", .accessControlList),
+                      ("system.posix_acl_access.x", .unsupported), ("system.posix_acl", .unsupported), ("system.nfs4_acl", .unsupported),
+                      ("user.", .unsupported), ("user", .unsupported)])
     func extendedAttributeNamesAreClassified(text: String, expected: ExtendedAttributeName) {
         #expect(ExtendedAttributeName.classify(Array(text.utf8)) == expected)
     }

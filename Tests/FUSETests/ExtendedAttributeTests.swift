@@ -4,7 +4,7 @@ import Glibc
 import Testing
 @testable import FUSE
 
-/// Extended attributes through a real mount: `user.*` passes, `user.tiergate.*` is the Gateway's.
+/// Extended attributes through a real mount: `user.*` passes, `user.tiergate.*` is the Gateway's (POSIX ACLs: AccessControlListTests).
 @Suite struct ExtendedAttributeTests {
     func names(_ path: String) -> [String] {
         var buffer = [CChar](repeating: 0, count: 4096)
@@ -64,6 +64,9 @@ import Testing
         #expect(errnoOf { setxattr(fixture.mounted("f"), "security.tiergate-test", "x", 1, 0) } == EOPNOTSUPP)
         #expect(value(fixture.mounted("f"), "trusted.secret").1 == EOPNOTSUPP)
         #expect(errnoOf { removexattr(fixture.mounted("f"), "trusted.secret") } == EOPNOTSUPP)
+        // Of system.*, only the two POSIX ACL names pass (AccessControlListTests).
+        #expect(errnoOf { setxattr(fixture.mounted("f"), "system.tiergate-test", "x", 1, 0) } == EOPNOTSUPP)
+        #expect(value(fixture.mounted("f"), "system.posix_acl_extra").1 == EOPNOTSUPP)
         #expect(value(fixture.backing("f"), "trusted.secret").1 == ENODATA)
         // Attributes set on the endpoint in those namespaces are not listed through the mount.
         if setxattr(fixture.backing("f"), "trusted.admin", "1", 1, 0) == 0 {

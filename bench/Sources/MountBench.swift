@@ -1,17 +1,22 @@
+import Backends
+import CloudShare
 import FUSE
 import Foundation
+import Gateway
 import Glibc
 import Synchronization
 
 /// The mounted cache volume against the directory it mounts, in the same run on the same file system:
 /// sequential write and read of one large file in 1 MiB blocks, and creating + stat-ing many small
-/// files. The peer figure is the native directory; the note gives the mount's share of it.
+/// files. The peer figure is the native directory; the note gives the mount's share of it. Then the
+/// time to first byte of a stub read through a mount the Gateway serves.
 ///
 /// Native and mounted runs alternate and each side keeps its best run, so that a burst of other load
 /// on the machine does not land on one side only.
 enum MountBench {
-    static let group = BenchGroup(name: "mount", summary: "FUSE mount vs the native endpoint: sequential I/O, create+stat") { table in
+    static let group = BenchGroup(name: "mount", summary: "FUSE mount vs the native endpoint: sequential I/O, create+stat; first byte of a stub read") { table in
         try run(table)
+        try await stubFirstByte(table)
     }
 
     /// File size in MiB; `TIERGATE_BENCH_MOUNT_MIB` overrides the 1 GiB default.
@@ -27,6 +32,11 @@ enum MountBench {
     /// Alternating runs per figure; `TIERGATE_BENCH_MOUNT_RUNS` overrides 5.
     static var runs: Int {
         ProcessInfo.processInfo.environment["TIERGATE_BENCH_MOUNT_RUNS"].flatMap(Int.init) ?? 5
+    }
+
+    /// Stubs read for the first-byte figure; `TIERGATE_BENCH_MOUNT_STUBS` overrides 200.
+    static var stubCount: Int {
+        ProcessInfo.processInfo.environment["TIERGATE_BENCH_MOUNT_STUBS"].flatMap(Int.init) ?? 200
     }
 
     struct BenchError: Error, CustomStringConvertible {
@@ -109,6 +119,82 @@ enum MountBench {
                      Double(fileCount) / mountTime, Double(fileCount) / nativeTime, "files/s",
                      "\(fileCount) empty files per run\(threads == 1 ? "" : ", one directory per thread"): "
                          + "open(O_CREAT|O_EXCL), close, stat; best of \(runs) alternating runs")
+        }
+    }
+
+    /// Time to first byte of a stub read through the mount: an endpoint synced to a `file://` share,
+    /// every file tiered, the endpoint mounted by the Gateway; then each stub is opened through the
+    /// mount and its first 4 KiB read, which waits for the recall of the chunk that holds them.
+    static func stubFirstByte(_ table: BenchTable) async throws {
+        let root = BenchFiles.fresh("mount-stubs")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let shareURL = "file://\(root)/share"
+        _ = try await CloudShare.create(in: try StoreLocator.open(shareURL))
+        let endpointPath = root + "/endpoint", mountpoint = root + "/mnt"
+        for directory in [endpointPath, mountpoint] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        let count = stubCount, size = 16 << 10, head = 4 << 10
+        BenchFiles.smallFiles(at: endpointPath, count: count, size: size)
+        let paths = (0..<count).map { "d\($0 % 100)/f\($0)" }
+        let originals = try paths.map { try headBytes(endpointPath + "/" + $0, count: head) }
+
+        let gateway = try Gateway(directory: StateDirectory(path: root + "/state"), serverName: "mount-bench")
+        let endpoint = try await gateway.addEndpoint(path: endpointPath, shareURL: shareURL)
+        _ = try await gateway.sync(endpoint)
+        let tiered = try await gateway.tier(endpointPath)
+        guard tiered.files == count else {
+            throw BenchError(description: "tiered \(tiered.files) of \(count) files: \(tiered.failures.first ?? "")")
+        }
+        BenchFiles.settle()
+        let session = try await gateway.mount(endpoint, at: mountpoint)
+        defer { session.stop() }
+
+        // The reads block until the Gateway's recall, which runs on the cooperative pool: they run on
+        // a thread of their own so that they cannot hold a pool thread the recall needs.
+        var seconds = try await onThread { () throws -> [Double] in
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: head, alignment: 4096)
+            defer { buffer.deallocate() }
+            return try paths.indices.map { index in
+                let path = mountpoint + "/" + paths[index]
+                var descriptor: Int32 = -1
+                var count = 0
+                var error: Int32 = 0
+                let elapsed = Stopwatch.seconds {
+                    descriptor = open(path, O_RDONLY | O_CLOEXEC)
+                    if descriptor >= 0 { count = pread(descriptor, buffer.baseAddress, head, 0) }
+                    error = errno
+                }
+                if descriptor >= 0 { close(descriptor) }
+                guard descriptor >= 0, count == head else {
+                    throw BenchError(description: "reading \(path) through the mount: \(descriptor < 0 ? "open" : "pread") returned \(count), errno \(error)")
+                }
+                guard buffer.elementsEqual(originals[index]) else {
+                    throw BenchError(description: "\(path): the first \(head) bytes read through the mount differ from the original")
+                }
+                return elapsed
+            }
+        }
+        seconds.sort()
+        table.add("mount: first byte of a stub read p50", seconds[seconds.count / 2] * 1000, "ms",
+                  note: "FUSE mount, file://, \(count) stubs of \(size >> 10) KiB; open + pread of the first \(head >> 10) KiB, bytes checked")
+        table.add("mount: first byte of a stub read p95", seconds[seconds.count * 95 / 100] * 1000, "ms", note: "")
+    }
+
+    /// The first `count` bytes of a file.
+    static func headBytes(_ path: String, count: Int) throws -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw BenchError(description: "open \(path): errno \(errno)") }
+        defer { close(descriptor) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard pread(descriptor, &bytes, count, 0) == count else { throw BenchError(description: "short read of \(path)") }
+        return bytes
+    }
+
+    /// Runs blocking `body` on a new thread and waits for it without holding a cooperative pool thread.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
         }
     }
 
