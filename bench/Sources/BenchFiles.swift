@@ -10,6 +10,14 @@ enum BenchFiles {
         return path
     }
 
+    /// Runs blocking `body` on a new thread and waits for it without holding a cooperative pool thread
+    /// (a read of a stub blocks until a recall that runs on that pool answers).
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
+        }
+    }
+
     /// An integer setting from the environment, else `fallback`.
     static func setting(_ name: String, _ fallback: Int) -> Int {
         ProcessInfo.processInfo.environment[name].flatMap(Int.init) ?? fallback
