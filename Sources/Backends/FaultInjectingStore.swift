@@ -36,9 +36,13 @@ public final class FaultInjectingStore: ObjectStore {
 
     public var displayName: String { base.displayName }
 
-    /// Wraps `base`.
-    public init(_ base: any ObjectStore) {
+    /// How long every `get` takes at least (a slow or distant store).
+    public let getDelay: Duration
+
+    /// Wraps `base`; every `get` waits `getDelay` first.
+    public init(_ base: any ObjectStore, getDelay: Duration = .zero) {
         self.base = base
+        self.getDelay = getDelay
     }
 
     /// Adds a failure rule.
@@ -73,6 +77,7 @@ public final class FaultInjectingStore: ObjectStore {
 
     public func get(_ key: String, range: Range<Int64>?) async throws -> [UInt8] {
         try enter("get", key)
+        if getDelay > .zero { try await Task.sleep(for: getDelay) }
         return try await base.get(key, range: range)
     }
 

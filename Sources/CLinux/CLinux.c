@@ -49,6 +49,10 @@ int CLinux_pipe_cloexec_nonblock(int fds[2]) {
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
 }
 
+int CLinux_gettid(void) {
+    return (int)gettid();
+}
+
 int CLinux_set_thread_name(const char *name) {
     return pthread_setname_np(pthread_self(), name);
 }

@@ -10,7 +10,7 @@ public struct PreContentEvent: Sendable {
     /// A descriptor for the file, opened read-write by the kernel without notifications: writing the
     /// recalled bytes through it generates no further events. Valid only during the handler.
     public let fileDescriptor: Int32
-    /// The process (thread group) whose access is blocked.
+    /// The process (thread group) whose access is blocked; its thread when the monitor reports thread ids.
     public let pid: Int32
     /// The event mask reported by the kernel (`FAN_PRE_ACCESS`).
     public let mask: UInt64

@@ -58,15 +58,17 @@ public final class PreContentMonitor: Sendable {
     ///     an open descriptor, so this bounds the descriptors in use.
     ///   - onError: called (from the monitor's threads) for failures that belong to no caller, such as
     ///     a failed read of the group or a refused response.
+    ///   - reportThreadIDs: events name the accessing thread (`FAN_REPORT_TID`) instead of its process,
+    ///     so a handler can tell an access made by one of its own process's threads.
     ///   - handler: decides each event.
     /// - Throws: ``FanotifyError`` with code ``FanotifyError/Code/unsupported`` when the kernel or the
     ///   privileges do not allow a pre-content group.
     public init(
-        workers: Int = 16, maxQueuedEvents: Int = 1024, onError: (@Sendable (FanotifyError) -> Void)? = nil,
-        handler: @escaping Handler
+        workers: Int = 16, maxQueuedEvents: Int = 1024, reportThreadIDs: Bool = false,
+        onError: (@Sendable (FanotifyError) -> Void)? = nil, handler: @escaping Handler
     ) throws {
         precondition(workers > 0 && maxQueuedEvents > 0, "workers and maxQueuedEvents must be positive")
-        group = try Self.makeGroup()
+        group = try Self.makeGroup(reportThreadIDs: reportThreadIDs)
         var pipeEnds: [Int32] = [0, 0]
         guard CLinux_pipe_cloexec_nonblock(&pipeEnds) == 0 else {
             let error = errno
@@ -235,9 +237,9 @@ public final class PreContentMonitor: Sendable {
         return FanotifyError(unsupported ? .unsupported : .mark, function: function, path: path, errno: error)
     }
 
-    private static func makeGroup() throws -> Int32 {
+    private static func makeGroup(reportThreadIDs: Bool = false) throws -> Int32 {
         let flags = CLINUX_FAN_CLASS_PRE_CONTENT | CLINUX_FAN_CLOEXEC | CLINUX_FAN_NONBLOCK
-            | CLINUX_FAN_UNLIMITED_QUEUE | CLINUX_FAN_UNLIMITED_MARKS
+            | CLINUX_FAN_UNLIMITED_QUEUE | CLINUX_FAN_UNLIMITED_MARKS | (reportThreadIDs ? CLINUX_FAN_REPORT_TID : 0)
         // Read-write event descriptors: the handler fills the file through them. (64-bit kernels add
         // O_LARGEFILE themselves.)
         let group = CLinux_fanotify_init(flags, UInt32(O_RDWR))

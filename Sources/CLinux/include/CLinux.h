@@ -28,6 +28,8 @@ int CLinux_fanotify_mark(int fanotify_fd, unsigned int flags, uint64_t mask, int
 /// pipe2(O_CLOEXEC | O_NONBLOCK) and pthread_setname_np need _GNU_SOURCE, which Swift's Glibc lacks.
 int CLinux_pipe_cloexec_nonblock(int fds[2]);
 int CLinux_set_thread_name(const char *name);
+/// The calling thread's id (gettid(2), a GNU extension).
+int CLinux_gettid(void);
 /// statfs(2) f_type of the filesystem holding `path` (EXT4_SUPER_MAGIC, TMPFS_MAGIC, …), or -1 with errno.
 int64_t CLinux_filesystem_type(const char *path);
 
@@ -45,6 +47,7 @@ int64_t CLinux_filesystem_type(const char *path);
 #define CLINUX_FAN_CLASS_PRE_CONTENT 0x00000008u
 #define CLINUX_FAN_UNLIMITED_QUEUE 0x00000010u
 #define CLINUX_FAN_UNLIMITED_MARKS 0x00000020u
+#define CLINUX_FAN_REPORT_TID 0x00000100u
 
 #define CLINUX_FAN_MARK_ADD 0x00000001u
 #define CLINUX_FAN_MARK_REMOVE 0x00000002u

@@ -41,7 +41,34 @@ public final class MountRecallHooks: MountHooks {
             recaller.count(bytes: 0, failed: false)   // answered from local data
             return
         }
-        try fill(path, range: offset..<offset + Int64(max(length, 1)))
+        let end = offset + Int64(max(length, 1))
+        // Sequential: this read starts where the last one of the file ended or a little past it (the
+        // kernel's readahead requests may arrive out of order).
+        let sequential = readEnds.withLock { ends in
+            defer { ends[file.identity] = max(ends[file.identity] ?? 0, end) }
+            return ends[file.identity].map { offset >= $0 && offset - $0 <= Self.readAheadSlack } ?? false
+        }
+        try fill(path, range: offset..<end)
+        if sequential { readAhead(file, path, from: end) }
+    }
+
+    /// How far ahead of a sequential reader of a stub the chunks are recalled in the background.
+    static let readAheadBytes: Int64 = 8 << 20
+    /// How far past the previous read's end a read may start and still count as sequential.
+    static let readAheadSlack: Int64 = 1 << 20
+    /// Where each stub's last read ended.
+    private let readEnds = Mutex<[FileIdentity: Int64]>([:])
+    /// Stubs with a read-ahead running (one per file at a time).
+    private let readingAhead = Mutex<Set<FileIdentity>>([])
+
+    /// Recalls the next ``readAheadBytes`` after `offset` on a thread of its own, so the reader finds
+    /// them present; the engine's flights make a reader that gets there first wait for it, not fetch twice.
+    func readAhead(_ file: MountedFile, _ path: String, from offset: Int64) {
+        guard readingAhead.withLock({ $0.insert(file.identity).inserted }) else { return }
+        Thread { [self] in
+            defer { readingAhead.withLock { _ = $0.remove(file.identity) } }
+            try? fill(path, range: offset..<offset + Self.readAheadBytes)
+        }.start()
     }
 
     public func beforeWrite(_ file: MountedFile, _ intent: WriteIntent) throws(Errno) {
@@ -56,7 +83,10 @@ public final class MountRecallHooks: MountHooks {
 
     public func didChange(_ change: MountChange) {
         changes.add(1, ordering: .releasing)
-        if let identity = change.identity { fullFiles.withLock { _ = $0.remove(identity) } }
+        if let identity = change.identity {
+            fullFiles.withLock { _ = $0.remove(identity) }
+            readEnds.withLock { _ = $0.removeValue(forKey: identity) }
+        }
         guard let path = change.path else { return }
         var batch = state.batch(endpoint.id)
         batch.setPending(path)
@@ -65,46 +95,59 @@ public final class MountRecallHooks: MountHooks {
     }
 
     /// Fills the holes of `range` (the whole file when nil) of the stub at `path`; a whole stub becomes a
-    /// normal file. The stub's mtime is kept: recalling is not an edit.
+    /// normal file. The stub's mtime is kept: recalling is not an edit. Concurrent fills of overlapping
+    /// ranges share one recall (the engine's flights); this runs on a FUSE thread, which may block.
     func fill(_ path: String, range: Range<Int64>?) throws(Errno) {
         let recaller = self.recaller, state = self.state, endpoint = self.endpoint
-        let outcome = Blocking.run { () async throws -> Bool in
-            let full = endpoint.path + "/" + path
+        let full = endpoint.path + "/" + path
+        let outcome: Result<Bool, any Error>
+        do {
             let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
             defer { close(fd) }
             let stub = StubFile(descriptor: fd, path: full)
-            guard let fileID = try stub.fileID(), let layout = try recaller.layout(fileID: fileID),
-                  let record = try state.entry(endpoint.id, path) else {
+            guard let fileID = try stub.fileID() else { return }     // recalled whole meanwhile
+            guard let layout = try recaller.layout(fileID: fileID), let record = try state.entry(endpoint.id, path) else {
                 throw GatewayError("'\(path)' is an orphaned stub")
             }
             var info = stat()
             try Posix.call("fstat", path: full) { fstat(fd, &info) }
-            let written: Int64
-            do {
-                written = try await recaller.fill(fd: fd, size: Int64(info.st_size), layout: layout, range: range) { bytes, offset in
-                    var done = 0
-                    while done < bytes.count {
-                        done += try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+            let size = Int64(info.st_size), accessTime = info.st_atim
+            let span = RecallEngine.span(of: range, fd: fd, size: size, layout: layout)
+            outcome = recaller.exclusively(fileID, span) {
+                Blocking.run { () async throws -> Bool in
+                    let written: Int64
+                    do {
+                        written = try await recaller.fill(fd: fd, size: size, layout: layout, range: range) { bytes, offset in
+                            var done = 0
+                            while done < bytes.count {
+                                // The endpoint may be marked for fanotify too (tiering and a mount together).
+                                done += try recaller.writingRecalledBytes {
+                                    try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+                                }
+                            }
+                        }
+                    } catch {
+                        // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
+                        RecallEngine.restoreMtime(fd, record)
+                        throw error
                     }
+                    recaller.count(bytes: written, failed: false)
+                    if written > 0 { recaller.noteRecalled(path) }
+                    let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+                    if RecallEngine.holes(fd: fd, in: 0..<size).isEmpty {
+                        try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [accessTime, mtime])
+                        return true
+                    }
+                    if written > 0 {
+                        var times = [accessTime, mtime]
+                        futimens(fd, &times)
+                        try stub.setState(.partial)
+                    }
+                    return false
                 }
-            } catch {
-                // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
-                RecallEngine.restoreMtime(fd, record)
-                throw error
             }
-            recaller.count(bytes: written, failed: false)
-            if written > 0 { recaller.noteRecalled(path) }
-            let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
-            if RecallEngine.holes(fd: fd, in: 0..<Int64(info.st_size)).isEmpty {
-                try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [info.st_atim, mtime])
-                return true
-            }
-            if written > 0 {
-                var times = [info.st_atim, mtime]
-                futimens(fd, &times)
-                try stub.setState(.partial)
-            }
-            return false
+        } catch {
+            outcome = .failure(error)
         }
         // A stub that became whole is found full by the next marker check and cached then.
         if case .failure(let error) = outcome {

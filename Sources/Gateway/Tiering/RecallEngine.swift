@@ -1,4 +1,5 @@
 import Backends
+import CLinux
 import CloudShare
 import Foundation
 import Glibc
@@ -110,30 +111,7 @@ public final class RecallEngine: Sendable {
     /// handed to `write`. Returns the bytes written.
     public func fill(fd: Int32, size: Int64, layout: [ChunkRef], range: Range<Int64>?,
                      write: (UnsafeRawBufferPointer, Int64) throws -> Void) async throws -> Int64 {
-        var wanted = 0..<size
-        if let range {
-            let asked = max(0, range.lowerBound)..<min(size, max(range.upperBound, range.lowerBound + 1))
-            var start: Int64 = 0, lower = size, upper: Int64 = 0
-            for chunk in layout {
-                let end = start + Int64(chunk.length)
-                if start < asked.upperBound && end > asked.lowerBound {
-                    lower = min(lower, start)
-                    upper = max(upper, end)
-                }
-                start = end
-            }
-            // Holes are whole filesystem blocks, chunks are not block-aligned: widen to whole blocks, so a
-            // hole is always filled completely (a block written in part would hide its unwritten rest,
-            // which SEEK_HOLE then reports as data).
-            var info = stat()
-            fstat(fd, &info)
-            let block = max(Int64(info.st_blksize), 4096)
-            if lower < upper {
-                wanted = (lower / block * block)..<min(size, (upper + block - 1) / block * block)
-            } else {
-                wanted = asked
-            }
-        }
+        let wanted = Self.span(of: range, fd: fd, size: size, layout: layout)
         guard !wanted.isEmpty else { return 0 }
         let holes = Self.holes(fd: fd, in: wanted)
         guard !holes.isEmpty else { return 0 }
@@ -160,6 +138,99 @@ public final class RecallEngine: Sendable {
             throw GatewayError("the stub's chunk list covers \(offset) bytes but the file has \(size)")
         }
         return written
+    }
+
+    /// The bytes a fill of `range` (nil: the whole file) covers: the chunks it touches, widened to whole
+    /// filesystem blocks. Holes are whole blocks, chunks are not block-aligned: a block written in part
+    /// would hide its unwritten rest, which SEEK_HOLE then reports as data.
+    static func span(of range: Range<Int64>?, fd: Int32, size: Int64, layout: [ChunkRef]) -> Range<Int64> {
+        guard let range else { return 0..<size }
+        let asked = max(0, range.lowerBound)..<min(size, max(range.upperBound, range.lowerBound + 1))
+        var start: Int64 = 0, lower = size, upper: Int64 = 0
+        for chunk in layout {
+            let end = start + Int64(chunk.length)
+            if start < asked.upperBound && end > asked.lowerBound {
+                lower = min(lower, start)
+                upper = max(upper, end)
+            }
+            start = end
+        }
+        guard lower < upper else { return asked.isEmpty ? 0..<0 : asked }
+        var info = stat()
+        fstat(fd, &info)
+        let block = max(Int64(info.st_blksize), 4096)
+        return (lower / block * block)..<min(size, (upper + block - 1) / block * block)
+    }
+
+    // MARK: One fill at a time
+
+    /// Fills of one file whose spans overlap run one at a time: concurrent readers of a stub share one
+    /// recall (the later ones find the bytes present), and a late fill never writes over bytes that an
+    /// application wrote after an earlier fill of the same range let it go on.
+    final class Flights: @unchecked Sendable {
+        /// Guards `inFlight`.
+        private let condition = NSCondition()
+        private var inFlight: [String: [Range<Int64>]] = [:]
+
+        /// Waits (blocking the thread) until no fill of `fileID` overlapping `span` is in flight, then
+        /// records this one.
+        func enter(_ fileID: String, _ span: Range<Int64>) {
+            condition.lock()
+            while inFlight[fileID]?.contains(where: { $0.overlaps(span) || $0 == span }) == true { condition.wait() }
+            inFlight[fileID, default: []].append(span)
+            condition.unlock()
+        }
+
+        func leave(_ fileID: String, _ span: Range<Int64>) {
+            condition.lock()
+            if var spans = inFlight[fileID], let index = spans.firstIndex(of: span) {
+                spans.remove(at: index)
+                inFlight[fileID] = spans.isEmpty ? nil : spans
+            }
+            condition.broadcast()
+            condition.unlock()
+        }
+    }
+
+    private let flights = Flights()
+
+    /// Runs `body` (a fill of `span` of the stub `fileID`) once no overlapping fill of it is in flight.
+    /// Blocks the calling thread: for fanotify and FUSE threads, never the cooperative pool.
+    func exclusively<T>(_ fileID: String, _ span: Range<Int64>, _ body: () throws -> T) rethrows -> T {
+        flights.enter(fileID, span)
+        defer { flights.leave(fileID, span) }
+        return try body()
+    }
+
+    /// Threads of this process writing recalled bytes into a stub through an ordinary descriptor: the
+    /// pre-content events their writes raise (the file is marked) are answered at once, since the
+    /// thread holds the fill's flight and writes verified bytes itself.
+    private let writers = Mutex<Set<Int32>>([])
+
+    /// Runs `body`, a write of recalled bytes by this thread, with its events answered at once.
+    func writingRecalledBytes<T>(_ body: () throws -> T) rethrows -> T {
+        let thread = CLinux_gettid()
+        writers.withLock { _ = $0.insert(thread) }
+        defer { writers.withLock { _ = $0.remove(thread) } }
+        return try body()
+    }
+
+    /// Whether `thread` (from an event of a monitor reporting thread ids) is writing recalled bytes.
+    func isWritingRecalledBytes(_ thread: Int32) -> Bool {
+        writers.withLock { $0.contains(thread) }
+    }
+
+    /// Async form of ``exclusively(_:_:_:)``: the wait happens on a thread of its own.
+    func exclusively<T: Sendable>(_ fileID: String, _ span: Range<Int64>, _ body: () async throws -> T) async throws -> T {
+        let flights = self.flights
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                flights.enter(fileID, span)
+                continuation.resume()
+            }.start()
+        }
+        defer { flights.leave(fileID, span) }
+        return try await body()
     }
 
     /// Counts one access in the figures: a failure, a recall that wrote `bytes`, or (nothing to
@@ -241,11 +312,16 @@ public final class RecallEngine: Sendable {
         batch.setEntry(path, intent)
         try state.commit(batch, sync: true)
         do {
-            let written = try await fill(fd: fd, size: Int64(info.st_size), layout: layout, range: nil) { bytes, offset in
-                var done = 0
-                while done < bytes.count {
-                    let count = try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-                    done += count
+            let size = Int64(info.st_size)
+            let written = try await exclusively(fileID, 0..<size) {
+                try await fill(fd: fd, size: size, layout: layout, range: nil) { bytes, offset in
+                    var done = 0
+                    while done < bytes.count {
+                        let count = try writingRecalledBytes {
+                            try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+                        }
+                        done += count
+                    }
                 }
             }
             try finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: times)

@@ -104,8 +104,13 @@ public final class Tierer: Sendable {
         try stub.setState(.tiered)
         try stub.sync()
         try beforePunch?(fd, full)
-        try stub.punchOut()
-        try stub.sync()
+        do {
+            try stub.punchOut()
+            try stub.sync()
+        } catch {
+            try? afterPunch?(fd, full)    // markers stand: whatever the punch left must recall on access
+            throw error
+        }
         // The daemon marks the stub while the lease still holds every other open back: each later open
         // sees the mark. (Marking before the punch would make the punch itself a pre-content access.)
         try afterPunch?(fd, full)
@@ -143,9 +148,14 @@ public final class Tierer: Sendable {
         }
         let allocated = Int64(info.st_blocks) * 512
         try beforePunch?(fd, full)
-        try stub.punchOut()
-        try stub.setState(.tiered)
-        try stub.sync()
+        do {
+            try stub.punchOut()
+            try stub.setState(.tiered)
+            try stub.sync()
+        } catch {
+            try? afterPunch?(fd, full)    // still a stub: it must recall on access
+            throw error
+        }
         try afterPunch?(fd, full)
         try Posix.call("fstat", path: full) { fstat(fd, &info) }
         var updated = record

@@ -34,7 +34,7 @@ public final class TieringRuntime: Sendable {
         } catch {
             throw GatewayError("tiering refuses to start on endpoint \(endpoint.id) (\(endpoint.path)): \(error); use `tiergate mount` for access through FUSE instead")
         }
-        let created = try PreContentMonitor(workers: 16) { [recaller, state, endpoint, box] event in
+        let created = try PreContentMonitor(workers: 16, reportThreadIDs: true) { [recaller, state, endpoint, box] event in
             Self.handle(event, recaller: recaller, state: state, endpoint: endpoint, box: box)
         }
         box.monitor.withLock { $0 = created }
@@ -69,10 +69,9 @@ public final class TieringRuntime: Sendable {
     /// Tiers `path` (relative), marking it before its content is punched out.
     @discardableResult
     public func tier(_ path: String) async throws -> Int64 {
-        // A full file still marked from an earlier life as a stub would make the punch a pre-content
-        // access (whose event opens the file and breaks the lease): unmark it first.
-        box.monitor.withLock { _ = try? $0?.unmarkFile(atPath: endpoint.path + "/" + path) }
-        // A partial stub is marked: its mark goes while the lease holds, for the same reason.
+        // A marked file (a partial stub, or a full file marked from an earlier life as a stub) would make
+        // the punch a pre-content access, whose event opens the file and breaks the lease: its mark goes
+        // while the lease holds (no one can open it then), and comes back right after the punch.
         return try await tierer.tier(path, beforePunch: { [box] fd, full in
             box.monitor.withLock { _ = try? $0?.unmarkFile(descriptor: fd, path: full) }
         }, afterPunch: { [box] fd, full in
@@ -122,6 +121,9 @@ public final class TieringRuntime: Sendable {
     /// Answers one pre-content event: fills the holes of the chunks the access touches, then allows it.
     /// Any failure denies with EIO (ENOSPC for a full disk) and leaves the stub as it was.
     static func handle(_ event: PreContentEvent, recaller: RecallEngine, state: LocalState, endpoint: EndpointConfig, box: MonitorBox) -> PreContentResponse {
+        // The daemon's own write of recalled bytes (a whole-file recall, or the mount's): it holds the
+        // fill's flight and writes the verified bytes itself.
+        if recaller.isWritingRecalledBytes(event.pid) { return .allow }
         let stub = StubFile(descriptor: event.fileDescriptor, path: event.path)
         guard let fileID = try? stub.fileID() else { return .allow }    // not (or no longer) a stub
         guard let layout = try? recaller.layout(fileID: fileID) else {
@@ -130,9 +132,12 @@ public final class TieringRuntime: Sendable {
         }
         let range = event.range.map { $0.offset..<$0.end }
         let relativePath = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
-        let outcome = Blocking.run {
-            try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
-                try event.write(bytes, at: offset)
+        let span = RecallEngine.span(of: range, fd: event.fileDescriptor, size: event.size, layout: layout)
+        let outcome = recaller.exclusively(fileID, span) {
+            Blocking.run {
+                try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
+                    try event.write(bytes, at: offset)
+                }
             }
         }
         switch outcome {
