@@ -13,7 +13,9 @@ import Synchronization
 /// ```
 ///
 /// Lifecycle: ``mount(_:at:options:)`` recovers a stale mount left at the mountpoint by a daemon that
-/// died, mounts, and starts the multithreaded loop (clone_fd: one device descriptor per worker).
+/// died, mounts (as root the device itself, so that FUSE passthrough can be negotiated; otherwise
+/// through libfuse and `fusermount3`), and starts the multithreaded loop (clone_fd: one device
+/// descriptor per worker).
 /// ``stop()`` detaches the mount, lets processes still using it finish for the grace period, then
 /// aborts the connection; ``wait()`` returns when the loop has ended for any reason (stop, an
 /// administrator's `umount`, an aborted connection).
@@ -180,7 +182,8 @@ public final class MountSession: Sendable {
     }
 
     /// Whether the kernel reads and writes full files on the endpoint directly (FUSE passthrough was
-    /// negotiated and works); false until the first request has been answered.
+    /// negotiated, and no backing file registration has failed). Known once ``mount(_:at:options:)``
+    /// has returned, which waits for the kernel's first request (INIT).
     public var isPassingThrough: Bool { bridge.passthrough.isActive }
 
     /// Whether the loop is still serving.
