@@ -66,6 +66,9 @@ public protocol FileSystemCore: Sendable {
     func write(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int, transfer: (Int32) throws(Errno) -> Int) throws(Errno) -> Int?
     /// Called on each `close(2)` of a descriptor sharing `handle`.
     func flush(_ inode: UInt64, handle: UInt64) throws(Errno)
+    /// The glue gave the kernel `handle`'s ``OpenedFile/passthroughDescriptor``: until the release, the
+    /// kernel reads and writes the backing file directly, and no read or write of it reaches the core.
+    func openedInPassthrough(_ inode: UInt64, handle: UInt64)
     /// Closes `handle`; called once, after the last descriptor sharing it is closed.
     func release(_ inode: UInt64, handle: UInt64)
     /// Makes the file's data (and metadata unless `dataOnly`) durable.
@@ -129,13 +132,20 @@ public struct OpenedFile: Sendable, Equatable {
     public var directIO: Bool
     /// The kernel need not send a flush on each `close(2)`.
     public var noFlush: Bool
+    /// A descriptor of the backing file that the kernel may read, write and map directly (FUSE
+    /// passthrough), so that this handle's data never reaches the core; it must stay open until the
+    /// handle is released. Nil: reads and writes go through the core. The glue decides whether the
+    /// kernel gets it (the session negotiated passthrough, the file has no handle through the core).
+    public var passthroughDescriptor: Int32?
 
     /// An opened file with the given cache choices.
-    public init(handle: UInt64, keepCache: Bool = false, directIO: Bool = false, noFlush: Bool = false) {
+    public init(handle: UInt64, keepCache: Bool = false, directIO: Bool = false, noFlush: Bool = false,
+                passthroughDescriptor: Int32? = nil) {
         self.handle = handle
         self.keepCache = keepCache
         self.directIO = directIO
         self.noFlush = noFlush
+        self.passthroughDescriptor = passthroughDescriptor
     }
 }
 
@@ -248,6 +258,9 @@ extension FileSystemCore {
     public func write(_ inode: UInt64, handle: UInt64, offset: Int64, length: Int, transfer: (Int32) throws(Errno) -> Int) throws(Errno) -> Int? {
         nil
     }
+
+    /// By default a core offers no passthrough descriptor, so this is never called.
+    public func openedInPassthrough(_ inode: UInt64, handle: UInt64) {}
 
     /// By default a core keeps no per-file state that a change behind the mount could make stale.
     public func backingFileChanged(_ identity: FileIdentity) -> UInt64? { nil }

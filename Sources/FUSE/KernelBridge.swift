@@ -14,6 +14,8 @@ final class KernelBridge: Sendable {
     let negativeTimeout: Double
     let maxBackground: UInt32
     let spliceWrites: Bool
+    /// Which open files the kernel reads and writes directly.
+    let passthrough: KernelPassthrough
 
     init(core: any FileSystemCore, options: MountOptions) {
         self.core = core
@@ -22,6 +24,7 @@ final class KernelBridge: Sendable {
         negativeTimeout = options.negativeTimeout
         maxBackground = UInt32(clamping: options.maxBackgroundRequests)
         spliceWrites = options.spliceWrites
+        passthrough = KernelPassthrough(wanted: options.passthrough)
     }
 
     /// The bridge a request belongs to.
@@ -61,11 +64,44 @@ final class KernelBridge: Sendable {
         }
     }
 
-    static func setOpened(_ info: UnsafeMutablePointer<fuse_file_info>, _ opened: OpenedFile) {
-        info.pointee.fh = opened.handle
-        info.pointee.keep_cache = opened.keepCache ? 1 : 0
-        info.pointee.direct_io = opened.directIO ? 1 : 0
-        info.pointee.noflush = opened.noFlush ? 1 : 0
+    /// Answers OPEN, or CREATE when `entry` is set: passed through to the backing file when the core
+    /// offers a descriptor and the kernel may take it, else through the daemon. When the reply cannot
+    /// be sent, what the core handed out is given back.
+    func replyOpened(_ request: fuse_req_t?, _ inode: UInt64, _ opened: OpenedFile,
+                     _ info: UnsafeMutablePointer<fuse_file_info>, entry: Entry? = nil) {
+        let offered = opened.directIO ? nil : opened.passthroughDescriptor
+        let mode: KernelPassthrough.Mode
+        do throws(Errno) {
+            mode = try passthrough.open(inode: inode, handle: opened.handle, descriptor: offered)
+        } catch {
+            core.release(inode, handle: opened.handle)
+            if let entry { core.forget(entry.inode, count: 1) }
+            fuse_reply_err(request, error.rawValue)
+            return
+        }
+        var parameters = entry.map { entryParameters($0) }
+        let result: Int32
+        switch mode {
+        case .cached:
+            info.pointee.fh = opened.handle
+            info.pointee.keep_cache = opened.keepCache ? 1 : 0
+            info.pointee.direct_io = opened.directIO ? 1 : 0
+            info.pointee.noflush = opened.noFlush ? 1 : 0
+            result = parameters == nil ? fuse_reply_open(request, info) : fuse_reply_create(request, &parameters!, info)
+        case .passthrough(let backingID):
+            core.openedInPassthrough(inode, handle: opened.handle)
+            // The backing file's page cache serves this file: FOPEN_KEEP_CACHE is refused with passthrough.
+            let flags = opened.noFlush ? UInt32(CFUSE3_FOPEN_NOFLUSH) : 0
+            result = parameters == nil
+                ? CFuse3_reply_open_passthrough(request, opened.handle, flags, backingID)
+                : CFuse3_reply_create_passthrough(request, &parameters!, opened.handle, flags, backingID)
+        }
+        if result != 0 {
+            // Interrupted: the kernel never saw the handle (nor the entry).
+            passthrough.release(handle: opened.handle)
+            core.release(inode, handle: opened.handle)
+            if let entry { core.forget(entry.inode, count: 1) }
+        }
     }
 
     // MARK: Decoding requests
@@ -256,15 +292,12 @@ final class KernelBridge: Sendable {
             }
         }
         operations.open = { request, inode, info in
-            let core = KernelBridge.of(request).core
+            let bridge = KernelBridge.of(request)
             guard let info else { fuse_reply_err(request, EIO); return }
             let caller = KernelBridge.caller(request)
             KernelBridge.respond(request) { () throws(Errno) in
-                let opened = try core.open(inode, flags: info.pointee.flags, caller: caller)
-                KernelBridge.setOpened(info, opened)
-                if fuse_reply_open(request, info) != 0 {
-                    core.release(inode, handle: opened.handle)  // interrupted: the kernel never saw the handle
-                }
+                let opened = try bridge.core.open(inode, flags: info.pointee.flags, caller: caller)
+                bridge.replyOpened(request, inode, opened, info)
             }
         }
         operations.create = { request, parent, name, mode, info in
@@ -274,12 +307,7 @@ final class KernelBridge: Sendable {
             let caller = KernelBridge.caller(request)
             KernelBridge.respond(request) { () throws(Errno) in
                 let (entry, opened) = try bridge.core.create(parent: parent, name: name, mode: mode, flags: info.pointee.flags, caller: caller)
-                KernelBridge.setOpened(info, opened)
-                var parameters = bridge.entryParameters(entry)
-                if fuse_reply_create(request, &parameters, info) != 0 {
-                    bridge.core.release(entry.inode, handle: opened.handle)
-                    bridge.core.forget(entry.inode, count: 1)
-                }
+                bridge.replyOpened(request, entry.inode, opened, info, entry: entry)
             }
         }
         operations.read = { request, inode, size, offset, info in
@@ -332,7 +360,11 @@ final class KernelBridge: Sendable {
             }
         }
         operations.release = { request, inode, info in
-            if let info { KernelBridge.of(request).core.release(inode, handle: info.pointee.fh) }
+            if let info {
+                let bridge = KernelBridge.of(request)
+                bridge.passthrough.release(handle: info.pointee.fh)
+                bridge.core.release(inode, handle: info.pointee.fh)
+            }
             fuse_reply_err(request, 0)
         }
         operations.fsync = { request, inode, dataOnly, info in

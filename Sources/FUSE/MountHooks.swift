@@ -22,6 +22,12 @@ public protocol MountHooks: Sendable {
     func didOpen(_ file: MountedFile, flags: Int32)
     /// The namespace or a file changed through the mount (for the change journal).
     func didChange(_ change: MountChange)
+    /// Whether the kernel may read and write the full file `file`, opened with `flags`, directly on
+    /// the backing file (FUSE passthrough), so that no ``beforeRead(_:offset:length:)`` or
+    /// ``beforeWrite(_:_:)`` is called for it until it is closed. Only asked for files without the
+    /// stub mark; answer false for anything whose reads or writes the Gateway must see. Writes through
+    /// such a handle are still reported: `modified` at the open and at the release.
+    func allowsPassthrough(_ file: MountedFile, flags: Int32) -> Bool
 }
 
 extension MountHooks {
@@ -33,6 +39,8 @@ extension MountHooks {
     public func didOpen(_ file: MountedFile, flags: Int32) {}
     /// Changes are not recorded.
     public func didChange(_ change: MountChange) {}
+    /// Full files are passed through.
+    public func allowsPassthrough(_ file: MountedFile, flags: Int32) -> Bool { true }
 }
 
 /// Hooks that do nothing: a plain passthrough mount.

@@ -30,6 +30,11 @@ public struct MountOptions: Sendable, Equatable {
     /// How long ``MountSession/stop()`` lets processes that still use the mount finish before it
     /// aborts the connection (their calls then fail with `ENOTCONN`).
     public var stopGracePeriod: Duration
+    /// Let the kernel read, write and map full (non-stub) files on the endpoint directly, without the
+    /// daemon (FUSE passthrough: Linux 6.9 or later, and the daemon must be root, which mounts the
+    /// device itself to negotiate it). Stubs always go through the daemon. Off, or where the kernel or
+    /// privileges do not allow it, every read and write goes through the daemon.
+    public var passthrough: Bool
     /// libfuse's request trace on standard error.
     public var debug: Bool
 
@@ -37,7 +42,8 @@ public struct MountOptions: Sendable, Equatable {
     /// grace period.
     public init(allowOther: Bool = geteuid() == 0, entryTimeout: Double = 1, attributeTimeout: Double = 1,
                 negativeTimeout: Double = 1, maxThreads: Int = 16, maxBackgroundRequests: Int = 64,
-                readAheadKiB: Int? = 4096, spliceWrites: Bool = false, stopGracePeriod: Duration = .seconds(5), debug: Bool = false) {
+                readAheadKiB: Int? = 4096, spliceWrites: Bool = false, stopGracePeriod: Duration = .seconds(5),
+                passthrough: Bool = true, debug: Bool = false) {
         self.allowOther = allowOther
         self.entryTimeout = entryTimeout
         self.attributeTimeout = attributeTimeout
@@ -47,6 +53,7 @@ public struct MountOptions: Sendable, Equatable {
         self.readAheadKiB = readAheadKiB
         self.spliceWrites = spliceWrites
         self.stopGracePeriod = stopGracePeriod
+        self.passthrough = passthrough
         self.debug = debug
     }
 
@@ -56,4 +63,35 @@ public struct MountOptions: Sendable, Equatable {
         if allowOther { list.append("allow_other") }
         return list.joined(separator: ",")
     }
+
+    /// What `mount(2)` takes for ``mountOptionList`` when the daemon mounts the device itself (as
+    /// libfuse's own mount does for root): `fsname` is the source, `subtype` the type's suffix,
+    /// `nosuid`/`nodev` are mount flags, and the rest (`default_permissions`, `allow_other`) go to the
+    /// kernel's FUSE options after the device and ownership.
+    func kernelMount(device: Int32, rootMode: mode_t, uid: uid_t, gid: gid_t) -> KernelMount {
+        var mount = KernelMount(source: "fuse", type: "fuse", flags: 0,
+                                data: "fd=\(device),rootmode=\(String(rootMode & S_IFMT, radix: 8)),user_id=\(uid),group_id=\(gid)")
+        for option in mountOptionList.split(separator: ",") {
+            if option.hasPrefix("fsname=") {
+                mount.source = String(option.dropFirst("fsname=".count))
+            } else if option.hasPrefix("subtype=") {
+                mount.type = "fuse." + option.dropFirst("subtype=".count)
+            } else if option == "nosuid" {
+                mount.flags |= UInt(MS_NOSUID)
+            } else if option == "nodev" {
+                mount.flags |= UInt(MS_NODEV)
+            } else {
+                mount.data += "," + option
+            }
+        }
+        return mount
+    }
+}
+
+/// The arguments of `mount(2)` for a FUSE file system.
+struct KernelMount: Equatable {
+    var source: String
+    var type: String
+    var flags: UInt
+    var data: String
 }

@@ -13,7 +13,9 @@ import Synchronization
 /// ```
 ///
 /// Lifecycle: ``mount(_:at:options:)`` recovers a stale mount left at the mountpoint by a daemon that
-/// died, mounts, and starts the multithreaded loop (clone_fd: one device descriptor per worker).
+/// died, mounts (as root the device itself, so that FUSE passthrough can be negotiated; otherwise
+/// through libfuse and `fusermount3`), and starts the multithreaded loop (clone_fd: one device
+/// descriptor per worker).
 /// ``stop()`` detaches the mount, lets processes still using it finish for the grace period, then
 /// aborts the connection; ``wait()`` returns when the loop has ended for any reason (stop, an
 /// administrator's `umount`, an aborted connection).
@@ -40,6 +42,8 @@ public final class MountSession: Sendable {
         var session: SessionPointer?
         var connection: UInt32?
         var loopResult: Int32?
+        /// The session's device was mounted here, not by libfuse, which then cannot unmount it.
+        var mountedDevice = false
         var stopping = false
         var destroyed = false
     }
@@ -75,13 +79,20 @@ public final class MountSession: Sendable {
         guard let created else {
             throw MountError("libfuse rejected the session options \(options.mountOptionList)")
         }
-        guard fuse_session_mount(created, mountpoint) == 0 else {
+        if geteuid() == 0 {
+            do {
+                try mountDevice(created)
+            } catch {
+                fuse_session_destroy(created)
+                throw error
+            }
+        } else if fuse_session_mount(created, mountpoint) != 0 {
             fuse_session_destroy(created)
             throw MountError("cannot mount at \(mountpoint) (is /dev/fuse available, and are you root or is fusermount3 installed?)",
                              errno: .current)
         }
         let session = SessionPointer(pointer: created)
-        state.withLock { $0.session = session }
+        state.withLock { $0.session = session; $0.mountedDevice = geteuid() == 0 }
         finished.enter()
         let maxThreads = UInt32(clamping: max(options.maxThreads, 1))
         let started = startDetachedThread { [self] in
@@ -91,7 +102,7 @@ public final class MountSession: Sendable {
         }
         guard started == 0 else {
             finished.leave()
-            fuse_session_unmount(created)
+            unmount(session, mountedDevice: geteuid() == 0)
             fuse_session_destroy(created)
             state.withLock { $0.session = nil; $0.destroyed = true }
             throw MountError("cannot start the FUSE loop thread", errno: Errno(started))
@@ -114,6 +125,66 @@ public final class MountSession: Sendable {
         }
         _ = ready.wait(timeout: .now() + .seconds(10))
     }
+
+    /// Mounts the FUSE device as root, as libfuse's own mount does, but keeps the device's I/O: the
+    /// session reads and writes it through callbacks (`fuse_session_custom_io`), which is where the
+    /// INIT exchange negotiates passthrough that libfuse 3.14 does not know (see ``KernelPassthrough``).
+    private func mountDevice(_ session: OpaquePointer) throws(MountError) {
+        var status = stat()
+        guard stat(mountpoint, &status) == 0 else { throw MountError("mountpoint \(mountpoint) is not usable", errno: .current) }
+        let device = Glibc.open("/dev/fuse", O_RDWR | O_CLOEXEC)
+        guard device >= 0 else { throw MountError("cannot open /dev/fuse", errno: .current) }
+        let kernelMount = options.kernelMount(device: device, rootMode: status.st_mode, uid: geteuid(), gid: getegid())
+        let mounted = kernelMount.data.withCString { data in
+            Glibc.mount(kernelMount.source, mountpoint, kernelMount.type, kernelMount.flags, data)
+        }
+        guard mounted == 0 else {
+            let error = Errno.current
+            close(device)
+            throw MountError("cannot mount at \(mountpoint)", errno: error)
+        }
+        var io = fuse_custom_io()
+        io.read = { descriptor, buffer, length, userdata in
+            let count = Glibc.read(descriptor, buffer, length)
+            if count > 0, let buffer, let userdata {
+                Unmanaged<KernelBridge>.fromOpaque(userdata).takeUnretainedValue().passthrough.received(buffer, count: count)
+            }
+            return count
+        }
+        io.writev = { descriptor, vector, count, userdata in
+            if let vector, let userdata {
+                Unmanaged<KernelBridge>.fromOpaque(userdata).takeUnretainedValue().passthrough.sending(vector, count: count)
+            }
+            return Glibc.writev(descriptor, vector, count)
+        }
+        // Without splice callbacks libfuse would stop splicing read replies (and requests, if asked).
+        CFuse3_set_splice_io(&io)
+        let result = fuse_session_custom_io(session, &io, device)
+        guard result == 0 else {
+            _ = umount2(mountpoint, Int32(MNT_DETACH))
+            close(device)
+            throw MountError("cannot serve the mount at \(mountpoint)", errno: Errno(-result))
+        }
+        bridge.passthrough.attach(device: device)
+    }
+
+    /// Ends the mount when the loop did not (libfuse's unmount, for what libfuse mounted): a device
+    /// that reports an error has already lost its connection (unmounted or aborted); otherwise the
+    /// mount is detached.
+    private func unmount(_ session: SessionPointer, mountedDevice: Bool) {
+        guard mountedDevice else {
+            fuse_session_unmount(session.pointer)
+            return
+        }
+        var device = pollfd(fd: fuse_session_fd(session.pointer), events: 0, revents: 0)
+        if poll(&device, 1, 0) == 1 && device.revents & Int16(POLLERR) != 0 { return }
+        _ = umount2(mountpoint, Int32(MNT_DETACH))
+    }
+
+    /// Whether the kernel reads and writes full files on the endpoint directly (FUSE passthrough was
+    /// negotiated, and no backing file registration has failed). Known once ``mount(_:at:options:)``
+    /// has returned, which waits for the kernel's first request (INIT).
+    public var isPassingThrough: Bool { bridge.passthrough.isActive }
 
     /// Whether the loop is still serving.
     public var isRunning: Bool {
@@ -194,7 +265,7 @@ public final class MountSession: Sendable {
             if !state.destroyed, let session = state.session {
                 // Normally the connection is already gone (detached and idle, or aborted), and libfuse
                 // then only closes the device; if the loop ended any other way this unmounts.
-                fuse_session_unmount(session.pointer)
+                unmount(session, mountedDevice: state.mountedDevice)
                 fuse_session_destroy(session.pointer)
                 state.session = nil
                 state.destroyed = true

@@ -61,12 +61,17 @@ final class OpenFile: Sendable {
     let reportedModified = Atomic<Bool>(false)
     /// Something was written through this handle.
     let wrote = Atomic<Bool>(false)
+    /// The descriptor may be offered to the kernel for passthrough.
+    let passthroughOffered: Bool
+    /// The kernel took it: reads and writes bypass the core until the release.
+    let passedThrough = Atomic<Bool>(false)
 
-    init(descriptor: Int32, inode: Inode, flags: Int32, isStub: Bool) {
+    init(descriptor: Int32, inode: Inode, flags: Int32, isStub: Bool, passthroughOffered: Bool = false) {
         self.descriptor = descriptor
         self.inode = inode
         self.flags = flags
         self.isStub = Atomic(isStub)
+        self.passthroughOffered = passthroughOffered
     }
 
     deinit { close(descriptor) }

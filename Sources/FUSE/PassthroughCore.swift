@@ -1,5 +1,6 @@
 import CFuse3
 import Glibc
+import Synchronization
 
 /// A POSIX passthrough of one backing directory (a server endpoint), with the Gateway's hooks.
 ///
@@ -79,6 +80,13 @@ public final class PassthroughCore: FileSystemCore {
     public var pinnedInodeCount: Int { inodes.pinnedCount }
     /// How many file handles are open.
     public var openFileCount: Int { files.count }
+    /// Read requests the core has served (for tests and metrics): reads the kernel passes through to
+    /// the backing file never count here.
+    public var servedReadCount: Int { servedReads.load(ordering: .relaxed) }
+    /// Write requests the core has served, likewise.
+    public var servedWriteCount: Int { servedWrites.load(ordering: .relaxed) }
+    private let servedReads = Atomic<Int>(0)
+    private let servedWrites = Atomic<Int>(0)
 
     // MARK: Names and attributes
 
@@ -320,14 +328,15 @@ public final class PassthroughCore: FileSystemCore {
         let descriptor = try inodes.withDescriptor(inode) { pathDescriptor throws(Errno) in
             try systemCall { Glibc.open(procPath(pathDescriptor), backingFlags(flags)) }
         }
-        let file = OpenFile(descriptor: descriptor, inode: inode, flags: flags,
-                            isStub: Self.hasStubMarker(descriptor: descriptor))
+        let isStub = Self.hasStubMarker(descriptor: descriptor)
+        let file = OpenFile(descriptor: descriptor, inode: inode, flags: flags, isStub: isStub,
+                            passthroughOffered: !isStub && mayPassThrough(inode, flags: flags))
         if flags & O_TRUNC != 0 {
             try truncateOnOpen(file)
         }
         let handle = files.insert(file)
         hooks.didOpen(mountedFile(inode), flags: flags)
-        return opened(handle)
+        return opened(handle, file)
     }
 
     public func create(parent: UInt64, name: [UInt8], mode: mode_t, flags: Int32, caller: Caller) throws(Errno) -> (Entry, OpenedFile) {
@@ -362,11 +371,13 @@ public final class PassthroughCore: FileSystemCore {
             throw error
         }
         let inode = inodes.remember(descriptor: pathDescriptor, status: status, parent: directory.number, name: name)
-        let handle = files.insert(OpenFile(descriptor: descriptor, inode: inode, flags: flags, isStub: false))
-        let file = mountedFile(inode)
-        hooks.didChange(MountChange(kind: .created, path: file.path, identity: inode.identity))
-        hooks.didOpen(file, flags: flags)
-        return (Entry(inode: inode.number, generation: 0, attributes: status), opened(handle))
+        let file = OpenFile(descriptor: descriptor, inode: inode, flags: flags, isStub: false,
+                            passthroughOffered: mayPassThrough(inode, flags: flags))
+        let handle = files.insert(file)
+        let mounted = mountedFile(inode)
+        hooks.didChange(MountChange(kind: .created, path: mounted.path, identity: inode.identity))
+        hooks.didOpen(mounted, flags: flags)
+        return (Entry(inode: inode.number, generation: 0, attributes: status), opened(handle, file))
     }
 
     public func read(_ number: UInt64, handle: UInt64, offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(Errno) -> Int {
@@ -390,6 +401,7 @@ public final class PassthroughCore: FileSystemCore {
     /// The open file for a read, after a stub's range has been recalled.
     private func readableFile(_ handle: UInt64, offset: Int64, length: Int) throws(Errno) -> OpenFile {
         let file = try files.object(handle)
+        servedReads.add(1, ordering: .relaxed)
         if file.isStub.load(ordering: .relaxed) {
             try hooks.beforeRead(mountedFile(file.inode), offset: offset, length: length)
             file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
@@ -409,6 +421,7 @@ public final class PassthroughCore: FileSystemCore {
 
     /// A stub's content is made whole before anything is written into it.
     private func prepareWrite(_ file: OpenFile, offset: Int64, length: Int) throws(Errno) {
+        servedWrites.add(1, ordering: .relaxed)
         if file.isStub.load(ordering: .relaxed) {
             try hooks.beforeWrite(mountedFile(file.inode), .write(offset: offset, length: length))
             file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
@@ -435,6 +448,10 @@ public final class PassthroughCore: FileSystemCore {
 
     public func release(_ number: UInt64, handle: UInt64) {
         guard let file = files.remove(handle) else { return }
+        if file.passedThrough.load(ordering: .relaxed) && file.isWritable {
+            // Whatever the kernel wrote directly is done now.
+            hooks.didChange(MountChange(kind: .modified, path: path(of: file.inode.number), identity: file.inode.identity))
+        }
         if file.wrote.load(ordering: .relaxed) {
             hooks.didChange(MountChange(kind: .closedAfterWrite, path: path(of: file.inode.number), identity: file.inode.identity))
         }
@@ -674,10 +691,25 @@ public final class PassthroughCore: FileSystemCore {
         return result
     }
 
-    private func opened(_ handle: UInt64) -> OpenedFile {
+    private func opened(_ handle: UInt64, _ file: OpenFile) -> OpenedFile {
         // No flush per close: the backing file is local, so a close cannot report anything a write
         // or fsync did not; that saves a round trip on every close(2).
-        OpenedFile(handle: handle, keepCache: configuration.keepCache, directIO: false, noFlush: true)
+        var opened = OpenedFile(handle: handle, keepCache: configuration.keepCache, directIO: false, noFlush: true)
+        if file.passthroughOffered { opened.passthroughDescriptor = file.descriptor }
+        return opened
+    }
+
+    public func openedInPassthrough(_ number: UInt64, handle: UInt64) {
+        guard let file = try? files.object(handle) else { return }
+        file.passedThrough.store(true, ordering: .relaxed)
+        // The kernel's writes will not pass here: the change is reported now, and again at the release.
+        if file.isWritable { noteWrite(file) }
+    }
+
+    /// Whether a full file may be passed through to the kernel: the hooks agree, and the kernel does
+    /// not cache writes (it refuses passthrough together with the writeback cache).
+    private func mayPassThrough(_ inode: Inode, flags: Int32) -> Bool {
+        !configuration.writebackCache && hooks.allowsPassthrough(mountedFile(inode), flags: flags)
     }
 
     /// O_TRUNC: the stub must be told before its content goes.

@@ -236,7 +236,8 @@ func makedev(_ major: UInt32, _ minor: UInt32) -> dev_t {
     }
 
     @Test func stopEndsABusyMountAfterTheGracePeriod() throws {
-        let fixture = try MountFixture(options: MountOptions(stopGracePeriod: .milliseconds(300)))
+        // A handle through the daemon: a passed-through one keeps using the endpoint file (PassthroughTests).
+        let fixture = try MountFixture(options: MountOptions(stopGracePeriod: .milliseconds(300), passthrough: false))
         defer { fixture.stop() }
         try writeFile(fixture.mounted("held"), [1])
         let descriptor = open(fixture.mounted("held"), O_RDONLY | O_CLOEXEC)

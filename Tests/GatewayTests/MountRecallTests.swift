@@ -1,13 +1,14 @@
 import Backends
 import CloudShare
 import Foundation
+import FUSE
 @testable import Gateway
 import Glibc
 import Testing
 
 @Suite(.serialized) struct MountRecallTests {
     /// A synced, tiered 3 MiB file on an endpoint, and that endpoint mounted through FUSE.
-    func mountedStub() async throws -> (SyncGroup, [UInt8], String, (() -> Void))? {
+    func mountedStub() async throws -> (SyncGroup, [UInt8], String, MountSession)? {
         guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
             Issue.record("/dev/fuse is missing: the mounted cache volume cannot be tested here")
             return nil
@@ -21,12 +22,12 @@ import Testing
         let mountpoint = group.scratch.path + "/mnt"
         try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
         let session = try await group.gateways[0].mount(group.endpoints[0], at: mountpoint)
-        return (group, content, mountpoint, { session.stop() })
+        return (group, content, mountpoint, session)
     }
 
     @Test func readingAStubThroughTheMountRecallsExactlyAndStatShowsItsSize() async throws {
-        guard let (group, content, mountpoint, unmount) = try await mountedStub() else { return }
-        defer { unmount() }
+        guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
+        defer { session.stop() }
         var info = stat()
         #expect(stat(mountpoint + "/doc.bin", &info) == 0)
         #expect(info.st_size == off_t(content.count), "stat of a stub shows its real size")
@@ -47,7 +48,7 @@ import Testing
     }
 
     @Test func writingIntoAStubThroughTheMountRecallsItFirst() async throws {
-        guard let (group, content, mountpoint, unmount) = try await mountedStub() else { return }
+        guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
         let patch = [UInt8](repeating: 0x5A, count: 10)
         let wrote = try await offPool { () -> Bool in
             let fd = open(mountpoint + "/doc.bin", O_WRONLY)
@@ -56,7 +57,7 @@ import Testing
             return pwrite(fd, &bytes, 10, 100) == 10 && fsync(fd) == 0
         }
         #expect(wrote)
-        unmount()
+        session.stop()
         var expected = content
         expected.replaceSubrange(100..<110, with: patch)
         let local = try readAll(group.root(0) + "/doc.bin") == expected
@@ -67,5 +68,29 @@ import Testing
         _ = try await TreeExport.run(share: try await CloudShare.open(try StoreLocator.open(group.url)), destination: other)
         let uploaded = try readAll(other + "/doc.bin") == expected
         #expect(uploaded, "the share holds the whole file with the write")
+    }
+
+    @Test func writesIntoAFullFileBypassTheDaemonAndAreStillSynced() async throws {
+        guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
+        let recalled = try await readStub(mountpoint + "/doc.bin") == content
+        #expect(recalled)
+        #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == nil)
+        // Full now: the kernel writes it directly (passthrough), the Gateway only sees the open and release.
+        let patch = [UInt8](repeating: 0x33, count: 10)
+        let wrote = try await offPool { () -> Bool in
+            let fd = open(mountpoint + "/doc.bin", O_WRONLY)
+            defer { close(fd) }
+            var bytes = patch
+            return pwrite(fd, &bytes, 10, 500) == 10
+        }
+        #expect(wrote)
+        #expect(session.isPassingThrough)
+        session.stop()
+        var expected = content
+        expected.replaceSubrange(500..<510, with: patch)
+        let local = try readAll(group.root(0) + "/doc.bin") == expected
+        #expect(local)
+        let report = try await group.sync(0)
+        #expect(report.uploaded == 1, "a write the daemon never saw is still recorded as a change")
     }
 }

@@ -76,6 +76,12 @@ public final class MountRecallHooks: MountHooks {
         try fill(path, range: nil)
     }
 
+    /// Full files are read and written by the kernel directly; a stub never is, so that its reads and
+    /// writes recall first. Changes made that way are still reported (`modified` at open and release).
+    public func allowsPassthrough(_ file: MountedFile, flags: Int32) -> Bool {
+        !isStub(file)
+    }
+
     public func didOpen(_ file: MountedFile, flags: Int32) {
         guard let path = file.path, let record = try? state.entry(endpoint.id, path) else { return }
         try? state.heatStore(endpoint.id).recordAccess(record.fileID)
