@@ -205,12 +205,17 @@ extension SyncEngine {
     /// Moves the local item at `path` aside to a free conflict name; returns that name.
     func moveAside(_ path: String, overlay: EntryOverlay, label: String) throws -> String {
         let target = try freeConflictName(for: path, label: label, overlay: overlay)
+        try move(path, to: target)
+        return target
+    }
+
+    /// Renames the local item at `path` to `target`, which must be free (its folders are made).
+    func move(_ path: String, to target: String) throws {
         let from = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
         defer { close(from.fd) }
         let to = try SafePath.openParent(rootFD: rootFD, path: target, create: true)
         defer { close(to.fd) }
         try Posix.call("rename", path: path) { CLinux_renameat2(from.fd, from.name, to.fd, to.name, UInt32(CLINUX_RENAME_NOREPLACE)) }
-        return target
     }
 
     func freeConflictName(for path: String, label: String, overlay: EntryOverlay) throws -> String {
@@ -363,11 +368,7 @@ extension SyncEngine {
         do {
             item = try placeStub(stub, at: path)
         } catch {
-            let from = try SafePath.openParent(rootFD: rootFD, path: copy, create: false)
-            defer { close(from.fd) }
-            let to = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
-            defer { close(to.fd) }
-            try Posix.call("rename", path: copy) { CLinux_renameat2(from.fd, from.name, to.fd, to.name, UInt32(CLINUX_RENAME_NOREPLACE)) }
+            try move(copy, to: path)
             throw error
         }
         placed = true

@@ -103,26 +103,33 @@ public final class Tierer: Sendable {
         try stub.setVersion(String(record.version))
         try stub.setState(.tiered)
         try stub.sync()
-        try beforePunch?(fd, full)
+        try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
+        return record.size
+    }
+
+    /// Punches out `stub` (its markers written, its lease held) and records it as tiered. The daemon
+    /// lifts the file's mark just before (a punch of a marked file is a pre-content access, whose event
+    /// opens the file and breaks the lease) and puts it back right after, failure or not, while the
+    /// lease still holds every other open back: each later open sees the mark.
+    func punch(_ stub: StubFile, path: String, record: EntryRecord, beforePunch: ((Int32, String) throws -> Void)?,
+               afterPunch: ((Int32, String) throws -> Void)?) throws {
+        try beforePunch?(stub.descriptor, stub.path)
         do {
             try stub.punchOut()
             try stub.sync()
         } catch {
-            try? afterPunch?(fd, full)    // markers stand: whatever the punch left must recall on access
+            try? afterPunch?(stub.descriptor, stub.path)    // markers stand: what the punch left must recall on access
             throw error
         }
-        // The daemon marks the stub while the lease still holds every other open back: each later open
-        // sees the mark. (Marking before the punch would make the punch itself a pre-content access.)
-        try afterPunch?(fd, full)
-
-        try Posix.call("fstat", path: full) { fstat(fd, &info) }
+        try afterPunch?(stub.descriptor, stub.path)
+        var info = stat()
+        try Posix.call("fstat", path: stub.path) { fstat(stub.descriptor, &info) }
         var updated = record
         updated.updateStat(LocalItem(path: path, info))
         updated.residency = .tiered
-        var done = state.batch(endpoint.id)
-        done.setEntry(path, updated)
-        try state.commit(done, sync: true)
-        return record.size
+        var batch = state.batch(endpoint.id)
+        batch.setEntry(path, updated)
+        try state.commit(batch, sync: true)
     }
 
     /// Punches out the recalled ranges of a partial stub (its markers and chunk list stand), under a
@@ -147,23 +154,8 @@ public final class Tierer: Sendable {
             throw Refusal(path: path, reason: "it changed since it was recalled")
         }
         let allocated = Int64(info.st_blocks) * 512
-        try beforePunch?(fd, full)
-        do {
-            try stub.punchOut()
-            try stub.setState(.tiered)
-            try stub.sync()
-        } catch {
-            try? afterPunch?(fd, full)    // still a stub: it must recall on access
-            throw error
-        }
-        try afterPunch?(fd, full)
-        try Posix.call("fstat", path: full) { fstat(fd, &info) }
-        var updated = record
-        updated.updateStat(LocalItem(path: path, info))
-        updated.residency = .tiered
-        var batch = state.batch(endpoint.id)
-        batch.setEntry(path, updated)
-        try state.commit(batch, sync: true)
+        try stub.setState(.tiered)      // whole again once punched (either value means a stub meanwhile)
+        try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
         return allocated
     }
 
