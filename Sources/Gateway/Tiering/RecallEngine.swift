@@ -192,37 +192,39 @@ public final class RecallEngine: Sendable {
         }
     }
 
-    private let flights = Flights()
+    /// One set for the process: every engine (the daemon's, a sync engine's, the mount's) fills the
+    /// same files, and file ids are unique.
+    private static let flights = Flights()
 
     /// Runs `body` (a fill of `span` of the stub `fileID`) once no overlapping fill of it is in flight.
     /// Blocks the calling thread: for fanotify and FUSE threads, never the cooperative pool.
     func exclusively<T>(_ fileID: String, _ span: Range<Int64>, _ body: () throws -> T) rethrows -> T {
-        flights.enter(fileID, span)
-        defer { flights.leave(fileID, span) }
+        Self.flights.enter(fileID, span)
+        defer { Self.flights.leave(fileID, span) }
         return try body()
     }
 
     /// Threads of this process writing recalled bytes into a stub through an ordinary descriptor: the
     /// pre-content events their writes raise (the file is marked) are answered at once, since the
     /// thread holds the fill's flight and writes verified bytes itself.
-    private let writers = Mutex<Set<Int32>>([])
+    private static let writers = Mutex<Set<Int32>>([])
 
     /// Runs `body`, a write of recalled bytes by this thread, with its events answered at once.
     func writingRecalledBytes<T>(_ body: () throws -> T) rethrows -> T {
         let thread = CLinux_gettid()
-        writers.withLock { _ = $0.insert(thread) }
-        defer { writers.withLock { _ = $0.remove(thread) } }
+        Self.writers.withLock { _ = $0.insert(thread) }
+        defer { Self.writers.withLock { _ = $0.remove(thread) } }
         return try body()
     }
 
     /// Whether `thread` (from an event of a monitor reporting thread ids) is writing recalled bytes.
     func isWritingRecalledBytes(_ thread: Int32) -> Bool {
-        writers.withLock { $0.contains(thread) }
+        Self.writers.withLock { $0.contains(thread) }
     }
 
     /// Async form of ``exclusively(_:_:_:)``: the wait happens on a thread of its own.
     func exclusively<T: Sendable>(_ fileID: String, _ span: Range<Int64>, _ body: () async throws -> T) async throws -> T {
-        let flights = self.flights
+        let flights = Self.flights
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             Thread {
                 flights.enter(fileID, span)
