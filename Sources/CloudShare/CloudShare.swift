@@ -25,7 +25,7 @@ public final class CloudShare: Sendable {
     private init(store: any ObjectStore, manifest: ShareManifest) {
         self.store = store
         self.manifest = manifest
-        log = CommitLog(store: store)
+        log = CommitLog(store: store, writesBinary: manifest.format >= 2)
     }
 
     /// Creates a new, empty share in `store`; refuses when one exists there.
@@ -52,9 +52,9 @@ public final class CloudShare: Sendable {
         guard let version = try? JSONDecoder().decode(Version.self, from: Data(bytes)) else {
             throw ShareError(.corrupt, share: store.displayName, object: ShareManifest.key, cause: "not a share manifest (unreadable JSON)")
         }
-        guard version.format == ShareManifest.currentFormat else {
+        guard ShareManifest.readableFormats.contains(version.format) else {
             throw ShareError(.unsupportedFormat, share: store.displayName, object: ShareManifest.key,
-                             cause: "share format version \(version.format) is not supported (this build reads version \(ShareManifest.currentFormat))")
+                             cause: "share format version \(version.format) is not supported (this build reads versions \(ShareManifest.readableFormats.lowerBound) to \(ShareManifest.readableFormats.upperBound))")
         }
         let manifest: ShareManifest
         do {

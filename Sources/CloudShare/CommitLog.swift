@@ -5,10 +5,13 @@ import Foundation
 /// put-if-absent so that two writers can never both own one sequence number.
 public struct CommitLog: Sendable {
     let store: any ObjectStore
+    /// New records are binary (shares of format 2), else JSON (format 1). Both are read.
+    let writesBinary: Bool
 
     /// The log of the share in `store`.
-    public init(store: any ObjectStore) {
+    public init(store: any ObjectStore, writesBinary: Bool = true) {
         self.store = store
+        self.writesBinary = writesBinary
     }
 
     /// The object key of the record at `sequence`.
@@ -45,16 +48,16 @@ public struct CommitLog: Sendable {
     public func read(_ sequence: UInt64) async throws -> Commit {
         let key = Self.key(sequence)
         let bytes = try await store.get(key)
+        let commit: Commit
         do {
-            var commit = try JSONDecoder().decode(Commit.self, from: Data(bytes))
-            guard commit.sequence == sequence else {
-                throw ShareError(.badLog, share: store.displayName, object: key, cause: "record says sequence \(commit.sequence)")
-            }
-            commit.sequence = sequence
-            return commit
-        } catch let error as DecodingError {
+            commit = CommitCoding.isBinary(bytes) ? try CommitCoding.decode(bytes) : try JSONDecoder().decode(Commit.self, from: Data(bytes))
+        } catch {
             throw ShareError(.badLog, share: store.displayName, object: key, cause: "unreadable commit record: \(error)")
         }
+        guard commit.sequence == sequence else {
+            throw ShareError(.badLog, share: store.displayName, object: key, cause: "record says sequence \(commit.sequence)")
+        }
+        return commit
     }
 
     /// Reads every record after `cursor`, in order, checking that there is no gap.
@@ -76,9 +79,14 @@ public struct CommitLog: Sendable {
     public func tryAppend(_ commit: Commit, at sequence: UInt64) async throws -> Bool {
         var commit = commit
         commit.sequence = sequence
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let bytes = Array(try encoder.encode(commit))
+        let bytes: [UInt8]
+        if writesBinary {
+            bytes = CommitCoding.encode(commit)
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            bytes = Array(try encoder.encode(commit))
+        }
         let key = Self.key(sequence)
         do {
             try await store.putIfAbsent(key, bytes: bytes)

@@ -3,8 +3,11 @@ import Foundation
 
 /// The contents of `share.json`: what a reader must know before touching anything else in a share.
 public struct ShareManifest: Codable, Sendable, Equatable {
-    /// The on-store format this build writes and reads.
-    public static let currentFormat = 1
+    /// The on-store format this build writes for new shares: 2 (commit records in binary). Shares of
+    /// format 1 (JSON commit records) are read and written as they are.
+    public static let currentFormat = 2
+    /// The formats this build reads.
+    public static let readableFormats = 1...2
     /// The object key of the manifest.
     public static let key = "share.json"
 

@@ -126,6 +126,68 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         #expect(namespace.fileCount == 40)
     }
 
+    /// A commit with every kind of operation and every optional field.
+    func fullCommit() -> Commit {
+        var file = entry(70_000)
+        file.chunks = [ChunkRef(id: SHA256.hash(Array("a".utf8)), length: 65_536), ChunkRef(id: SHA256.hash(Array("b".utf8)), length: 4464)]
+        file.fingerprint = "00112233445566778899aabbccddeeff"
+        file.acl = ["system.posix_acl_access": "AgAAAAEABgD/////", "system.posix_acl_default": "AgAAAA=="]
+        file.version = 12
+        file.mtime = 1_764_000_000_123_456_789
+        file.uid = 1000
+        let directory = NamespaceEntry(kind: .directory, fileID: "d1", size: 0, mode: 0o755, mtime: -5, uid: 0, gid: 0)
+        return Commit(author: "server/1", authorName: "Ünïcode ☃", packs: ["p1", "p2"],
+                      operations: [.upsert("dir", directory), .upsert("dir/naïve file.txt", file), .delete("old"), .rename(from: "x", to: "y/z")])
+    }
+
+    @Test func binaryRecordsRoundTripAndJSONRecordsStillRead() async throws {
+        let share = try await CloudShare.create(in: MemoryStore())
+        #expect(share.manifest.format == 2)
+        let commit = fullCommit()
+        let sequence = try await share.log.append(commit)
+        let raw = try await share.store.get(CommitLog.key(sequence))
+        #expect(raw.starts(with: Array("TGC1".utf8)), "format-2 shares write binary records")
+        let back = try await share.log.read(sequence)
+        #expect(back.id == commit.id && back.author == commit.author && back.authorName == commit.authorName)
+        #expect(back.time == commit.time && back.packs == commit.packs && back.sequence == sequence)
+        #expect(back.operations == commit.operations)
+
+        // A format-1 share keeps JSON records; a log may hold both kinds.
+        let legacy = CommitLog(store: share.store, writesBinary: false)
+        let next = try await legacy.append(commit, knownHead: sequence)
+        #expect(try await share.store.get(CommitLog.key(next)).first == UInt8(ascii: "{"))
+        #expect(try await share.log.records(after: 0).map(\.operations) == [commit.operations, commit.operations])
+    }
+
+    @Test func aDamagedBinaryRecordIsAnErrorNamingIt() async throws {
+        let share = try await CloudShare.create(in: MemoryStore())
+        let sequence = try await share.log.append(fullCommit())
+        let key = CommitLog.key(sequence)
+        let good = try await share.store.get(key)
+        var flipped = good
+        flipped[good.count / 2] ^= 0x40
+        for (damage, bytes) in [("checksum mismatch", flipped), ("too short", Array(good.prefix(6)))] {
+            try await share.store.delete(key)
+            try await share.store.put(key, bytes: bytes)
+            do {
+                _ = try await share.log.read(sequence)
+                Issue.record("a damaged record (\(damage)) was read")
+            } catch let error as ShareError {
+                #expect(error.code == .badLog)
+                #expect(error.description.contains(key) && error.description.contains(damage), "\(error)")
+            }
+        }
+        // Well-formed framing around nonsense: a count far larger than the record, with a valid checksum.
+        let emptyString: [UInt8] = [0, 0, 0, 0]
+        var writer = Array("TGC1".utf8) + emptyString + withUnsafeBytes(of: sequence.littleEndian, Array.init)
+            + emptyString + emptyString + [UInt8](repeating: 0, count: 8)      // author, name, time
+            + [0, 0, 0, 0] + [0xFF, 0xFF, 0xFF, 0x7F]                             // no packs, 2^31 - 1 operations
+        writer += withUnsafeBytes(of: XXH3.hash64(writer).littleEndian, Array.init)
+        try await share.store.delete(key)
+        try await share.store.put(key, bytes: writer)
+        await #expect(throws: ShareError.self) { _ = try await share.log.read(sequence) }
+    }
+
     @Test func namespaceAppliesRenamesAndDeletesOfTrees() async throws {
         var namespace = Namespace()
         var commit = Commit(author: "a", authorName: "a", operations: [

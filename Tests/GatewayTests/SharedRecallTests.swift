@@ -96,6 +96,30 @@ final class Shared<Value: Sendable>: Sendable {
         #expect(try readAll(path) == content)
     }
 
+    @Test func aMountReadOfAStubMarkedForFanotifyRecallsWithoutWaitingForItself() async throws {
+        let (group, content, _) = try await tieredFile()
+        guard PreContentMonitor.isSupported(at: group.root(0)) else {
+            Issue.record("fanotify pre-content events are unavailable here: the test cannot run")
+            return
+        }
+        // The daemon with both access paths: the endpoint's stubs marked, and the mount's hooks on the
+        // same recall engine. The mount's writes into the marked stub raise events the daemon answers.
+        let share = try await CloudShare.open(FaultInjectingStore(try StoreLocator.open(group.url), getDelay: .milliseconds(20)))
+        let runtime = try TieringRuntime(endpoint: group.endpoints[0], share: share, state: group.gateways[0].state)
+        defer { runtime.stop() }
+        #expect(try await runtime.markStubs() == 1)
+        let hooks = MountRecallHooks(endpoint: group.endpoints[0], state: group.gateways[0].state, recaller: runtime.recaller)
+        let path = group.root(0) + "/doc.bin"
+        var info = stat()
+        stat(path, &info)
+        let file = MountedFile(path: "doc.bin", identity: FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino)))
+        try await offPool { try hooks.beforeRead(file, offset: 0, length: 4096) }
+        #expect(runtime.recaller.currentFigures.recalls == 1)
+        try await offPool { try hooks.beforeWrite(file, .write(offset: 100, length: 10)) }
+        #expect(StubFile.marker(atPath: path) == nil, "a write recalls the whole stub first")
+        #expect(try readAll(path) == content)
+    }
+
     @Test func concurrentFanotifyReadersAndAWholeRecallShareTheWork() async throws {
         let (group, content, _) = try await tieredFile()
         let path = group.root(0) + "/doc.bin"

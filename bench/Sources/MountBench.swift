@@ -56,7 +56,9 @@ enum MountBench {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
         let core = try PassthroughCore(endpoint: endpoint)
-        let session = try MountSession.mount(core, at: mountpoint)
+        // `TIERGATE_BENCH_MOUNT_PASSTHROUGH=0` measures the mount with every read and write through the daemon.
+        let passthrough = BenchFiles.setting("TIERGATE_BENCH_MOUNT_PASSTHROUGH", 1) != 0
+        let session = try MountSession.mount(core, at: mountpoint, options: MountOptions(passthrough: passthrough))
         defer { session.stop() }
 
         let block = 1 << 20
