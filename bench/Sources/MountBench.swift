@@ -45,9 +45,7 @@ enum MountBench {
 
     static func run(_ table: BenchTable) throws {
         guard access("/dev/fuse", R_OK | W_OK) == 0 else { throw BenchError(description: "/dev/fuse is not usable") }
-        var template = Array("\(NSTemporaryDirectory())/tiergate-bench-mount-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw BenchError(description: "mkdtemp failed: errno \(errno)") }
-        let root = String(cString: created)
+        let root = BenchFiles.fresh("mount")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let native = root + "/native"
         let endpoint = root + "/endpoint"
