@@ -200,10 +200,14 @@ enum MountBench {
     }
 
     /// Runs `native` and `mounted` in turn `runs` times; the best time of each.
+    /// Each run starts with no dirty pages (a `sync` first, not timed): a run must not pay for the
+    /// writeback of the one before.
     static func alternate(native: () throws -> Void, mounted: () throws -> Void) throws -> (native: Double, mounted: Double) {
         var best = (native: Double.infinity, mounted: Double.infinity)
         for _ in 0..<runs {
+            sync()
             best.native = min(best.native, try Stopwatch.seconds(native))
+            sync()
             best.mounted = min(best.mounted, try Stopwatch.seconds(mounted))
         }
         return best
