@@ -197,12 +197,7 @@ final class LoopVolume {
     }
 
     @Test func inLowDiskModeRecalledFilesAreTieredAgainOnceClosed() async throws {
-        let group = try await SyncGroup(servers: 1)
-        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
-        group.endpoints[0] = try group.gateways[0].endpoint("1")
-        let content = randomBytes(8 << 20, seed: 93)
-        group.scratch.write("ep0/big.bin", content)
-        try await group.sync(0)
+        let (group, content) = try await tieredGroup(size: 8 << 20, seed: 93)
         let root = group.root(0)
         guard PreContentMonitor.isSupported(at: root) else {
             Issue.record("fanotify pre-content events are unavailable here: the low-disk test cannot run")

@@ -20,12 +20,7 @@ final class Shared<Value: Sendable>: Sendable {
     /// A tiered 3 MiB file `doc.bin` on a one-endpoint group; a recall engine to read it with, over a
     /// share whose reads take 20 ms (so concurrent fills overlap).
     func tieredFile() async throws -> (SyncGroup, [UInt8], RecallEngine) {
-        let group = try await SyncGroup(servers: 1)
-        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
-        group.endpoints[0] = try group.gateways[0].endpoint("1")
-        let content = randomBytes(3 << 20, seed: 95)
-        group.scratch.write("ep0/doc.bin", content)
-        try await group.sync(0)
+        let (group, content) = try await tieredGroup(name: "doc.bin", seed: 95)
         let share = try await CloudShare.open(try StoreLocator.open(group.url))
         try await Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0]).tier("doc.bin")
         let slow = try await CloudShare.open(FaultInjectingStore(try StoreLocator.open(group.url), getDelay: .milliseconds(20)))

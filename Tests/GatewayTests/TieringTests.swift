@@ -47,17 +47,19 @@ func holdsNoData(_ path: String) -> Bool {
     return lseek(fd, 0, 3 /* SEEK_DATA */) == -1 && errno == ENXIO
 }
 
+/// A one-endpoint group with tiering on and a synced file of `size` random bytes (from `seed`) at `name`.
+func tieredGroup(size: Int = 3 << 20, download: NamespaceDownloadMode = .avoidTieredFiles, name: String = "big.bin",
+                 seed: UInt64 = 77) async throws -> (SyncGroup, [UInt8]) {
+    let group = try await SyncGroup(servers: 1)
+    _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: download))
+    group.endpoints[0] = try group.gateways[0].endpoint("1")
+    let content = randomBytes(size, seed: seed)
+    group.scratch.write("ep0/" + name, content)
+    try await group.sync(0)
+    return (group, content)
+}
+
 @Suite(.serialized) struct TieringTests {
-    /// A one-endpoint group with tiering on and a synced file of `size` random bytes at `name`.
-    func tieredGroup(size: Int = 3 << 20, download: NamespaceDownloadMode = .avoidTieredFiles) async throws -> (SyncGroup, [UInt8]) {
-        let group = try await SyncGroup(servers: 1)
-        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: download))
-        group.endpoints[0] = try group.gateways[0].endpoint("1")
-        let content = randomBytes(size, seed: 77)
-        group.scratch.write("ep0/big.bin", content)
-        try await group.sync(0)
-        return (group, content)
-    }
 
     func runtime(_ group: SyncGroup, _ index: Int = 0) async throws -> TieringRuntime? {
         guard PreContentMonitor.isSupported(at: group.root(index)) else {

@@ -78,33 +78,41 @@ public final class Tierer: Sendable {
             throw Refusal(path: path, reason: "chunk \(chunk.id.hex) is missing from the share")
         }
 
+        return try withLease(path) { stub in
+            var info = stat()
+            try Posix.call("fstat", path: full) { fstat(stub.descriptor, &info) }
+            guard record.matches(LocalItem(path: path, info)) else { throw Refusal(path: path, reason: "it changed while being tiered") }
+
+            // Intent first: a crash from here on is finished (or undone) by `recoverInterrupted`.
+            var batch = state.batch(endpoint.id)
+            batch.batch.put(LocalState.key(endpoint.id, record.fileID), RecallEngine.encodeLayout(layout), in: state.family(.chunks))
+            var intent = record
+            intent.residency = .tiering
+            batch.setEntry(path, intent)
+            try state.commit(batch, sync: true)
+            try stub.setFileID(record.fileID)
+            try stub.setVersion(String(record.version))
+            try stub.setState(.tiered)
+            try stub.sync()
+            try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
+            return record.size
+        }
+    }
+
+    /// Opens `path` (relative) and runs `body` while holding a write lease on it: granted only while no
+    /// other process has the file open, and broken (the opener waits) when one tries to.
+    func withLease<T>(_ path: String, _ body: (StubFile) throws -> T) throws -> T {
+        let full = endpoint.path + "/" + path
         let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
         defer { close(fd) }
         let stub = StubFile(descriptor: fd, path: full)
-        // A write lease is granted only when no other process has the file open.
         do {
             try stub.takeWriteLease()
         } catch {
             throw Refusal(path: path, reason: "it is open by another process")
         }
         defer { try? stub.releaseLease() }
-        var info = stat()
-        try Posix.call("fstat", path: full) { fstat(fd, &info) }
-        guard record.matches(LocalItem(path: path, info)) else { throw Refusal(path: path, reason: "it changed while being tiered") }
-
-        // Intent first: a crash from here on is finished (or undone) by `recoverInterrupted`.
-        var batch = state.batch(endpoint.id)
-        batch.batch.put(LocalState.key(endpoint.id, record.fileID), RecallEngine.encodeLayout(layout), in: state.family(.chunks))
-        var intent = record
-        intent.residency = .tiering
-        batch.setEntry(path, intent)
-        try state.commit(batch, sync: true)
-        try stub.setFileID(record.fileID)
-        try stub.setVersion(String(record.version))
-        try stub.setState(.tiered)
-        try stub.sync()
-        try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
-        return record.size
+        return try body(stub)
     }
 
     /// Punches out `stub` (its markers written, its lease held) and records it as tiered. The daemon
@@ -136,27 +144,19 @@ public final class Tierer: Sendable {
     /// write lease, if it is still the recorded stub: same size and mtime (a write would have moved it).
     func punchAgain(_ path: String, _ record: EntryRecord, beforePunch: ((Int32, String) throws -> Void)?,
                     afterPunch: ((Int32, String) throws -> Void)?) throws -> Int64 {
-        let full = endpoint.path + "/" + path
-        let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
-        defer { close(fd) }
-        let stub = StubFile(descriptor: fd, path: full)
-        guard try stub.state() == .partial else { throw Refusal(path: path, reason: "it is not a partial stub") }
-        do {
-            try stub.takeWriteLease()
-        } catch {
-            throw Refusal(path: path, reason: "it is open by another process")
+        try withLease(path) { stub in
+            guard try stub.state() == .partial else { throw Refusal(path: path, reason: "it is not a partial stub") }
+            var info = stat()
+            try Posix.call("fstat", path: stub.path) { fstat(stub.descriptor, &info) }
+            let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+            guard Int64(info.st_size) == record.size, mtime == record.mtime else {
+                throw Refusal(path: path, reason: "it changed since it was recalled")
+            }
+            let allocated = Int64(info.st_blocks) * 512
+            try stub.setState(.tiered)      // whole again once punched (either value means a stub meanwhile)
+            try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
+            return allocated
         }
-        defer { try? stub.releaseLease() }
-        var info = stat()
-        try Posix.call("fstat", path: full) { fstat(fd, &info) }
-        let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
-        guard Int64(info.st_size) == record.size, mtime == record.mtime else {
-            throw Refusal(path: path, reason: "it changed since it was recalled")
-        }
-        let allocated = Int64(info.st_blocks) * 512
-        try stub.setState(.tiered)      // whole again once punched (either value means a stub meanwhile)
-        try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
-        return allocated
     }
 
     /// Finishes what a crash interrupted, from the intent recorded in the database: a tiering whose
