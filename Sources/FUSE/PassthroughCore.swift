@@ -621,24 +621,21 @@ public final class PassthroughCore: FileSystemCore {
     }
 
     public func setxattr(_ number: UInt64, name: [UInt8], value: UnsafeRawBufferPointer, flags: Int32) throws(Errno) {
-        let kind = ExtendedAttributeName.classify(name)
-        switch kind {
-        case .reserved: throw .notPermitted
-        case .unsupported: throw .notSupported
-        case .user, .accessControlList: break
+        try changeAttribute(number, name: name, onSymbolicLink: { $0 == .user ? .notPermitted : .notSupported }) { path, cName in
+            CFuse3.setxattr(path, cName, value.baseAddress, value.count, flags)
         }
-        let inode = try inodes.inode(number)
-        // What Linux answers on a symbolic link itself.
-        guard !inode.isSymbolicLink else { throw kind == .user ? .notPermitted : .notSupported }
-        try inodes.withDescriptor(inode) { descriptor throws(Errno) in
-            try withName(name, validate: false) { cName throws(Errno) in
-                _ = try systemCall { CFuse3.setxattr(procPath(descriptor), cName, value.baseAddress, value.count, flags) }
-            }
-        }
-        hooks.didChange(MountChange(kind: .attributesChanged, path: path(of: number), identity: inode.identity))
     }
 
     public func removexattr(_ number: UInt64, name: [UInt8]) throws(Errno) {
+        try changeAttribute(number, name: name, onSymbolicLink: { $0 == .user ? .noData : .notSupported }) { path, cName in
+            CFuse3.removexattr(path, cName)
+        }
+    }
+
+    /// Sets or removes an attribute of a namespace the mount passes through: `change` makes the call on
+    /// the endpoint file; `onSymbolicLink` is what Linux answers for a symbolic link itself.
+    private func changeAttribute(_ number: UInt64, name: [UInt8], onSymbolicLink: (ExtendedAttributeName) -> Errno,
+                                 _ change: (String, UnsafePointer<CChar>) -> Int32) throws(Errno) {
         let kind = ExtendedAttributeName.classify(name)
         switch kind {
         case .reserved: throw .notPermitted
@@ -646,10 +643,10 @@ public final class PassthroughCore: FileSystemCore {
         case .user, .accessControlList: break
         }
         let inode = try inodes.inode(number)
-        guard !inode.isSymbolicLink else { throw kind == .user ? .noData : .notSupported }
+        guard !inode.isSymbolicLink else { throw onSymbolicLink(kind) }
         try inodes.withDescriptor(inode) { descriptor throws(Errno) in
             try withName(name, validate: false) { cName throws(Errno) in
-                _ = try systemCall { CFuse3.removexattr(procPath(descriptor), cName) }
+                _ = try systemCall { change(procPath(descriptor), cName) }
             }
         }
         hooks.didChange(MountChange(kind: .attributesChanged, path: path(of: number), identity: inode.identity))

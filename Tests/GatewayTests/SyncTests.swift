@@ -67,7 +67,11 @@ final class SyncGroup {
 
 @Suite(.serialized) struct SyncTests {
     @Test func createModifyDeleteAndRenameReachTheOtherEndpoints() async throws {
-        let group = try await SyncGroup(servers: 3)
+        try await Self.createModifyDeleteAndRename(try await SyncGroup(servers: 3))
+    }
+
+    /// The scenarios below run on a `file://` share here and on S3 and FileREST in `RemoteSyncTests`.
+    static func createModifyDeleteAndRename(_ group: SyncGroup) async throws {
         group.write(0, "docs/a.txt", "alpha")
         group.write(0, "docs/b.txt", "beta")
         group.write(0, "top.txt", "top")
@@ -81,7 +85,7 @@ final class SyncGroup {
         let renameReport = try await group.sync(1)
         #expect(renameReport.renamed == 1, "a directory rename is committed as a rename")
         try await group.converge()
-        for index in 0..<3 {
+        for index in group.endpoints.indices {
             #expect(group.tree(index) == ["papers": "<dir>", "papers/a.txt": "alpha 2", "papers/b.txt": "beta"], "endpoint \(index)")
         }
     }
@@ -98,7 +102,11 @@ final class SyncGroup {
     }
 
     @Test func concurrentEditsKeepBothVersionsWithAzureConflictNames() async throws {
-        let group = try await SyncGroup(servers: 2, names: ["alpha", "beta"])
+        try await Self.concurrentEdits(try await SyncGroup(servers: 2, names: ["alpha", "beta"]))
+    }
+
+    /// Endpoint 0 (named alpha) and 1 edit one file; the newer write keeps the name.
+    static func concurrentEdits(_ group: SyncGroup) async throws {
         group.write(0, "report.docx", "base")
         try await group.converge()
         group.write(0, "report.docx", "from alpha")
@@ -109,13 +117,16 @@ final class SyncGroup {
         let report = try await group.sync(1)
         #expect(report.conflicts == 1)
         try await group.converge()
-        for index in 0..<2 {
+        for index in group.endpoints.indices {
             #expect(group.tree(index) == ["report.docx": "from beta", "report-alpha.docx": "from alpha"], "endpoint \(index)")
         }
     }
 
     @Test func aDeleteRacingAModifyKeepsTheModifiedFile() async throws {
-        let group = try await SyncGroup(servers: 2)
+        try await Self.deleteRacingModify(try await SyncGroup(servers: 2))
+    }
+
+    static func deleteRacingModify(_ group: SyncGroup) async throws {
         group.write(0, "keep.txt", "v1")
         try await group.converge()
         try FileManager.default.removeItem(atPath: group.root(0) + "/keep.txt")

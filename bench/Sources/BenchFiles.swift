@@ -18,6 +18,22 @@ enum BenchFiles {
         }
     }
 
+    /// Writes `blocks` copies of `block` to `path` (created or truncated), then fsyncs it when `sync`.
+    static func writeFile(_ path: String, _ block: UnsafeMutableRawBufferPointer, blocks: Int, sync: Bool = false) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else { throw BenchError("open \(path): errno \(errno)") }
+        defer { close(descriptor) }
+        for _ in 0..<blocks {
+            var done = 0
+            while done < block.count {
+                let count = write(descriptor, block.baseAddress! + done, block.count - done)
+                guard count > 0 else { throw BenchError("write \(path): errno \(errno)") }
+                done += count
+            }
+        }
+        if sync { guard fsync(descriptor) == 0 else { throw BenchError("fsync \(path): errno \(errno)") } }
+    }
+
     /// An integer setting from the environment, else `fallback`.
     static func setting(_ name: String, _ fallback: Int) -> Int {
         ProcessInfo.processInfo.environment[name].flatMap(Int.init) ?? fallback

@@ -34,13 +34,9 @@ enum FanotifyBench {
     static let hotFileMiB = 64
     static let firstByteReads = 200
 
-    struct BenchError: Error, CustomStringConvertible {
-        var description: String
-    }
-
     static func run(_ table: BenchTable) throws {
         var template = Array("\(NSTemporaryDirectory())/tiergate-bench-fanotify-XXXXXX".utf8CString)
-        guard let created = mkdtemp(&template) else { throw BenchError(description: "mkdtemp failed: errno \(errno)") }
+        guard let created = mkdtemp(&template) else { throw BenchError("mkdtemp failed: errno \(errno)") }
         let root = String(cString: created)
         defer { try? FileManager.default.removeItem(atPath: root) }
         let volume = try LoopVolume(image: root + "/volume.img", mountpoint: root + "/mnt", megabytes: hotMiB + 512)
@@ -50,16 +46,16 @@ enum FanotifyBench {
         // The data set: hot files, empty stubs to mark, and one stub to recall from.
         let hot = volume.mountpoint + "/hot"
         let stubs = volume.mountpoint + "/stubs"
-        for directory in [hot, stubs] { guard mkdir(directory, 0o755) == 0 else { throw BenchError(description: "mkdir \(directory): errno \(errno)") } }
+        for directory in [hot, stubs] { guard mkdir(directory, 0o755) == 0 else { throw BenchError("mkdir \(directory): errno \(errno)") } }
         let hotFiles = (0..<max(1, hotMiB / hotFileMiB)).map { hot + "/hot-\($0).bin" }
         let block = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
         defer { block.deallocate() }
         for index in 0..<block.count { block[index] = UInt8(truncatingIfNeeded: index &* 131 &+ 17) }
-        for path in hotFiles { try writeFile(path, block, blocks: min(hotFileMiB, hotMiB)) }
+        for path in hotFiles { try BenchFiles.writeFile(path, block, blocks: min(hotFileMiB, hotMiB)) }
         let stubFiles = (0..<stubCount).map { stubs + "/stub-\($0).bin" }
         for path in stubFiles {
             let descriptor = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0o644)
-            guard descriptor >= 0, ftruncate(descriptor, 1 << 20) == 0 else { throw BenchError(description: "create \(path): errno \(errno)") }
+            guard descriptor >= 0, ftruncate(descriptor, 1 << 20) == 0 else { throw BenchError("create \(path): errno \(errno)") }
             close(descriptor)
         }
         sync()
@@ -86,7 +82,7 @@ enum FanotifyBench {
                 let seconds = try Stopwatch.seconds { for path in stubFiles { try monitor.markFile(atPath: path) } }
                 markRate = max(markRate, Double(stubFiles.count) / seconds)
                 perInode.keepBest(try measureHot(hotFiles, bytes: hotBytes))
-                if monitor.statistics.events != 0 { throw BenchError(description: "hot files produced events under per-inode marks") }
+                if monitor.statistics.events != 0 { throw BenchError("hot files produced events under per-inode marks") }
             }
 
             // (c) A filesystem mark, each hot file exempted by an ignore mark.
@@ -96,12 +92,12 @@ enum FanotifyBench {
                 try monitor.markFilesystem(containing: volume.mountpoint)
                 for path in hotFiles { try monitor.ignoreFile(atPath: path) }
                 ignored.keepBest(try measureHot(hotFiles, bytes: hotBytes))
-                if monitor.statistics.events != 0 { throw BenchError(description: "ignored hot files produced events") }
+                if monitor.statistics.events != 0 { throw BenchError("ignored hot files produced events") }
 
                 // (d) The same filesystem mark without the ignore marks: every read() is an event.
                 for path in firstFile { try monitor.unignoreFile(atPath: path) }
                 unignored.keepBest(try measureHot(firstFile, bytes: firstBytes, cold: false))
-                if monitor.statistics.events == 0 { throw BenchError(description: "the filesystem mark produced no events") }
+                if monitor.statistics.events == 0 { throw BenchError("the filesystem mark produced no events") }
             }
         }
         table.add("fanotify: mark stubs (per-inode marks)", markRate, "marks/s",
@@ -167,10 +163,10 @@ enum FanotifyBench {
         let stub = directory + "/first-byte.bin"
         let content = [UInt8]((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 9) | 1 })
         let descriptor = open(stub, O_CREAT | O_TRUNC | O_RDWR | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw BenchError(description: "create \(stub): errno \(errno)") }
+        guard descriptor >= 0 else { throw BenchError("create \(stub): errno \(errno)") }
         close(descriptor)
         try StubFile.withOpened(stub) { file in
-            guard ftruncate(file.descriptor, off_t(size)) == 0 else { throw BenchError(description: "ftruncate: errno \(errno)") }
+            guard ftruncate(file.descriptor, off_t(size)) == 0 else { throw BenchError("ftruncate: errno \(errno)") }
             try file.punchOut()
         }
         let monitor = try PreContentMonitor { event in
@@ -192,16 +188,16 @@ enum FanotifyBench {
         // Blocks far enough apart that each read needs its own recall.
         let offsets = (0..<firstByteReads).map { ($0 * 5 % (size / 65536)) * 65536 + 1000 }
         let reader = open(stub, O_RDONLY | O_CLOEXEC)
-        guard reader >= 0 else { throw BenchError(description: "open \(stub): errno \(errno)") }
+        guard reader >= 0 else { throw BenchError("open \(stub): errno \(errno)") }
         defer { close(reader) }
         var buffer = [UInt8](repeating: 0, count: 4096)
         func timedReads() throws -> [Double] {
             try offsets.map { offset in
                 let seconds = try Stopwatch.seconds {
                     let count = buffer.withUnsafeMutableBytes { pread(reader, $0.baseAddress, 4096, off_t(offset)) }
-                    guard count == 4096 else { throw BenchError(description: "pread at \(offset): \(count), errno \(errno)") }
+                    guard count == 4096 else { throw BenchError("pread at \(offset): \(count), errno \(errno)") }
                 }
-                guard buffer[0] == content[offset] else { throw BenchError(description: "recalled byte at \(offset) is wrong") }
+                guard buffer[0] == content[offset] else { throw BenchError("recalled byte at \(offset) is wrong") }
                 return seconds * 1e6
             }
         }
@@ -209,12 +205,12 @@ enum FanotifyBench {
         let present = try timedReads().sorted()
         let plainPath = directory + "/hot/hot-0.bin"
         let plain = open(plainPath, O_RDONLY | O_CLOEXEC)
-        guard plain >= 0 else { throw BenchError(description: "open \(plainPath): errno \(errno)") }
+        guard plain >= 0 else { throw BenchError("open \(plainPath): errno \(errno)") }
         defer { close(plain) }
         let native = try offsets.map { offset in
             try Stopwatch.seconds {
                 guard buffer.withUnsafeMutableBytes({ pread(plain, $0.baseAddress, 4096, off_t(offset)) }) == 4096 else {
-                    throw BenchError(description: "pread \(plainPath): errno \(errno)")
+                    throw BenchError("pread \(plainPath): errno \(errno)")
                 }
             } * 1e6
         }.sorted()
@@ -226,29 +222,14 @@ enum FanotifyBench {
                   note: "the range is local; still one event per read() while the file is marked")
     }
 
-    static func writeFile(_ path: String, _ block: UnsafeMutableRawBufferPointer, blocks: Int) throws {
-        let descriptor = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw BenchError(description: "open \(path): errno \(errno)") }
-        defer { close(descriptor) }
-        for _ in 0..<blocks {
-            var done = 0
-            while done < block.count {
-                let count = write(descriptor, block.baseAddress! + done, block.count - done)
-                guard count > 0 else { throw BenchError(description: "write \(path): errno \(errno)") }
-                done += count
-            }
-        }
-        guard fsync(descriptor) == 0 else { throw BenchError(description: "fsync \(path): errno \(errno)") }
-    }
-
     static func readFile(_ path: String, _ block: UnsafeMutableRawBufferPointer, dropCache: Bool) throws {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw BenchError(description: "open \(path): errno \(errno)") }
+        guard descriptor >= 0 else { throw BenchError("open \(path): errno \(errno)") }
         defer { close(descriptor) }
         if dropCache { _ = posix_fadvise(descriptor, 0, 0, POSIX_FADV_DONTNEED) }
         while true {
             let count = read(descriptor, block.baseAddress, block.count)
-            guard count >= 0 else { throw BenchError(description: "read \(path): errno \(errno)") }
+            guard count >= 0 else { throw BenchError("read \(path): errno \(errno)") }
             if count == 0 { return }
         }
     }
@@ -264,15 +245,15 @@ struct LoopVolume {
         self.image = image
         self.mountpoint = mountpoint
         guard geteuid() == 0 else {
-            throw FanotifyBench.BenchError(description: "needs root: a scratch ext4 loop mount (and CAP_SYS_ADMIN for fanotify)")
+            throw BenchError("needs root: a scratch ext4 loop mount (and CAP_SYS_ADMIN for fanotify)")
         }
         let descriptor = open(image, O_CREAT | O_WRONLY | O_CLOEXEC, 0o600)
         guard descriptor >= 0, ftruncate(descriptor, off_t(megabytes) << 20) == 0 else {
-            throw FanotifyBench.BenchError(description: "create \(image): errno \(errno)")
+            throw BenchError("create \(image): errno \(errno)")
         }
         close(descriptor)
         try Self.run("/usr/sbin/mkfs.ext4", ["-q", "-F", image])
-        guard mkdir(mountpoint, 0o755) == 0 else { throw FanotifyBench.BenchError(description: "mkdir \(mountpoint): errno \(errno)") }
+        guard mkdir(mountpoint, 0o755) == 0 else { throw BenchError("mkdir \(mountpoint): errno \(errno)") }
         // Direct I/O to the image: cold reads then reach the disk instead of the image's page cache.
         device = try Self.run("/usr/sbin/losetup", ["-f", "--show", "--direct-io=on", image]).trimmingCharacters(in: .whitespacesAndNewlines)
         do {
@@ -286,7 +267,7 @@ struct LoopVolume {
         var outer = stat()
         guard stat(mountpoint, &inner) == 0, stat(mountpoint + "/..", &outer) == 0, inner.st_dev != outer.st_dev else {
             remove()
-            throw FanotifyBench.BenchError(description: "\(mountpoint) is not a separate filesystem")
+            throw BenchError("\(mountpoint) is not a separate filesystem")
         }
     }
 
@@ -310,7 +291,7 @@ struct LoopVolume {
         let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw FanotifyBench.BenchError(description: "\(executable) \(arguments.joined(separator: " ")) failed: \(errorText)")
+            throw BenchError("\(executable) \(arguments.joined(separator: " ")) failed: \(errorText)")
         }
         return text
     }

@@ -39,12 +39,8 @@ enum MountBench {
         ProcessInfo.processInfo.environment["TIERGATE_BENCH_MOUNT_STUBS"].flatMap(Int.init) ?? 200
     }
 
-    struct BenchError: Error, CustomStringConvertible {
-        var description: String
-    }
-
     static func run(_ table: BenchTable) throws {
-        guard access("/dev/fuse", R_OK | W_OK) == 0 else { throw BenchError(description: "/dev/fuse is not usable") }
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else { throw BenchError("/dev/fuse is not usable") }
         let root = BenchFiles.fresh("mount")
         defer { try? FileManager.default.removeItem(atPath: root) }
         let native = root + "/native"
@@ -69,17 +65,17 @@ enum MountBench {
 
         // Sequential write into the page cache (close included, no fsync: "hot" files).
         var (nativeTime, mountTime) = try alternate {
-            try writeFile(native + "/seq.bin", buffer, blocks: sizeMiB)
+            try BenchFiles.writeFile(native + "/seq.bin", buffer, blocks: sizeMiB)
         } mounted: {
-            try writeFile(mountpoint + "/seq.bin", buffer, blocks: sizeMiB)
+            try BenchFiles.writeFile(mountpoint + "/seq.bin", buffer, blocks: sizeMiB)
         }
         addRatio(table, "mount: sequential write", megabytes / mountTime, megabytes / nativeTime, "MB/s", note + "; close, no fsync")
 
         // The same with fsync: what a durable write costs end to end.
         (nativeTime, mountTime) = try alternate {
-            try writeFile(native + "/seq.bin", buffer, blocks: sizeMiB, sync: true)
+            try BenchFiles.writeFile(native + "/seq.bin", buffer, blocks: sizeMiB, sync: true)
         } mounted: {
-            try writeFile(mountpoint + "/seq.bin", buffer, blocks: sizeMiB, sync: true)
+            try BenchFiles.writeFile(mountpoint + "/seq.bin", buffer, blocks: sizeMiB, sync: true)
         }
         addRatio(table, "mount: sequential write + fsync", megabytes / mountTime, megabytes / nativeTime, "MB/s", note)
 
@@ -145,7 +141,7 @@ enum MountBench {
         _ = try await gateway.sync(endpoint)
         let tiered = try await gateway.tier(endpointPath)
         guard tiered.files == count else {
-            throw BenchError(description: "tiered \(tiered.files) of \(count) files: \(tiered.failures.first ?? "")")
+            throw BenchError("tiered \(tiered.files) of \(count) files: \(tiered.failures.first ?? "")")
         }
         BenchFiles.settle()
         let session = try await gateway.mount(endpoint, at: mountpoint)
@@ -153,7 +149,7 @@ enum MountBench {
 
         // The reads block until the Gateway's recall, which runs on the cooperative pool: they run on
         // a thread of their own so that they cannot hold a pool thread the recall needs.
-        var seconds = try await onThread { () throws -> [Double] in
+        var seconds = try await BenchFiles.onThread { () throws -> [Double] in
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: head, alignment: 4096)
             defer { buffer.deallocate() }
             return try paths.indices.map { index in
@@ -168,10 +164,10 @@ enum MountBench {
                 }
                 if descriptor >= 0 { close(descriptor) }
                 guard descriptor >= 0, count == head else {
-                    throw BenchError(description: "reading \(path) through the mount: \(descriptor < 0 ? "open" : "pread") returned \(count), errno \(error)")
+                    throw BenchError("reading \(path) through the mount: \(descriptor < 0 ? "open" : "pread") returned \(count), errno \(error)")
                 }
                 guard buffer.elementsEqual(originals[index]) else {
-                    throw BenchError(description: "\(path): the first \(head) bytes read through the mount differ from the original")
+                    throw BenchError("\(path): the first \(head) bytes read through the mount differ from the original")
                 }
                 return elapsed
             }
@@ -185,18 +181,11 @@ enum MountBench {
     /// The first `count` bytes of a file.
     static func headBytes(_ path: String, count: Int) throws -> [UInt8] {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw BenchError(description: "open \(path): errno \(errno)") }
+        guard descriptor >= 0 else { throw BenchError("open \(path): errno \(errno)") }
         defer { close(descriptor) }
         var bytes = [UInt8](repeating: 0, count: count)
-        guard pread(descriptor, &bytes, count, 0) == count else { throw BenchError(description: "short read of \(path)") }
+        guard pread(descriptor, &bytes, count, 0) == count else { throw BenchError("short read of \(path)") }
         return bytes
-    }
-
-    /// Runs blocking `body` on a new thread and waits for it without holding a cooperative pool thread.
-    static func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
-        }
     }
 
     /// Runs `native` and `mounted` in turn `runs` times; the best time of each.
@@ -218,35 +207,20 @@ enum MountBench {
         table.add(name, mounted, unit, peer: native, note: "\(percent) % of native (peer); " + note)
     }
 
-    static func writeFile(_ path: String, _ block: UnsafeMutableRawBufferPointer, blocks: Int, sync: Bool = false) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard descriptor >= 0 else { throw BenchError(description: "open \(path): errno \(errno)") }
-        defer { close(descriptor) }
-        for _ in 0..<blocks {
-            var done = 0
-            while done < block.count {
-                let count = write(descriptor, block.baseAddress! + done, block.count - done)
-                guard count > 0 else { throw BenchError(description: "write \(path): errno \(errno)") }
-                done += count
-            }
-        }
-        if sync { guard fsync(descriptor) == 0 else { throw BenchError(description: "fsync \(path): errno \(errno)") } }
-    }
-
     static func readFile(_ path: String, _ block: UnsafeMutableRawBufferPointer, dropCache: Bool) throws {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw BenchError(description: "open \(path): errno \(errno)") }
+        guard descriptor >= 0 else { throw BenchError("open \(path): errno \(errno)") }
         defer { close(descriptor) }
         if dropCache { _ = posix_fadvise(descriptor, 0, 0, POSIX_FADV_DONTNEED) }
         while true {
             let count = read(descriptor, block.baseAddress, block.count)
-            guard count >= 0 else { throw BenchError(description: "read \(path): errno \(errno)") }
+            guard count >= 0 else { throw BenchError("read \(path): errno \(errno)") }
             if count == 0 { return }
         }
     }
 
     static func createAndStat(in directory: String, threads: Int) throws {
-        guard mkdir(directory, 0o755) == 0 else { throw BenchError(description: "mkdir \(directory): errno \(errno)") }
+        guard mkdir(directory, 0o755) == 0 else { throw BenchError("mkdir \(directory): errno \(errno)") }
         let perThread = fileCount / threads
         let failures = FailureCount()
         let group = DispatchGroup()
@@ -268,7 +242,7 @@ enum MountBench {
         }
         group.wait()
         if let (count, error) = failures.summary {
-            throw BenchError(description: "\(count) creates failed in \(directory), last errno \(error)")
+            throw BenchError("\(count) creates failed in \(directory), last errno \(error)")
         }
     }
 }

@@ -29,7 +29,7 @@ public enum FileRESTCredentials: Sendable, CustomStringConvertible {
         func value(_ name: String) throws -> String? {
             if let direct = environment[name], !direct.isEmpty { return direct }
             guard let path = environment[name + "_FILE"], !path.isEmpty else { return nil }
-            return try readPrivateFile(path, store: store).trimmingCharacters(in: .whitespacesAndNewlines)
+            return try SecretFile.read(path, store: store, limit: 64 << 10).trimmingCharacters(in: .whitespacesAndNewlines)
         }
         if let key = try value("AZURE_STORAGE_KEY") {
             guard let signer = SharedKeySigner(account: account, base64Key: key) else {
@@ -44,35 +44,5 @@ public enum FileRESTCredentials: Sendable, CustomStringConvertible {
             return .sas(sas)
         }
         throw fail("no FileREST credentials found; set \(sources)")
-    }
-
-    /// The contents of a secret file, which must be a regular file of the current user that nobody else can read.
-    static func readPrivateFile(_ path: String, store: String) throws -> String {
-        func fail(_ why: String) -> StoreError {
-            StoreError(.unauthorized, store: store, operation: "open", key: "", cause: "credentials file '\(path)': \(why)")
-        }
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw fail("cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        // Check the descriptor that is read, not the path, so the file cannot be swapped in between.
-        var info = Glibc.stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw fail("not a regular file") }
-        if info.st_mode & 0o077 != 0 {
-            throw fail(String(format: "mode %03o lets other users read it; run chmod 600 on it", info.st_mode & 0o777))
-        }
-        if info.st_uid != geteuid() { throw fail("it belongs to another user (uid \(info.st_uid))") }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw fail("cannot read: \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { break }
-            bytes += buffer[..<count]
-            if bytes.count > 64 << 10 { throw fail("larger than 64 KiB") }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -65,28 +65,10 @@ public struct S3Credentials: Sendable, Hashable, CustomStringConvertible, Custom
         func fail(_ why: String) -> StoreError {
             StoreError(.unauthorized, store: store, operation: "open", key: "", cause: "credentials file '\(path)': \(why)")
         }
-        let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw fail("cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        // Check the descriptor we read, not the path, so the file cannot be swapped in between.
-        var info = Glibc.stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { throw fail("not a regular file") }
-        if info.st_mode & 0o077 != 0 {
-            throw fail(String(format: "mode %03o lets other users read it; run chmod 600 on it", info.st_mode & 0o777))
-        }
-        if info.st_uid != geteuid() { throw fail("it belongs to another user (uid \(info.st_uid))") }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw fail("cannot read: \(String(cString: strerror(errno)))") }
-            if n == 0 { break }
-            bytes += buffer[..<n]
-            if bytes.count > 1 << 20 { throw fail("larger than 1 MiB") }
-        }
+        let text = try SecretFile.read(path, store: store, limit: 1 << 20)
         var section: String? = nil
         var values: [String: String] = [:]
-        for rawLine in String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline) {
+        for rawLine in text.split(whereSeparator: \.isNewline) {
             let line = rawLine.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") && line.hasSuffix("]") {

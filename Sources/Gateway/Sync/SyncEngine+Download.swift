@@ -61,11 +61,12 @@ extension SyncEngine {
         var wanted: [(index: Int, entry: NamespaceEntry)] = []
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert {
             guard let entry = operation.entry, entry.kind == .file, SafePath.problem(with: operation.path) == nil else { continue }
-            if stubMode, entry.size > 0, try state.entry(endpoint.id, operation.path) == nil, !LocalFiles.exists(root: root, path: operation.path) {
+            let known = try state.entry(endpoint.id, operation.path)
+            if stubMode, entry.size > 0, known == nil, !LocalFiles.exists(root: root, path: operation.path) {
                 stubs.insert(index)
                 continue
             }
-            if let known = try state.entry(endpoint.id, operation.path) {
+            if let known {
                 if known.version == commit.sequence && known.fileID == entry.fileID { continue }
                 if known.fingerprint.description == entry.fingerprint,
                    let local = LocalFiles.item(root: root, path: operation.path), known.matches(local) { continue }

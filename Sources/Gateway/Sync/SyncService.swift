@@ -72,6 +72,7 @@ public final class SyncService: Service {
         let watcher = try InotifyWatcher(root: endpoint.path)
         defer { watcher.stop() }
         var lastPolicy = ContinuousClock().now - .seconds(86_400)
+        var storedFigures: RecallEngine.Figures?
         let clock = ContinuousClock()
         var seenChanges = -1
         var lastPass = clock.now
@@ -102,8 +103,11 @@ public final class SyncService: Service {
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
                 }
             }
-            if tiering != nil || mount != nil {
-                try? state.setValue(recaller.currentFigures, endpoint.id, "recallFigures")
+            // Recall figures for `status`, written when they changed (not on every tick).
+            let figures = recaller.currentFigures
+            if tiering != nil || mount != nil, figures != storedFigures {
+                storedFigures = figures
+                try? state.setValue(figures, endpoint.id, "recallFigures")
             }
             if let tiering {
                 // Low-disk mode: policies every minute, and what accesses recall is tiered again once closed.

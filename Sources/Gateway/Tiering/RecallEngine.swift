@@ -15,7 +15,7 @@ public final class RecallEngine: Sendable {
     let endpoint: EndpointConfig
 
     /// Recall figures since start, for `status`.
-    public struct Figures: Sendable, Codable {
+    public struct Figures: Sendable, Codable, Equatable {
         /// Recalls that succeeded (partial or full) and fetched data from the cloud.
         public var recalls = 0
         /// Recalls that failed (reader got an I/O error).
@@ -348,10 +348,8 @@ public final class RecallEngine: Sendable {
         try Posix.call("futimens", path: stub.path) { futimens(stub.descriptor, &times) }
         try stub.sync()
         try stub.removeMarkers()
-        var info = stat()
-        try Posix.call("fstat", path: stub.path) { fstat(stub.descriptor, &info) }
         var updated = record
-        updated.updateStat(LocalItem(path: path, info))
+        updated.updateStat(LocalItem(path: path, try stub.status()))
         updated.residency = .full
         var batch = state.batch(endpoint.id)
         batch.setEntry(path, updated)

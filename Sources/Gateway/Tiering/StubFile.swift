@@ -232,7 +232,8 @@ public struct StubFile: Sendable {
 
     // MARK: Status
 
-    private func status() throws -> stat {
+    /// The file's `stat`.
+    func status() throws -> stat {
         var info = stat()
         do {
             try Posix.call("fstat", path: path) { fstat(descriptor, &info) }

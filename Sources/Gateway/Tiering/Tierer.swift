@@ -62,7 +62,6 @@ public final class Tierer: Sendable {
             return try punchAgain(path, record, beforePunch: beforePunch, afterPunch: afterPunch)
         }
         guard record.residency == .full else { throw Refusal(path: path, reason: "it is already a stub") }
-        let full = endpoint.path + "/" + path
         guard let item = LocalFiles.item(root: endpoint.path, path: path), !item.isDirectory else {
             throw Refusal(path: path, reason: "it no longer exists")
         }
@@ -79,9 +78,7 @@ public final class Tierer: Sendable {
         }
 
         return try withLease(path) { stub in
-            var info = stat()
-            try Posix.call("fstat", path: full) { fstat(stub.descriptor, &info) }
-            guard record.matches(LocalItem(path: path, info)) else { throw Refusal(path: path, reason: "it changed while being tiered") }
+            guard record.matches(LocalItem(path: path, try stub.status())) else { throw Refusal(path: path, reason: "it changed while being tiered") }
 
             // Intent first: a crash from here on is finished (or undone) by `recoverInterrupted`.
             var batch = state.batch(endpoint.id)
@@ -130,10 +127,8 @@ public final class Tierer: Sendable {
             throw error
         }
         try afterPunch?(stub.descriptor, stub.path)
-        var info = stat()
-        try Posix.call("fstat", path: stub.path) { fstat(stub.descriptor, &info) }
         var updated = record
-        updated.updateStat(LocalItem(path: path, info))
+        updated.updateStat(LocalItem(path: path, try stub.status()))
         updated.residency = .tiered
         var batch = state.batch(endpoint.id)
         batch.setEntry(path, updated)
@@ -146,8 +141,7 @@ public final class Tierer: Sendable {
                     afterPunch: ((Int32, String) throws -> Void)?) throws -> Int64 {
         try withLease(path) { stub in
             guard try stub.state() == .partial else { throw Refusal(path: path, reason: "it is not a partial stub") }
-            var info = stat()
-            try Posix.call("fstat", path: stub.path) { fstat(stub.descriptor, &info) }
+            let info = try stub.status()
             let mtime = Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
             guard Int64(info.st_size) == record.size, mtime == record.mtime else {
                 throw Refusal(path: path, reason: "it changed since it was recalled")
@@ -176,9 +170,7 @@ public final class Tierer: Sendable {
             var times = [mtime, mtime]
             try Posix.call("futimens", path: full) { futimens(fd, &times) }
             try stub.sync()
-            var info = stat()
-            try Posix.call("fstat", path: full) { fstat(fd, &info) }
-            updated.updateStat(LocalItem(path: path, info))
+            updated.updateStat(LocalItem(path: path, try stub.status()))
             updated.residency = .tiered
         case .recalling where marked:
             updated.residency = .tiered
