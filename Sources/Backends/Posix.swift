@@ -75,6 +75,15 @@ public enum Posix {
         try fsync(fd, path: path)
     }
 
+    /// A `timespec` for a time in nanoseconds since the epoch; times before 1970 keep a non-negative
+    /// nanosecond field, as `utimensat` requires.
+    public static func timespec(nanoseconds: Int64) -> Glibc.timespec {
+        let (seconds, remainder) = nanoseconds.quotientAndRemainder(dividingBy: 1_000_000_000)
+        return remainder < 0
+            ? Glibc.timespec(tv_sec: time_t(seconds - 1), tv_nsec: Int(remainder + 1_000_000_000))
+            : Glibc.timespec(tv_sec: time_t(seconds), tv_nsec: Int(remainder))
+    }
+
     /// `stat` of a path, or nil when it does not exist.
     public static func status(_ path: String, followLinks: Bool = true) throws -> Glibc.stat? {
         var info = Glibc.stat()

@@ -67,6 +67,25 @@ public final class CloudShare: Sendable {
         return share
     }
 
+    /// Checks that the store still holds this share (its `share.json`, same id): a share deleted or
+    /// replaced under a running writer must stop it before it writes anything.
+    public func checkIdentity() async throws {
+        let bytes: [UInt8]
+        do {
+            bytes = try await store.get(ShareManifest.key)
+        } catch let error as StoreError where error.code == .notFound {
+            throw ShareError(.noShare, share: name, object: ShareManifest.key, cause: "the share is gone (deleted or moved); nothing was synced")
+        }
+        struct Identity: Decodable { var shareID: String }
+        guard let identity = try? JSONDecoder().decode(Identity.self, from: Data(bytes)) else {
+            throw ShareError(.corrupt, share: name, object: ShareManifest.key, cause: "not a share manifest (unreadable JSON)")
+        }
+        guard identity.shareID == manifest.shareID else {
+            throw ShareError(.noShare, share: name, object: ShareManifest.key,
+                             cause: "the store now holds another share (\(identity.shareID), not \(manifest.shareID)); nothing was synced")
+        }
+    }
+
     /// Loads index segments of packs not yet known (all of them, on first call).
     public func loadIndex() async throws {
         let segments = try await store.listAll(prefix: "index/")
@@ -122,7 +141,14 @@ public final class CloudShare: Sendable {
 
     /// Reads one chunk with a ranged GET and verifies its SHA-256; a mismatch is a `corrupt` error naming the pack.
     public func readChunk(_ id: Digest32) async throws -> [UInt8] {
-        guard let location = location(of: id) else {
+        var found = location(of: id)
+        if found == nil {
+            // A commit may name too few packs (written by an older build, or its writer lost a race
+            // before the packs were listed): the index segments in the store are the truth.
+            try await loadIndex()
+            found = location(of: id)
+        }
+        guard let location = found else {
             throw ShareError(.missingChunk, share: name, object: "chunk \(id.hex)", cause: "the chunk is in no known pack")
         }
         let key = PackFormat.key(location.pack)
@@ -149,6 +175,21 @@ public final class CloudShare: Sendable {
             }
         }
         return entries.count
+    }
+
+    /// A commit of `operations` that names every pack holding a chunk its upserts reference, so a
+    /// reader that indexes only the packs a commit names can read all of it. Computed from the index,
+    /// not from one upload session: a retried commit reuses the packs its lost attempt uploaded.
+    public func commit(author: String, authorName: String, operations: [NamespaceOperation]) -> Commit {
+        var packs: Set<Digest32> = []
+        index.withLock { table in
+            for operation in operations {
+                for chunk in operation.entry?.chunks ?? [] {
+                    if let location = table.locations[chunk.id] { packs.insert(location.pack) }
+                }
+            }
+        }
+        return Commit(author: author, authorName: authorName, packs: packs.map(\.hex).sorted(), operations: operations)
     }
 
     /// A new upload session that packs and stores chunks the share does not have yet.

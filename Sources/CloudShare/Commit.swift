@@ -109,6 +109,14 @@ public struct NamespaceOperation: Codable, Sendable, Equatable {
     /// For upserts: the new entry.
     public var entry: NamespaceEntry?
 
+    /// An operation as a record holds it, unchecked: readers validate every field before use.
+    public init(op: Kind, path: String, from: String?, entry: NamespaceEntry?) {
+        self.op = op
+        self.path = path
+        self.from = from
+        self.entry = entry
+    }
+
     /// Create or replace an item.
     public static func upsert(_ path: String, _ entry: NamespaceEntry) -> Self { .init(op: .upsert, path: path, from: nil, entry: entry) }
     /// Delete an item.

@@ -26,12 +26,16 @@ public enum FileReader {
         public var description: String { "'\(path)' changed while it was read; it will be retried" }
     }
 
-    /// Chunks the file at `path` (relative name `relative`) into `uploader`.
-    public static func store(path: String, relative: String, chunker: FastCDC, uploader: PackUploader) async throws -> StoredContent {
-        let fd = try Posix.open(path, O_RDONLY | O_NOFOLLOW)
+    /// Chunks the file at `relative` beneath the directory `rootFD` into `uploader`. The file is opened
+    /// without following symlinks anywhere on its path, and must be the regular file `item` the scan
+    /// saw (same inode), so a name swapped meanwhile can never make it read something else.
+    public static func store(rootFD: Int32, item scanned: LocalItem, chunker: FastCDC, uploader: PackUploader) async throws -> StoredContent {
+        let relative = scanned.path, path = relative
+        let fd = try SafePath.open(rootFD: rootFD, path: relative, flags: O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
         var before = stat()
         try Posix.call("fstat", path: path) { fstat(fd, &before) }
+        guard (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == scanned.inode else { throw ChangedWhileReading(path: relative) }
         let fingerprint = XXH3()
         var chunks: [ChunkRef] = []
         var offset: Int64 = 0

@@ -70,8 +70,8 @@ public final class Gateway {
                 throw GatewayError("cannot add endpoint '\(canonical)': this server already syncs \(StoreLocator.redacted(shareURL)) through endpoint \(other.id) at '\(other.path)'")
             }
         }
-        _ = try await CloudShare.open(StoreLocator.open(shareURL))
-        let endpoint = EndpointConfig(id: config.nextEndpointID, path: canonical, share: shareURL, initialUpload: mode)
+        let share = try await CloudShare.open(StoreLocator.open(shareURL))
+        let endpoint = EndpointConfig(id: config.nextEndpointID, path: canonical, share: shareURL, shareID: share.manifest.shareID, initialUpload: mode)
         config.nextEndpointID += 1
         config.endpoints.append(endpoint)
         try directory.saveConfig(config)
@@ -106,19 +106,32 @@ public final class Gateway {
 
     // MARK: Sync
 
-    /// A sync engine for one endpoint (opens its share).
+    /// A sync engine for one endpoint (opens its share, and records the share's id in the endpoint's
+    /// configuration if it was written before ids were recorded).
     public func engine(for endpoint: EndpointConfig) async throws -> SyncEngine {
         let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        var endpoint = endpoint
+        if endpoint.shareID == nil, let index = config.endpoints.firstIndex(where: { $0.id == endpoint.id }) {
+            endpoint.shareID = share.manifest.shareID
+            config.endpoints[index].shareID = share.manifest.shareID
+            try directory.saveConfig(config)
+        }
         return try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: config.serverID, serverName: config.serverName)
     }
 
     /// One sync pass of `endpoint` (its engine, with the share's loaded index, is kept for later passes).
+    /// A pass that cannot even open the share is recorded as the endpoint's last sync, so `status` shows it.
     public func sync(_ endpoint: EndpointConfig, progress: ProgressHandler? = nil) async throws -> SyncReport {
         let engine: SyncEngine
         if let existing = engines[endpoint.id] {
             engine = existing
         } else {
-            engine = try await self.engine(for: endpoint)
+            do {
+                engine = try await self.engine(for: endpoint)
+            } catch {
+                SyncEngine.recordFailedPass(error, endpoint: endpoint, state: state)
+                throw error
+            }
             engines[endpoint.id] = engine
         }
         return try await engine.syncOnce(progress: progress)
@@ -163,7 +176,7 @@ public final class Gateway {
             }
             let errors = (try? state.errors(endpoint.id)) ?? []
             let pending = (try? state.pendingCount(endpoint.id)) ?? 0
-            let failing = errors.filter { $0.kind != "skipped" }.count
+            let failing = errors.filter { $0.kind != "skipped" && $0.kind != "refused" }.count
             let health: String
             if shareError != nil || last?.result.hasPrefix("error") == true || failing > 0 {
                 health = "Error"
@@ -183,6 +196,11 @@ public final class Gateway {
     public func itemErrors(_ endpoint: EndpointConfig? = nil) throws -> [(endpoint: EndpointConfig, error: ItemError)] {
         var result: [(EndpointConfig, ItemError)] = []
         for candidate in config.endpoints where endpoint == nil || endpoint!.id == candidate.id {
+            // A last pass that failed as a whole (share unreachable, refused) is listed first.
+            if let last = try state.value(SyncReport.self, candidate.id, "lastSync"), last.result.hasPrefix("error") {
+                result.append((candidate, ItemError(path: "", reason: "the last sync failed: " + last.result.dropFirst("error: ".count),
+                                                    kind: "sync", firstSeen: last.started, lastSeen: last.started, attempts: 1)))
+            }
             result += try state.errors(candidate.id).map { (candidate, $0) }
         }
         return result

@@ -108,8 +108,8 @@ public enum FileWriter {
         }
         try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode)) }
         if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
-        var times = [timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000)),
-                     timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000))]
+        var times = [Posix.timespec(nanoseconds: entry.mtime),
+                     Posix.timespec(nanoseconds: entry.mtime)]
         try Posix.call("futimens", path: path) { futimens(fd, &times) }
         try Posix.fsync(fd, path: path)
         if replace {

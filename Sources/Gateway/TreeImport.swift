@@ -63,6 +63,8 @@ public enum TreeImport {
     public static func run(share: CloudShare, source: String, destination: String = "", progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
         let walked = try TreeWalker(root: source).walk()
+        let sourceFD = try Posix.open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(sourceFD) }
         let chunker = FastCDC(share.manifest.chunking)
         let prefix = destination.split(separator: "/").joined(separator: "/")
         var report = Report()
@@ -77,7 +79,7 @@ public enum TreeImport {
             try await uploader.finish()
             report.packs += uploader.packs.count
             report.newBytes += uploader.storedBytes
-            let record = Commit(author: "cloud", authorName: "Cloud", packs: uploader.packs.map(\.hex), operations: operations)
+            let record = share.commit(author: "cloud", authorName: "Cloud", operations: operations)
             report.sequence = try await share.log.append(record, knownHead: report.sequence)
             operations.removeAll(keepingCapacity: true)
             uploader = share.makeUploader()
@@ -91,7 +93,7 @@ public enum TreeImport {
                 report.directories += 1
             } else {
                 do {
-                    let content = try await FileReader.store(path: source + "/" + item.path, relative: item.path, chunker: chunker, uploader: uploader)
+                    let content = try await FileReader.store(rootFD: sourceFD, item: item, chunker: chunker, uploader: uploader)
                     let entry = NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: content.size, mode: content.item.mode,
                                                mtime: content.item.mtime, uid: content.item.uid, gid: content.item.gid,
                                                chunks: content.chunks, fingerprint: content.fingerprint.description)

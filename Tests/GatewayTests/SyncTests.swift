@@ -90,15 +90,20 @@ final class SyncGroup {
         }
     }
 
-    @Test func aTouchedButIdenticalFileIsNotUploaded() async throws {
+    @Test func aTouchedButIdenticalFileCommitsItsNewMtimeWithoutNewBytes() async throws {
         let group = try await SyncGroup(servers: 1)
         group.write(0, "same.txt", "unchanged")
         try await group.sync(0)
+        let packs = { try FileManager.default.subpathsOfDirectory(atPath: group.scratch.path + "/share/packs").count }
+        let before = try packs()
+        // Only the ctime moves (same mode again): nothing to commit.
+        chmod(group.root(0) + "/same.txt", 0o644)
+        #expect(try await group.sync(0).commits == 0)
         var times = [timespec(tv_sec: 1_000_000, tv_nsec: 0), timespec(tv_sec: 1_000_000, tv_nsec: 0)]
         #expect(utimensat(AT_FDCWD, group.root(0) + "/same.txt", &times, 0) == 0)
         let report = try await group.sync(0)
-        #expect(report.uploaded == 0)
-        #expect(report.commits == 0)
+        #expect(report.commits == 1, "the new mtime is committed")
+        #expect(try packs() == before, "no content is stored again")
     }
 
     @Test func concurrentEditsKeepBothVersionsWithAzureConflictNames() async throws {

@@ -18,6 +18,9 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     public var path: String
     /// The cloud share URL.
     public var share: String
+    /// The id of the share the endpoint syncs with (`share.json`'s `shareID`): a store holding another
+    /// share is refused. Nil only in configurations written before it was recorded (taken at next use).
+    public var shareID: String?
     /// How the first sync treats existing local files.
     public var initialUpload: InitialUploadMode
     /// Cloud tiering settings; nil when tiering is off for this endpoint.
@@ -26,10 +29,12 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     public var mountPoint: String?
 
     /// An endpoint.
-    public init(id: UInt32, path: String, share: String, initialUpload: InitialUploadMode, tiering: TieringConfig? = nil, mountPoint: String? = nil) {
+    public init(id: UInt32, path: String, share: String, shareID: String? = nil, initialUpload: InitialUploadMode,
+                tiering: TieringConfig? = nil, mountPoint: String? = nil) {
         self.id = id
         self.path = path
         self.share = share
+        self.shareID = shareID
         self.initialUpload = initialUpload
         self.tiering = tiering
         self.mountPoint = mountPoint

@@ -111,6 +111,16 @@ public final class LocalState: Sendable {
         try count(.pending, endpoint)
     }
 
+    /// The paths with a pending mark (local changes reported by the mount, not committed yet).
+    public func pendingPaths(_ endpoint: UInt32) throws -> [String] {
+        var result: [String] = []
+        try database.scan(family(.pending), prefix: Self.prefix(endpoint)) { key, _ in
+            result.append(Self.path(fromKey: key))
+            return true
+        }
+        return result
+    }
+
     /// Removes everything the database holds for an endpoint.
     public func removeEndpoint(_ endpoint: UInt32) throws {
         var batch = WriteBatch()
@@ -159,6 +169,11 @@ public struct StateBatch {
     /// Sets the cursor.
     public mutating func setCursor(_ sequence: UInt64) {
         batch.put(LocalState.key(endpoint, "cursor"), withUnsafeBytes(of: sequence.littleEndian) { Array($0) }, in: state.family(.state))
+    }
+
+    /// Stores a JSON value in the state family (see ``LocalState/value(_:_:_:)``).
+    public mutating func setValue<T: Encodable>(_ value: T, _ name: String) {
+        batch.put(LocalState.key(endpoint, name), Array((try? JSONEncoder().encode(value)) ?? Data()), in: state.family(.state))
     }
 
     /// Records or refreshes a per-item error.

@@ -3,26 +3,55 @@ import Glibc
 import CLinux
 import Hashing
 
-/// Reading local files for sync decisions: stat and content fingerprints.
+/// Reading local files for sync decisions: stat, content fingerprints, ACLs and stub markers. Every
+/// path is relative to an endpoint root held open as a descriptor and is resolved beneath it through
+/// ``SafePath`` without following symlinks, so nothing outside the endpoint is ever read.
 enum LocalFiles {
-    /// `lstat` of `root/path` as a ``LocalItem``, or nil when nothing (or something unsyncable) is there.
-    static func item(root: String, path: String) -> LocalItem? {
-        var info = stat()
-        guard lstat(root + "/" + path, &info) == 0 else { return nil }
+    /// The item at `path` as a ``LocalItem``, or nil when nothing (or something unsyncable) is there.
+    static func item(rootFD: Int32, path: String) -> LocalItem? {
+        guard let info = try? status(rootFD: rootFD, path: path) else { return nil }
         let type = info.st_mode & S_IFMT
         guard type == S_IFREG || type == S_IFDIR else { return nil }
         return LocalItem(path: path, info)
     }
 
-    /// True when something (of any kind) exists at `root/path`.
-    static func exists(root: String, path: String) -> Bool {
+    /// ``item(rootFD:path:)`` for callers that hold no descriptor of the root.
+    static func item(root: String, path: String) -> LocalItem? {
+        guard let rootFD = try? Posix.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) else { return nil }
+        defer { close(rootFD) }
+        return item(rootFD: rootFD, path: path)
+    }
+
+    /// True when something of any kind is at `path`, or something in the way of it (a file or symlink
+    /// where a folder should be): only a definite "no such item" is absence.
+    static func exists(rootFD: Int32, path: String) -> Bool {
+        do {
+            return try status(rootFD: rootFD, path: path) != nil
+        } catch {
+            return true
+        }
+    }
+
+    /// `lstat` of `path` beneath the root; nil when it (or one of its folders) does not exist.
+    static func status(rootFD: Int32, path: String) throws -> stat? {
+        let parent: (fd: Int32, name: String)
+        do {
+            parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
+        } catch let error as PosixError where error.errno == ENOENT {
+            return nil
+        }
+        defer { close(parent.fd) }
         var info = stat()
-        return lstat(root + "/" + path, &info) == 0
+        guard fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno == ENOENT { return nil }
+            throw PosixError("lstat", path: path, errno: errno)
+        }
+        return info
     }
 
     /// xxh3-128 of a file's content, streamed in 1 MiB reads.
-    static func fingerprint(_ path: String) throws -> Fingerprint128 {
-        let fd = try Posix.open(path, O_RDONLY | O_NOFOLLOW)
+    static func fingerprint(rootFD: Int32, path: String) throws -> Fingerprint128 {
+        let fd = try SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
         let hash = XXH3()
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
@@ -34,17 +63,29 @@ enum LocalFiles {
         return hash.digest128()
     }
 
-    /// The POSIX ACL xattrs of a path, base64, or nil when it has none.
-    static func acl(_ path: String) -> [String: String]? {
+    /// The POSIX ACL xattrs of the item at `path`, base64, or nil when it has none.
+    static func acl(rootFD: Int32, path: String) -> [String: String]? {
+        guard let fd = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK) else { return nil }
+        defer { close(fd) }
         var result: [String: String] = [:]
         for name in ["system.posix_acl_access", "system.posix_acl_default"] {
-            let size = lgetxattr(path, name, nil, 0)
+            let size = fgetxattr(fd, name, nil, 0)
             guard size > 0 else { continue }
             var buffer = [UInt8](repeating: 0, count: size)
-            let read = lgetxattr(path, name, &buffer, size)
+            let read = fgetxattr(fd, name, &buffer, size)
             if read > 0 { result[name] = Base64.encode(Array(buffer.prefix(read))) }
         }
         return result.isEmpty ? nil : result
+    }
+
+    /// The stub marker of the file at `path`, if it carries one.
+    static func stubMarker(rootFD: Int32, path: String) -> StubFile.State? {
+        guard let fd = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK) else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 16)
+        let count = fgetxattr(fd, StubFile.stateAttribute, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        return StubFile.State(rawValue: String(decoding: buffer.prefix(count), as: UTF8.self))
     }
 
     /// Applies POSIX ACL xattrs to an open file or directory.

@@ -1,4 +1,5 @@
 import Backends
+import CLinux
 import Glibc
 
 /// Paths from the cloud are untrusted: this validates them and resolves them strictly beneath an
@@ -29,7 +30,7 @@ public enum SafePath {
     /// and the last component's name.
     public static func openParent(rootFD: Int32, path: String, create: Bool, mode: mode_t = 0o755) throws -> (fd: Int32, name: String) {
         var components = path.split(separator: "/").map(String.init)
-        let name = components.removeLast()
+        guard let name = components.popLast() else { throw PosixError("open", path: path, errno: EINVAL) }
         var fd = try Posix.call("dup", path: path) { dup(rootFD) }
         for component in components {
             var next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
@@ -49,5 +50,17 @@ public enum SafePath {
             fd = next
         }
         return (fd, name)
+    }
+
+    /// Opens the item at the relative `path` beneath the directory `rootFD` without following any
+    /// symlink on the way or at the end (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`; an
+    /// `O_NOFOLLOW` walk where the kernel has no openat2 or the path is too long for it).
+    public static func open(rootFD: Int32, path: String, flags: Int32) throws -> Int32 {
+        let fd = CLinux_openat2_beneath(rootFD, path, flags | O_NOFOLLOW | O_CLOEXEC, 0)
+        if fd >= 0 { return fd }
+        guard errno == ENOSYS || errno == ENAMETOOLONG else { throw PosixError("open", path: path, errno: errno) }
+        let parent = try openParent(rootFD: rootFD, path: path, create: false)
+        defer { close(parent.fd) }
+        return try Posix.call("open", path: path) { openat(parent.fd, parent.name, flags | O_NOFOLLOW | O_CLOEXEC) }
     }
 }

@@ -5,6 +5,16 @@ public enum SkipRules {
     /// The folder where Tiergate keeps an endpoint's local state; never synced.
     public static let stateFolder = ".tiergate"
 
+    /// Why some component of the relative path `path` is never synced, or nil when none is.
+    public static func reason(forPath path: String) -> String? {
+        var atRoot = true
+        for component in path.split(separator: "/") {
+            if let reason = reason(forName: String(component), atRoot: atRoot) { return reason }
+            atRoot = false
+        }
+        return nil
+    }
+
     /// Why `name` (a path component) is skipped, or nil when it is synced. `atRoot` tells whether it
     /// sits directly in the endpoint root (`lost+found` is skipped only there).
     public static func reason(forName name: String, atRoot: Bool) -> String? {

@@ -19,7 +19,7 @@ extension SyncEngine {
         guard try state.value(Bool.self, endpoint.id, "started") != true else { return }
         if endpoint.initialUpload == .authoritative, try state.cursor(endpoint.id) == 0 {
             let namespace = try await share.namespace()
-            let missing = namespace.entries.keys.filter { !LocalFiles.exists(root: root, path: $0) }
+            let missing = namespace.entries.keys.filter { !LocalFiles.exists(rootFD: rootFD, path: $0) }
             try state.setValue(missing, endpoint.id, "authoritativeDeletes")
             var batch = state.batch(endpoint.id)
             batch.setCursor(namespace.sequence)
@@ -28,52 +28,94 @@ extension SyncEngine {
         try state.setValue(true, endpoint.id, "started", sync: true)
     }
 
-    /// Applies every commit after the cursor (starting from the newest snapshot on a new endpoint).
+    /// Retries the deferred operations, then applies every commit after the cursor. A new endpoint
+    /// starts from the namespace at the head (newest snapshot plus the log after it), applied as one
+    /// commit: existing local files are compared with the head by content, history is not replayed.
     func download(_ report: inout SyncReport) async throws {
-        var cursor = try state.cursor(endpoint.id)
-        if cursor == 0, let snapshot = try await share.latestSnapshot(), snapshot.sequence > 0 {
-            var commit = Commit(author: "snapshot", authorName: "Cloud",
-                                operations: snapshot.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
-            commit.sequence = snapshot.sequence
+        var deferred = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations()
+        for commit in deferred.takeCommits() {
+            try await apply(commit, &report, deferred: &deferred, movesCursor: false)
+        }
+        let cursor = try state.cursor(endpoint.id)
+        if cursor == 0 {
+            let namespace = try await share.namespace()
+            guard namespace.sequence > 0 else { return }
+            var commit = Commit(author: "namespace", authorName: "Cloud",
+                                operations: namespace.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
+            commit.sequence = namespace.sequence
             try await share.loadIndex()
-            try await apply(commit, &report)
-            cursor = snapshot.sequence
+            try await apply(commit, &report, deferred: &deferred, movesCursor: true)
+            return
         }
         for commit in try await share.log.records(after: cursor) {
-            try await apply(commit, &report)
+            try await apply(commit, &report, deferred: &deferred, movesCursor: true)
         }
     }
 
+    /// Why an operation from the share cannot be applied as written, or nil when it can.
+    static func problem(with operation: NamespaceOperation) -> String? {
+        if let problem = SafePath.problem(with: operation.path) { return "refused name from the cloud: \(problem)" }
+        if let reason = SkipRules.reason(forPath: operation.path) {
+            return "not synced on this server (\(reason)); it stays in the share"
+        }
+        switch operation.op {
+        case .upsert:
+            guard let entry = operation.entry else { return "malformed record: an upsert without an entry" }
+            if entry.size < 0 { return "malformed record: negative size \(entry.size)" }
+            if entry.kind == .file, entry.chunks.reduce(Int64(0), { $0 + Int64($1.length) }) != entry.size {
+                return "malformed record: the chunks add up to another size than \(entry.size) bytes"
+            }
+        case .rename:
+            guard let from = operation.from else { return "malformed record: a rename without a source" }
+            if let problem = SafePath.problem(with: from) { return "refused name from the cloud (rename source '\(from)'): \(problem)" }
+            if SkipRules.reason(forPath: from) != nil { return "not synced on this server (rename from a skipped name '\(from)')" }
+        case .delete:
+            break
+        }
+        return nil
+    }
+
     /// Applies one commit: stage the new content in parallel, flush it with one syncfs, move it into
-    /// place operation by operation (resolving conflicts), flush again, then record entries and cursor
-    /// in one durable batch. Re-applying a commit after a crash is harmless: identical content is adopted.
-    func apply(_ commit: Commit, _ report: inout SyncReport) async throws {
+    /// place operation by operation (resolving conflicts), flush again, then record entries, the
+    /// deferred operations and (when `movesCursor`) the cursor in one durable batch. An operation that
+    /// cannot be applied becomes a per-item error and a deferred operation; it never holds the cursor.
+    /// Re-applying a commit after a crash is harmless: identical content is adopted.
+    func apply(_ commit: Commit, _ report: inout SyncReport, deferred: inout DeferredOperations, movesCursor: Bool) async throws {
         try await share.ensureIndexed(packs: commit.packs)
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         var chunkLayouts: [String: [ChunkRef]] = [:]
         var errors: [(path: String, reason: String, kind: String)] = []
         var cleared: [String] = []
+        let problems = commit.operations.map(Self.problem(with:))
 
-        // 1. Stage content for file upserts that may need it, in parallel (new files arrive as stubs when
-        //    tiering asks; those are made in step 2).
+        // 1. Stage content for file upserts that need it, in parallel (new files arrive as stubs when
+        //    tiering asks; those are made in step 2). Content already local is not fetched again.
         let stubMode = endpoint.tiering?.downloadsStubs == true
         var stubs: Set<Int> = []
+        var identical: Set<Int> = []
         var wanted: [(index: Int, entry: NamespaceEntry)] = []
-        for (index, operation) in commit.operations.enumerated() where operation.op == .upsert {
-            guard let entry = operation.entry, entry.kind == .file, SafePath.problem(with: operation.path) == nil else { continue }
+        for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && problems[index] == nil {
+            guard let entry = operation.entry, entry.kind == .file else { continue }
             let known = try state.entry(endpoint.id, operation.path)
-            if stubMode, entry.size > 0, known == nil, !LocalFiles.exists(root: root, path: operation.path) {
+            if stubMode, entry.size > 0, known == nil, !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
                 stubs.insert(index)
                 continue
             }
-            if let known {
-                if known.version == commit.sequence && known.fileID == entry.fileID { continue }
-                if known.fingerprint.description == entry.fingerprint,
-                   let local = LocalFiles.item(root: root, path: operation.path), known.matches(local) { continue }
+            if let known, known.kind == .file {
+                if known.version == commit.sequence && known.fileID == entry.fileID {
+                    identical.insert(index)
+                    continue
+                }
+                if known.fingerprint.description == entry.fingerprint, known.residency == .full,
+                   let local = LocalFiles.item(rootFD: rootFD, path: operation.path), known.matches(local) {
+                    identical.insert(index)
+                    continue
+                }
             }
             wanted.append((index, entry))
         }
         var staged: [Int: StagedFile] = [:]
+        var failed: [Int: String] = [:]
         try await BoundedTasks.run(wanted, width: 16, work: { [share, stagingFD] (index, entry) -> (Int, StagedFile?, String?) in
             do {
                 return (index, try await Self.stage(entry, share: share, staging: stagingFD), nil)
@@ -81,13 +123,7 @@ extension SyncEngine {
                 return (index, nil, "\(error)")
             }
         }, collect: { index, file, failure in
-            if let file {
-                staged[index] = file
-            } else {
-                // A missing or corrupt chunk fails this item, not the pass; the cursor advances only
-                // if every item applied, so the item is retried.
-                errors.append((commit.operations[index].path, "download failed: \(failure ?? "")", "download"))
-            }
+            if let file { staged[index] = file } else { failed[index] = failure ?? "unknown error" }
         })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
@@ -96,6 +132,16 @@ extension SyncEngine {
         var lastProgress = Date()
         var skipBelow = 0
         for (index, operation) in commit.operations.enumerated() where index >= skipBelow {
+            if movesCursor { deferred.supersede(by: operation) }
+            if let problem = problems[index] {
+                errors.append((operation.path, problem, "refused"))
+                continue
+            }
+            if let failure = failed[index] {
+                errors.append((operation.path, "download failed (retried at every pass): \(failure)", "download"))
+                deferred.add(operation, of: commit)
+                continue
+            }
             if stubs.contains(index) {
                 var run = [index], paths: Set<String> = [operation.path]
                 while index + run.count < commit.operations.count, stubs.contains(index + run.count),
@@ -103,39 +149,34 @@ extension SyncEngine {
                     run.append(index + run.count)
                 }
                 skipBelow = index + run.count
-                try await makeStubs(run, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report, errors: &errors, cleared: &cleared)
-                continue
-            }
-            if let problem = SafePath.problem(with: operation.path) ?? operation.from.flatMap(SafePath.problem(with:)) {
-                errors.append((operation.path, "refused name from the cloud: \(problem)", "download"))
+                for later in run.dropFirst() where movesCursor { deferred.supersede(by: commit.operations[later]) }
+                try await makeStubs(run, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report, errors: &errors,
+                                    cleared: &cleared, deferred: &deferred)
                 continue
             }
             do {
                 switch operation.op {
                 case .upsert:
-                    guard let entry = operation.entry else { continue }
+                    let entry = operation.entry!
                     if entry.kind == .directory {
                         try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
                     } else if let file = staged[index] {
                         try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
-                    } else if errors.last?.path != operation.path,
-                              let known = try overlay.get(operation.path), known.version != commit.sequence {
-                        // Content already local and identical: take the new identity and attributes.
-                        var record = known
-                        record.fileID = entry.fileID
-                        record.version = commit.sequence
-                        overlay.set(operation.path, record)
+                    } else if identical.contains(index) {
+                        try applyAttributes(operation.path, entry, commit: commit, overlay: &overlay)
                     }
                 case .delete:
                     try applyDelete(operation.path, overlay: &overlay, report: &report)
                 case .rename:
-                    try applyRename(from: operation.from ?? "", to: operation.path, overlay: &overlay, report: &report)
+                    try applyRename(from: operation.from!, to: operation.path, overlay: &overlay, report: &report)
                 }
                 cleared.append(operation.path)
             } catch let error as ConflictLimitReached {
                 errors.append((operation.path, error.description, "conflict"))
-            } catch let error as PosixError {
-                errors.append((operation.path, error.description, "download"))
+                deferred.add(operation, of: commit)
+            } catch {
+                errors.append((operation.path, "cannot apply the share's \(operation.op.rawValue) (retried at every pass): \(error)", "download"))
+                deferred.add(operation, of: commit)
             }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
@@ -146,21 +187,45 @@ extension SyncEngine {
         for (_, file) in staged { unlinkat(stagingFD, file.name, 0) }
         try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) }
 
-        // 3. Record entries and the cursor together, durably.
+        // 3. Record entries, deferred operations and the cursor together, durably.
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
         for (fileID, chunks) in chunkLayouts {
             batch.batch.put(LocalState.key(endpoint.id, fileID), RecallEngine.encodeLayout(chunks), in: state.family(.chunks))
         }
-        if errors.contains(where: { $0.kind == "download" && !$0.reason.hasPrefix("refused") }) {
-            // Keep the cursor so the failed items are retried; what was applied is recorded.
-            try state.commit(batch, sync: true)
-            try recordErrors(errors, cleared: cleared)
-            throw GatewayError("commit \(commit.sequence): \(errors.count) items could not be applied; first: \(errors[0].path): \(errors[0].reason)")
-        }
-        batch.setCursor(commit.sequence)
+        batch.setValue(deferred, DeferredOperations.stateKey)
+        if movesCursor { batch.setCursor(commit.sequence) }
         try state.commit(batch, sync: true)
         try recordErrors(errors, cleared: cleared)
+    }
+
+    /// The content at `path` is already the entry's: take the new identity, version and attributes
+    /// (mode, owner, ACL, mtime), so a chmod or touch on another server converges here too.
+    func applyAttributes(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay) throws {
+        guard var known = try overlay.get(path) else { return }
+        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
+        defer { close(parent.fd) }
+        let fd = try Posix.call("open", path: path) { openat(parent.fd, parent.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        defer { close(fd) }
+        var info = stat()
+        try Posix.call("fstat", path: path) { fstat(fd, &info) }
+        guard (info.st_mode & S_IFMT) == S_IFREG, known.matches(LocalItem(path: path, info)) else {
+            throw GatewayError("'\(path)' changed while its new attributes were applied")
+        }
+        if UInt32(info.st_mode & 0o7777) != entry.mode & 0o7777 {
+            try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
+        }
+        if geteuid() == 0, info.st_uid != entry.uid || info.st_gid != entry.gid { _ = fchown(fd, entry.uid, entry.gid) }
+        LocalFiles.applyACL(entry.acl, fd: fd)
+        if LocalItem(path: path, info).mtime != entry.mtime {
+            var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
+            try Posix.call("futimens", path: path) { futimens(fd, &times) }
+        }
+        try Posix.call("fstat", path: path) { fstat(fd, &info) }
+        known.updateStat(LocalItem(path: path, info))
+        known.fileID = entry.fileID
+        known.version = commit.sequence
+        overlay.set(path, known)
     }
 
     /// Writes `entry`'s content (every chunk verified) to a new file in the staging folder, with its
@@ -184,8 +249,8 @@ extension SyncEngine {
         try Posix.call("fchmod", path: name) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
         if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
         LocalFiles.applyACL(entry.acl, fd: fd)
-        var times = [timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000)),
-                     timespec(tv_sec: time_t(entry.mtime / 1_000_000_000), tv_nsec: Int(entry.mtime % 1_000_000_000))]
+        var times = [Posix.timespec(nanoseconds: entry.mtime),
+                     Posix.timespec(nanoseconds: entry.mtime)]
         try Posix.call("futimens", path: name) { futimens(fd, &times) }
         done = true
         return StagedFile(name: name, fingerprint: hash.digest128(), size: size)
@@ -221,7 +286,7 @@ extension SyncEngine {
 
     func freeConflictName(for path: String, label: String, overlay: EntryOverlay) throws -> String {
         for candidate in ConflictNames.candidates(for: path, serverName: label) {
-            if !LocalFiles.exists(root: root, path: candidate), try overlay.get(candidate) == nil { return candidate }
+            if !LocalFiles.exists(rootFD: rootFD, path: candidate), try overlay.get(candidate) == nil { return candidate }
         }
         throw ConflictLimitReached(path: path)
     }
@@ -230,16 +295,16 @@ extension SyncEngine {
     enum LocalCondition { case absent, clean(LocalItem), modified(LocalItem, Fingerprint128), directory(LocalItem), other }
 
     func localCondition(_ path: String, _ record: EntryRecord?) throws -> LocalCondition {
-        guard LocalFiles.exists(root: root, path: path) else { return .absent }
-        guard let item = LocalFiles.item(root: root, path: path) else { return .other }
+        guard LocalFiles.exists(rootFD: rootFD, path: path) else { return .absent }
+        guard let item = LocalFiles.item(rootFD: rootFD, path: path) else { return .other }
         if item.isDirectory { return .directory(item) }
         if let record, record.kind == .file, record.matches(item) { return .clean(item) }
         // A stub is clean while its markers stand and its size and mtime are the recorded ones.
         if let record, record.kind == .file, record.residency != .full, record.size == item.size, record.mtime == item.mtime,
-           StubFile.marker(atPath: root + "/" + path) != nil {
+           LocalFiles.stubMarker(rootFD: rootFD, path: path) != nil {
             return .clean(item)
         }
-        let fingerprint = try LocalFiles.fingerprint(root + "/" + path)
+        let fingerprint = try LocalFiles.fingerprint(rootFD: rootFD, path: path)
         if let record, record.kind == .file, fingerprint == record.fingerprint { return .clean(item) }
         return .modified(item, fingerprint)
     }
@@ -294,7 +359,8 @@ extension SyncEngine {
     /// Makes the stubs of new cloud files at `indices` of `commit`, in parallel, and records them (their
     /// chunk lists are kept for recall). A path taken meanwhile is left alone: the next pass sees it.
     func makeStubs(_ indices: [Int], commit: Commit, overlay: inout EntryOverlay, chunks: inout [String: [ChunkRef]],
-                   report: inout SyncReport, errors: inout [(path: String, reason: String, kind: String)], cleared: inout [String]) async throws {
+                   report: inout SyncReport, errors: inout [(path: String, reason: String, kind: String)], cleared: inout [String],
+                   deferred: inout DeferredOperations) async throws {
         let items = indices.compactMap { index -> (path: String, entry: NamespaceEntry)? in
             commit.operations[index].entry.map { (commit.operations[index].path, $0) }
         }
@@ -306,7 +372,8 @@ extension SyncEngine {
             }
         }, collect: { path, entry, item, failure in
             if let failure {
-                errors.append((path, "cannot make the stub: \(failure)", "download"))
+                errors.append((path, "cannot make the stub (retried at every pass): \(failure)", "download"))
+                deferred.add(.upsert(path, entry), of: commit)
                 return
             }
             guard let item else { return }
@@ -428,7 +495,7 @@ extension SyncEngine {
         try file.setState(.tiered)
         try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(stub.mode & 0o7777)) }
         if geteuid() == 0 { _ = fchown(fd, stub.uid, stub.gid) }
-        let time = timespec(tv_sec: time_t(stub.mtime / 1_000_000_000), tv_nsec: Int(stub.mtime % 1_000_000_000))
+        let time = Posix.timespec(nanoseconds: stub.mtime)
         var times = [time, time]
         try Posix.call("futimens", path: path) { futimens(fd, &times) }
     }
@@ -471,7 +538,7 @@ extension SyncEngine {
     func applyDelete(_ path: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
         let known = try overlay.subtree(path)
         defer { for key in known.keys { overlay.remove(key) } }
-        guard LocalFiles.exists(root: root, path: path) else { return }
+        guard LocalFiles.exists(rootFD: rootFD, path: path) else { return }
         // Deepest first, so directories are emptied before they are removed.
         for (item, record) in known.sorted(by: { $0.key.count > $1.key.count }) {
             guard let parent = try? SafePath.openParent(rootFD: rootFD, path: item, create: false) else { continue }
@@ -490,8 +557,8 @@ extension SyncEngine {
     /// A cloud rename: moves the local item (whatever its state) and its entries.
     func applyRename(from: String, to: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
         guard from != to, !to.hasPrefix(from + "/") else { return }
-        if LocalFiles.exists(root: root, path: from) {
-            if LocalFiles.exists(root: root, path: to) {
+        if LocalFiles.exists(rootFD: rootFD, path: from) {
+            if LocalFiles.exists(rootFD: rootFD, path: to) {
                 report.conflicts += 1
                 let aside = try moveAside(to, overlay: overlay, label: serverName)
                 _ = aside

@@ -31,8 +31,16 @@ extension SyncEngine {
         }
         let cursor = try state.cursor(endpoint.id)
         let localPaths = Set(walked.items.map(\.path))
+        // Paths this pass must leave alone: those with a share operation still to apply (their local
+        // bytes are stale), and those the walk could not read (unknown, never absent).
+        let deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
+        let unknownPaths = Set(walked.skipped.map(\.path))
+        func leftAlone(_ path: String) -> Bool {
+            DeferredOperations.covers(deferredPaths, path) || DeferredOperations.covers(unknownPaths, path)
+        }
+        let pendingMarks = try state.pendingPaths(endpoint.id)
         var missingByInode: [UInt64: String] = [:]
-        for (path, record) in known where !localPaths.contains(path) { missingByInode[record.inode] = path }
+        for (path, record) in known where !localPaths.contains(path) && !leftAlone(path) { missingByInode[record.inode] = path }
 
         var operations: [NamespaceOperation] = []
         var updates: [Update] = []
@@ -44,7 +52,7 @@ extension SyncEngine {
         let started = Date()
         var lastProgress = started
 
-        for item in walked.items {
+        for item in walked.items where !leftAlone(item.path) {
             let kind: NamespaceEntry.Kind = item.isDirectory ? .directory : .file
             var known0 = known[item.path]
             // A path new to the database whose inode belongs to a vanished entry is a rename.
@@ -63,7 +71,7 @@ extension SyncEngine {
             if item.isDirectory {
                 if let existing = known0, existing.kind == .directory, existing.mode == item.mode { continue }
                 let entry = NamespaceEntry(kind: .directory, fileID: known0?.fileID ?? NamespaceEntry.newFileID(), size: 0, mode: item.mode,
-                                           mtime: item.mtime, uid: item.uid, gid: item.gid, acl: LocalFiles.acl(root + "/" + item.path))
+                                           mtime: item.mtime, uid: item.uid, gid: item.gid, acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
                 operations.append(.upsert(item.path, entry))
                 updates.append(.set(item.path, record(entry, item, fingerprint: Fingerprint128(high: 0, low: 0), version: 0), contentChanged: true))
                 cleared.append(item.path)
@@ -73,7 +81,7 @@ extension SyncEngine {
                 // A stub's content is never read by a scan (that would recall it, or read holes). Unchanged
                 // stat (ctime included, which any xattr change moves): still the recorded stub.
                 if existing.matches(item) { continue }
-                if StubFile.marker(atPath: root + "/" + item.path) != nil {
+                if LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil {
                     if existing.size == item.size && existing.mtime == item.mtime {
                         existing.updateStat(item)
                         statOnly.append((item.path, existing))
@@ -96,9 +104,12 @@ extension SyncEngine {
             }
             if let existing = known0, existing.kind == .file {
                 if existing.matches(item) { continue }
-                // Stat changed: hash before uploading, so a touched-but-identical file costs no upload.
-                if existing.size == item.size, existing.mode == item.mode,
-                   let fingerprint = try? LocalFiles.fingerprint(root + "/" + item.path), fingerprint == existing.fingerprint {
+                // Stat changed: hash before uploading, so a file whose content and attributes are unchanged
+                // (only its inode or ctime moved) costs no commit. A new mode, owner or mtime is committed
+                // (its chunks dedup) so it converges on every server like content does.
+                if existing.size == item.size, existing.mode == item.mode, existing.mtime == item.mtime,
+                   existing.uid == item.uid, existing.gid == item.gid,
+                   let fingerprint = try? LocalFiles.fingerprint(rootFD: rootFD, path: item.path), fingerprint == existing.fingerprint {
                     var refreshed = existing
                     refreshed.updateStat(item)
                     statOnly.append((item.path, refreshed))
@@ -106,11 +117,11 @@ extension SyncEngine {
                 }
             }
             do {
-                let content = try await FileReader.store(path: root + "/" + item.path, relative: item.path, chunker: chunker, uploader: uploader)
+                let content = try await FileReader.store(rootFD: rootFD, item: item, chunker: chunker, uploader: uploader)
                 let entry = NamespaceEntry(kind: .file, fileID: known0?.kind == .file ? known0!.fileID : NamespaceEntry.newFileID(),
                                            size: content.size, mode: content.item.mode, mtime: content.item.mtime,
                                            uid: content.item.uid, gid: content.item.gid, chunks: content.chunks,
-                                           fingerprint: content.fingerprint.description, acl: LocalFiles.acl(root + "/" + item.path))
+                                           fingerprint: content.fingerprint.description, acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
                 operations.append(.upsert(item.path, entry))
                 updates.append(.set(item.path, record(entry, content.item, fingerprint: content.fingerprint, version: 0), contentChanged: true))
                 cleared.append(item.path)
@@ -126,10 +137,11 @@ extension SyncEngine {
             }
         }
 
-        // Deletes: entries whose item vanished (only the topmost of a vanished subtree).
-        var vanished = Set(known.keys.filter { !localPaths.contains($0) })
+        // Deletes: entries whose item vanished (only the topmost of a vanished subtree). An item the
+        // walk could not read, or with a share operation still pending, is not known to be gone.
+        var vanished = Set(known.keys.filter { !localPaths.contains($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         if let extra = try state.value([String].self, endpoint.id, "authoritativeDeletes") {
-            vanished.formUnion(extra.filter { !localPaths.contains($0) })
+            vanished.formUnion(extra.filter { !localPaths.contains($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         }
         for path in vanished.sorted() where !Self.hasAncestor(path, in: vanished) {
             operations.append(.delete(path))
@@ -147,13 +159,14 @@ extension SyncEngine {
         if operations.isEmpty {
             var batch = state.batch(endpoint.id)
             for (path, record) in statOnly { batch.setEntry(path, record) }
+            for path in pendingMarks { batch.clearPending(path) }
             if !batch.isEmpty { try state.commit(batch, sync: true) }
             try recordErrors(errors, cleared: cleared)
             return true
         }
 
         try await uploader.finish()
-        let commit = Commit(author: author, authorName: serverName, packs: uploader.packs.map(\.hex), operations: operations)
+        let commit = share.commit(author: author, authorName: serverName, operations: operations)
         let sequence = cursor + 1
         guard try await share.log.tryAppend(commit, at: sequence) else {
             try recordErrors(errors, cleared: [])
@@ -175,6 +188,7 @@ extension SyncEngine {
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
         for (path, record) in statOnly { batch.setEntry(path, record) }
+        for path in pendingMarks { batch.clearPending(path) }
         batch.setCursor(sequence)
         try state.commit(batch, sync: true)
         if try state.value([String].self, endpoint.id, "authoritativeDeletes") != nil {

@@ -34,6 +34,9 @@ public final class SyncEngine {
     static let stagingFolder = SkipRules.stateFolder + "/staging"
 
     init(endpoint: EndpointConfig, share: CloudShare, state: LocalState, serverID: String, serverName: String) throws {
+        if let expected = endpoint.shareID, expected != share.manifest.shareID {
+            throw GatewayError("endpoint \(endpoint.id) at '\(endpoint.path)' syncs with share \(expected), but \(share.name) holds share \(share.manifest.shareID); nothing was synced. If the share was moved, point the endpoint at the store that holds it; to sync this folder with the other share, remove the endpoint and add it again")
+        }
         self.endpoint = endpoint
         self.share = share
         self.state = state
@@ -74,6 +77,7 @@ public final class SyncEngine {
         var report = SyncReport()
         let started = Date()
         do {
+            try await share.checkIdentity()
             try await prepareFirstSync()
             for _ in 0..<20 {
                 try await download(&report)
@@ -81,9 +85,7 @@ public final class SyncEngine {
             }
             report.cursor = try state.cursor(endpoint.id)
         } catch {
-            report.result = "error: \(error)"
-            report.seconds = Date().timeIntervalSince(started)
-            try? state.setValue(report, endpoint.id, "lastSync", sync: true)
+            Self.recordFailedPass(error, endpoint: endpoint, state: state, report: report)
             throw error
         }
         report.itemErrors = try state.errors(endpoint.id).count
@@ -91,6 +93,15 @@ public final class SyncEngine {
         try state.setValue(report, endpoint.id, "lastSync", sync: true)
         try await registerServer(cursor: report.cursor)
         return report
+    }
+
+    /// Records a pass that failed as the endpoint's last sync (what `status` reports as its health).
+    static func recordFailedPass(_ error: any Error, endpoint: EndpointConfig, state: LocalState, report: SyncReport = SyncReport()) {
+        var report = report
+        report.result = "error: \(error)"
+        report.seconds = Date().timeIntervalSince1970 - report.started
+        report.cursor = (try? state.cursor(endpoint.id)) ?? 0
+        try? state.setValue(report, endpoint.id, "lastSync", sync: true)
     }
 
     /// Writes `servers/<id>.json`: the server's name, last seen and last applied sequence.

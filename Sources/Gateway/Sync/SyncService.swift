@@ -40,8 +40,25 @@ public final class SyncService: Service {
     }
 
     public func run() async throws {
-        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
-        let engine = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
+        // A share that cannot be opened (unreachable, wrong credentials, another share) puts this
+        // endpoint in Error and is retried; the daemon and its other endpoints carry on.
+        var share: CloudShare?
+        var engine: SyncEngine?
+        var delay = Duration.seconds(1)
+        while engine == nil {
+            do {
+                let opened = try await CloudShare.open(StoreLocator.open(endpoint.share))
+                engine = try SyncEngine(endpoint: endpoint, share: opened, state: state, serverID: serverID, serverName: serverName)
+                share = opened
+            } catch {
+                SyncEngine.recordFailedPass(error, endpoint: endpoint, state: state)
+                logger.error("cannot open the share; retrying in \(delay): \(error)")
+                try? await Task.sleep(for: delay)
+                if Task.isCancelled || Task.isShuttingDownGracefully { return }
+                delay = min(delay * 2, .seconds(60))
+            }
+        }
+        guard let share, let engine else { return }
         // Tiering first: stubs must be marked before anything reads them.
         var tiering: TieringRuntime?
         if endpoint.tiering != nil {

@@ -43,8 +43,11 @@ public struct SkippedItem: Sendable, Codable, Hashable {
     public var reason: String
 }
 
-/// Walks a local directory tree without following symlinks, applying ``SkipRules`` and the rules on
-/// file kinds (symlinks, hard links, sockets, FIFOs and devices are never synced).
+/// Walks a local directory tree from the root's descriptor, one directory descriptor per level opened
+/// with `O_NOFOLLOW`, so no symlink (even one swapped in during the walk) leads it outside the tree and
+/// no path is ever longer than one name. Applies ``SkipRules`` and the rules on file kinds (symlinks,
+/// hard links, sockets, FIFOs and devices are never synced). What cannot be read or stat'ed is
+/// reported as skipped: it is unknown, never absent.
 public struct TreeWalker {
     /// The tree's root directory.
     public let root: String
@@ -58,33 +61,41 @@ public struct TreeWalker {
 
     /// Every syncable item (directories before their contents) and every skipped item.
     public func walk() throws -> (items: [LocalItem], skipped: [SkippedItem]) {
+        let fd = try Posix.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         var items: [LocalItem] = []
         var skipped: [SkippedItem] = []
-        guard let rootInfo = try Posix.status(root, followLinks: true), (rootInfo.st_mode & S_IFMT) == S_IFDIR else {
-            throw PosixError("opendir", path: root, errno: ENOTDIR)
-        }
-        try walk("", into: &items, skipped: &skipped)
+        try walk(fd, "", into: &items, skipped: &skipped)
         return (items, skipped)
     }
 
-    private func walk(_ relative: String, into items: inout [LocalItem], skipped: inout [SkippedItem]) throws {
-        let directory = relative.isEmpty ? root : root + "/" + relative
-        guard let dir = opendir(directory) else {
-            let error = PosixError("opendir", path: directory, errno: errno)
+    /// Walks the directory open as `fd` (closed here) at relative path `relative`.
+    private func walk(_ fd: Int32, _ relative: String, into items: inout [LocalItem], skipped: inout [SkippedItem]) throws {
+        guard let dir = fdopendir(fd) else {
+            let error = PosixError("opendir", path: relative.isEmpty ? root : relative, errno: errno)
+            close(fd)
             if relative.isEmpty { throw error }
             skipped.append(SkippedItem(path: relative, reason: error.reason))
             return
         }
-        var names: [(String, Bool)] = []
+        defer { closedir(dir) }
+        var names: [(raw: [UInt8], name: String, valid: Bool)] = []
+        errno = 0
         while let entry = readdir(dir) {
             let raw = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
             if raw == [46] || raw == [46, 46] { continue }
             let valid = String(validating: raw, as: UTF8.self)
-            names.append((valid ?? String(decoding: raw, as: UTF8.self), valid != nil))
+            names.append((raw, valid ?? String(decoding: raw, as: UTF8.self), valid != nil))
         }
-        closedir(dir)
-        names.sort { $0.0.utf8.lexicographicallyPrecedes($1.0.utf8) }
-        for (name, valid) in names {
+        if errno != 0 {
+            // A directory that cannot be listed whole is unknown: none of its items may look vanished.
+            let error = PosixError("readdir", path: relative.isEmpty ? root : relative, errno: errno)
+            if relative.isEmpty { throw error }
+            skipped.append(SkippedItem(path: relative, reason: error.reason))
+            return
+        }
+        let directory = dirfd(dir)
+        names.sort { $0.raw.lexicographicallyPrecedes($1.raw) }
+        for (raw, name, valid) in names {
             let path = relative.isEmpty ? name : relative + "/" + name
             guard valid else {
                 skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8"))
@@ -97,14 +108,26 @@ public struct TreeWalker {
                 continue
             }
             var info = stat()
-            guard lstat(root + "/" + path, &info) == 0 else {
+            guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
                 if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: PosixError("lstat", path: path, errno: errno).reason)) }
                 continue
             }
             switch info.st_mode & S_IFMT {
             case S_IFDIR:
-                items.append(LocalItem(path: path, info))
-                try walk(path, into: &items, skipped: &skipped)
+                let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+                guard child >= 0 else {
+                    if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: PosixError("open", path: path, errno: errno).reason)) }
+                    continue
+                }
+                var opened = stat()
+                // The name may have been swapped between the stat and the open: record what was opened.
+                guard fstat(child, &opened) == 0, opened.st_ino == info.st_ino, opened.st_dev == info.st_dev else {
+                    close(child)
+                    skipped.append(SkippedItem(path: path, reason: "changed while it was scanned; it will be scanned again"))
+                    continue
+                }
+                items.append(LocalItem(path: path, opened))
+                try walk(child, path, into: &items, skipped: &skipped)
             case S_IFREG where info.st_nlink > 1:
                 skipped.append(SkippedItem(path: path, reason: "a hard link (\(info.st_nlink) links)"))
             case S_IFREG:

@@ -139,7 +139,7 @@ public final class MountRecallHooks: MountHooks {
                     }
                     recaller.count(bytes: written, failed: false)
                     if written > 0 { recaller.noteRecalled(path) }
-                    let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+                    let mtime = Posix.timespec(nanoseconds: record.mtime)
                     if RecallEngine.holes(fd: fd, in: 0..<size).isEmpty {
                         try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [accessTime, mtime])
                         return true

@@ -252,7 +252,7 @@ public final class RecallEngine: Sendable {
 
     /// Puts back the stub's recorded mtime on `fd` (recall writes move it; a recall is not an edit).
     static func restoreMtime(_ fd: Int32, _ record: EntryRecord) {
-        let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+        let mtime = Posix.timespec(nanoseconds: record.mtime)
         var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), mtime]   // atime: UTIME_OMIT
         futimens(fd, &times)
     }

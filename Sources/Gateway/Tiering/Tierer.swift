@@ -166,7 +166,7 @@ public final class Tierer: Sendable {
             defer { close(fd) }
             let stub = StubFile(descriptor: fd, path: full)
             try stub.punchOut()
-            let mtime = timespec(tv_sec: time_t(record.mtime / 1_000_000_000), tv_nsec: Int(record.mtime % 1_000_000_000))
+            let mtime = Posix.timespec(nanoseconds: record.mtime)
             var times = [mtime, mtime]
             try Posix.call("futimens", path: full) { futimens(fd, &times) }
             try stub.sync()

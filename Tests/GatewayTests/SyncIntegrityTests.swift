@@ -1,0 +1,214 @@
+import Backends
+import CloudShare
+import Foundation
+import Gateway
+import Glibc
+import Testing
+
+/// What must never happen to acknowledged data: a failed fetch recorded as applied, an unreadable item
+/// committed as a delete, one bad item holding the cursor, a malformed record crashing the process,
+/// attributes that never converge, an endpoint syncing against another share, a status that says
+/// Healthy while the share is gone.
+@Suite(.serialized) struct SyncIntegrityTests {
+    /// Moves every pack of the share aside (so no chunk can be fetched) and returns a closure that puts them back.
+    static func hidePacks(_ group: SyncGroup) throws -> () throws -> Void {
+        let packs = group.scratch.path + "/share/packs", hidden = group.scratch.path + "/hidden-packs"
+        try FileManager.default.moveItem(atPath: packs, toPath: hidden)
+        try FileManager.default.createDirectory(atPath: packs, withIntermediateDirectories: false)
+        return {
+            try FileManager.default.removeItem(atPath: packs)
+            try FileManager.default.moveItem(atPath: hidden, toPath: packs)
+        }
+    }
+
+    static func mode(_ path: String) -> mode_t {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info.st_mode & 0o7777 : 0
+    }
+
+    static func mtime(_ path: String) -> Int64 {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return 0 }
+        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    }
+
+    static func setMtime(_ path: String, nanoseconds: Int64) {
+        var times = [Posix.timespec(nanoseconds: nanoseconds), Posix.timespec(nanoseconds: nanoseconds)]
+        #expect(utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0)
+    }
+
+    @Test func aFailedDownloadOfAnUpdateIsNeverRecordedAsAppliedNorUploadedOverTheNewerVersion() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "a.txt", "version one of a")
+        group.write(0, "b.txt", "version one of b")
+        try await group.converge()
+        group.write(0, "a.txt", "version two of a, newer")
+        group.write(0, "b.txt", "version two of b, newer")
+        try await group.sync(0)
+
+        let restore = try Self.hidePacks(group)
+        let report = try await group.sync(1)
+        #expect(group.read(1, "a.txt") == "version one of a", "nothing could be fetched")
+        let head = try await CommitLog(store: try StoreLocator.open(group.url)).head()
+        #expect(report.cursor == head, "the cursor moves past a commit whose items failed")
+        let errors = try group.gateways[1].itemErrors().map(\.error.path)
+        #expect(errors.contains("a.txt") && errors.contains("b.txt"), "both failed items are listed: \(errors)")
+        let status = await group.gateways[1].status()
+        #expect(status[0].health == "Error")
+
+        // A local attribute change on the stale copy must not upload its old bytes over version two.
+        chmod(group.root(1) + "/a.txt", 0o600)
+        try await group.sync(1)
+        try restore()
+        try await group.sync(1)
+        #expect(group.read(1, "a.txt") == "version two of a, newer")
+        #expect(group.read(1, "b.txt") == "version two of b, newer")
+        try await group.converge()
+        #expect(group.read(0, "a.txt") == "version two of a, newer", "the stale copy never replaced the newer version")
+        #expect(try group.gateways[1].itemErrors().isEmpty)
+    }
+
+    @Test func anItemBehindAPathTooLongForTheKernelIsNeverCommittedAsADelete() async throws {
+        // Server 1's root is deep enough that root + relative path exceeds PATH_MAX (4,096 bytes); the
+        // same relative path fits on server 0.
+        let deep = (0..<9).map { _ in String(repeating: "r", count: 250) }.joined(separator: "/")
+        let group = try await SyncGroup(servers: 2, prepare: { index, root in
+            if index == 1 { try! FileManager.default.createDirectory(atPath: root + "/" + deep, withIntermediateDirectories: true) }
+        })
+        let relative = (0..<9).map { "folder-\($0)-" + String(repeating: "x", count: 200) }.joined(separator: "/") + "/kept.txt"
+        #expect(SafePath.problem(with: relative) == nil && group.root(1).utf8.count + deep.utf8.count + relative.utf8.count > 4096)
+        let long = try await SyncGroup.withDeepEndpoint(group, index: 1, deep: deep)
+        long.write(0, relative, "must survive")
+        try await long.converge()
+        try await long.converge()
+        #expect(long.read(0, relative) == "must survive", "the file was deleted by the server that could not stat it")
+        let namespace = try await CloudShare.open(try StoreLocator.open(long.url)).namespace()
+        #expect(namespace.entries[relative] != nil)
+    }
+
+    @Test func anOperationThatCannotBeAppliedBecomesAPerItemErrorAndTheCursorAndUploadsMoveOn() async throws {
+        let group = try await SyncGroup(servers: 2)
+        let outside = group.scratch.path + "/outside"
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        // A symlink on server 1 where server 0 has a folder; an mtime before 1970.
+        try FileManager.default.createSymbolicLink(atPath: group.root(1) + "/d", withDestinationPath: outside)
+        group.write(0, "d/x.txt", "in a folder")
+        group.write(0, "old.txt", "written long ago")
+        Self.setMtime(group.root(0) + "/old.txt", nanoseconds: -86_400_000_000_123)
+        try await group.sync(0)
+        try await group.sync(1)
+        let head = try await CommitLog(store: try StoreLocator.open(group.url)).head()
+        #expect(try await group.sync(1).cursor == head)
+        #expect(group.read(1, "old.txt") == "written long ago")
+        #expect(Self.mtime(group.root(1) + "/old.txt") == -86_400_000_000_123)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).isEmpty, "nothing written through the symlink")
+        // The kind conflict keeps both sides: the folder takes the name, the symlink moves aside.
+        #expect(group.read(1, "d/x.txt") == "in a folder")
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: group.root(1) + "/d-Server1")) == outside)
+        // Server 1's own changes still reach the share.
+        group.write(1, "from-one.txt", "uploads are not blocked")
+        try await group.converge()
+        #expect(group.read(0, "from-one.txt") == "uploads are not blocked")
+    }
+
+    @Test func malformedRecordsAreRefusedPerItemAndNeverCrash() async throws {
+        let group = try await SyncGroup(servers: 1)
+        let log = CommitLog(store: try StoreLocator.open(group.url))
+        let file = NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: 10, mode: 0o644, mtime: 0, uid: 0, gid: 0)
+        let malformed: [NamespaceOperation] = [
+            NamespaceOperation(op: .rename, path: "renamed.txt", from: nil, entry: nil),
+            NamespaceOperation(op: .rename, path: "x", from: "", entry: nil),
+            NamespaceOperation(op: .upsert, path: "no-entry.txt", from: nil, entry: nil),
+            NamespaceOperation(op: .upsert, path: "sizes-disagree.txt", from: nil, entry: file),
+            NamespaceOperation(op: .delete, path: "", from: nil, entry: nil),
+            NamespaceOperation(op: .delete, path: "/", from: nil, entry: nil),
+            NamespaceOperation(op: .rename, path: "../escape", from: "a", entry: nil),
+        ]
+        _ = try await log.append(Commit(author: "hostile", authorName: "Hostile", operations: malformed))
+        var random = SeededGenerator(state: 7)
+        for _ in 0..<20 {
+            let operations = (0..<8).map { _ in Self.randomOperation(using: &random) }
+            _ = try await log.append(Commit(author: "fuzz", authorName: "Fuzz", operations: operations))
+        }
+        let head = try await log.head()
+        let first = try await group.sync(0)
+        let errors = try group.gateways[0].itemErrors().map(\.error)
+        #expect(first.cursor >= head, "\(first.summary); errors: \(errors)")
+        let second = try await group.sync(0)
+        #expect(second.commits == 0, "the second pass settles: \(second.summary)")
+        group.write(0, "after.txt", "still syncing")
+        try await group.sync(0)
+        let namespace = try await CloudShare.open(try StoreLocator.open(group.url)).namespace()
+        #expect(namespace.entries["after.txt"] != nil)
+    }
+
+    static func randomOperation(using random: inout SeededGenerator) -> NamespaceOperation {
+        let names = ["a", "b", "a/b", "", "/", "..", "a/../b", ".tiergate", ".tiergate/staging/x", "x.tmp", "c/d/e", "a//b", String(repeating: "n", count: 300)]
+        func name() -> String { names.randomElement(using: &random)! }
+        let kind: NamespaceEntry.Kind = Bool.random(using: &random) ? .file : .directory
+        let entry = NamespaceEntry(kind: kind, fileID: NamespaceEntry.newFileID(), size: Int64.random(in: -2..<3, using: &random),
+                                   mode: UInt32.random(in: 0..<0o10000, using: &random), mtime: Int64.random(in: Int64.min / 2..<Int64.max / 2, using: &random),
+                                   uid: 0, gid: 0)
+        switch Int.random(in: 0..<3, using: &random) {
+        case 0: return NamespaceOperation(op: .upsert, path: name(), from: nil, entry: Bool.random(using: &random) ? entry : nil)
+        case 1: return NamespaceOperation(op: .delete, path: name(), from: nil, entry: nil)
+        default: return NamespaceOperation(op: .rename, path: name(), from: Bool.random(using: &random) ? name() : nil, entry: nil)
+        }
+    }
+
+    @Test func chmodAndTouchReachTheOtherServers() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "a.txt", "same bytes")
+        try await group.converge()
+        chmod(group.root(0) + "/a.txt", 0o640)
+        Self.setMtime(group.root(0) + "/a.txt", nanoseconds: 1_500_000_000_123_456_789)
+        try await group.converge()
+        #expect(Self.mode(group.root(1) + "/a.txt") == 0o640)
+        #expect(Self.mtime(group.root(1) + "/a.txt") == 1_500_000_000_123_456_789)
+        Self.setMtime(group.root(1) + "/a.txt", nanoseconds: 1_600_000_000_000_000_000)
+        try await group.converge()
+        #expect(Self.mtime(group.root(0) + "/a.txt") == 1_600_000_000_000_000_000, "a touch alone converges")
+    }
+
+    @Test func reAddingAnEndpointWhoseFilesMatchTheShareMakesNoConflictCopies() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "a.txt", "first")
+        try await group.sync(0)
+        group.write(0, "a.txt", "second, current")
+        group.write(0, "b.txt", "unchanged")
+        try await group.converge()
+        _ = try group.gateways[1].removeEndpoint(group.root(1))
+        group.endpoints[1] = try await group.gateways[1].addEndpoint(path: group.root(1), shareURL: group.url)
+        try await group.converge()
+        #expect(Set(group.tree(1).keys) == ["a.txt", "b.txt"], "no conflict copies: \(group.tree(1).keys.sorted())")
+    }
+
+    @Test func anEndpointRefusesAStoreHoldingAnotherShare() async throws {
+        let group = try await SyncGroup(servers: 1)
+        group.write(0, "a.txt", "mine")
+        try await group.sync(0)
+        try FileManager.default.removeItem(atPath: group.scratch.path + "/share")
+        // The share is gone: the pass fails, and status and errors say so.
+        await #expect(throws: (any Error).self) { try await group.sync(0) }
+        let status = await group.gateways[0].status()
+        #expect(status[0].health == "Error")
+        #expect(try group.gateways[0].itemErrors().contains { $0.error.kind == "sync" })
+        // A new, empty share at the same URL is another share: refused, nothing committed into it.
+        _ = try await CloudShare.create(in: try StoreLocator.open(group.url))
+        group.release()
+        group.gateways = [try Gateway(directory: StateDirectory(path: group.scratch.path + "/state0"))]
+        await #expect(throws: (any Error).self) { try await group.sync(0) }
+        let head = try await CommitLog(store: try StoreLocator.open(group.url)).head()
+        #expect(head == 0, "nothing was committed into the other share")
+    }
+}
+
+extension SyncGroup {
+    /// Re-points endpoint `index` of `group` at the deep folder made by its `prepare` step.
+    static func withDeepEndpoint(_ group: SyncGroup, index: Int, deep: String) async throws -> SyncGroup {
+        let path = group.root(index) + "/" + deep
+        _ = try group.gateways[index].removeEndpoint(group.root(index))
+        group.endpoints[index] = try await group.gateways[index].addEndpoint(path: path, shareURL: group.url)
+        return group
+    }
+}
