@@ -170,6 +170,25 @@ import Testing
         #expect(Self.mtime(group.root(0) + "/a.txt") == 1_600_000_000_000_000_000, "a touch alone converges")
     }
 
+    @Test func namesThatDifferOnlyInUnicodeNormalizationSettle() async throws {
+        let group = try await SyncGroup(servers: 2)
+        let composed = "caf\u{E9}.txt", decomposed = "cafe\u{301}.txt"
+        #expect(Array(composed.utf8) != Array(decomposed.utf8))
+        for (name, text) in [(composed, "composed"), (decomposed, "decomposed")] {
+            let fd = open(group.root(0) + "/" + name, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            #expect(fd >= 0)
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+            close(fd)
+        }
+        try await group.converge()
+        #expect(try await group.sync(0).commits == 0, "a settled pair commits nothing more")
+        #expect(try await group.sync(1).commits == 0)
+        let names = try FileManager.default.contentsOfDirectory(atPath: group.root(1)).filter { !$0.hasPrefix(".") }
+        #expect(names.count == 1, "one of the pair syncs: \(names)")
+        let twins = try group.gateways[0].itemErrors().filter { $0.error.reason.contains("Unicode normalization") }
+        #expect(twins.count == 1, "the other is reported")
+    }
+
     @Test func reAddingAnEndpointWhoseFilesMatchTheShareMakesNoConflictCopies() async throws {
         let group = try await SyncGroup(servers: 2)
         group.write(0, "a.txt", "first")

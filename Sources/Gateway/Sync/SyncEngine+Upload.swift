@@ -34,7 +34,7 @@ extension SyncEngine {
         // Paths this pass must leave alone: those with a share operation still to apply (their local
         // bytes are stale), and those the walk could not read (unknown, never absent).
         let deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
-        let unknownPaths = Set(walked.skipped.map(\.path))
+        let unknownPaths = Set(walked.skipped.filter { !$0.isNormalizationTwin }.map(\.path))
         func leftAlone(_ path: String) -> Bool {
             DeferredOperations.covers(deferredPaths, path) || DeferredOperations.covers(unknownPaths, path)
         }

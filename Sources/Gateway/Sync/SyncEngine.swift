@@ -46,11 +46,7 @@ public final class SyncEngine {
         rootFD = try Posix.open(endpoint.path, O_RDONLY | O_DIRECTORY)
         chunker = FastCDC(share.manifest.chunking)
         do {
-            try Self.cleanStaging(root: endpoint.path)
-            let directory = rootFD
-            stagingFD = try Posix.call("open", path: endpoint.path + "/" + Self.stagingFolder) {
-                openat(directory, Self.stagingFolder, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-            }
+            stagingFD = try Self.openStaging(rootFD: rootFD, root: endpoint.path)
         } catch {
             close(rootFD)
             throw error
@@ -62,13 +58,44 @@ public final class SyncEngine {
         close(rootFD)
     }
 
-    /// Removes staging files left by an interrupted pass (they were never renamed into place).
-    static func cleanStaging(root: String) throws {
-        let staging = root + "/" + stagingFolder
-        try Posix.makeDirectories(staging, mode: 0o700)
-        for (name, isDirectory) in try Posix.listDirectory(staging) where !isDirectory {
-            unlink(staging + "/" + name)
+    /// Opens Tiergate's own folders inside the endpoint (`.tiergate`, then `staging`), making them when
+    /// missing, without following links, and checks each is a directory owned by this process's user
+    /// with no access for others: a symlink or a folder planted by another user is refused, never used.
+    /// Staging files left by an interrupted pass (never renamed into place) are removed.
+    static func openStaging(rootFD: Int32, root: String) throws -> Int32 {
+        var fd = try Posix.call("dup", path: root) { dup(rootFD) }
+        var relative = ""
+        for name in [SkipRules.stateFolder, "staging"] {
+            relative += (relative.isEmpty ? "" : "/") + name
+            if mkdirat(fd, name, 0o700) != 0 && errno != EEXIST {
+                let error = PosixError("mkdir", path: root + "/" + relative, errno: errno)
+                close(fd)
+                throw error
+            }
+            let next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let failure = errno
+            close(fd)
+            guard next >= 0 else {
+                let reason = failure == ELOOP || failure == ENOTDIR ? "it is not a directory (a symlink or a file is in its place); remove it" : String(cString: strerror(failure))
+                throw GatewayError("Tiergate's folder '\(root)/\(relative)' cannot be used: \(reason)")
+            }
+            fd = next
+            var info = stat()
+            guard fstat(fd, &info) == 0, info.st_uid == geteuid(), info.st_mode & 0o077 == 0 else {
+                close(fd)
+                throw GatewayError("Tiergate's folder '\(root)/\(relative)' must be a directory owned by uid \(geteuid()) with mode 0700; it is not, so it is not used (remove it, or fix its owner and mode)")
+            }
         }
+        if let dir = fdopendir(try Posix.call("dup", path: root) { dup(fd) }) {
+            defer { closedir(dir) }
+            var names: [String] = []
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                if name != "." && name != ".." && entry.pointee.d_type != UInt8(DT_DIR) { names.append(name) }
+            }
+            for name in names { unlinkat(fd, name, 0) }
+        }
+        return fd
     }
 
     /// One full pass: download, then upload; repeats when another endpoint committed first.

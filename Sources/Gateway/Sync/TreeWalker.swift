@@ -41,6 +41,9 @@ public struct SkippedItem: Sendable, Codable, Hashable {
     public var path: String
     /// Why it is skipped.
     public var reason: String
+    /// True when the name equals a synced one but for Unicode normalization: to the share it is that
+    /// item's name, so it must not stand for an unknown item of its own.
+    public var isNormalizationTwin = false
 }
 
 /// Walks a local directory tree from the root's descriptor, one directory descriptor per level opened
@@ -95,16 +98,30 @@ public struct TreeWalker {
         }
         let directory = dirfd(dir)
         names.sort { $0.raw.lexicographicallyPrecedes($1.raw) }
-        for (raw, name, valid) in names {
+        // Names that differ only in Unicode normalization are one name to the share (Swift compares
+        // strings by canonical equivalence): the first in byte order syncs, the others are reported.
+        var seen: [String: String] = [:]
+        for (_, name, valid) in names {
             let path = relative.isEmpty ? name : relative + "/" + name
             guard valid else {
                 skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8"))
                 continue
             }
+            if let twin = seen[name] {
+                skipped.append(SkippedItem(path: path, reason: "differs from '\(twin)' in this folder only by Unicode normalization; rename one of them",
+                                           isNormalizationTwin: true))
+                continue
+            }
+            seen[name] = name
             // Tiergate's own state folder at the root is neither synced nor reported.
             if relative.isEmpty && name == SkipRules.stateFolder { continue }
             if let reason = SkipRules.reason(forName: name, atRoot: relative.isEmpty) {
                 skipped.append(SkippedItem(path: path, reason: reason))
+                continue
+            }
+            // The rule every server applies to names from the share, applied where the name is made.
+            if let problem = SafePath.problem(with: path) {
+                skipped.append(SkippedItem(path: path, reason: "not synced: \(problem)"))
                 continue
             }
             var info = stat()
