@@ -36,7 +36,10 @@ struct TierCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let result = try await viaDaemonIfRunning(state, operation: "tier", path: path) { try await $0.tier(path) }
+            let result = try await viaDaemonIfRunning(state, operation: "tier", path: path) { _ in
+                // Without the daemon nothing recalls a stub: a reader would get zeros. Tiering is the daemon's.
+                throw GatewayError("cannot tier '\(path)': no `tiergate serve` is running for this server, and a stub nothing recalls would read as zeros; start the daemon with tiering on for the endpoint and retry")
+            }
             try printResult("tiered", result)
         } catch let exit as ExitCode { throw exit } catch { throw fail(error) }
     }

@@ -101,10 +101,33 @@ func runTiergate(_ arguments: [String], killAfter: Double? = nil, errorLog: Stri
     }
 }
 
+/// A running `tiergate serve` for the state directory `state`, logging to `log`; returns once it
+/// has announced itself (its pid file names it), so CLI requests reach it.
+func startDaemon(state: String, log: String) throws -> Process {
+    let daemon = Process()
+    daemon.executableURL = URL(fileURLWithPath: try tiergateExecutable())
+    daemon.arguments = ["serve", "--state-dir", state, "--poll-interval", "0.2"]
+    if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+    let handle = FileHandle(forWritingAtPath: log)
+    handle?.seekToEndOfFile()
+    daemon.standardOutput = handle
+    daemon.standardError = handle
+    try daemon.run()
+    let deadline = Date().addingTimeInterval(30)
+    while Date() < deadline, daemon.isRunning {
+        if (try? String(contentsOfFile: state + "/serve.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == String(daemon.processIdentifier) {
+            return daemon
+        }
+        usleep(20_000)
+    }
+    throw GatewayError("the daemon did not start: \((try? String(contentsOfFile: log, encoding: .utf8))?.suffix(2000) ?? "")")
+}
+
 @Suite(.serialized) struct TieringCrashSafetyTests {
-    /// kill -9 of `tiergate tier` and `tiergate recall` at random points, over and over: afterwards every
-    /// file is either its full content or a stub that recalls to exactly the tiered bytes.
-    @Test func killingTierAndRecallAtRandomPointsKeepsEveryFileWhole() async throws {
+    /// `tiergate tier` and `tiergate recall` asked of a running daemon, which is killed with SIGKILL at
+    /// random points and restarted, over and over: afterwards every file is either its full content or
+    /// a stub that recalls to exactly the tiered bytes, and the share still holds every file unchanged.
+    @Test func killingTheDaemonDuringTierAndRecallKeepsEveryFileWhole() async throws {
         let group = try await SyncGroup(servers: 1)
         _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
         var contents: [String: [UInt8]] = [:]
@@ -116,17 +139,34 @@ func runTiergate(_ arguments: [String], killAfter: Double? = nil, errorLog: Stri
         try await group.sync(0)
         group.release()
         let state = group.scratch.path + "/state0"
+        let log = group.scratch.path + "/serve.log"
+        var daemon = try startDaemon(state: state, log: log)
+        defer { if daemon.isRunning { kill(daemon.processIdentifier, SIGKILL); daemon.waitUntilExit() } }
         var random = SeededGenerator(state: 7)
-        var killed = 0
-        for round in 0..<30 {
-            let operation = round % 2 == 0 ? "tier" : "recall"
-            if try runTiergate([operation, group.root(0), "--state-dir", state], killAfter: Double.random(in: 0..<0.15, using: &random)) == nil { killed += 1 }
-            if round % 5 == 4 { _ = try runTiergate(["sync", "--state-dir", state]) }
+        var killed = 0, answered = 0
+        for round in 0..<16 {
+            let request = Process()
+            request.executableURL = URL(fileURLWithPath: try tiergateExecutable())
+            request.arguments = [round % 2 == 0 ? "tier" : "recall", group.root(0), "--state-dir", state]
+            request.standardOutput = FileHandle.nullDevice
+            request.standardError = FileHandle.nullDevice
+            try request.run()
+            usleep(UInt32.random(in: 0..<150_000, using: &random))
+            if daemon.isRunning {
+                kill(daemon.processIdentifier, SIGKILL)
+                killed += 1
+            }
+            daemon.waitUntilExit()
+            request.waitUntilExit()
+            if request.terminationStatus == 0 { answered += 1 }
+            daemon = try startDaemon(state: state, log: log)
         }
-        #expect(killed > 5, "the test must actually kill tier and recall mid-way (killed \(killed))")
-        #expect(try runTiergate(["sync", "--state-dir", state]) == 0)
-        let log = group.scratch.path + "/recall.log"
-        #expect(try runTiergate(["recall", group.root(0), "--state-dir", state], errorLog: log) == 0, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        #expect(answered > 0, "some requests were carried out before the kill")
+        #expect(killed > 5, "the test must actually kill the daemon mid-way (killed \(killed))")
+        let recallLog = group.scratch.path + "/recall.log"
+        #expect(try runTiergate(["recall", group.root(0), "--state-dir", state], errorLog: recallLog) == 0, "\((try? String(contentsOfFile: recallLog, encoding: .utf8)) ?? "")")
+        kill(daemon.processIdentifier, SIGTERM)
+        daemon.waitUntilExit()
         for (name, bytes) in contents {
             let back = try readAll(group.root(0) + "/" + name) == bytes
             #expect(back, "\(name) recalls to exactly the tiered bytes")

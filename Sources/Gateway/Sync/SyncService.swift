@@ -169,14 +169,17 @@ public final class SyncService: Service {
             do {
                 let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
                 let entries = try state.entries(endpoint.id).filter { $0.value.kind == .file && (relative.isEmpty || $0.key == relative || $0.key.hasPrefix(relative + "/")) }
+                if entries.isEmpty {
+                    result.failures.append("'\(request.path)' is no synced file of this endpoint (not synced yet, or not a file)")
+                }
                 for (path, record) in entries.sorted(by: { $0.key < $1.key }) {
                     do {
                         if request.operation == "tier", record.residency == .full {
-                            if let tiering {
-                                result.bytes += try await tiering.tier(path)
-                            } else {
-                                result.bytes += try await Tierer(share: share, state: state, endpoint: endpoint).tier(path)
+                            // A stub nothing recalls would read as zeros: tier only where fanotify recalls.
+                            guard let tiering else {
+                                throw GatewayError("not tiered: tiering is off for endpoint \(endpoint.id), so nothing would recall '\(path)' (turn it on with `tiergate endpoint tiering` and restart `tiergate serve`)")
                             }
+                            result.bytes += try await tiering.tier(path)
                             result.files += 1
                         } else if request.operation == "recall", record.residency != .full {
                             result.bytes += try await (tiering?.recaller ?? RecallEngine(share: share, state: state, endpoint: endpoint)).recall(path)
@@ -215,6 +218,8 @@ extension Gateway {
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
+        ControlRequests.announceDaemon(in: directory)
+        defer { ControlRequests.withdrawDaemon(in: directory) }
         try await group.run()
     }
 }

@@ -16,6 +16,26 @@ public enum ControlRequests {
 
     static func folder(_ directory: StateDirectory) -> String { directory.path + "/requests" }
 
+    /// Where a running `tiergate serve` records its process id, so the CLI asks only a daemon that exists.
+    static func daemonFile(_ directory: StateDirectory) -> String { directory.path + "/serve.pid" }
+
+    /// Records this process as the daemon that answers requests (called by `serve` at start).
+    static func announceDaemon(in directory: StateDirectory) {
+        try? Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: daemonFile(directory)), options: .atomic)
+    }
+
+    /// Removes the record (called by `serve` when it stops).
+    static func withdrawDaemon(in directory: StateDirectory) {
+        unlink(daemonFile(directory))
+    }
+
+    /// The process id of the running daemon, if one is running.
+    static func runningDaemon(in directory: StateDirectory) -> pid_t? {
+        guard let text = try? String(contentsOfFile: daemonFile(directory), encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        return kill(pid, 0) == 0 || errno == EPERM ? pid : nil
+    }
+
     /// Requests waiting for an answer.
     static func pending(in directory: StateDirectory) -> [Request] {
         let folder = folder(directory)
@@ -36,12 +56,21 @@ public enum ControlRequests {
         unlink(folder + "/" + request.id + ".request")
     }
 
-    /// Queues a request and waits for the daemon's answer (up to `timeout` seconds).
+    /// Queues a request and waits for the daemon's answer (up to `timeout` seconds). Fails at once when
+    /// the path is in no endpoint of this server or no daemon is running to answer (the database is
+    /// held by another process, such as `tiergate mount`), and as soon as the daemon stops.
     public static func submit(_ operation: String, path: String, to directory: StateDirectory, timeout: Double = 3600) throws -> Gateway.TieringResult {
         var resolved = path
         if let real = realpath(path, nil) {
             resolved = String(cString: real)
             free(real)
+        }
+        let endpoints = (try directory.loadConfig())?.endpoints ?? []
+        guard endpoints.contains(where: { resolved == $0.path || resolved.hasPrefix($0.path + "/") }) else {
+            throw GatewayError("cannot \(operation) '\(path)': it is not inside any endpoint of this server (see `tiergate endpoint list`)")
+        }
+        guard let daemon = runningDaemon(in: directory) else {
+            throw GatewayError("cannot \(operation) '\(path)' now: another process holds this server's database and it is not `tiergate serve` (a `tiergate mount` or another command); stop it, or run the daemon and retry")
         }
         let folder = folder(directory)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
@@ -55,6 +84,10 @@ public enum ControlRequests {
             if let data = FileManager.default.contents(atPath: answer) {
                 unlink(answer)
                 return try JSONDecoder().decode(Gateway.TieringResult.self, from: data)
+            }
+            guard kill(daemon, 0) == 0 || errno == EPERM else {
+                unlink(folder + "/" + request.id + ".request")
+                throw GatewayError("the daemon (pid \(daemon)) stopped before it answered the \(operation) request for '\(path)'; nothing was done")
             }
             usleep(50_000)
         }

@@ -1,0 +1,66 @@
+import Foundation
+@testable import Gateway
+import Glibc
+import Testing
+
+/// Tiering happens only where something recalls the stub; requests the daemon cannot answer fail at
+/// once with the reason, never after an hour.
+@Suite(.serialized) struct TierGuardTests {
+    /// Runs `tiergate` and returns its status and output, failing the test if it runs over `limit` seconds.
+    static func run(_ arguments: [String], limit: Double = 20) throws -> (status: Int32?, output: String) {
+        let log = NSTemporaryDirectory() + "tiergate-guard-\(UUID().uuidString).log"
+        defer { unlink(log) }
+        let started = Date()
+        let status = try runTiergate(arguments, killAfter: limit, errorLog: log)
+        #expect(Date().timeIntervalSince(started) < limit, "`tiergate \(arguments.joined(separator: " "))` did not finish within \(limit) s")
+        return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    @Test func tierRefusesWhereNothingWouldRecallTheStub() async throws {
+        let group = try await SyncGroup(servers: 1)
+        group.write(0, "cold.txt", String(repeating: "cold data ", count: 5000))
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state0", file = group.root(0) + "/cold.txt"
+
+        // No daemon at all.
+        let alone = try Self.run(["tier", file, "--state-dir", state])
+        #expect(alone.status != 0 && alone.output.contains("zeros"), "\(alone)")
+        #expect(StubFile.marker(atPath: file) == nil)
+
+        // A daemon, but tiering is off for the endpoint.
+        let daemon = try startDaemon(state: state, log: group.scratch.path + "/serve.log")
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        let off = try Self.run(["tier", file, "--state-dir", state])
+        #expect(off.status != 0, "\(off)")
+        #expect(StubFile.marker(atPath: file) == nil, "no stub was made")
+        #expect(group.read(0, "cold.txt") == String(repeating: "cold data ", count: 5000))
+
+        // Paths the daemon has nothing for fail at once.
+        let outside = try Self.run(["tier", group.scratch.path, "--state-dir", state])
+        #expect(outside.status != 0 && outside.output.contains("not inside any endpoint"), "\(outside)")
+        let unsynced = try Self.run(["recall", group.root(0) + "/never-synced.txt", "--state-dir", state])
+        #expect(unsynced.status != 0, "\(unsynced)")
+    }
+
+    @Test func requestsFailAtOnceWhenTheDatabaseIsHeldByTheMount() async throws {
+        let group = try await SyncGroup(servers: 1)
+        group.write(0, "a.txt", "a")
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state0", mountpoint = group.scratch.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let mount = Process()
+        mount.executableURL = URL(fileURLWithPath: try tiergateExecutable())
+        mount.arguments = ["mount", group.root(0), mountpoint, "--state-dir", state]
+        mount.standardOutput = FileHandle.nullDevice
+        mount.standardError = FileHandle.nullDevice
+        try mount.run()
+        defer { kill(mount.processIdentifier, SIGTERM); mount.waitUntilExit() }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, !FileManager.default.fileExists(atPath: mountpoint + "/a.txt") { usleep(50_000) }
+        #expect(FileManager.default.fileExists(atPath: mountpoint + "/a.txt"), "the mount is up")
+        let recall = try Self.run(["recall", group.root(0), "--state-dir", state])
+        #expect(recall.status != 0 && recall.output.contains("not `tiergate serve`"), "\(recall)")
+    }
+}
