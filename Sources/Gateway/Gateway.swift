@@ -79,8 +79,16 @@ public final class Gateway {
     }
 
     /// Removes a server endpoint (by id or path): forgets its local state; never touches cloud data or local files.
-    public func removeEndpoint(_ selector: String) throws -> EndpointConfig {
+    /// Refused while the endpoint has stubs (their content lives only in the share, and nothing would
+    /// recall them afterwards) unless `keepStubs` says the operator wants them left as they are.
+    public func removeEndpoint(_ selector: String, keepStubs: Bool = false) throws -> EndpointConfig {
         let endpoint = try endpoint(selector)
+        if !keepStubs {
+            let stubs = try state.entries(endpoint.id).values.filter { $0.kind == .file && $0.residency != .full }
+            if !stubs.isEmpty {
+                throw GatewayError("endpoint \(endpoint.id) at '\(endpoint.path)' has \(stubs.count) tiered files (\(ByteFormat.string(stubs.reduce(0) { $0 + $1.size }))) whose content is only in the share; nothing would recall them once the endpoint is removed. Recall them first (`tiergate endpoint remove --recall`), or keep them as stubs on purpose (`--keep-stubs`)")
+            }
+        }
         engines[endpoint.id] = nil
         try state.removeEndpoint(endpoint.id)
         config.endpoints.removeAll { $0.id == endpoint.id }

@@ -63,10 +63,23 @@ struct EndpointCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove an endpoint (its local files and the cloud data are kept).")
         @OptionGroup var state: StateOptions
         @Argument(help: "The endpoint's id or path.") var endpoint: String
+        @Flag(help: "Recall every tiered file first (with progress), then remove the endpoint.") var recall = false
+        @Flag(help: "Remove the endpoint although tiered files remain: they stay stubs that nothing recalls.") var keepStubs = false
+
+        func validate() throws {
+            if recall && keepStubs { throw ValidationError("--recall and --keep-stubs exclude each other") }
+        }
 
         func run() async throws {
             do {
-                let removed = try state.open().removeEndpoint(endpoint)
+                let gateway = try state.open()
+                if recall {
+                    let selected = try gateway.endpoint(endpoint)
+                    let result = try await gateway.recall(selected.path, progress: ProgressPrinter.shared.print)
+                    try printResult("recalled", result)
+                    if !result.failures.isEmpty { throw GatewayError("not removed: \(result.failures.count) tiered files could not be recalled") }
+                }
+                let removed = try gateway.removeEndpoint(endpoint, keepStubs: keepStubs)
                 print("removed endpoint \(removed.id) (\(removed.path)); local files and cloud data are untouched")
             } catch {
                 throw fail(error)

@@ -63,4 +63,35 @@ import Testing
         let recall = try Self.run(["recall", group.root(0), "--state-dir", state])
         #expect(recall.status != 0 && recall.output.contains("not `tiergate serve`"), "\(recall)")
     }
+
+    @Test func removingAnEndpointWithStubsIsRefusedUnlessTheyAreRecalledOrKeptOnPurpose() async throws {
+        let group = try await SyncGroup(servers: 1)
+        let content = String(repeating: "tiered data ", count: 10_000)
+        group.write(0, "t.txt", content)
+        try await group.sync(0)
+        _ = try await group.gateways[0].tier(group.root(0) + "/t.txt")
+        #expect(StubFile.marker(atPath: group.root(0) + "/t.txt") != nil)
+        #expect(throws: GatewayError.self) { try group.gateways[0].removeEndpoint(group.root(0)) }
+        group.release()
+        let state = group.scratch.path + "/state0"
+        let refused = try Self.run(["endpoint", "remove", group.root(0), "--state-dir", state])
+        #expect(refused.status != 0 && refused.output.contains("--recall"), "\(refused)")
+        let removed = try Self.run(["endpoint", "remove", group.root(0), "--recall", "--state-dir", state])
+        #expect(removed.status == 0, "\(removed)")
+        #expect(StubFile.marker(atPath: group.root(0) + "/t.txt") == nil)
+        #expect(group.read(0, "t.txt") == content)
+        #expect(try Gateway(directory: StateDirectory(path: state)).config.endpoints.isEmpty)
+    }
+
+    @Test func changesReportedByTheMountStopBeingPendingOnceSynced() async throws {
+        let group = try await SyncGroup(servers: 1)
+        group.write(0, "m.txt", "written through the mount")
+        var batch = group.gateways[0].state.batch(group.endpoints[0].id)
+        batch.setPending("m.txt")
+        try group.gateways[0].state.commit(batch, sync: true)
+        #expect(try group.gateways[0].state.pendingCount(group.endpoints[0].id) == 1)
+        try await group.sync(0)
+        #expect(try group.gateways[0].state.pendingCount(group.endpoints[0].id) == 0)
+        #expect(await group.gateways[0].status()[0].health == "Healthy")
+    }
 }
