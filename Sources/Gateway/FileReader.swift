@@ -26,6 +26,14 @@ public enum FileReader {
         public var description: String { "'\(path)' changed while it was read; it will be retried" }
     }
 
+    /// The file carries stub markers the database does not know (a crash between making a stub and
+    /// recording it): it holds holes, not content, and is never read as data.
+    public struct UnrecordedStub: Error, CustomStringConvertible {
+        /// The file.
+        public var path: String
+        public var description: String { "'\(path)' is a stub the database does not know (left by an interrupted pass); it is left alone until the share's version is applied again" }
+    }
+
     /// Chunks the file at `relative` beneath the directory `rootFD` into `uploader`. The file is opened
     /// without following symlinks anywhere on its path, and must be the regular file `item` the scan
     /// saw (same inode), so a name swapped meanwhile can never make it read something else.
@@ -36,6 +44,7 @@ public enum FileReader {
         var before = stat()
         try Posix.call("fstat", path: path) { fstat(fd, &before) }
         guard (before.st_mode & S_IFMT) == S_IFREG, UInt64(before.st_ino) == scanned.inode else { throw ChangedWhileReading(path: relative) }
+        if LocalFiles.stubMarker(fd: fd) != nil { throw UnrecordedStub(path: relative) }
         let fingerprint = XXH3()
         var chunks: [ChunkRef] = []
         var offset: Int64 = 0

@@ -104,6 +104,8 @@ public enum TreeImport {
                     report.skipped.append(SkippedItem(path: item.path, reason: error.reason))
                 } catch let error as FileReader.ChangedWhileReading {
                     report.skipped.append(SkippedItem(path: item.path, reason: error.description))
+                } catch let error as FileReader.UnrecordedStub {
+                    report.skipped.append(SkippedItem(path: item.path, reason: error.description))
                 }
             }
             if operations.count >= operationsPerCommit { try await commit() }

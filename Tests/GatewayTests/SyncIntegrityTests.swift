@@ -1,7 +1,7 @@
 import Backends
 import CloudShare
 import Foundation
-import Gateway
+@testable import Gateway
 import Glibc
 import Testing
 
@@ -187,6 +187,32 @@ import Testing
         #expect(names.count == 1, "one of the pair syncs: \(names)")
         let twins = try group.gateways[0].itemErrors().filter { $0.error.reason.contains("Unicode normalization") }
         #expect(twins.count == 1, "the other is reported")
+    }
+
+    /// A crash between making a stub and recording it leaves a file with stub markers the database does
+    /// not know. Its holes must never be read as content: not uploaded, not kept as a conflict copy.
+    @Test func aStubTheDatabaseDoesNotKnowIsNeverReadAsContent() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.endpoints[1] = try group.gateways[1].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: .namespaceOnly))
+        let content = String(repeating: "real content, never zeros ", count: 2000)
+        group.write(0, "f.txt", content)
+        try await group.sync(0)
+        try await group.sync(1)
+        #expect(StubFile.marker(atPath: group.root(1) + "/f.txt") != nil, "a stub was made")
+        // The crash: the stub is on disk, its entry and the cursor were never recorded.
+        var batch = group.gateways[1].state.batch(group.endpoints[1].id)
+        batch.removeEntry("f.txt")
+        batch.setCursor(0)
+        try group.gateways[1].state.commit(batch, sync: true)
+        try await group.converge()
+        #expect(Set(group.tree(1).keys) == ["f.txt"], "no conflict copy: \(group.tree(1).keys.sorted())")
+        #expect(group.read(0, "f.txt") == content)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        let namespace = try await share.namespace()
+        #expect(namespace.entries.keys.sorted() == ["f.txt"])
+        var bytes: [UInt8] = []
+        for chunk in namespace.entries["f.txt"]?.chunks ?? [] { bytes += try await share.readChunk(chunk.id) }
+        #expect(String(decoding: bytes, as: UTF8.self) == content, "the share still holds the real content")
     }
 
     @Test func reAddingAnEndpointWhoseFilesMatchTheShareMakesNoConflictCopies() async throws {

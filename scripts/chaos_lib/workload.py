@@ -5,8 +5,9 @@ what a folder holds: it picks among what is there now, and every step that remov
 content captures that content atomically first (an exchange or a rename out of the endpoint, or a
 read through the descriptor it is about to modify) and records it as *superseded*. A write that was
 never superseded that way must survive somewhere; content that appears without having been produced
-by any step is *foreign*. Every content is unique (it starts with a header naming the step), so a
-SHA-256 identifies the step that wrote it.
+by any step is *foreign*. Content is unique per step (it starts with a header naming the step), so a
+SHA-256 identifies the step that wrote it; only `copy` and `twin` repeat a content on purpose (to make
+servers deduplicate the same chunks at the same time), and for them the model errs on the lenient side.
 """
 import ctypes
 import hashlib
@@ -24,7 +25,8 @@ TEMP_PREFIX = ".~edit-"  # not on Tiergate's skip list: the temp file of an atom
 _libc = ctypes.CDLL(None, use_errno=True)
 
 OPERATIONS = {"create": 18, "overwrite": 12, "replace": 10, "append": 9, "truncate": 4, "rename": 8, "rename_dir": 3,
-              "delete": 8, "delete_dir": 1, "mkdir": 6, "rmdir": 3, "chmod": 5, "touch": 5, "concurrent": 6}
+              "delete": 8, "delete_dir": 1, "mkdir": 6, "rmdir": 3, "chmod": 5, "touch": 5, "concurrent": 6,
+              "copy": 4, "twin": 3, "retype": 2}
 # (probability, smallest, largest) in bytes: mostly small files, a few large ones.
 SIZES = ((0.04, 0, 0), (0.60, 16, 16 << 10), (0.26, 16 << 10, 1 << 20), (0.08, 1 << 20, 4 << 20), (0.02, 4 << 20, 20 << 20))
 FILE_MODES = (0o644, 0o600, 0o640, 0o664, 0o755, 0o700)
@@ -188,15 +190,10 @@ class Workload:
     def pick_dir(self, dirs, max_depth=3):
         return self.random.choice([d for d in dirs if d.count("/") < max_depth] or [""])
 
-    def do_create(self, server, files, dirs, size=None):
+    def do_create(self, server, files, dirs):
         rel = os.path.join(self.pick_dir(dirs), self.new_name())
-        data = self.content(server, rel, self.size() if size is None else size)
-        fd = os.open(os.path.join(self.roots[server], rel), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            write_all(fd, data)
-            self.finish(fd, server, rel, "create")
-        finally:
-            os.close(fd)
+        data = self.content(server, rel, self.size())
+        self.write_new(server, rel, data, "create")
         return f"create {rel} ({len(data)} B)"
 
     def do_overwrite(self, server, files, dirs, rel=None):
@@ -363,6 +360,55 @@ class Workload:
         self.op += 1
         second = (self.do_replace if self.random.random() < 0.5 else self.do_overwrite)(other, [rel], dirs, rel)
         return f"concurrent on {server} and {other}: {first}; {second}"
+
+    def do_copy(self, server, files, dirs):
+        """cp of an existing file to a new name, here or on another server: its chunks are already in the share."""
+        if not files:
+            return self.do_create(server, files, dirs)
+        source = self.random.choice(files)
+        with open(os.path.join(self.roots[server], source), "rb") as file:
+            data = file.read()
+        other = self.random.choice(list(self.roots))
+        _, other_dirs = self.scan(other)
+        rel = os.path.join(self.pick_dir(other_dirs), self.new_name())
+        self.write_new(other, rel, data, "copy")
+        return f"copy {source} -> {other}:{rel} ({len(data)} B)"
+
+    def do_twin(self, server, files, dirs):
+        """The same new content written on two servers at once, at one path or two: both upload the same chunks."""
+        other = self.random.choice([s for s in self.roots if s != server] or [server])
+        shared = sorted(set(dirs) & set(self.scan(other)[1]))
+        rel = os.path.join(self.pick_dir(shared), self.new_name())
+        other_rel = rel if self.random.random() < 0.5 else os.path.join(os.path.dirname(rel), f"twin-{self.op}.bin")
+        data = self.content("both", rel, self.random.randint(256 << 10, 8 << 20), "twin")
+        self.write_new(server, rel, data, "twin")
+        self.write_new(other, other_rel, data, "twin")
+        return f"twin {rel} on {server} and {other_rel} on {other} ({len(data)} B)"
+
+    def do_retype(self, server, files, dirs):
+        """A file becomes a directory of the same name or an empty directory becomes a file: kind conflicts."""
+        root = self.roots[server]
+        if files and self.random.random() < 0.6:
+            rel = self.random.choice(files)
+            self.capture(os.path.join(root, rel))
+            os.mkdir(os.path.join(root, rel))
+            self.write_new(server, os.path.join(rel, self.new_name()), self.content(server, rel, self.size()), "create")
+            return f"retype file {rel} -> directory"
+        candidates = [d for d in dirs if d]
+        if not candidates:
+            return self.do_mkdir(server, files, dirs)
+        rel = self.random.choice(candidates)
+        os.rmdir(os.path.join(root, rel))  # refused when not empty: then nothing happens
+        self.write_new(server, rel, self.content(server, rel, self.size()), "create")
+        return f"retype directory {rel} -> file"
+
+    def write_new(self, server, rel, data, kind):
+        fd = os.open(os.path.join(self.roots[server], rel), os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            write_all(fd, data)
+            self.finish(fd, server, rel, kind)
+        finally:
+            os.close(fd)
 
     def large_write(self, server, on_started=None):
         """A 4-20 MiB file written in 2 MiB pieces; every prefix is a state a daemon may legitimately see.

@@ -49,10 +49,12 @@ enum LocalFiles {
         return info
     }
 
-    /// xxh3-128 of a file's content, streamed in 1 MiB reads.
+    /// xxh3-128 of a file's content, streamed in 1 MiB reads. A file with stub markers is refused: its
+    /// holes are not content.
     static func fingerprint(rootFD: Int32, path: String) throws -> Fingerprint128 {
         let fd = try SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
+        if stubMarker(fd: fd) != nil { throw FileReader.UnrecordedStub(path: path) }
         let hash = XXH3()
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
@@ -82,6 +84,11 @@ enum LocalFiles {
     static func stubMarker(rootFD: Int32, path: String) -> StubFile.State? {
         guard let fd = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK) else { return nil }
         defer { close(fd) }
+        return stubMarker(fd: fd)
+    }
+
+    /// The stub marker of the open file `fd`, if it carries one.
+    static func stubMarker(fd: Int32) -> StubFile.State? {
         var buffer = [UInt8](repeating: 0, count: 16)
         let count = fgetxattr(fd, StubFile.stateAttribute, &buffer, buffer.count)
         guard count > 0 else { return nil }

@@ -299,9 +299,13 @@ extension SyncEngine {
         guard let item = LocalFiles.item(rootFD: rootFD, path: path) else { return .other }
         if item.isDirectory { return .directory(item) }
         if let record, record.kind == .file, record.matches(item) { return .clean(item) }
-        // A stub is clean while its markers stand and its size and mtime are the recorded ones.
-        if let record, record.kind == .file, record.residency != .full, record.size == item.size, record.mtime == item.mtime,
-           LocalFiles.stubMarker(rootFD: rootFD, path: path) != nil {
+        // A file with stub markers is never read as content (its holes would read as zeros, or recall).
+        // It holds only the share's bytes while its size and mtime are the recorded ones, or when the
+        // database does not know it as a stub (a crash between making it and recording it).
+        if LocalFiles.stubMarker(rootFD: rootFD, path: path) != nil {
+            if let record, record.kind == .file, record.residency != .full, record.size != item.size || record.mtime != item.mtime {
+                return .other
+            }
             return .clean(item)
         }
         let fingerprint = try LocalFiles.fingerprint(rootFD: rootFD, path: path)

@@ -103,7 +103,6 @@ extension SyncEngine {
                 known0?.residency = .full
             }
             if let existing = known0, existing.kind == .file {
-                if existing.matches(item) { continue }
                 // Stat changed: hash before uploading, so a file whose content and attributes are unchanged
                 // (only its inode or ctime moved) costs no commit. A new mode, owner or mtime is committed
                 // (its chunks dedup) so it converges on every server like content does.
@@ -129,6 +128,8 @@ extension SyncEngine {
             } catch let error as PosixError {
                 errors.append((item.path, error.description, "upload"))
             } catch let error as FileReader.ChangedWhileReading {
+                errors.append((item.path, error.description, "upload"))
+            } catch let error as FileReader.UnrecordedStub {
                 errors.append((item.path, error.description, "upload"))
             }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {

@@ -52,10 +52,13 @@ public final class TieringRuntime: Sendable {
         for (path, record) in try state.entries(endpoint.id) where record.residency == .tiering || record.residency == .recalling {
             try? await tierer.recoverInterrupted(path, record, recaller: recaller)
         }
-        for (path, record) in try state.entries(endpoint.id) where record.kind == .file && record.residency != .full {
-            let full = endpoint.path + "/" + path
-            guard StubFile.marker(atPath: full) != nil else { continue }
-            try mark(full)
+        // Every file carrying stub markers, whatever the database says: a stub made just before a crash
+        // may not be recorded yet, and an unmarked stub reads as zeros.
+        let rootFD = try Posix.open(endpoint.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(rootFD) }
+        for item in try TreeWalker(root: endpoint.path).walk().items where !item.isDirectory {
+            guard LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil else { continue }
+            try mark(endpoint.path + "/" + item.path)
             count += 1
         }
         return count
