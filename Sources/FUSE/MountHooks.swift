@@ -72,11 +72,16 @@ public struct MountedFile: Sendable, Hashable {
     public var path: String?
     /// The backing file's device and inode number: exact even when the path is not.
     public var identity: FileIdentity
+    /// A descriptor of the backing file (open, or `O_PATH`), valid while the hook runs: it reaches the
+    /// file's inode even after an unlink or a rename, or under a name that is not UTF-8. Nil when the
+    /// caller has none (the hook then goes by `path`).
+    public var descriptor: Int32?
 
-    /// A file with this path and identity.
-    public init(path: String?, identity: FileIdentity) {
+    /// A file with this path and identity (and a descriptor of its backing file, when there is one).
+    public init(path: String?, identity: FileIdentity, descriptor: Int32? = nil) {
         self.path = path
         self.identity = identity
+        self.descriptor = descriptor
     }
 }
 

@@ -185,7 +185,7 @@ public final class PassthroughCore: FileSystemCore {
             guard inode.isRegularFile else { throw inode.isDirectory ? Errno(EISDIR) : .invalidArgument }
             let stub = file?.isStub.load(ordering: .relaxed) ?? Self.hasStubMarker(path: procPath(descriptor))
             if stub {
-                try hooks.beforeWrite(mountedFile(inode), .truncate(size: size))
+                try hooks.beforeWrite(mountedFile(inode, descriptor: descriptor), .truncate(size: size))
             }
             if let file, file.isWritable {
                 _ = try systemCall { ftruncate(file.descriptor, off_t(size)) }
@@ -404,7 +404,7 @@ public final class PassthroughCore: FileSystemCore {
         let file = try files.object(handle)
         servedReads.add(1, ordering: .relaxed)
         if file.isStub.load(ordering: .relaxed) {
-            try hooks.beforeRead(mountedFile(file.inode), offset: offset, length: length)
+            try hooks.beforeRead(mountedFile(file.inode, descriptor: file.descriptor), offset: offset, length: length)
             file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
         }
         return file
@@ -424,7 +424,7 @@ public final class PassthroughCore: FileSystemCore {
     private func prepareWrite(_ file: OpenFile, offset: Int64, length: Int) throws(Errno) {
         servedWrites.add(1, ordering: .relaxed)
         if file.isStub.load(ordering: .relaxed) {
-            try hooks.beforeWrite(mountedFile(file.inode), .write(offset: offset, length: length))
+            try hooks.beforeWrite(mountedFile(file.inode, descriptor: file.descriptor), .write(offset: offset, length: length))
             file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
         }
     }
@@ -467,7 +467,7 @@ public final class PassthroughCore: FileSystemCore {
     public func fallocate(_ number: UInt64, handle: UInt64, mode: Int32, offset: Int64, length: Int64) throws(Errno) {
         let file = try files.object(handle)
         if file.isStub.load(ordering: .relaxed) {
-            try hooks.beforeWrite(mountedFile(file.inode), .allocate(mode: mode, offset: offset, length: length))
+            try hooks.beforeWrite(mountedFile(file.inode, descriptor: file.descriptor), .allocate(mode: mode, offset: offset, length: length))
             file.isStub.store(Self.hasStubMarker(descriptor: file.descriptor), ordering: .relaxed)
         }
         _ = try systemCall { CFuse3_fallocate(file.descriptor, mode, offset, length) }
@@ -713,7 +713,7 @@ public final class PassthroughCore: FileSystemCore {
     /// O_TRUNC: the stub must be told before its content goes.
     private func truncateOnOpen(_ file: OpenFile) throws(Errno) {
         if file.isStub.load(ordering: .relaxed) {
-            try hooks.beforeWrite(mountedFile(file.inode), .truncate(size: 0))
+            try hooks.beforeWrite(mountedFile(file.inode, descriptor: file.descriptor), .truncate(size: 0))
         }
         if file.isWritable {
             _ = try systemCall { ftruncate(file.descriptor, 0) }
@@ -818,8 +818,8 @@ public final class PassthroughCore: FileSystemCore {
         }
     }
 
-    func mountedFile(_ inode: Inode) -> MountedFile {
-        MountedFile(path: path(of: inode.number), identity: inode.identity)
+    func mountedFile(_ inode: Inode, descriptor: Int32? = nil) -> MountedFile {
+        MountedFile(path: path(of: inode.number), identity: inode.identity, descriptor: descriptor)
     }
 
     /// The UTF-8 path of an inode for hooks.

@@ -93,4 +93,70 @@ import Testing
         let report = try await group.sync(0)
         #expect(report.uploaded == 1, "a write the daemon never saw is still recorded as a change")
     }
+
+    /// Reads all of the open descriptor `fd` from offset 0 (off the cooperative pool: a stub read blocks).
+    func readOpen(_ fd: Int32, size: Int) async throws -> [UInt8] {
+        try await offPool { () -> [UInt8] in
+            var buffer = [UInt8](repeating: 0, count: size)
+            var done = 0
+            while done < size {
+                let count = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, size - done, off_t(done)) }
+                if count <= 0 { break }
+                done += count
+            }
+            return Array(buffer.prefix(done))
+        }
+    }
+
+    @Test func aFileOpenedThroughTheMountBeforeItWasTieredRecallsAfterwards() async throws {
+        guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
+        defer { session.stop() }
+        // Make it full, read it through the mount (the mount sees a full file), then tier it again.
+        let first = try await readStub(mountpoint + "/doc.bin") == content
+        #expect(first)
+        #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == nil)
+        let full = try await readStub(mountpoint + "/doc.bin") == content     // opened as a full file
+        #expect(full)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        try await Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0]).tier("doc.bin")
+        #expect(StubFile.marker(atPath: group.root(0) + "/doc.bin") == .tiered)
+        let again = try await readStub(mountpoint + "/doc.bin") == content
+        #expect(again, "a file tiered while the mount runs is a stub to it at once, never zeros")
+    }
+
+    @Test func anOpenStubStillRecallsAfterUnlinkRenameOverAndANonUTF8Name() async throws {
+        guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
+        defer { session.stop() }
+        // Unlinked while open.
+        let unlinked = open(mountpoint + "/doc.bin", O_RDONLY)
+        #expect(unlinked >= 0)
+        #expect(unlink(mountpoint + "/doc.bin") == 0)
+        let afterUnlink = try await readOpen(unlinked, size: content.count) == content
+        close(unlinked)
+        #expect(afterUnlink, "an unlinked open stub reads its exact bytes")
+
+        // Another file renamed over it while open; then renamed to a name that is not UTF-8.
+        group.scratch.write("ep0/two.bin", content)
+        try await group.sync(0)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        try await Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0]).tier("two.bin")
+        let covered = open(mountpoint + "/two.bin", O_RDONLY)
+        #expect(covered >= 0)
+        FileManager.default.createFile(atPath: mountpoint + "/other.txt", contents: Data("other".utf8))
+        #expect(rename(mountpoint + "/other.txt", mountpoint + "/two.bin") == 0)
+        let afterRenameOver = try await readOpen(covered, size: 1 << 20) == Array(content.prefix(1 << 20))
+        close(covered)
+        #expect(afterRenameOver, "a stub with another file renamed over it still reads its exact bytes")
+
+        group.scratch.write("ep0/three.bin", content)
+        try await group.sync(0)
+        try await Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0]).tier("three.bin")
+        let strange = open(mountpoint + "/three.bin", O_RDONLY)
+        #expect(strange >= 0)
+        var badName = Array((mountpoint + "/bad-").utf8).map { CChar(bitPattern: $0) } + [CChar(bitPattern: 0xFF), 0]
+        #expect(rename(mountpoint + "/three.bin", &badName) == 0)
+        let afterOddName = try await readOpen(strange, size: content.count) == content
+        close(strange)
+        #expect(afterOddName, "a stub renamed to a name that is not UTF-8 still reads its exact bytes")
+    }
 }

@@ -16,23 +16,24 @@ CHAOS = os.path.join(REPO, "scripts", "chaos")
 BINARY = os.environ.get("TIERGATE_BIN", os.path.join(REPO, ".build", "debug", "tiergate"))
 
 
-def run_chaos(*arguments):
+def run_chaos(workdir, *arguments):
+    """Runs one round; the work directory (logs, op log, write log) stays under pytest's tmp_path."""
     if not os.access(BINARY, os.X_OK):
         pytest.fail(f"no tiergate binary at {BINARY}: run `swift build` first, or set TIERGATE_BIN")
-    result = subprocess.run([sys.executable, CHAOS, "--servers", "3", "--ops", "300", "--kill-every", "40",
-                             "--quiet-timeout", "60", "--bin", BINARY, *arguments],
-                            capture_output=True, text=True, timeout=280)
+    command = [sys.executable, CHAOS, "--servers", "3", "--ops", "300", "--kill-every", "40", "--quiet-timeout", "60",
+               "--bin", BINARY, "--workdir", str(workdir), *arguments]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=280)
     summary = [line for line in result.stdout.splitlines() if line.startswith("chaos: backend=")]
-    assert result.returncode == 0, (f"scripts/chaos {' '.join(arguments)} failed "
-                                    f"(exit {result.returncode}):\n{result.stdout}\n{result.stderr}")
-    assert summary, f"no summary line:\n{result.stdout}\n{result.stderr}"
+    if result.returncode != 0 or not summary:
+        pytest.fail(f"scripts/chaos {' '.join(arguments)} exited with {result.returncode}:\n{result.stdout}{result.stderr}",
+                    pytrace=False)
 
 
-def test_servers_converge_without_lost_writes_through_kills_on_a_file_share():
-    run_chaos("--seed", "11", "--backend", "file")
+def test_servers_converge_without_lost_writes_through_kills_on_a_file_share(tmp_path):
+    run_chaos(tmp_path / "chaos", "--seed", "11", "--backend", "file")
 
 
-def test_servers_converge_without_lost_writes_through_kills_and_s3_faults():
+def test_servers_converge_without_lost_writes_through_kills_and_s3_faults(tmp_path):
     if importlib.util.find_spec("moto") is None:
         pytest.fail("moto is required for the S3 chaos round: pip install 'moto[server]' (scripts/setup installs it)")
-    run_chaos("--seed", "12", "--backend", "s3", "--fault-rate", "0.25")
+    run_chaos(tmp_path / "chaos", "--seed", "12", "--backend", "s3", "--fault-rate", "0.25")

@@ -12,8 +12,6 @@ public final class MountRecallHooks: MountHooks {
     let endpoint: EndpointConfig
     let state: LocalState
     let recaller: RecallEngine
-    /// Backing files known not to be stubs, so that reads of hot files cost no extra system call.
-    private let fullFiles = Mutex<Set<FileIdentity>>([])
     private let changes = Atomic<Int>(0)
 
     /// Hooks for `endpoint`, recalling with `recaller` (the daemon shares one between the mount and
@@ -27,20 +25,9 @@ public final class MountRecallHooks: MountHooks {
     /// Changes seen through the mount (the daemon compares it between passes).
     public var changeCount: Int { changes.load(ordering: .acquiring) }
 
-    func isStub(_ file: MountedFile) -> Bool {
-        if fullFiles.withLock({ $0.contains(file.identity) }) { return false }
-        guard let path = file.path, StubFile.marker(atPath: endpoint.path + "/" + path) != nil else {
-            fullFiles.withLock { _ = $0.insert(file.identity) }
-            return false
-        }
-        return true
-    }
-
+    /// Called only for stubs (the mount checks the marker on the open file itself): nothing here
+    /// remembers a file as "not a stub", so a file tiered while the mount runs is a stub to it at once.
     public func beforeRead(_ file: MountedFile, offset: Int64, length: Int) throws(Errno) {
-        guard isStub(file), let path = file.path else {
-            recaller.count(bytes: 0, failed: false)   // answered from local data
-            return
-        }
         let end = offset + Int64(max(length, 1))
         // Sequential: this read starts where the last one of the file ended or a little past it (the
         // kernel's readahead requests may arrive out of order).
@@ -48,8 +35,8 @@ public final class MountRecallHooks: MountHooks {
             defer { ends[file.identity] = max(ends[file.identity] ?? 0, end) }
             return ends[file.identity].map { offset >= $0 && offset - $0 <= Self.readAheadSlack } ?? false
         }
-        try fill(path, range: offset..<end)
-        if sequential { readAhead(file, path, from: end) }
+        try fill(file, range: offset..<end)
+        if sequential { readAhead(file, from: end) }
     }
 
     /// How far ahead of a sequential reader of a stub the chunks are recalled in the background.
@@ -63,23 +50,31 @@ public final class MountRecallHooks: MountHooks {
 
     /// Recalls the next ``readAheadBytes`` after `offset` on a thread of its own, so the reader finds
     /// them present; the engine's flights make a reader that gets there first wait for it, not fetch twice.
-    func readAhead(_ file: MountedFile, _ path: String, from offset: Int64) {
+    func readAhead(_ file: MountedFile, from offset: Int64) {
         guard readingAhead.withLock({ $0.insert(file.identity).inserted }) else { return }
+        // The hook's descriptor is valid only while the hook runs: the thread reopens the file by it now.
+        let ahead = MountedFile(path: file.path, identity: file.identity, descriptor: file.descriptor.map { Self.reopen($0) } ?? nil)
+        guard ahead.descriptor != nil || file.descriptor == nil else {
+            readingAhead.withLock { _ = $0.remove(file.identity) }
+            return
+        }
         Thread { [self] in
-            defer { readingAhead.withLock { _ = $0.remove(file.identity) } }
-            try? fill(path, range: offset..<offset + Self.readAheadBytes)
+            defer {
+                readingAhead.withLock { _ = $0.remove(file.identity) }
+                if let descriptor = ahead.descriptor { close(descriptor) }
+            }
+            try? fill(ahead, range: offset..<offset + Self.readAheadBytes)
         }.start()
     }
 
-    public func beforeWrite(_ file: MountedFile, _ intent: WriteIntent) throws(Errno) {
-        guard isStub(file), let path = file.path else { return }
-        try fill(path, range: nil)
+    /// A new read-write descriptor of the file `descriptor` refers to (its inode, whatever its name now).
+    static func reopen(_ descriptor: Int32) -> Int32? {
+        let fd = open("/proc/self/fd/\(descriptor)", O_RDWR | O_CLOEXEC)
+        return fd >= 0 ? fd : nil
     }
 
-    /// Full files are read and written by the kernel directly; a stub never is, so that its reads and
-    /// writes recall first. Changes made that way are still reported (`modified` at open and release).
-    public func allowsPassthrough(_ file: MountedFile, flags: Int32) -> Bool {
-        !isStub(file)
+    public func beforeWrite(_ file: MountedFile, _ intent: WriteIntent) throws(Errno) {
+        try fill(file, range: nil)
     }
 
     public func didOpen(_ file: MountedFile, flags: Int32) {
@@ -90,7 +85,6 @@ public final class MountRecallHooks: MountHooks {
     public func didChange(_ change: MountChange) {
         changes.add(1, ordering: .releasing)
         if let identity = change.identity {
-            fullFiles.withLock { _ = $0.remove(identity) }
             readEnds.withLock { _ = $0.removeValue(forKey: identity) }
         }
         guard let path = change.path else { return }
@@ -100,24 +94,36 @@ public final class MountRecallHooks: MountHooks {
         try? state.commit(batch, sync: false)
     }
 
-    /// Fills the holes of `range` (the whole file when nil) of the stub at `path`; a whole stub becomes a
-    /// normal file. The stub's mtime is kept: recalling is not an edit. Concurrent fills of overlapping
-    /// ranges share one recall (the engine's flights); this runs on a FUSE thread, which may block.
-    func fill(_ path: String, range: Range<Int64>?) throws(Errno) {
+    /// Fills the holes of `range` (the whole file when nil) of the stub `file`; a whole stub becomes a
+    /// normal file. The stub is reached by its descriptor (its inode, whatever its name now) and known by
+    /// its own markers (file id), so an unlinked or renamed stub, or one under a name that is not UTF-8,
+    /// still recalls. Its record is used only when the path's record is the same file. The stub's mtime
+    /// is kept: recalling is not an edit. Concurrent fills of overlapping ranges share one recall (the
+    /// engine's flights); this runs on a FUSE thread, which may block.
+    func fill(_ file: MountedFile, range: Range<Int64>?) throws(Errno) {
         let recaller = self.recaller, state = self.state, endpoint = self.endpoint
-        let full = endpoint.path + "/" + path
+        let name = file.path.map { endpoint.path + "/" + $0 } ?? "inode \(file.identity)"
         let outcome: Result<Bool, any Error>
         do {
-            let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
-            defer { close(fd) }
-            let stub = StubFile(descriptor: fd, path: full)
-            guard let fileID = try stub.fileID() else { return }     // recalled whole meanwhile
-            guard let layout = try recaller.layout(fileID: fileID), let record = try state.entry(endpoint.id, path) else {
-                throw GatewayError("'\(path)' is an orphaned stub")
+            let fd: Int32
+            if let descriptor = file.descriptor {
+                guard let reopened = Self.reopen(descriptor) else { throw PosixError("open", path: name, errno: errno) }
+                fd = reopened
+            } else if let path = file.path {
+                fd = try Posix.open(endpoint.path + "/" + path, O_RDWR | O_NOFOLLOW)
+            } else {
+                throw GatewayError("\(name): no way to reach the stub")
             }
+            defer { close(fd) }
+            let stub = StubFile(descriptor: fd, path: name)
+            guard let fileID = try stub.fileID() else { return }     // recalled whole meanwhile
+            guard let layout = try recaller.layout(fileID: fileID) else {
+                throw GatewayError("\(name) is an orphaned stub (no chunk list for file \(fileID))")
+            }
+            let record = file.path.flatMap { try? state.entry(endpoint.id, $0) }.flatMap { $0.fileID == fileID ? $0 : nil }
             var info = stat()
-            try Posix.call("fstat", path: full) { fstat(fd, &info) }
-            let size = Int64(info.st_size), accessTime = info.st_atim
+            try Posix.call("fstat", path: name) { fstat(fd, &info) }
+            let size = Int64(info.st_size), accessTime = info.st_atim, stubTime = info.st_mtim
             let span = RecallEngine.span(of: range, fd: fd, size: size, layout: layout)
             outcome = recaller.exclusively(fileID, span) {
                 Blocking.run { () async throws -> Bool in
@@ -128,24 +134,24 @@ public final class MountRecallHooks: MountHooks {
                             while done < bytes.count {
                                 // The endpoint may be marked for fanotify too (tiering and a mount together).
                                 done += try recaller.writingRecalledBytes {
-                                    try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+                                    try Posix.call("pwrite", path: name) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
                                 }
                             }
                         }
                     } catch {
                         // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
-                        RecallEngine.restoreMtime(fd, record)
+                        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), stubTime]
+                        futimens(fd, &times)
                         throw error
                     }
                     recaller.count(bytes: written, failed: false)
-                    if written > 0 { recaller.noteRecalled(path) }
-                    let mtime = Posix.timespec(nanoseconds: record.mtime)
-                    if RecallEngine.holes(fd: fd, in: 0..<size).isEmpty {
-                        try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [accessTime, mtime])
+                    if written > 0, let path = file.path, record != nil { recaller.noteRecalled(path) }
+                    if RecallEngine.holes(fd: fd, in: 0..<size).isEmpty, let path = file.path, let record {
+                        try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [accessTime, stubTime])
                         return true
                     }
                     if written > 0 {
-                        var times = [accessTime, mtime]
+                        var times = [accessTime, stubTime]
                         futimens(fd, &times)
                         try stub.setState(.partial)
                     }
@@ -155,7 +161,6 @@ public final class MountRecallHooks: MountHooks {
         } catch {
             outcome = .failure(error)
         }
-        // A stub that became whole is found full by the next marker check and cached then.
         if case .failure(let error) = outcome {
             recaller.count(bytes: 0, failed: true)
             if let posix = error as? PosixError, posix.errno == ENOSPC { throw Errno(ENOSPC) }
