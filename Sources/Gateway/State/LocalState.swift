@@ -176,6 +176,11 @@ public struct StateBatch {
         batch.put(LocalState.key(endpoint, name), Array((try? JSONEncoder().encode(value)) ?? Data()), in: state.family(.state))
     }
 
+    /// Records the chunk list of the file `fileID` (what a stub recalls).
+    public mutating func setLayout(_ fileID: String, _ chunks: [ChunkRef]) {
+        batch.put(LocalState.key(endpoint, fileID), RecallEngine.encodeLayout(chunks), in: state.family(.chunks))
+    }
+
     /// Records or refreshes a per-item error.
     public mutating func setError(_ error: ItemError) {
         batch.put(LocalState.key(endpoint, error.path), Array((try? JSONEncoder().encode(error)) ?? Data()), in: state.family(.errors))

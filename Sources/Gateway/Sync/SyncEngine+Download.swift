@@ -191,7 +191,7 @@ extension SyncEngine {
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
         for (fileID, chunks) in chunkLayouts {
-            batch.batch.put(LocalState.key(endpoint.id, fileID), RecallEngine.encodeLayout(chunks), in: state.family(.chunks))
+            batch.setLayout(fileID, chunks)
         }
         batch.setValue(deferred, DeferredOperations.stateKey)
         if movesCursor { batch.setCursor(commit.sequence) }

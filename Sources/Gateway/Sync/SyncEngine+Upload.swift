@@ -52,7 +52,9 @@ extension SyncEngine {
         let started = Date()
         var lastProgress = started
 
-        for item in walked.items where !leftAlone(item.path) {
+        var chunkLayouts: [String: [ChunkRef]] = [:]
+        for scanned in walked.items where !leftAlone(scanned.path) {
+            var item = scanned
             let kind: NamespaceEntry.Kind = item.isDirectory ? .directory : .file
             var known0 = known[item.path]
             // A path new to the database whose inode belongs to a vanished entry is a rename.
@@ -87,18 +89,50 @@ extension SyncEngine {
                         statOnly.append((item.path, existing))
                         continue
                     }
-                    // Written to while no daemon recalled it: the unrecalled bytes around the write read as
-                    // zeros and cannot be told from the application's. Keep the file as a conflict copy and
-                    // make the path a stub of the cloud version again; nothing is lost on either side.
+                    // Changed: a write into the stub, or a fill a crash interrupted before it put the mtime
+                    // back. Recall the rest first, so the file holds real bytes only; its content decides.
+                    let layout = try? recaller.layout(fileID: existing.fileID)
                     do {
-                        let (copy, stub) = try setAsideForStub(item.path, existing)
-                        statOnly.append((item.path, stub))
-                        report.conflicts += 1
-                        errors.append((item.path, "written while tiered and no daemon was recalling; the write is kept in '\(copy)'", "conflict"))
+                        try await recaller.recall(item.path)
                     } catch {
-                        errors.append((item.path, "a stub was written to without recall and could not be set aside: \(error)", "upload"))
+                        errors.append((item.path, "a changed stub could not be recalled; it is left alone and retried: \(error)", "upload"))
+                        continue
                     }
-                    continue
+                    guard let recalled = LocalFiles.item(rootFD: rootFD, path: item.path), !recalled.isDirectory,
+                          let after = try state.entry(endpoint.id, item.path), after.residency == .full,
+                          let fingerprint = try? LocalFiles.fingerprint(rootFD: rootFD, path: item.path) else {
+                        errors.append((item.path, "changed while it was recalled; retried at the next pass", "upload"))
+                        continue
+                    }
+                    if fingerprint == after.fingerprint {
+                        // Only recall writes: the recorded version, complete again.
+                        var clean = after
+                        clean.updateStat(recalled)
+                        statOnly.append((item.path, clean))
+                        continue
+                    }
+                    // An application's write. Under a running recall (this daemon's fanotify marks or mount,
+                    // active since before the write) every byte it wrote over was recalled first: the file is
+                    // an edit, committed under its own name. Otherwise the unrecalled bytes of the pages
+                    // around the write read as zeros to it and cannot be told from its own: the file is kept
+                    // as a conflict copy and the path becomes a stub of the share's version again.
+                    if let since = recallActiveSince, item.ctime >= since {
+                        known0 = after
+                        item = recalled
+                    } else {
+                        do {
+                            let (copy, stub) = try setAsideForStub(item.path, after)
+                            var restored = stub
+                            restored.fingerprint = after.fingerprint
+                            statOnly.append((item.path, restored))
+                            if let layout { chunkLayouts[existing.fileID] = layout }
+                            report.conflicts += 1
+                            errors.append((item.path, "written while tiered and no daemon was recalling; the write is kept in '\(copy)'", "conflict"))
+                        } catch {
+                            errors.append((item.path, "a stub was written to without recall and could not be set aside: \(error)", "upload"))
+                        }
+                        continue
+                    }
                 }
                 known0?.residency = .full
             }
@@ -160,6 +194,7 @@ extension SyncEngine {
         if operations.isEmpty {
             var batch = state.batch(endpoint.id)
             for (path, record) in statOnly { batch.setEntry(path, record) }
+            for (fileID, chunks) in chunkLayouts { batch.setLayout(fileID, chunks) }
             for path in pendingMarks { batch.clearPending(path) }
             if !batch.isEmpty { try state.commit(batch, sync: true) }
             try recordErrors(errors, cleared: cleared)
@@ -189,6 +224,7 @@ extension SyncEngine {
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
         for (path, record) in statOnly { batch.setEntry(path, record) }
+        for (fileID, chunks) in chunkLayouts { batch.setLayout(fileID, chunks) }
         for path in pendingMarks { batch.clearPending(path) }
         batch.setCursor(sequence)
         try state.commit(batch, sync: true)

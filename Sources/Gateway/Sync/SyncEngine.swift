@@ -26,6 +26,10 @@ public final class SyncEngine {
     lazy var recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
     /// Called with the full path of every stub the download creates (the daemon marks it for recall).
     public var onStubCreated: (@Sendable (String) -> Void)?
+    /// Since when (ns since the epoch, before any stub was marked) this process recalls stubs on access
+    /// (fanotify marks or the mount); nil when nothing does. A stub changed since then was written under
+    /// recall, so its bytes are the application's, not holes read as zeros.
+    public var recallActiveSince: Int64?
 
     /// Commits name their author as server id + endpoint id, so an endpoint recognizes its own records.
     var author: String { "\(serverID)/\(endpoint.id)" }

@@ -65,6 +65,8 @@ public final class SyncService: Service {
             do {
                 let runtime = try TieringRuntime(endpoint: endpoint, share: share, state: state)
                 let marked = try await runtime.markStubs()
+                // From now on every stub is marked: a write into one was recalled around first.
+                engine.recallActiveSince = Int64(Date().timeIntervalSince1970 * 1e9)
                 engine.onStubCreated = { path in try? runtime.mark(path) }
                 tiering = runtime
                 logger.info("tiering on: \(marked) stubs marked for recall", metadata: ["free space %": .stringConvertible(freeSpacePercent)])

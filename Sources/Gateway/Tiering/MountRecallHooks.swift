@@ -123,7 +123,10 @@ public final class MountRecallHooks: MountHooks {
             let record = file.path.flatMap { try? state.entry(endpoint.id, $0) }.flatMap { $0.fileID == fileID ? $0 : nil }
             var info = stat()
             try Posix.call("fstat", path: name) { fstat(fd, &info) }
-            let size = Int64(info.st_size), accessTime = info.st_atim, stubTime = info.st_mtim
+            // The stub's own mtime: the record's when it is this file's (concurrent fills of one stub
+            // see each other's moved mtime), else what the file shows now.
+            let size = Int64(info.st_size), accessTime = info.st_atim
+            let stubTime = record.map { Posix.timespec(nanoseconds: $0.mtime) } ?? info.st_mtim
             let span = RecallEngine.span(of: range, fd: fd, size: size, layout: layout)
             outcome = recaller.exclusively(fileID, span) {
                 Blocking.run { () async throws -> Bool in

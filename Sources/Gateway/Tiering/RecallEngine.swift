@@ -349,7 +349,10 @@ public final class RecallEngine: Sendable {
         try stub.sync()
         try stub.removeMarkers()
         var updated = record
-        updated.updateStat(LocalItem(path: path, try stub.status()))
+        let now = LocalItem(path: path, try stub.status())
+        // A stub an application wrote into keeps its recorded stat, so the scan sees the change and
+        // commits it; only a stub holding just the recorded version takes its new stat (ctime, inode).
+        if now.size == record.size && now.mtime == record.mtime { updated.updateStat(now) }
         updated.residency = .full
         var batch = state.batch(endpoint.id)
         batch.setEntry(path, updated)

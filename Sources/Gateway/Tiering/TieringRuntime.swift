@@ -133,15 +133,27 @@ public final class TieringRuntime: Sendable {
             recaller.count(bytes: 0, failed: true)
             return .deny(errno: EIO)
         }
-        let range = event.range.map { $0.offset..<$0.end }
+        // A write that starts or ends inside a page makes the kernel read that page without an event
+        // of its own (an append reads the page holding the old end): fill whole pages around the range.
+        let page: Int64 = 4096
+        let range = event.range.map { ($0.offset / page * page)..<(($0.end + page - 1) / page * page) }
         let relativePath = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
-        let span = RecallEngine.span(of: range, fd: event.fileDescriptor, size: event.size, layout: layout)
-        let outcome = recaller.exclusively(fileID, span) {
-            Blocking.run {
-                try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
-                    try event.write(bytes, at: offset)
+        func fill(_ range: Range<Int64>?) -> Result<Int64, any Error> {
+            let span = RecallEngine.span(of: range, fd: event.fileDescriptor, size: event.size, layout: layout)
+            return recaller.exclusively(fileID, span) {
+                Blocking.run {
+                    try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
+                        try event.write(bytes, at: offset)
+                    }
                 }
             }
+        }
+        var outcome = fill(range)
+        // An append's event names the writer's file position, not the end it writes at, and the kernel
+        // then reads the partial last page without an event: that page is filled with any access.
+        let tail = event.size / page * page
+        if case .success(let written) = outcome, tail < event.size, !RecallEngine.holes(fd: event.fileDescriptor, in: tail..<event.size).isEmpty {
+            outcome = fill(tail..<event.size).map { written + $0 }
         }
         switch outcome {
         case .failure(let error):

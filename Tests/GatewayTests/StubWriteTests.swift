@@ -1,0 +1,85 @@
+import Backends
+import CloudShare
+import Foundation
+@testable import Gateway
+import Glibc
+import Testing
+
+/// Writes into stubs end as the old content plus the write, under the file's own name, and a fill cut
+/// short by a crash is never taken for an edit: the share never receives zeros nobody wrote.
+@Suite(.serialized) struct StubWriteTests {
+    static func content(of path: String, in share: CloudShare) async throws -> [UInt8]? {
+        guard let entry = try await share.namespace().entries[path] else { return nil }
+        var bytes: [UInt8] = []
+        for chunk in entry.chunks { bytes += try await share.readChunk(chunk.id) }
+        return bytes
+    }
+
+    /// The real `tiergate serve` with tiering on (fanotify); `tiergate tier` through it; then an append and
+    /// a one-byte overwrite of stubs on the endpoint itself.
+    @Test func appendingToAndOverwritingAStubUnderTheDaemonKeepsTheOldContentAndTheWrite() async throws {
+        let group = try await SyncGroup(servers: 1)
+        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
+        let old = randomBytes(300_001, seed: 5), other = randomBytes(200_003, seed: 6)
+        group.scratch.write("ep0/log.txt", old)
+        group.scratch.write("ep0/over.bin", other)
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state0"
+        let daemon = try startDaemon(state: state, log: group.scratch.path + "/serve.log")
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        for name in ["log.txt", "over.bin"] {
+            #expect(try runTiergate(["tier", group.root(0) + "/" + name, "--state-dir", state]) == 0)
+            #expect(StubFile.marker(atPath: group.root(0) + "/" + name) == .tiered)
+        }
+        let appended = Array("one more line\n".utf8)
+        let root = group.root(0)
+        try await offPool {
+            let fd = open(root + "/log.txt", O_WRONLY | O_APPEND)
+            defer { close(fd) }
+            _ = appended.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let patch = open(root + "/over.bin", O_WRONLY)
+            defer { close(patch) }
+            var byte: UInt8 = 0xEE
+            _ = pwrite(patch, &byte, 1, 1000)
+        }
+        var expectedOver = other
+        expectedOver[1000] = 0xEE
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        let deadline = Date().addingTimeInterval(30)
+        var log: [UInt8]?, over: [UInt8]?
+        while Date() < deadline {
+            log = try await Self.content(of: "log.txt", in: share)
+            over = try await Self.content(of: "over.bin", in: share)
+            if log == old + appended && over == expectedOver { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let want = old + appended
+        let firstDifference = log.flatMap { got in zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset }
+        #expect(log == want, "the share holds the old content plus the append (got \(log?.count ?? -1) of \(want.count) bytes, first difference at \(firstDifference ?? -1))")
+        #expect(over == expectedOver, "the share holds the old content with the one byte changed")
+        let local = try readAll(group.root(0) + "/log.txt")
+        #expect(local == want, "locally \(local.count) bytes, first difference at \(zip(local, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)")
+        let names = try FileManager.default.contentsOfDirectory(atPath: group.root(0)).filter { !$0.hasPrefix(".") }.sorted()
+        #expect(names == ["log.txt", "over.bin"], "no conflict copies: \(names)")
+    }
+
+    /// A fill that a crash cut short wrote real bytes and moved the mtime: the next pass finds the
+    /// recorded version, not an edit.
+    @Test func aStubWhoseFillWasCutShortIsNotAnEdit() async throws {
+        let group = try await SyncGroup(servers: 1)
+        let content = randomBytes(1 << 20, seed: 8)
+        group.scratch.write("ep0/f.bin", content)
+        try await group.sync(0)
+        _ = try await group.gateways[0].tier(group.root(0) + "/f.bin")
+        let fd = open(group.root(0) + "/f.bin", O_WRONLY)
+        _ = content.withUnsafeBytes { pwrite(fd, $0.baseAddress, 65_536, 0) }   // the recall's own bytes; no mtime put back
+        close(fd)
+        let report = try await group.sync(0)
+        #expect(report.uploaded == 0 && report.conflicts == 0 && report.commits == 0, "\(report.summary)")
+        #expect(try readAll(group.root(0) + "/f.bin") == content)
+        #expect(StubFile.marker(atPath: group.root(0) + "/f.bin") == nil)
+        let names = try FileManager.default.contentsOfDirectory(atPath: group.root(0)).filter { !$0.hasPrefix(".") }
+        #expect(names == ["f.bin"])
+    }
+}
