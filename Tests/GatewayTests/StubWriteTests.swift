@@ -82,4 +82,40 @@ import Testing
         let names = try FileManager.default.contentsOfDirectory(atPath: group.root(0)).filter { !$0.hasPrefix(".") }
         #expect(names == ["f.bin"])
     }
+
+    /// The daemon starts while the share cannot be reached: it stays up, stubs read as EIO (never
+    /// zeros), status says Error, and once the share is back the same stub reads its exact bytes.
+    @Test func aStubReadsAnErrorNotZerosWhileItsShareIsUnreachable() async throws {
+        let group = try await SyncGroup(servers: 1)
+        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
+        let content = randomBytes(500_000, seed: 12)
+        group.scratch.write("ep0/s.bin", content)
+        try await group.sync(0)
+        _ = try await group.gateways[0].tier(group.root(0) + "/s.bin")
+        group.release()
+        let share = group.scratch.path + "/share", away = group.scratch.path + "/share-away"
+        try FileManager.default.moveItem(atPath: share, toPath: away)
+        let state = group.scratch.path + "/state0"
+        let daemon = try startDaemon(state: state, log: group.scratch.path + "/serve.log")
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        let path = group.root(0) + "/s.bin"
+        let failure = try await offPool { () -> Int32 in
+            let fd = open(path, O_RDONLY)
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            return read(fd, &buffer, 4096) < 0 ? errno : 0
+        }
+        #expect(failure == EIO, "a stub of an unreachable share fails its read, never reads zeros")
+        #expect(daemon.isRunning, "the daemon stays up")
+        let status = try Gateway(directory: StateDirectory(path: state), readOnly: true)
+        #expect(await status.status()[0].health == "Error")
+        try FileManager.default.moveItem(atPath: away, toPath: share)
+        let deadline = Date().addingTimeInterval(20)
+        var back = false
+        while Date() < deadline, !back {
+            back = (try? await readStub(path)) == content
+            if !back { try await Task.sleep(for: .milliseconds(300)) }
+        }
+        #expect(back, "once the share is reachable the stub recalls exactly")
+    }
 }

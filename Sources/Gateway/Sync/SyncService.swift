@@ -40,34 +40,14 @@ public final class SyncService: Service {
     }
 
     public func run() async throws {
-        // A share that cannot be opened (unreachable, wrong credentials, another share) puts this
-        // endpoint in Error and is retried; the daemon and its other endpoints carry on.
-        var share: CloudShare?
-        var engine: SyncEngine?
-        var delay = Duration.seconds(1)
-        while engine == nil {
-            do {
-                let opened = try await CloudShare.open(StoreLocator.open(endpoint.share))
-                engine = try SyncEngine(endpoint: endpoint, share: opened, state: state, serverID: serverID, serverName: serverName)
-                share = opened
-            } catch {
-                SyncEngine.recordFailedPass(error, endpoint: endpoint, state: state)
-                logger.error("cannot open the share; retrying in \(delay): \(error)")
-                try? await Task.sleep(for: delay)
-                if Task.isCancelled || Task.isShuttingDownGracefully { return }
-                delay = min(delay * 2, .seconds(60))
-            }
-        }
-        guard let share, let engine else { return }
-        // Tiering first: stubs must be marked before anything reads them.
+        // Tiering first, before the share is even opened: stubs must be marked before anything reads
+        // them, and while the share cannot be reached their readers get EIO, never zeros.
+        let connection = ShareConnection(nil, name: StoreLocator.redacted(endpoint.share))
         var tiering: TieringRuntime?
         if endpoint.tiering != nil {
             do {
-                let runtime = try TieringRuntime(endpoint: endpoint, share: share, state: state)
+                let runtime = try TieringRuntime(endpoint: endpoint, connection: connection, state: state)
                 let marked = try await runtime.markStubs()
-                // From now on every stub is marked: a write into one was recalled around first.
-                engine.recallActiveSince = Int64(Date().timeIntervalSince1970 * 1e9)
-                engine.onStubCreated = { path in try? runtime.mark(path) }
                 tiering = runtime
                 logger.info("tiering on: \(marked) stubs marked for recall", metadata: ["free space %": .stringConvertible(freeSpacePercent)])
             } catch {
@@ -75,10 +55,12 @@ public final class SyncService: Service {
             }
         }
         defer { tiering?.stop() }
+        // From now on every stub is marked: a write into one was recalled around first.
+        let recallActiveSince = tiering.map { _ in Int64(Date().timeIntervalSince1970 * 1e9) }
+        // One recall engine for fanotify and the mount: one set of figures, one low-disk mode.
+        let recaller = tiering?.recaller ?? RecallEngine(connection: connection, state: state, endpoint: endpoint)
         // The mounted cache volume, when the configuration asks for one.
         var mount: MountSession?
-        // One recall engine for fanotify and the mount: one set of figures, one low-disk mode.
-        let recaller = tiering?.recaller ?? RecallEngine(share: share, state: state, endpoint: endpoint)
         if let mountpoint = endpoint.mountPoint {
             do {
                 mount = try await Gateway.mount(endpoint, at: mountpoint, state: state, recaller: recaller)
@@ -87,6 +69,29 @@ public final class SyncService: Service {
                 logger.error("\(error)")
             }
         }
+        // A share that cannot be opened (unreachable, wrong credentials, another share) puts this
+        // endpoint in Error and is retried; the daemon and its other endpoints carry on.
+        var opened: SyncEngine?
+        var delay = Duration.seconds(1)
+        while opened == nil {
+            do {
+                let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+                opened = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
+                connection.connect(share)
+            } catch {
+                SyncEngine.recordFailedPass(error, endpoint: endpoint, state: state)
+                logger.error("cannot open the share; retrying in \(delay): \(error)")
+                try? await Task.sleep(for: delay)
+                if Task.isCancelled || Task.isShuttingDownGracefully {
+                    mount?.stop()
+                    return
+                }
+                delay = min(delay * 2, .seconds(60))
+            }
+        }
+        guard let engine = opened else { return }
+        engine.recallActiveSince = recallActiveSince
+        if let tiering { engine.onStubCreated = { path in try? tiering.mark(path) } }
         defer { mount?.stop() }
         let watcher = try InotifyWatcher(root: endpoint.path)
         defer { watcher.stop() }

@@ -10,7 +10,7 @@ import Synchronization
 /// whole file. Only holes are written, so bytes already local (recalled earlier, or written since) are
 /// never overwritten; every chunk is verified by SHA-256 before a byte of it is written.
 public final class RecallEngine: Sendable {
-    let share: CloudShare
+    let connection: ShareConnection
     let state: LocalState
     let endpoint: EndpointConfig
 
@@ -49,8 +49,13 @@ public final class RecallEngine: Sendable {
     private let unkept = Mutex<(active: Bool, paths: Set<String>)>((false, []))
 
     /// A recall engine for `endpoint`.
-    public init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
-        self.share = share
+    public convenience init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
+        self.init(connection: ShareConnection(share, name: share.name), state: state, endpoint: endpoint)
+    }
+
+    /// A recall engine for `endpoint` that fetches through `connection` (recalls fail while it is empty).
+    public init(connection: ShareConnection, state: LocalState, endpoint: EndpointConfig) {
+        self.connection = connection
         self.state = state
         self.endpoint = endpoint
     }
@@ -125,7 +130,7 @@ public final class RecallEngine: Sendable {
                 return lower < upper ? lower..<upper : nil
             }
             guard !overlaps.isEmpty else { continue }
-            let bytes = try await share.readChunk(chunk.id)
+            let bytes = try await connection.share().readChunk(chunk.id)
             try bytes.withUnsafeBytes { raw in
                 for part in overlaps {
                     let start = Int(part.lowerBound - span.lowerBound)

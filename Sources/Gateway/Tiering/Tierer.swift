@@ -11,15 +11,20 @@ import Synchronization
 /// is at every moment either its full content or a stub whose markers recall exactly the tiered bytes.
 /// The whole sequence runs under a write lease, so no other process opens the file meanwhile.
 public final class Tierer: Sendable {
-    let share: CloudShare
+    let connection: ShareConnection
     let state: LocalState
     let endpoint: EndpointConfig
     /// Decoded commits, by sequence, so tiering many files of one large commit decodes it once.
     private let commits = Mutex<[UInt64: [String: [ChunkRef]]]>([:])
 
     /// A tierer for `endpoint`.
-    public init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
-        self.share = share
+    public convenience init(share: CloudShare, state: LocalState, endpoint: EndpointConfig) {
+        self.init(connection: ShareConnection(share, name: share.name), state: state, endpoint: endpoint)
+    }
+
+    /// A tierer for `endpoint` that checks the share through `connection` (tiering fails while it is empty).
+    public init(connection: ShareConnection, state: LocalState, endpoint: EndpointConfig) {
+        self.connection = connection
         self.state = state
         self.endpoint = endpoint
     }
@@ -36,6 +41,7 @@ public final class Tierer: Sendable {
     /// The chunk list the share recorded for `fileID` at `version`.
     func chunks(fileID: String, version: UInt64) async throws -> [ChunkRef]? {
         if let cached = commits.withLock({ $0[version] }) { return cached[fileID] }
+        let share = try connection.share()
         let commit = try await share.log.read(version)
         try await share.ensureIndexed(packs: commit.packs)
         var byID: [String: [ChunkRef]] = [:]
@@ -73,6 +79,7 @@ public final class Tierer: Sendable {
         guard layout.reduce(Int64(0), { $0 + Int64($1.length) }) == record.size else {
             throw Refusal(path: path, reason: "the share's chunk list does not match its size")
         }
+        let share = try connection.share()
         for chunk in layout where share.location(of: chunk.id) == nil {
             throw Refusal(path: path, reason: "chunk \(chunk.id.hex) is missing from the share")
         }

@@ -23,12 +23,13 @@ public final class TieringRuntime: Sendable {
         let monitor = Mutex<PreContentMonitor?>(nil)
     }
 
-    /// Starts the monitor for `endpoint` and marks every stub the database knows.
-    public init(endpoint: EndpointConfig, share: CloudShare, state: LocalState) throws {
+    /// Starts the monitor for `endpoint`, reaching the share through `connection` (which may still be
+    /// empty: recalls then fail with EIO until it is connected, never read as zeros).
+    public init(endpoint: EndpointConfig, connection: ShareConnection, state: LocalState) throws {
         self.endpoint = endpoint
         self.state = state
-        recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
-        tierer = Tierer(share: share, state: state, endpoint: endpoint)
+        recaller = RecallEngine(connection: connection, state: state, endpoint: endpoint)
+        tierer = Tierer(connection: connection, state: state, endpoint: endpoint)
         do {
             try PreContentMonitor.checkSupport(at: endpoint.path)
         } catch {
@@ -43,6 +44,11 @@ public final class TieringRuntime: Sendable {
     /// Stops the monitor (the kernel drops its marks).
     public func stop() {
         box.monitor.withLock { $0?.stop(); $0 = nil }
+    }
+
+    /// Starts the monitor for `endpoint` on an open share.
+    public convenience init(endpoint: EndpointConfig, share: CloudShare, state: LocalState) throws {
+        try self.init(endpoint: endpoint, connection: ShareConnection(share, name: share.name), state: state)
     }
 
     /// Marks every stub of the endpoint (tiered or partial in the database); returns how many.
