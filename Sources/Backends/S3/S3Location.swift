@@ -44,6 +44,7 @@ public struct S3Location: Sendable, Hashable {
     /// Parses an `s3://` URL; throws a ``StoreError`` (`permanent`) saying what is wrong.
     public init(url: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         func fail(_ why: String) -> StoreError { StoreLocator.malformed(url, why) }
+        try StoreLocator.refuseCredentials(in: url)
         guard url.lowercased().hasPrefix("s3://") else { throw fail("an S3 URL starts with s3://") }
         var rest = Substring(url.dropFirst(5))
         var parameters: [String: String] = [:]
