@@ -39,6 +39,15 @@ public final class Gateway {
         return name.isEmpty ? "Server" : name
     }
 
+    /// Closes the server's database. Shutdown has one order: stop intake, drain the workers (services,
+    /// fanotify and FUSE threads), then call this, on the path that goes on to exit the process. Objects
+    /// that still hold the state afterwards (a finished task the runtime has not destroyed yet, a signal
+    /// thread) then find it closed, instead of closing RocksDB themselves while `exit` runs its static
+    /// destructors.
+    public func close() {
+        state.close()
+    }
+
     /// Sets the server's name (used in conflict file names).
     public func rename(to name: String) throws {
         guard !name.isEmpty, !name.contains("/") else { throw GatewayError("a server name must be non-empty and contain no '/'") }

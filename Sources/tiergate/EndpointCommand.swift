@@ -83,6 +83,7 @@ struct SyncCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let gateway = try state.open()
+            defer { gateway.close() }
             let endpoints = try endpoint.map { [try gateway.endpoint($0)] } ?? gateway.config.endpoints
             if endpoints.isEmpty { print("no endpoints to sync") }
             var failed = false

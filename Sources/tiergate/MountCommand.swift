@@ -15,11 +15,15 @@ struct MountCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let gateway = try state.open()
+            // The loop and its workers have ended when waitUntilSignalled returns: then the database closes, here.
+            defer { gateway.close() }
             var selected = try gateway.endpoint(endpoint)
             if save { selected = try gateway.setMountPoint(endpoint, mountpoint) }
             let session = try await gateway.mount(selected, at: mountpoint)
             print("mounted endpoint \(selected.id) (\(selected.path)) at \(mountpoint); SIGTERM or SIGINT unmounts")
-            session.stopOnSignals()
+            // Whoever waits for the mount (a script, a service manager) must see this line now, also when
+            // standard output is a pipe or a file (fully buffered until exit otherwise).
+            fflush(nil)
             let status = session.waitUntilSignalled()
             print("unmounted \(mountpoint)")
             if status != 0 { throw ExitCode(status) }
