@@ -9,7 +9,7 @@ struct MountCommand: AsyncParsableCommand {
     )
     @OptionGroup var state: StateOptions
     @Argument(help: "The endpoint's id or path.") var endpoint: String
-    @Argument(help: "An empty directory to mount on.") var mountpoint: String
+    @Argument(help: "An empty directory to mount on (not a mount point).") var mountpoint: String
     @Flag(help: "Also record the mount point, so that `tiergate serve` mounts it.") var save = false
 
     func run() async throws {
@@ -17,6 +17,8 @@ struct MountCommand: AsyncParsableCommand {
             let gateway = try state.open()
             // The loop and its workers have ended when waitUntilSignalled returns: then the database closes, here.
             defer { gateway.close() }
+            // Absolute, so that what --save records means the same to `serve`, whatever its working directory.
+            let mountpoint = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
             var selected = try gateway.endpoint(endpoint)
             if save { selected = try gateway.setMountPoint(endpoint, mountpoint) }
             let session = try await gateway.mount(selected, at: mountpoint)
