@@ -119,6 +119,12 @@ public enum StoreLocator {
         return schemeEnd.upperBound..<end
     }
 
+    /// The local folder of a `file://` URL, or nil for any other scheme.
+    public static func localPath(of url: String) -> String? {
+        guard url.lowercased().hasPrefix("file://") else { return nil }
+        let path = String(url.dropFirst("file://".count)).removingPercentEncodingIfValid
+        return path.hasPrefix("/") ? path : nil
+    }
 }
 
 extension String {

@@ -84,6 +84,7 @@ struct SyncCommand: AsyncParsableCommand {
         do {
             let gateway = try state.open()
             defer { gateway.close() }
+            try gateway.checkConfiguration()
             let endpoints = try endpoint.map { [try gateway.endpoint($0)] } ?? gateway.config.endpoints
             if endpoints.isEmpty { print("no endpoints to sync") }
             var failed = false
