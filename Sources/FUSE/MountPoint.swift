@@ -82,27 +82,64 @@ public enum MountPoint {
         try? detach(path)
     }
 
-    /// The FUSE connection number of the newest mount at `path` (its device minor number, which names
-    /// `/sys/fs/fuse/connections/<n>`), read from `/proc/self/mountinfo` so that the file system
-    /// itself is not asked.
-    static func connection(of path: String) -> UInt32? {
-        guard let resolved = realpath(path, nil) else { return nil }
+    /// Refuses a mountpoint where a new mount would hide something: one where a file system is already
+    /// mounted (another endpoint's mount, a disk: it and whatever uses it would vanish under the new
+    /// mount), or a directory that is not empty (its files would be hidden while mounted). Call it after
+    /// ``recoverIfStale(_:)``, which detaches a dead mount of our own.
+    public static func checkVacant(_ path: String) throws(MountError) {
+        if let existing = mounts(at: path).last {
+            throw MountError("\(path) is already a mount point (\(existing.type) from \(existing.source)); mounting there would "
+                             + "hide it: unmount it first or choose an empty directory that is not a mount point")
+        }
+        guard let directory = opendir(path) else { throw MountError("mountpoint \(path) is not usable", errno: .current) }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." {
+                throw MountError("mountpoint \(path) is not empty ('\(name)' is there), and its files would be hidden while "
+                                 + "mounted; choose an empty directory")
+            }
+        }
+    }
+
+    /// One mount of /proc/self/mountinfo.
+    struct MountRecord {
+        /// The device's minor number (for FUSE, the connection number).
+        var minor: UInt32?
+        /// The file system type (`fuse.tiergate`, `ext4`, …).
+        var type: String
+        /// The mount source (`tiergate`, `/dev/sda1`, …).
+        var source: String
+    }
+
+    /// The mounts whose mount point is `path` (resolved), oldest first, read from `/proc/self/mountinfo`
+    /// so that the file systems themselves are not asked.
+    static func mounts(at path: String) -> [MountRecord] {
+        guard let resolved = realpath(path, nil) else { return [] }
         let target = String(cString: resolved)
         free(resolved)
-        guard let file = fopen("/proc/self/mountinfo", "r") else { return nil }
+        guard let file = fopen("/proc/self/mountinfo", "r") else { return [] }
         defer { fclose(file) }
         var line: UnsafeMutablePointer<CChar>?
         var capacity = 0
         defer { free(line) }
-        var found: UInt32?
+        var found: [MountRecord] = []
         while getline(&line, &capacity, file) > 0 {
-            // Fields: id, parent id, major:minor, root, mount point, … - fstype source options.
+            // Fields: id, parent id, major:minor, root, mount point, options, optional fields…, "-", type, source, …
             let fields = String(cString: line!).split(separator: " ")
             guard fields.count > 4, unescape(fields[4]) == target else { continue }
             let device = fields[2].split(separator: ":")
-            if device.count == 2, let minor = UInt32(device[1]) { found = minor }
+            let rest = fields.drop { $0 != "-" }.dropFirst()
+            found.append(MountRecord(minor: device.count == 2 ? UInt32(device[1]) : nil,
+                                     type: rest.first.map(String.init) ?? "?", source: rest.dropFirst().first.map(unescape) ?? "?"))
         }
         return found
+    }
+
+    /// The FUSE connection number of the newest mount at `path` (its device minor number, which names
+    /// `/sys/fs/fuse/connections/<n>`).
+    static func connection(of path: String) -> UInt32? {
+        mounts(at: path).last?.minor
     }
 
     /// Asks the kernel to abort a FUSE connection: every pending and future request fails, and the

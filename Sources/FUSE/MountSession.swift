@@ -57,9 +57,10 @@ public final class MountSession: Sendable {
     }
 
     /// Mounts `core` at `mountpoint` and starts serving. A stale mount left there by a crashed daemon
-    /// is detached first.
+    /// is detached first; a mountpoint where anything else is mounted, or that is not empty, is refused.
     public static func mount(_ core: any FileSystemCore, at mountpoint: String, options: MountOptions = MountOptions()) throws(MountError) -> MountSession {
         try MountPoint.recoverIfStale(mountpoint)
+        try MountPoint.checkVacant(mountpoint)
         let session = MountSession(core: core, mountpoint: mountpoint, options: options)
         try session.start()
         return session

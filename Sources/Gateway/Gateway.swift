@@ -39,6 +39,15 @@ public final class Gateway {
         return name.isEmpty ? "Server" : name
     }
 
+    /// Closes the server's database. Shutdown has one order: stop intake, drain the workers (services,
+    /// fanotify and FUSE threads), then call this, on the path that goes on to exit the process. Objects
+    /// that still hold the state afterwards (a finished task the runtime has not destroyed yet, a signal
+    /// thread) then find it closed, instead of closing RocksDB themselves while `exit` runs its static
+    /// destructors.
+    public func close() {
+        state.close()
+    }
+
     /// Sets the server's name (used in conflict file names).
     public func rename(to name: String) throws {
         guard !name.isEmpty, !name.contains("/") else { throw GatewayError("a server name must be non-empty and contain no '/'") }
@@ -62,6 +71,7 @@ public final class Gateway {
         guard let info = try Posix.status(canonical), (info.st_mode & S_IFMT) == S_IFDIR else {
             throw GatewayError("cannot add endpoint '\(path)': not a directory")
         }
+        try Self.checkPlacement(of: canonical, share: shareURL, stateDirectory: directory.path, refusing: "cannot add endpoint '\(canonical)'")
         for other in config.endpoints {
             if Self.overlaps(canonical, other.path) {
                 throw GatewayError("cannot add endpoint '\(canonical)': it overlaps endpoint \(other.id) at '\(other.path)' (endpoints of one server must not nest)")
@@ -110,6 +120,75 @@ public final class Gateway {
 
     static func overlaps(_ a: String, _ b: String) -> Bool {
         a == b || a.hasPrefix(b == "/" ? "/" : b + "/") || b.hasPrefix(a == "/" ? "/" : a + "/")
+    }
+
+    /// True when `inner` is `outer` or below it.
+    static func contains(_ outer: String, _ inner: String) -> Bool {
+        inner == outer || inner.hasPrefix(outer == "/" ? "/" : outer + "/")
+    }
+
+    /// Refuses an endpoint at `path` (absolute, canonical) that cannot work or would harm this server:
+    /// the root directory; a tree that holds the state directory (config.json and the database would be
+    /// synced as files, and change on every pass) or lies inside it; a `file://` share folder inside the
+    /// endpoint, or the endpoint inside the share folder (the share's own objects would be synced into
+    /// it). The message, after `context`, says what to do instead.
+    static func checkPlacement(of path: String, share: String, stateDirectory: String, refusing context: String) throws {
+        func refuse(_ why: String) -> GatewayError { GatewayError("\(context): \(why)") }
+        guard path != "/" else {
+            throw refuse("the root directory cannot be an endpoint (it holds the whole system, the state directory included); "
+                         + "choose a directory of its own, such as /srv/projects")
+        }
+        let state = canonicalPath(stateDirectory)
+        if contains(path, state) {
+            throw refuse("the state directory '\(state)' is inside it, so its database and config.json would be synced as files; "
+                         + "keep the state directory outside every endpoint (--state-dir or TIERGATE_STATE_DIR), or choose a "
+                         + "directory that does not contain it")
+        }
+        if contains(state, path) {
+            throw refuse("it is inside the state directory '\(state)'; choose a directory outside it")
+        }
+        if let folder = StoreLocator.localPath(of: share).map(canonicalPath) {
+            if contains(path, folder) {
+                throw refuse("the share folder '\(folder)' (\(StoreLocator.redacted(share))) is inside it, so the share's own "
+                             + "objects would be synced into the share; keep the share folder outside every endpoint")
+            }
+            if contains(folder, path) {
+                throw refuse("it is inside the share folder '\(folder)' (\(StoreLocator.redacted(share))); choose a directory "
+                             + "outside the share folder")
+            }
+        }
+    }
+
+    /// Checks the configuration again as it is now: config.json is edited by hand, so `serve` and `sync`
+    /// re-check what `endpoint add` refuses (placement, endpoints that nest, credentials in a share URL)
+    /// before they touch a file.
+    public func checkConfiguration() throws {
+        for (index, endpoint) in config.endpoints.enumerated() {
+            let context = "endpoint \(endpoint.id) at '\(endpoint.path)' in \(directory.path)/config.json"
+            guard endpoint.path.hasPrefix("/") else { throw GatewayError("\(context): the path must be absolute") }
+            do {
+                try StoreLocator.refuseCredentials(in: endpoint.share)
+            } catch {
+                throw GatewayError("\(context): \(error)")
+            }
+            try Self.checkPlacement(of: Self.canonicalPath(endpoint.path), share: endpoint.share, stateDirectory: directory.path,
+                                    refusing: context)
+            for other in config.endpoints[(index + 1)...] where Self.overlaps(endpoint.path, other.path) {
+                throw GatewayError("\(context): it overlaps endpoint \(other.id) at '\(other.path)' (endpoints of one server "
+                                   + "must not nest); remove one with `tiergate endpoint remove`")
+            }
+        }
+    }
+
+    /// `path` with symbolic links and `..` resolved when it exists, else as given (without a trailing '/').
+    static func canonicalPath(_ path: String) -> String {
+        if let resolved = realpath(path, nil) {
+            defer { free(resolved) }
+            return String(cString: resolved)
+        }
+        var trimmed = path
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        return trimmed
     }
 
     // MARK: Sync

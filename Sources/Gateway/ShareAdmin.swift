@@ -12,6 +12,10 @@ public enum ShareAdmin {
         return try await CloudShare.create(in: store, manifest: ShareManifest(chunking: chunking, packSize: packSize)).manifest
     }
 
+    /// `url` safe to print or log, credentials masked: the CLI's door to ``StoreLocator/redacted(_:)``,
+    /// the one URL redactor.
+    public static func printable(_ url: String) -> String { StoreLocator.redacted(url) }
+
     /// Opens the share at `url`.
     public static func open(url: String) async throws -> CloudShare {
         try await CloudShare.open(StoreLocator.open(url))
@@ -26,7 +30,7 @@ public enum ShareAdmin {
     public static func describe(_ info: ShareInfo) -> String {
         let chunking = info.manifest.chunking
         return """
-        share:        \(info.share)
+        share:        \(StoreLocator.redacted(info.share))
         format:       \(info.manifest.format) (id \(info.manifest.shareID), created \(info.manifest.created))
         chunking:     \(info.manifest.chunker) min \(ByteFormat.string(chunking.minSize)) / avg \(ByteFormat.string(chunking.averageSize)) / max \(ByteFormat.string(chunking.maxSize))
         pack size:    \(ByteFormat.string(info.manifest.packSize))
@@ -45,6 +49,7 @@ public enum ShareAdmin {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         var object = try JSONSerialization.jsonObject(with: encoder.encode(info)) as! [String: Any]
+        object["share"] = StoreLocator.redacted(info.share)
         object["dedupRatio"] = info.dedupRatio
         return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
     }

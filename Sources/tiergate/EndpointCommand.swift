@@ -34,7 +34,7 @@ struct EndpointCommand: AsyncParsableCommand {
                 let gateway = try state.open(serverName: serverName)
                 if let serverName, serverName != gateway.config.serverName { try gateway.rename(to: serverName) }
                 let endpoint = try await gateway.addEndpoint(path: path, shareURL: share, mode: initialUpload)
-                print("added endpoint \(endpoint.id): \(endpoint.path) ↔ \(share) (server \(gateway.config.serverName), \(endpoint.initialUpload.rawValue) upload); run `tiergate sync` or `tiergate serve`")
+                print("added endpoint \(endpoint.id): \(endpoint.path) ↔ \(ShareAdmin.printable(share)) (server \(gateway.config.serverName), \(endpoint.initialUpload.rawValue) upload); run `tiergate sync` or `tiergate serve`")
             } catch {
                 throw fail(error)
             }
@@ -50,7 +50,7 @@ struct EndpointCommand: AsyncParsableCommand {
                 let gateway = try state.open(readOnly: true)
                 print("server \(gateway.config.serverName) (\(gateway.config.serverID))")
                 for endpoint in gateway.config.endpoints {
-                    print("  \(endpoint.id)  \(endpoint.path)  ↔  \(endpoint.share)")
+                    print("  \(endpoint.id)  \(endpoint.path)  ↔  \(ShareAdmin.printable(endpoint.share))")
                 }
                 if gateway.config.endpoints.isEmpty { print("  no endpoints; add one with `tiergate endpoint add <path> --share <url>`") }
             } catch {
@@ -96,6 +96,8 @@ struct SyncCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let gateway = try state.open()
+            defer { gateway.close() }
+            try gateway.checkConfiguration()
             let endpoints = try endpoint.map { [try gateway.endpoint($0)] } ?? gateway.config.endpoints
             if endpoints.isEmpty { print("no endpoints to sync") }
             var failed = false
@@ -127,7 +129,13 @@ struct StatusCommand: AsyncParsableCommand {
     func run() async throws {
         do {
             let gateway = try state.open(readOnly: true)
-            let status = await gateway.status()
+            // config.json is edited by hand, so a URL read from it may hold what the CLI would refuse: redacted
+            // once here, for the text and the JSON.
+            let status = await gateway.status().map { item in
+                var item = item
+                item.endpoint.share = ShareAdmin.printable(item.endpoint.share)
+                return item
+            }
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

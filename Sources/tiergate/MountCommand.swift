@@ -9,17 +9,23 @@ struct MountCommand: AsyncParsableCommand {
     )
     @OptionGroup var state: StateOptions
     @Argument(help: "The endpoint's id or path.") var endpoint: String
-    @Argument(help: "An empty directory to mount on.") var mountpoint: String
+    @Argument(help: "An empty directory to mount on (not a mount point).") var mountpoint: String
     @Flag(help: "Also record the mount point, so that `tiergate serve` mounts it.") var save = false
 
     func run() async throws {
         do {
             let gateway = try state.open()
+            // The loop and its workers have ended when waitUntilSignalled returns: then the database closes, here.
+            defer { gateway.close() }
+            // Absolute, so that what --save records means the same to `serve`, whatever its working directory.
+            let mountpoint = mountpoint.hasPrefix("/") ? mountpoint : FileManager.default.currentDirectoryPath + "/" + mountpoint
             var selected = try gateway.endpoint(endpoint)
             if save { selected = try gateway.setMountPoint(endpoint, mountpoint) }
             let session = try await gateway.mount(selected, at: mountpoint)
             print("mounted endpoint \(selected.id) (\(selected.path)) at \(mountpoint); SIGTERM or SIGINT unmounts")
-            session.stopOnSignals()
+            // Whoever waits for the mount (a script, a service manager) must see this line now, also when
+            // standard output is a pipe or a file (fully buffered until exit otherwise).
+            fflush(nil)
             let status = session.waitUntilSignalled()
             print("unmounted \(mountpoint)")
             if status != 0 { throw ExitCode(status) }

@@ -24,6 +24,9 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "tiergate")
         do {
             let gateway = try state.open()
+            // Every service has returned (their workers joined) when serve returns: then the database closes, here.
+            defer { gateway.close() }
+            try gateway.checkConfiguration()
             try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)))
         } catch {
             throw fail(error)

@@ -27,7 +27,7 @@ struct ShareCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let manifest = try await ShareAdmin.create(url: url, minChunk: minChunk, averageChunk: avgChunk, maxChunk: maxChunk, packSize: packSize)
-                print("created share \(url) (format \(manifest.format), chunking \(manifest.chunking), packs of \(manifest.packSize) bytes)")
+                print("created share \(ShareAdmin.printable(url)) (format \(manifest.format), chunking \(manifest.chunking), packs of \(manifest.packSize) bytes)")
             } catch {
                 throw fail(error)
             }

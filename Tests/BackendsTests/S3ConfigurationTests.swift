@@ -42,6 +42,24 @@ import Testing
         }
     }
 
+    @Test(arguments: ["s3://bucket/p?endpoint=http://127.0.0.1:9000&style=virtual", "s3://bucket/p?endpoint=https://[::1]:9000&style=virtual"])
+    func virtualHostedStyleWithAnIPEndpointIsRefusedAtParseTime(_ url: String) {
+        do {
+            _ = try S3Location(url: url, environment: [:])
+            Issue.record("\(url) was accepted (curl would fail later: 'cannot set buffer size', curl 43)")
+        } catch let error as StoreError {
+            #expect(error.cause.contains("virtual-hosted style needs a DNS name") && error.cause.contains("style=path"), "\(error)")
+        } catch {
+            Issue.record("\(error)")
+        }
+    }
+
+    @Test func virtualHostedStyleWithADNSNameEndpointParses() throws {
+        let location = try S3Location(url: "s3://bucket/p?endpoint=https://minio.example:9000&style=virtual", environment: [:])
+        #expect(location.hostHeader == "bucket.minio.example:9000")
+        #expect(try S3Location(url: "s3://bucket/p?endpoint=http://127.0.0.1:9000", environment: [:]).style == .path)
+    }
+
     @Test func environmentCredentialsWin() throws {
         let credentials = try S3Credentials.load(environment: ["AWS_ACCESS_KEY_ID": "AKIDENV", "AWS_SECRET_ACCESS_KEY": "s", "AWS_SESSION_TOKEN": "t"], store: "s3://b")
         #expect(credentials.accessKeyId == "AKIDENV" && credentials.hasSessionToken)

@@ -26,6 +26,7 @@ public struct FileRESTLocation: Sendable, Hashable, CustomStringConvertible {
 
     /// The location a `filerest://` URL names.
     public init(url: String) throws {
+        try StoreLocator.refuseCredentials(in: url)
         guard url.lowercased().hasPrefix("filerest://") else { throw Self.malformed(url, "it does not start with filerest://") }
         var rest = Substring(url.dropFirst("filerest://".count))
         var endpoint: String? = nil
@@ -77,6 +78,9 @@ public struct FileRESTLocation: Sendable, Hashable, CustomStringConvertible {
                 throw fail("the prefix: \(error.cause)")
             }
         }
+        guard !endpointAuthority.contains("@") else {
+            throw fail("the endpoint takes no user or password; set \(FileRESTCredentials.sources)")
+        }
         let scheme = endpoint.prefix { $0 != ":" }.lowercased()
         guard scheme == "http" || scheme == "https", endpoint.dropFirst(scheme.count).hasPrefix("://"),
               !endpointAuthority.isEmpty, !endpoint.contains("?"), !endpoint.contains("#") else {
@@ -103,7 +107,5 @@ public struct FileRESTLocation: Sendable, Hashable, CustomStringConvertible {
             + (endpoint == defaultEndpoint ? "" : "?endpoint=" + endpoint)
     }
 
-    static func malformed(_ url: String, _ why: String) -> StoreError {
-        StoreError(.permanent, store: StoreLocator.redacted(url), operation: "open", key: "", cause: "malformed URL: \(why)")
-    }
+    static func malformed(_ url: String, _ why: String) -> StoreError { StoreLocator.malformed(url, why) }
 }

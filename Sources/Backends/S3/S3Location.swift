@@ -44,6 +44,7 @@ public struct S3Location: Sendable, Hashable {
     /// Parses an `s3://` URL; throws a ``StoreError`` (`permanent`) saying what is wrong.
     public init(url: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws {
         func fail(_ why: String) -> StoreError { StoreLocator.malformed(url, why) }
+        try StoreLocator.refuseCredentials(in: url)
         guard url.lowercased().hasPrefix("s3://") else { throw fail("an S3 URL starts with s3://") }
         var rest = Substring(url.dropFirst(5))
         var parameters: [String: String] = [:]
@@ -106,6 +107,11 @@ public struct S3Location: Sendable, Hashable {
             guard let style = Style(rawValue: value) else { throw fail("style must be 'path' or 'virtual', not '\(value)'") }
             self.style = style
         }
+        // A virtual host is `bucket.host`: a DNS name. With an IP address it is no host at all, and curl
+        // would only fail later with an unrelated error.
+        if style == .virtual && Self.isIPAddress(host) {
+            throw fail("virtual-hosted style needs a DNS name for the endpoint, not the IP address \(host); use style=path")
+        }
         caBundlePath = parameters["ca"].flatMap { $0.isEmpty ? nil : $0 }
         credentialsFile = parameters["credentials"].flatMap { $0.isEmpty ? nil : $0 }
         profile = parameters["profile"].flatMap { $0.isEmpty ? nil : $0 }
@@ -114,6 +120,12 @@ public struct S3Location: Sendable, Hashable {
         case "unsigned": signsPayload = false
         case let value?: throw fail("payload must be 'signed' or 'unsigned', not '\(value)'")
         }
+    }
+
+    /// True for an IPv4 or IPv6 address literal (without brackets).
+    static func isIPAddress(_ host: String) -> Bool {
+        var address = in6_addr()
+        return inet_pton(AF_INET, host, &address) == 1 || inet_pton(AF_INET6, host, &address) == 1
     }
 
     /// True for a name S3 accepts for new buckets.

@@ -1,0 +1,70 @@
+import Foundation
+import Gateway
+import Glibc
+
+/// A `tiergate` process started by a test, its standard output and error collected in files so that the
+/// test can wait for a line while it runs (see ``tiergateExecutable()`` for how the binary is found).
+final class TiergateProcess {
+    let process = Process()
+    let outputPath: String
+    let errorPath: String
+
+    /// Starts `tiergate arguments…`; `environment` entries are added to the test's own environment.
+    init(_ arguments: [String], logs directory: String, environment: [String: String] = [:]) throws {
+        let name = UUID().uuidString.prefix(8)
+        outputPath = directory + "/tiergate-\(name).out"
+        errorPath = directory + "/tiergate-\(name).err"
+        FileManager.default.createFile(atPath: outputPath, contents: nil)
+        FileManager.default.createFile(atPath: errorPath, contents: nil)
+        process.executableURL = URL(fileURLWithPath: try tiergateExecutable())
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle(forWritingAtPath: outputPath)
+        process.standardError = FileHandle(forWritingAtPath: errorPath)
+        try process.run()
+    }
+
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    var errorOutput: String { (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? "" }
+
+    /// Waits until `text` shows in standard output (or standard error) while the process runs; false when
+    /// it exited first or `timeout` passed.
+    func waitFor(_ text: String, inErrorOutput: Bool = false, timeout: Double = 30) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && process.isRunning {
+            if (inErrorOutput ? errorOutput : output).contains(text) { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    /// Sends `signal`.
+    func send(_ signal: Int32) { kill(process.processIdentifier, signal) }
+
+    /// The exit status once the process has exited by itself; nil when a signal ended it, or when it
+    /// still ran after `timeout` (it is then killed).
+    func exitStatus(timeout: Double = 30) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        process.waitUntilExit()
+        return process.terminationReason == .exit ? process.terminationStatus : nil
+    }
+
+    /// Runs `tiergate arguments…` to its end; returns the exit status (nil: ended by a signal or killed
+    /// after 60 s) and everything it printed, standard output then standard error.
+    static func run(_ arguments: [String], logs directory: String, environment: [String: String] = [:]) throws
+        -> (status: Int32?, output: String) {
+        let child = try TiergateProcess(arguments, logs: directory, environment: environment)
+        let status = child.exitStatus(timeout: 60)
+        return (status, child.output + child.errorOutput)
+    }
+}
+
+/// What the Swift runtime, glibc and libstdc++ print when a process aborts or crashes.
+let abortMessages = ["Program crashed", "Fatal error", "terminate called", "pthread ", "Bad pointer", "Segmentation fault", "Aborted"]
