@@ -22,6 +22,14 @@ enum LocalFiles {
         return item(rootFD: rootFD, path: path)
     }
 
+    /// Opens the item at `path` beneath the endpoint `root` without following any symlink on the way
+    /// (see ``SafePath/open(rootFD:path:flags:)``), for callers that hold no descriptor of the root.
+    static func open(root: String, path: String, flags: Int32) throws -> Int32 {
+        let rootFD = try Posix.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(rootFD) }
+        return try SafePath.open(rootFD: rootFD, path: path, flags: flags)
+    }
+
     /// True when something of any kind is at `path`, or something in the way of it (a file or symlink
     /// where a folder should be): only a definite "no such item" is absence.
     static func exists(rootFD: Int32, path: String) -> Bool {

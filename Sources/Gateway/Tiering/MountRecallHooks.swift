@@ -110,7 +110,7 @@ public final class MountRecallHooks: MountHooks {
                 guard let reopened = Self.reopen(descriptor) else { throw PosixError("open", path: name, errno: errno) }
                 fd = reopened
             } else if let path = file.path {
-                fd = try Posix.open(endpoint.path + "/" + path, O_RDWR | O_NOFOLLOW)
+                fd = try LocalFiles.open(root: endpoint.path, path: path, flags: O_RDWR)
             } else {
                 throw GatewayError("\(name): no way to reach the stub")
             }

@@ -302,7 +302,7 @@ public final class RecallEngine: Sendable {
             throw GatewayError("'\(path)' is not a synced file of endpoint \(endpoint.id)")
         }
         let full = endpoint.path + "/" + path
-        let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+        let fd = try LocalFiles.open(root: endpoint.path, path: path, flags: O_RDWR)
         defer { close(fd) }
         let stub = StubFile(descriptor: fd, path: full)
         guard try stub.state() != nil else { return 0 }

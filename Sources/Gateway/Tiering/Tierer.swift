@@ -107,7 +107,7 @@ public final class Tierer: Sendable {
     /// other process has the file open, and broken (the opener waits) when one tries to.
     func withLease<T>(_ path: String, _ body: (StubFile) throws -> T) throws -> T {
         let full = endpoint.path + "/" + path
-        let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+        let fd = try LocalFiles.open(root: endpoint.path, path: path, flags: O_RDWR)
         defer { close(fd) }
         let stub = StubFile(descriptor: fd, path: full)
         do {
@@ -165,11 +165,14 @@ public final class Tierer: Sendable {
     /// the markers is undone; a whole-file recall is completed (it only ever fills holes).
     public func recoverInterrupted(_ path: String, _ record: EntryRecord, recaller: RecallEngine) async throws {
         let full = endpoint.path + "/" + path
-        let marked = StubFile.marker(atPath: full) != nil
+        let marked = (try? LocalFiles.open(root: endpoint.path, path: path, flags: O_RDONLY | O_NONBLOCK)).map { fd in
+            defer { close(fd) }
+            return LocalFiles.stubMarker(fd: fd) != nil
+        } ?? false
         var updated = record
         switch record.residency {
         case .tiering where marked:
-            let fd = try Posix.open(full, O_RDWR | O_NOFOLLOW)
+            let fd = try LocalFiles.open(root: endpoint.path, path: path, flags: O_RDWR)
             defer { close(fd) }
             let stub = StubFile(descriptor: fd, path: full)
             try stub.punchOut()

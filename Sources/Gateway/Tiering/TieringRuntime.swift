@@ -64,7 +64,9 @@ public final class TieringRuntime: Sendable {
         defer { close(rootFD) }
         for item in try TreeWalker(root: endpoint.path).walk().items where !item.isDirectory {
             guard LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil else { continue }
-            try mark(endpoint.path + "/" + item.path)
+            let fd = try SafePath.open(rootFD: rootFD, path: item.path, flags: O_RDONLY | O_NONBLOCK)
+            defer { close(fd) }
+            try box.monitor.withLock { try $0?.markFile(descriptor: fd, path: endpoint.path + "/" + item.path) }
             count += 1
         }
         return count
