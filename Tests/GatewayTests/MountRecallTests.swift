@@ -159,4 +159,23 @@ import Testing
         close(strange)
         #expect(afterOddName, "a stub renamed to a name that is not UTF-8 still reads its exact bytes")
     }
+
+    @Test func aStubHardLinkedOrRenamedToANonUTF8NameIsNeverCommittedAsDeleted() async throws {
+        guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
+        defer { session.stop() }
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        #expect(link(mountpoint + "/doc.bin", mountpoint + "/doc-link.bin") == 0)
+        try await group.sync(0)
+        #expect(try await share.namespace().entries["doc.bin"] != nil, "a hard-linked stub is still in the share")
+        #expect(unlink(mountpoint + "/doc-link.bin") == 0)
+        var badName = Array((mountpoint + "/doc-").utf8).map { CChar(bitPattern: $0) } + [CChar(bitPattern: 0xFE), 0]
+        #expect(rename(mountpoint + "/doc.bin", &badName) == 0)
+        try await group.sync(0)
+        try await group.sync(0)
+        let entry = try await share.namespace().entries["doc.bin"]
+        #expect(entry != nil, "a stub renamed to a name that is not UTF-8 is still in the share")
+        var bytes: [UInt8] = []
+        for chunk in entry?.chunks ?? [] { bytes += try await share.readChunk(chunk.id) }
+        #expect(bytes == content)
+    }
 }

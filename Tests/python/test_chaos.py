@@ -22,11 +22,16 @@ def run_chaos(workdir, *arguments):
         pytest.fail(f"no tiergate binary at {BINARY}: run `swift build` first, or set TIERGATE_BIN")
     command = [sys.executable, CHAOS, "--servers", "3", "--ops", "300", "--kill-every", "40", "--quiet-timeout", "60",
                "--bin", BINARY, "--workdir", str(workdir), *arguments]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=280)
-    summary = [line for line in result.stdout.splitlines() if line.startswith("chaos: backend=")]
-    if result.returncode != 0 or not summary:
-        pytest.fail(f"scripts/chaos {' '.join(arguments)} exited with {result.returncode}:\n{result.stdout}{result.stderr}",
-                    pytrace=False)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=280)
+    except subprocess.TimeoutExpired:
+        process.terminate()  # SIGTERM, not SIGKILL: the harness then stops its daemons and S3 server
+        output, _ = process.communicate(timeout=60)
+        pytest.fail(f"scripts/chaos {' '.join(arguments)} did not finish in 280 s:\n{output}", pytrace=False)
+    summary = [line for line in output.splitlines() if line.startswith("chaos: backend=")]
+    if process.returncode != 0 or not summary:
+        pytest.fail(f"scripts/chaos {' '.join(arguments)} exited with {process.returncode}:\n{output}", pytrace=False)
 
 
 def test_servers_converge_without_lost_writes_through_kills_on_a_file_share(tmp_path):

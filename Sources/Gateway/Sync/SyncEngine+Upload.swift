@@ -34,7 +34,12 @@ extension SyncEngine {
         // Paths this pass must leave alone: those with a share operation still to apply (their local
         // bytes are stale), and those the walk could not read (unknown, never absent).
         let deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
-        let unknownPaths = Set(walked.skipped.filter { !$0.isNormalizationTwin }.map(\.path))
+        var unknownPaths = Set(walked.skipped.filter { !$0.isNormalizationTwin }.map(\.path))
+        // A synced item now under a name that is not synced (not UTF-8, another hard link) is still here.
+        let skippedInodes = Set(walked.skipped.compactMap(\.inode))
+        if !skippedInodes.isEmpty {
+            for (path, record) in known where skippedInodes.contains(record.inode) { unknownPaths.insert(path) }
+        }
         func leftAlone(_ path: String) -> Bool {
             DeferredOperations.covers(deferredPaths, path) || DeferredOperations.covers(unknownPaths, path)
         }

@@ -44,6 +44,9 @@ public struct SkippedItem: Sendable, Codable, Hashable {
     /// True when the name equals a synced one but for Unicode normalization: to the share it is that
     /// item's name, so it must not stand for an unknown item of its own.
     public var isNormalizationTwin = false
+    /// The item's inode, when it was stat'ed: a synced item renamed to a name that is not synced (not
+    /// UTF-8) or hard-linked is still here, so its old path must not be taken for a delete.
+    public var inode: UInt64?
 }
 
 /// Walks a local directory tree from the root's descriptor, one directory descriptor per level opened
@@ -101,10 +104,14 @@ public struct TreeWalker {
         // Names that differ only in Unicode normalization are one name to the share (Swift compares
         // strings by canonical equivalence): the first in byte order syncs, the others are reported.
         var seen: [String: String] = [:]
-        for (_, name, valid) in names {
+        for (raw, name, valid) in names {
             let path = relative.isEmpty ? name : relative + "/" + name
             guard valid else {
-                skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8"))
+                var info = stat()
+                let found = (raw + [0]).withUnsafeBufferPointer { bytes in
+                    bytes.withMemoryRebound(to: CChar.self) { fstatat(directory, $0.baseAddress!, &info, AT_SYMLINK_NOFOLLOW) == 0 }
+                }
+                skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8", inode: found ? UInt64(info.st_ino) : nil))
                 continue
             }
             if let twin = seen[name] {
@@ -146,7 +153,7 @@ public struct TreeWalker {
                 items.append(LocalItem(path: path, opened))
                 try walk(child, path, into: &items, skipped: &skipped)
             case S_IFREG where info.st_nlink > 1:
-                skipped.append(SkippedItem(path: path, reason: "a hard link (\(info.st_nlink) links)"))
+                skipped.append(SkippedItem(path: path, reason: "a hard link (\(info.st_nlink) links)", inode: UInt64(info.st_ino)))
             case S_IFREG:
                 items.append(LocalItem(path: path, info))
             case S_IFLNK: skipped.append(SkippedItem(path: path, reason: "a symbolic link"))
