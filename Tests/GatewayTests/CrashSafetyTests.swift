@@ -120,6 +120,10 @@ func startDaemon(state: String, log: String) throws -> Process {
         }
         usleep(20_000)
     }
+    if daemon.isRunning {
+        kill(daemon.processIdentifier, SIGKILL)
+        daemon.waitUntilExit()
+    }
     throw GatewayError("the daemon did not start: \((try? String(contentsOfFile: log, encoding: .utf8))?.suffix(2000) ?? "")")
 }
 
