@@ -85,16 +85,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self): self.relay()
 
     def read_body(self):
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(parts)
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
+        # S3 requests carry Content-Length (the store signs or hashes whole bodies; no chunked encoding).
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import stat
 import time
 from dataclasses import asdict, dataclass
@@ -157,12 +158,7 @@ class Workload:
             for dirpath, _, filenames in os.walk(target):
                 for name in filenames:
                     self.model.superseded.add(sha256_file(os.path.join(dirpath, name)))
-            for dirpath, dirnames, filenames in os.walk(target, topdown=False):
-                for name in filenames:
-                    os.unlink(os.path.join(dirpath, name))
-                for name in dirnames:
-                    os.rmdir(os.path.join(dirpath, name))
-            os.rmdir(target)
+            shutil.rmtree(target)
         else:
             self.model.superseded.add(sha256_file(target))
             os.unlink(target)
@@ -184,7 +180,7 @@ class Workload:
         files, dirs = self.scan(server)
         try:
             return getattr(self, "do_" + name)(server, files, dirs)
-        except OSError as error:  # the tree changed under the step (a daemon applied a commit): nothing done
+        except OSError as error:  # the tree changed under the step (a daemon applied a commit): it stops there
             return f"{name}: skipped ({error.strerror}: {os.path.relpath(error.filename or '?', self.roots[server])})"
 
     def pick_dir(self, dirs, max_depth=3):
