@@ -263,7 +263,9 @@ public final class Gateway {
             }
             let errors = (try? state.errors(endpoint.id)) ?? []
             let pending = (try? state.pendingCount(endpoint.id)) ?? 0
-            let failing = errors.filter { $0.kind != "skipped" && $0.kind != "refused" }.count
+            // Skipped and refused names, and notes of conflicts already resolved (both versions kept), are
+            // listed but do not make the endpoint unhealthy.
+            let failing = errors.filter { !["skipped", "refused", "conflict"].contains($0.kind) }.count
             let health: String
             if shareError != nil || last?.result.hasPrefix("error") == true || failing > 0 {
                 health = "Error"

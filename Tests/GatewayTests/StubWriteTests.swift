@@ -96,8 +96,14 @@ import Testing
         let share = group.scratch.path + "/share", away = group.scratch.path + "/share-away"
         try FileManager.default.moveItem(atPath: share, toPath: away)
         let state = group.scratch.path + "/state0"
-        let daemon = try startDaemon(state: state, log: group.scratch.path + "/serve.log")
+        let serveLog = group.scratch.path + "/serve.log"
+        let daemon = try startDaemon(state: state, log: serveLog)
         defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        // Its stubs are marked before the daemon tries the share at all.
+        let marked = Date().addingTimeInterval(20)
+        while Date() < marked, !((try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? "").contains("stubs marked for recall") {
+            usleep(50_000)
+        }
         let path = group.root(0) + "/s.bin"
         let failure = try await offPool { () -> Int32 in
             let fd = open(path, O_RDONLY)

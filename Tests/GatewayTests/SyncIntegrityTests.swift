@@ -215,6 +215,32 @@ import Testing
         #expect(String(decoding: bytes, as: UTF8.self) == content, "the share still holds the real content")
     }
 
+    @Test func identicalBytesWrittenOnTwoServersEndWithTheSameAttributes() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "y.bin", "the same new bytes")
+        group.write(1, "y.bin", "the same new bytes")
+        chmod(group.root(1) + "/y.bin", 0o600)
+        try await group.sync(0)
+        try await group.sync(1)
+        try await group.sync(0)
+        #expect(Self.mode(group.root(0) + "/y.bin") == Self.mode(group.root(1) + "/y.bin"))
+        #expect(Self.mtime(group.root(0) + "/y.bin") == Self.mtime(group.root(1) + "/y.bin"))
+    }
+
+    @Test func aLocalFileWhereTheShareHasAFolderMovesAsideAndBothAreKept() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/inside.txt", "from the folder")
+        group.write(1, "d", "a local file named like the folder")
+        try await group.sync(0)
+        try await group.converge()
+        #expect(group.read(1, "d/inside.txt") == "from the folder")
+        #expect(group.read(1, "d-Server1") == "a local file named like the folder")
+        #expect(group.read(0, "d-Server1") == "a local file named like the folder")
+        let errors = try group.gateways.flatMap { try $0.itemErrors() }.map(\.error)
+        #expect(errors.isEmpty, "nothing is left failing: \(errors)")
+        for index in 0..<2 { #expect(await group.gateways[index].status()[0].health == "Healthy") }
+    }
+
     @Test func reAddingAnEndpointWhoseFilesMatchTheShareMakesNoConflictCopies() async throws {
         let group = try await SyncGroup(servers: 2)
         group.write(0, "a.txt", "first")

@@ -50,6 +50,10 @@ extension SyncEngine {
         for commit in try await share.log.records(after: cursor) {
             try await apply(commit, &report, deferred: &deferred, movesCursor: true)
         }
+        // A download error whose operation is no longer deferred (applied, or decided by a newer one) is over.
+        let pending = deferred.paths
+        let over = try state.errors(endpoint.id).filter { $0.kind == "download" && !pending.contains($0.path) }.map(\.path)
+        if !over.isEmpty { try recordErrors([], cleared: over) }
     }
 
     /// Why an operation from the share cannot be applied as written, or nil when it can.
@@ -155,6 +159,7 @@ extension SyncEngine {
                 continue
             }
             do {
+                if operation.op != .delete { try clearWay(to: operation.path, overlay: &overlay, report: &report) }
                 switch operation.op {
                 case .upsert:
                     let entry = operation.entry!
@@ -172,7 +177,7 @@ extension SyncEngine {
                 }
                 cleared.append(operation.path)
             } catch let error as ConflictLimitReached {
-                errors.append((operation.path, error.description, "conflict"))
+                errors.append((operation.path, error.description + " (retried at every pass)", "download"))
                 deferred.add(operation, of: commit)
             } catch {
                 errors.append((operation.path, "cannot apply the share's \(operation.op.rawValue) (retried at every pass): \(error)", "download"))
@@ -203,13 +208,20 @@ extension SyncEngine {
     /// (mode, owner, ACL, mtime), so a chmod or touch on another server converges here too.
     func applyAttributes(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay) throws {
         guard var known = try overlay.get(path) else { return }
-        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
-        defer { close(parent.fd) }
-        let fd = try Posix.call("open", path: path) { openat(parent.fd, parent.name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC) }
+        known.updateStat(try setAttributes(path, entry, expecting: known))
+        known.fileID = entry.fileID
+        known.version = commit.sequence
+        overlay.set(path, known)
+    }
+
+    /// Gives the local file at `path` the entry's mode, owner, ACL and mtime (only what differs) and
+    /// returns its stat after; when `expecting` is given, refuses a file whose stat no longer matches it.
+    func setAttributes(_ path: String, _ entry: NamespaceEntry, expecting known: EntryRecord? = nil) throws -> LocalItem {
+        let fd = try SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
         var info = stat()
         try Posix.call("fstat", path: path) { fstat(fd, &info) }
-        guard (info.st_mode & S_IFMT) == S_IFREG, known.matches(LocalItem(path: path, info)) else {
+        guard (info.st_mode & S_IFMT) == S_IFREG, known.map({ $0.matches(LocalItem(path: path, info)) }) ?? true else {
             throw GatewayError("'\(path)' changed while its new attributes were applied")
         }
         if UInt32(info.st_mode & 0o7777) != entry.mode & 0o7777 {
@@ -222,10 +234,7 @@ extension SyncEngine {
             try Posix.call("futimens", path: path) { futimens(fd, &times) }
         }
         try Posix.call("fstat", path: path) { fstat(fd, &info) }
-        known.updateStat(LocalItem(path: path, info))
-        known.fileID = entry.fileID
-        known.version = commit.sequence
-        overlay.set(path, known)
+        return LocalItem(path: path, info)
     }
 
     /// Writes `entry`'s content (every chunk verified) to a new file in the staging folder, with its
@@ -291,6 +300,22 @@ extension SyncEngine {
         throw ConflictLimitReached(path: path)
     }
 
+    /// A folder of the share goes where something else is local (a file, a symlink): a kind conflict.
+    /// The local item moves aside under a conflict name (it uploads from there as a new item), so the
+    /// share's item can take its place and both sides' data is kept.
+    func clearWay(to path: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
+        var prefix = ""
+        for component in path.split(separator: "/").dropLast() {
+            prefix += (prefix.isEmpty ? "" : "/") + component
+            guard let info = try LocalFiles.status(rootFD: rootFD, path: prefix) else { return }
+            if (info.st_mode & S_IFMT) == S_IFDIR { continue }
+            _ = try moveAside(prefix, overlay: overlay, label: serverName)
+            overlay.remove(prefix)
+            report.conflicts += 1
+            return
+        }
+    }
+
     /// Whether the local item at `path` still holds what was last synced (`record`).
     enum LocalCondition { case absent, clean(LocalItem), modified(LocalItem, Fingerprint128), directory(LocalItem), other }
 
@@ -326,8 +351,10 @@ extension SyncEngine {
             overlay.set(path, record(entry, item, fingerprint: file.fingerprint, version: commit.sequence))
             report.downloaded += 1
             report.downloadedBytes += file.size
-        case .modified(let item, let fingerprint) where fingerprint == file.fingerprint:
-            // Same content on both sides (also: our own commit re-applied after a crash): adopt.
+        case .modified(_, let fingerprint) where fingerprint == file.fingerprint:
+            // Same content on both sides (also: our own commit re-applied after a crash): adopt it, with
+            // the commit's attributes, so both sides end with the same mode and mtime.
+            let item = try setAttributes(path, entry)
             overlay.set(path, record(entry, item, fingerprint: fingerprint, version: commit.sequence))
         case .modified(let item, _):
             report.conflicts += 1

@@ -194,7 +194,8 @@ extension SyncEngine {
         let skippedNow = Set(walked.skipped.map(\.path))
         cleared += previous.filter { $0.kind == "skipped" && !skippedNow.contains($0.path) }.map(\.path)
         let failedNow = Set(errors.map(\.path))
-        cleared += previous.filter { $0.kind == "upload" && !failedNow.contains($0.path) && !localPaths.contains($0.path) }.map(\.path)
+        // Every pass scans everything: an upload error this pass did not meet again is over.
+        cleared += previous.filter { $0.kind == "upload" && !failedNow.contains($0.path) }.map(\.path)
 
         if operations.isEmpty {
             var batch = state.batch(endpoint.id)
