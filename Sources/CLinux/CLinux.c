@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <sys/vfs.h>
 #include <linux/openat2.h>
+#include <signal.h>
+#include <sys/prctl.h>
 
 int CLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
     return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
@@ -75,3 +77,7 @@ _Static_assert(sizeof(struct CLinux_fanotify_response) == 8, "fanotify_response 
 _Static_assert(FAN_CLASS_PRE_CONTENT == CLINUX_FAN_CLASS_PRE_CONTENT, "FAN_CLASS_PRE_CONTENT");
 _Static_assert(FAN_MARK_FILESYSTEM == CLINUX_FAN_MARK_FILESYSTEM, "FAN_MARK_FILESYSTEM");
 _Static_assert(FANOTIFY_METADATA_VERSION == CLINUX_FANOTIFY_METADATA_VERSION, "FANOTIFY_METADATA_VERSION");
+
+int CLinux_die_with_parent(void) {
+    return prctl(PR_SET_PDEATHSIG, SIGKILL);
+}

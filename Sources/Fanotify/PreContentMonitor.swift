@@ -63,12 +63,20 @@ public final class PreContentMonitor: Sendable {
     ///   - handler: decides each event.
     /// - Throws: ``FanotifyError`` with code ``FanotifyError/Code/unsupported`` when the kernel or the
     ///   privileges do not allow a pre-content group.
+    ///   - group: a group made by ``makeGroupDescriptor(reportThreadIDs:)`` in another process that keeps it
+    ///     open (a supervisor): the monitor takes this descriptor over, and first answers (EIO) every
+    ///     event a previous process read from the group and died without answering.
     public init(
-        workers: Int = 16, maxQueuedEvents: Int = 1024, reportThreadIDs: Bool = false,
+        group inherited: Int32? = nil, workers: Int = 16, maxQueuedEvents: Int = 1024, reportThreadIDs: Bool = false,
         onError: (@Sendable (FanotifyError) -> Void)? = nil, handler: @escaping Handler
     ) throws {
         precondition(workers > 0 && maxQueuedEvents > 0, "workers and maxQueuedEvents must be positive")
-        group = try Self.makeGroup(reportThreadIDs: reportThreadIDs)
+        if let inherited {
+            group = inherited
+            Self.answerOrphanedEvents(group: inherited)
+        } else {
+            group = try Self.makeGroup(reportThreadIDs: reportThreadIDs)
+        }
         var pipeEnds: [Int32] = [0, 0]
         guard CLinux_pipe_cloexec_nonblock(&pipeEnds) == 0 else {
             let error = errno
@@ -235,6 +243,27 @@ public final class PreContentMonitor: Sendable {
         // allow pre-content watches (tmpfs, overlayfs, network filesystems).
         let unsupported = error == EINVAL || error == EOPNOTSUPP || error == EPERM
         return FanotifyError(unsupported ? .unsupported : .mark, function: function, path: path, errno: error)
+    }
+
+    /// A new pre-content group for a monitor in another process (see `init(group:…)`): the caller keeps
+    /// it open across that process's life, so marks and blocked readers outlive it.
+    public static func makeGroupDescriptor(reportThreadIDs: Bool) throws -> Int32 {
+        try makeGroup(reportThreadIDs: reportThreadIDs)
+    }
+
+    /// Highest event descriptor number answered for a process that died (its events hold the
+    /// descriptor numbers of that process; the kernel matches answers by that number).
+    static let orphanedDescriptorLimit: Int32 = 8192
+
+    /// Denies (EIO) every event of `group` that was read but never answered: readers blocked on them
+    /// get an error and read again, answered by this process. Runs before this process reads any event,
+    /// so none of its own can be matched by mistake.
+    static func answerOrphanedEvents(group: Int32) {
+        let deny = CLINUX_FAN_DENY | ((UInt32(EIO) & CLINUX_FAN_ERRNO_MASK) << CLINUX_FAN_ERRNO_SHIFT)
+        for fd in 0..<orphanedDescriptorLimit {
+            var message = CLinux_fanotify_response(fd: fd, response: deny)
+            _ = write(group, &message, MemoryLayout<CLinux_fanotify_response>.size)
+        }
     }
 
     private static func makeGroup(reportThreadIDs: Bool = false) throws -> Int32 {

@@ -10,6 +10,7 @@ struct ServeCommand: AsyncParsableCommand {
     )
     @OptionGroup var state: StateOptions
     @Option(help: "Seconds between polls of each share's commit log.") var pollInterval: Double = 1
+    @Flag(help: .hidden) var worker = false
 
     func validate() throws {
         guard pollInterval >= 0.05 && pollInterval <= 3600 else { throw ValidationError("--poll-interval must be between 0.05 and 3600 seconds") }
@@ -22,12 +23,37 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "tiergate")
+        if !worker {
+            // The supervisor: holds the fanotify groups, runs the worker (this command with --worker) and
+            // starts it again if it is killed, so stubs stay marked and readers wait instead of reading zeros.
+            let directory = state.directory
+            guard let config = try directory.loadConfig(), !config.endpoints.isEmpty else {
+                throw fail(GatewayError("no endpoints to serve; add one with `tiergate endpoint add`"))
+            }
+            let arguments = (state.stateDirectory.map { ["--state-dir", $0] } ?? []) + ["--poll-interval", String(pollInterval)]
+            let status = DaemonSupervisor.run(executable: "/proc/self/exe", arguments: arguments, directory: directory,
+                                              endpoints: config.endpoints) { logger.warning("\($0)") }
+            if status != 0 { throw ExitCode(status) }
+            return
+        }
         do {
-            let gateway = try state.open()
+            let groups = try DaemonSupervisor.workerGroups()
+            // A worker started right after its predecessor was killed may find the database still locked
+            // for a moment, until the kernel has closed the dead process's files.
+            var opened: Gateway?
+            for attempt in 0..<100 {
+                do {
+                    opened = try state.open()
+                    break
+                } catch let error as GatewayError where error.description.contains("lock") && attempt < 99 {
+                    usleep(100_000)
+                }
+            }
+            guard let gateway = opened else { throw GatewayError("cannot open the local database") }
             // Every service has returned (their workers joined) when serve returns: then the database closes, here.
             defer { gateway.close() }
             try gateway.checkConfiguration()
-            try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)))
+            try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)), fanotifyGroups: groups)
         } catch {
             throw fail(error)
         }

@@ -124,4 +124,58 @@ import Testing
         }
         #expect(back, "once the share is reachable the stub recalls exactly")
     }
+
+    /// The worker of `tiergate serve` is killed with SIGKILL again and again, before and during reads
+    /// of stubs: the supervisor keeps the stubs marked and starts a new worker, so every read returns the
+    /// exact bytes or fails with EIO; none returns zeros.
+    @Test func readersOfStubsNeverSeeZerosAcrossAKilledWorker() async throws {
+        let group = try await SyncGroup(servers: 1)
+        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
+        let content = randomBytes(3 << 20, seed: 44)
+        group.scratch.write("ep0/big.bin", content)
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state0", path = group.root(0) + "/big.bin"
+        let daemon = try startDaemon(state: state, log: group.scratch.path + "/serve.log")
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        func worker() -> pid_t? {
+            // The supervisor's child: the process whose parent (field 4 of /proc/PID/stat) it is.
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+                guard let pid = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(name)/stat", encoding: .utf8),
+                      let close = stat.lastIndex(of: ")") else { continue }
+                let fields = stat[stat.index(after: close)...].split(separator: " ")
+                if fields.count > 2, pid_t(fields[1]) == daemon.processIdentifier { return pid }
+            }
+            return nil
+        }
+        var random = SeededGenerator(state: 3)
+        var exact = 0, failed = 0, wrong = 0
+        for round in 0..<6 {
+            // Tier (through the daemon, retried while a new worker starts), then kill the worker around a read.
+            var tiered = false
+            for _ in 0..<100 where !tiered {
+                tiered = try runTiergate(["tier", path, "--state-dir", state]) == 0 && StubFile.marker(atPath: path) != nil
+                if !tiered { usleep(100_000) }
+            }
+            #expect(tiered, "round \(round): the file was tiered")
+            guard let pid = worker() else {
+                Issue.record("round \(round): no worker process under the supervisor")
+                break
+            }
+            let delay = UInt32.random(in: 0..<30_000, using: &random)
+            async let read = offPool { () -> [UInt8]? in try? readAll(path) }
+            usleep(delay)
+            kill(pid, SIGKILL)
+            switch await (try? read) ?? nil {
+            case .some(let bytes) where bytes == content: exact += 1
+            case .some: wrong += 1
+            case .none: failed += 1
+            }
+            #expect(daemon.isRunning, "the supervisor stays up")
+        }
+        #expect(wrong == 0, "reads returned wrong bytes \(wrong) times (exact \(exact), EIO \(failed))")
+        #expect(exact > 0)
+        // After the last kill, a new worker recalls the stub exactly.
+        #expect(try await readStub(path) == content)
+    }
 }

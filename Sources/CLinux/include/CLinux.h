@@ -8,6 +8,10 @@
 
 int CLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags);
 int CLinux_openat2_beneath(int dirfd, const char *path, int flags, unsigned int mode);
+
+/// prctl(PR_SET_PDEATHSIG, SIGKILL): the calling process is killed when its parent dies (prctl is
+/// variadic, so Swift cannot call it directly).
+int CLinux_die_with_parent(void);
 int CLinux_fcntl_int(int fd, int cmd, int arg);
 int CLinux_punch_hole(int fd, int64_t offset, int64_t length);
 int CLinux_syncfs(int fd);

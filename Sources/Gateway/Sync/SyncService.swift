@@ -25,8 +25,12 @@ public final class SyncService: Service {
     /// The effective free-space target of the endpoint's volume.
     let freeSpacePercent: Int
 
+    /// The fanotify group a supervisor holds for this endpoint, if any.
+    let fanotifyGroup: Int32?
+
     init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
-         pollInterval: Duration, freeSpacePercent: Int, logger: Logger) {
+         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, logger: Logger) {
+        self.fanotifyGroup = fanotifyGroup
         self.state = state
         self.directory = directory
         self.freeSpacePercent = freeSpacePercent
@@ -46,7 +50,7 @@ public final class SyncService: Service {
         var tiering: TieringRuntime?
         if endpoint.tiering != nil {
             do {
-                let runtime = try TieringRuntime(endpoint: endpoint, connection: connection, state: state)
+                let runtime = try TieringRuntime(endpoint: endpoint, connection: connection, state: state, group: fanotifyGroup)
                 let marked = try await runtime.markStubs()
                 tiering = runtime
                 logger.info("tiering on: \(marked) stubs marked for recall", metadata: ["free space %": .stringConvertible(freeSpacePercent)])
@@ -214,19 +218,23 @@ public final class SyncService: Service {
 
 extension Gateway {
     /// Runs every endpoint's sync service until SIGTERM or SIGINT, then stops them cleanly.
-    public func serve(logger: Logger, pollInterval: Duration = .seconds(1)) async throws {
+    /// `fanotifyGroups` are the groups a supervisor holds, by endpoint id (see ``DaemonSupervisor``).
+    public func serve(logger: Logger, pollInterval: Duration = .seconds(1), fanotifyGroups: [UInt32: Int32] = [:]) async throws {
         guard !config.endpoints.isEmpty else { throw GatewayError("no endpoints to serve; add one with `tiergate endpoint add`") }
         let services: [any Service] = config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
-                        pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), logger: logger)
+                        pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
+                        logger: logger)
         }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
-        ControlRequests.announceDaemon(in: directory)
-        defer { ControlRequests.withdrawDaemon(in: directory) }
+        // Under a supervisor, the supervisor is the daemon CLI requests wait for (it outlives workers).
+        let supervised = !fanotifyGroups.isEmpty || DaemonSupervisor.isWorker
+        if !supervised { ControlRequests.announceDaemon(in: directory) }
+        defer { if !supervised { ControlRequests.withdrawDaemon(in: directory) } }
         try await group.run()
     }
 }

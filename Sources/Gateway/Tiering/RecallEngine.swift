@@ -130,7 +130,7 @@ public final class RecallEngine: Sendable {
                 return lower < upper ? lower..<upper : nil
             }
             guard !overlaps.isEmpty else { continue }
-            let bytes = try await connection.share().readChunk(chunk.id)
+            let bytes = try await connection.share(waitingUpTo: .seconds(10)).readChunk(chunk.id)
             try bytes.withUnsafeBytes { raw in
                 for part in overlaps {
                     let start = Int(part.lowerBound - span.lowerBound)

@@ -20,6 +20,17 @@ public final class ShareConnection: Sendable {
         opened.withLock { $0 = share }
     }
 
+    /// The share, waiting up to `patience` for it to be opened (a daemon just starting opens it right
+    /// after marking stubs); fails after that.
+    func share(waitingUpTo patience: Duration) async throws -> CloudShare {
+        let deadline = ContinuousClock.now + patience
+        while ContinuousClock.now < deadline {
+            if let share = opened.withLock({ $0 }) { return share }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return try share()
+    }
+
     /// The share; fails while it has not been opened.
     func share() throws -> CloudShare {
         guard let share = opened.withLock({ $0 }) else {

@@ -25,7 +25,9 @@ public final class TieringRuntime: Sendable {
 
     /// Starts the monitor for `endpoint`, reaching the share through `connection` (which may still be
     /// empty: recalls then fail with EIO until it is connected, never read as zeros).
-    public init(endpoint: EndpointConfig, connection: ShareConnection, state: LocalState) throws {
+    /// `group` is a fanotify group a supervisor holds for this endpoint (see ``DaemonSupervisor``), so
+    /// its marks and blocked readers outlive this process; nil makes a group of this process's own.
+    public init(endpoint: EndpointConfig, connection: ShareConnection, state: LocalState, group: Int32? = nil) throws {
         self.endpoint = endpoint
         self.state = state
         recaller = RecallEngine(connection: connection, state: state, endpoint: endpoint)
@@ -35,7 +37,7 @@ public final class TieringRuntime: Sendable {
         } catch {
             throw GatewayError("tiering refuses to start on endpoint \(endpoint.id) (\(endpoint.path)): \(error); use `tiergate mount` for access through FUSE instead")
         }
-        let created = try PreContentMonitor(workers: 16, reportThreadIDs: true) { [recaller, state, endpoint, box] event in
+        let created = try PreContentMonitor(group: group, workers: 16, reportThreadIDs: true) { [recaller, state, endpoint, box] event in
             Self.handle(event, recaller: recaller, state: state, endpoint: endpoint, box: box)
         }
         box.monitor.withLock { $0 = created }
