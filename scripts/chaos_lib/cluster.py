@@ -90,14 +90,16 @@ class Server:
 
     def log_tail(self, lines=4, frames=6):
         """The last incarnation's log cut to what says why it ended: its last log lines, the crash or fatal-error
-        lines, and the first backtrace frames in Tiergate's own code (a Swift backtrace runs to hundreds of lines)."""
+        lines, and the first backtrace frames in Tiergate's own code, of the crashed thread when the backtrace
+        names one (a Swift backtrace runs to hundreds of lines, and lists every thread)."""
         with open(self.log_path, errors="replace") as log:
             text = log.read().splitlines()
         starts = [i for i, line in enumerate(text) if line.startswith("=== chaos: serve started")]
         text = [line for line in text[starts[-1] if starts else 0:] if line.strip()]
         plain = [line for line in text if re.match(r"\d{4}-\d\d-\d\dT|tiergate: ", line)]
         why = [line for line in text if re.search(r"Program crashed|Fatal error|terminate called|crashed:|panic", line)]
-        own = [line.strip() for line in text if " in tiergate at " in line][:frames]
+        crashed = next((i for i, line in enumerate(text) if re.match(r"Thread \d+ .*crashed:", line)), 0)
+        own = [line.strip() for line in text[crashed:] if " in tiergate at " in line][:frames]
         return "\n".join(dict.fromkeys(plain[-lines:] + why + own)) + "\n"
 
     def status(self):
