@@ -19,30 +19,16 @@ func tiergateExecutable() throws -> String {
 }
 
 /// Runs `tiergate` with `arguments`; kills it with SIGKILL after `killAfter` seconds when given.
-/// Returns the exit status, or nil when it was killed; standard error goes to `errorLog` when given.
+/// Returns the exit status, or nil when a signal ended it; standard error goes to `errorLog` when given.
 func runTiergate(_ arguments: [String], killAfter: Double? = nil, errorLog: String? = nil) throws -> Int32? {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try tiergateExecutable())
-    process.arguments = arguments
-    process.standardOutput = FileHandle.nullDevice
-    if let errorLog {
-        FileManager.default.createFile(atPath: errorLog, contents: nil)
-        process.standardError = FileHandle(forWritingAtPath: errorLog)
-    } else {
-        process.standardError = FileHandle.nullDevice
+    let child = try TiergateProcess(arguments, logs: NSTemporaryDirectory())
+    defer {
+        unlink(child.outputPath)
+        unlink(child.errorPath)
     }
-    try process.run()
-    if let killAfter {
-        let deadline = Date().addingTimeInterval(killAfter)
-        while process.isRunning && Date() < deadline { usleep(2000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            return nil
-        }
-    }
-    process.waitUntilExit()
-    return process.terminationStatus
+    let status = child.exitStatus(timeout: killAfter ?? 600)
+    if let errorLog { try? child.errorOutput.write(toFile: errorLog, atomically: true, encoding: .utf8) }
+    return status
 }
 
 @Suite(.serialized) struct CrashSafetyTests {
