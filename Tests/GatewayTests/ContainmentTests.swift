@@ -49,6 +49,21 @@ import Testing
         #expect(status[0].health == "Healthy", "names this server does not sync do not make it unhealthy")
     }
 
+    @Test func aLocalPathEveryServerWouldRefuseIsRefusedWhereItIsMade() async throws {
+        let group = try await SyncGroup(servers: 1)
+        let long = (0..<20).map { "folder-\($0)-" + String(repeating: "p", count: 190) }.joined(separator: "/")
+        #expect(long.count > SafePath.maxPathLength)
+        try FileManager.default.createDirectory(atPath: group.root(0) + "/" + long, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: group.root(0) + "/" + long + "/deep.txt", contents: Data("deep".utf8))
+        group.write(0, "short.txt", "short")
+        try await group.sync(0)
+        let namespace = try await CloudShare.open(try StoreLocator.open(group.url)).namespace()
+        #expect(namespace.entries["short.txt"] != nil)
+        #expect(!namespace.entries.keys.contains { $0.count > SafePath.maxPathLength }, "nothing over the limit was committed")
+        let skipped = try group.gateways[0].itemErrors().filter { $0.error.kind == "skipped" && $0.error.reason.contains("longer than") }
+        #expect(!skipped.isEmpty, "the item is reported")
+    }
+
     /// A second process swaps a folder with a symlink to a root-only folder outside the endpoint
     /// (renameat2 RENAME_EXCHANGE in a loop) while the real CLI syncs: nothing from outside may reach the share.
     @Test func anUploadRacingASymlinkSwapNeverReadsOutsideTheEndpoint() async throws {
