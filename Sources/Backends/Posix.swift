@@ -105,15 +105,21 @@ public enum Posix {
         }
     }
 
+    /// The name of a directory entry from `readdir`, without copying `d_name` whole: the kernel's
+    /// record is only as long as the name, so reading all 256 bytes of the field can run past the end
+    /// of the mapped buffer (a crash, seen under load).
+    public static func entryName(_ entry: UnsafeMutablePointer<dirent>) -> [UInt8] {
+        let name = UnsafeRawPointer(entry).advanced(by: MemoryLayout<dirent>.offset(of: \dirent.d_name)!)
+        return Array(UnsafeRawBufferPointer(start: name, count: strlen(name.assumingMemoryBound(to: CChar.self))))
+    }
+
     /// Names in a directory, without `.` and `..`.
     public static func listDirectory(_ path: String) throws -> [(name: String, isDirectory: Bool)] {
         guard let dir = opendir(path) else { throw PosixError("opendir", path: path, errno: Glibc.errno) }
         defer { closedir(dir) }
         var names: [(String, Bool)] = []
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
+            let name = String(decoding: entryName(entry), as: UTF8.self)
             if name == "." || name == ".." { continue }
             var isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
             if entry.pointee.d_type == UInt8(DT_UNKNOWN), let info = try status(path + "/" + name, followLinks: false) {

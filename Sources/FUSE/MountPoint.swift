@@ -94,7 +94,9 @@ public enum MountPoint {
         guard let directory = opendir(path) else { throw MountError("mountpoint \(path) is not usable", errno: .current) }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            // Not `entry.pointee.d_name` whole: the record is only as long as the name.
+            let field = UnsafeRawPointer(entry).advanced(by: MemoryLayout<dirent>.offset(of: \dirent.d_name)!)
+            let name = String(cString: field.assumingMemoryBound(to: CChar.self))
             if name != "." && name != ".." {
                 throw MountError("mountpoint \(path) is not empty ('\(name)' is there), and its files would be hidden while "
                                  + "mounted; choose an empty directory")

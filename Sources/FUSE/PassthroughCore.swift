@@ -504,7 +504,9 @@ public final class PassthroughCore: FileSystemCore {
                     if errno != 0 && accepted == 0 { throw Errno.current }
                     return
                 }
-                let name = withUnsafeBytes(of: record.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
+                // Not `record.pointee.d_name` whole: the record is only as long as the name.
+                let field = UnsafeRawPointer(record).advanced(by: MemoryLayout<dirent>.offset(of: \dirent.d_name)!)
+                let name = Array(UnsafeRawBufferPointer(start: field, count: strlen(field.assumingMemoryBound(to: CChar.self))))
                 let nextOffset = Int64(record.pointee.d_off)
                 let isDot = name == [UInt8(ascii: ".")] || name == [UInt8(ascii: "."), UInt8(ascii: ".")]
                 var entry: Entry?

@@ -272,10 +272,9 @@ public final class Database: @unchecked Sendable {
         var total = 0
         while let entry = readdir(directory) {
             var status = stat()
-            let matched = withUnsafeBytes(of: entry.pointee.d_name) { name in
-                fstatat(dirfd(directory), name.baseAddress!.assumingMemoryBound(to: CChar.self), &status,
-                        AT_SYMLINK_NOFOLLOW) == 0
-            }
+            // Not `entry.pointee.d_name` whole: the record is only as long as the name.
+            let name = UnsafeRawPointer(entry).advanced(by: MemoryLayout<dirent>.offset(of: \dirent.d_name)!)
+            let matched = fstatat(dirfd(directory), name.assumingMemoryBound(to: CChar.self), &status, AT_SYMLINK_NOFOLLOW) == 0
             if matched && (status.st_mode & S_IFMT) == S_IFREG { total += Int(status.st_size) }
         }
         return total

@@ -94,7 +94,7 @@ public final class SyncEngine {
             defer { closedir(dir) }
             var names: [String] = []
             while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                let name = String(decoding: Posix.entryName(entry), as: UTF8.self)
                 if name != "." && name != ".." && entry.pointee.d_type != UInt8(DT_DIR) { names.append(name) }
             }
             for name in names { unlinkat(fd, name, 0) }

@@ -87,7 +87,7 @@ public struct TreeWalker {
         var names: [(raw: [UInt8], name: String, valid: Bool)] = []
         errno = 0
         while let entry = readdir(dir) {
-            let raw = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            let raw = Posix.entryName(entry)
             if raw == [46] || raw == [46, 46] { continue }
             let valid = String(validating: raw, as: UTF8.self)
             names.append((raw, valid ?? String(decoding: raw, as: UTF8.self), valid != nil))
