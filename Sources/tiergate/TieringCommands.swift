@@ -7,6 +7,10 @@ extension NamespaceDownloadMode: ExpressibleByArgument {}
 /// Runs `operation` in-process, or — when a running daemon holds the database — asks the daemon.
 func viaDaemonIfRunning(_ state: StateOptions, operation: String, path: String,
                         local: (Gateway) async throws -> Gateway.TieringResult) async throws -> Gateway.TieringResult {
+    if ControlRequests.daemonIsRunning(in: state.directory) {
+        FileHandle.standardError.write(Data("tiergate: asking the running daemon to \(operation) '\(path)'\n".utf8))
+        return try ControlRequests.submit(operation, path: path, to: state.directory)
+    }
     let gateway: Gateway
     do {
         gateway = try state.open()

@@ -29,6 +29,12 @@ public enum ControlRequests {
         unlink(daemonFile(directory))
     }
 
+    /// Whether a daemon (`tiergate serve`) is running for this state directory: requests then go to it,
+    /// even while its worker is still starting and has not opened the database yet.
+    public static func daemonIsRunning(in directory: StateDirectory) -> Bool {
+        runningDaemon(in: directory) != nil
+    }
+
     /// The process id of the running daemon, if one is running.
     static func runningDaemon(in directory: StateDirectory) -> pid_t? {
         guard let text = try? String(contentsOfFile: daemonFile(directory), encoding: .utf8),
