@@ -65,9 +65,10 @@ public final class TieringRuntime: Sendable {
         let rootFD = try Posix.open(endpoint.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { close(rootFD) }
         for item in try TreeWalker(root: endpoint.path).walk().items where !item.isDirectory {
-            guard LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil else { continue }
-            let fd = try SafePath.open(rootFD: rootFD, path: item.path, flags: O_RDONLY | O_NONBLOCK)
+            // One open per file: the marker is read and the mark set through the same descriptor.
+            guard let fd = try? SafePath.open(rootFD: rootFD, path: item.path, flags: O_RDONLY | O_NONBLOCK) else { continue }
             defer { close(fd) }
+            guard LocalFiles.stubMarker(fd: fd) != nil else { continue }
             try box.monitor.withLock { try $0?.markFile(descriptor: fd, path: endpoint.path + "/" + item.path) }
             count += 1
         }
