@@ -11,6 +11,7 @@
 #include <linux/openat2.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 
 int CLinux_renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags) {
     return renameat2(olddirfd, oldpath, newdirfd, newpath, flags);
@@ -53,6 +54,25 @@ int CLinux_pipe_cloexec_nonblock(int fds[2]) {
 
 int CLinux_gettid(void) {
     return (int)gettid();
+}
+
+int CLinux_syscall_only_reads(long number, unsigned long arg2, unsigned long arg3, unsigned long arg4) {
+    (void)arg2;
+    switch (number) {
+    case -1:
+    case SYS_read:
+    case SYS_pread64:
+    case SYS_readv:
+    case SYS_preadv:
+    case SYS_preadv2:
+    case SYS_execve:
+    case SYS_execveat:
+        return 1;
+    case SYS_mmap:
+        return !((arg3 & PROT_WRITE) && (arg4 & MAP_SHARED));   // MAP_SHARED_VALIDATE has this bit too
+    default:
+        return 0;
+    }
 }
 
 int CLinux_set_thread_name(const char *name) {

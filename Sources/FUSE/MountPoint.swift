@@ -19,8 +19,12 @@ public struct MountError: Error, CustomStringConvertible, Sendable {
 /// Operations on a mountpoint directory that do not need a session: stale-mount recovery, detaching,
 /// and finding the FUSE connection behind a mount.
 public enum MountPoint {
-    /// Whether `path` is a mount whose FUSE daemon is gone: any access fails with `ENOTCONN`.
+    /// Whether `path` is a mount whose FUSE daemon is gone: any access fails with `ENOTCONN`. Asked with
+    /// statvfs, which the kernel never answers from its caches: a stat within the attribute timeout of the
+    /// daemon's death still succeeds.
     public static func isStale(_ path: String) -> Bool {
+        var info = statvfs()
+        if statvfs(path, &info) != 0 && Glibc.errno == ENOTCONN { return true }
         var status = stat()
         return stat(path, &status) != 0 && Glibc.errno == ENOTCONN
     }

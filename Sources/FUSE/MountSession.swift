@@ -9,7 +9,8 @@ import Synchronization
 /// ```swift
 /// let core = try PassthroughCore(endpoint: "/srv/share", hooks: gatewayHooks)
 /// let session = try MountSession.mount(core, at: "/mnt/share")
-/// session.waitUntilSignalled()      // or, from a service: session.stop()
+/// session.stopOnSignals()           // SIGINT/SIGTERM unmount; or, from a service: session.stop()
+/// session.wait()
 /// ```
 ///
 /// Lifecycle: ``mount(_:at:options:)`` recovers a stale mount left at the mountpoint by a daemon that
@@ -234,14 +235,6 @@ public final class MountSession: Sendable {
     public func stopOnSignals(_ signals: [Int32] = [SIGINT, SIGTERM]) {
         let token = SignalWatcher.shared.watch(signals) { [self] in stop() }
         state.withLock { $0.signalTokens.append(token) }
-    }
-
-    /// Serves until SIGINT or SIGTERM arrives (or the mount ends otherwise), then stops cleanly; the
-    /// body of `tiergate mount`.
-    @discardableResult
-    public func waitUntilSignalled() -> Int32 {
-        stopOnSignals()
-        return wait()
     }
 
     /// Tells the kernel and the core that the Gateway changed a backing file behind the mount (tiered

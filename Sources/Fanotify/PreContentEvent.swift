@@ -40,6 +40,34 @@ public struct PreContentEvent: Sendable {
         self.size = size
     }
 
+    /// Whether the blocked access may change the file's content: false only when the blocked thread is
+    /// known to be in a call that reads (read, pread, readv, exec, a page fault, an mmap that is not both
+    /// writable and shared). A write, truncate or fallocate, a copy or splice, io_uring's worker threads,
+    /// and anything that cannot be told (the thread's call unreadable) count as writes.
+    /// Meaningful only for monitors that report thread ids: `pid` must be the blocked thread.
+    public var mayWrite: Bool {
+        if let name = Self.procText("/proc/\(pid)/comm"), name.hasPrefix("iou-") { return true }   // io_uring workers
+        guard let call = Self.procText("/proc/\(pid)/syscall") else { return true }
+        let fields = call.split(separator: " ")
+        guard let number = fields.first.flatMap({ Int($0) }) else { return true }   // "running": cannot be told
+        func argument(_ index: Int) -> UInt {
+            guard index < fields.count, fields[index].hasPrefix("0x") else { return 0 }
+            return UInt(fields[index].dropFirst(2), radix: 16) ?? 0
+        }
+        return CLinux_syscall_only_reads(number, argument(2), argument(3), argument(4)) == 0
+    }
+
+    /// The first line of a small /proc file, or nil.
+    private static func procText(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = read(fd, &buffer, buffer.count)
+        guard count > 0 else { return nil }
+        return String(decoding: buffer[0..<count], as: UTF8.self).split(separator: "\n").first.map(String.init)
+    }
+
     /// Writes all of `bytes` at `offset` through the event's descriptor, filling that part of the file.
     ///
     /// Never change the file's size here (no truncate, no write past the end): the blocked process may

@@ -25,6 +25,58 @@ import Testing
         return (group, content, mountpoint, session)
     }
 
+    /// The real `tiergate mount`: SIGTERM right after it says "mounted" unmounts and exits 0; reads at
+    /// the end of a stub (whose read-ahead would start past it) keep it up and read exactly; and killed
+    /// with SIGKILL it leaves a stale mount that a new `tiergate mount` started at once recovers.
+    @Test func theMountProcessSurvivesSignalsReadsAtTheEndAndAKill() async throws {
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            Issue.record("/dev/fuse is missing: the mounted cache volume cannot be tested here")
+            return
+        }
+        let group = try await SyncGroup(servers: 1)
+        let content = randomBytes(1_000_003, seed: 93)
+        group.scratch.write("ep0/end.bin", content)
+        try await group.sync(0)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        try await Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0]).tier("end.bin")
+        group.release()
+        let state = group.scratch.path + "/state0", mountpoint = group.scratch.path + "/mnt", logs = group.scratch.path
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let arguments = ["mount", group.root(0), mountpoint, "--state-dir", state]
+
+        let first = try TiergateProcess(arguments, logs: logs)
+        #expect(first.waitFor("mounted endpoint"), "mounted: \(first.errorOutput)")
+        first.send(SIGTERM)
+        #expect(first.exitStatus() == 0, "SIGTERM right after the announcement unmounts cleanly: \(first.errorOutput)")
+        #expect(!((try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? "").contains(" \(mountpoint) "), "nothing is left mounted")
+
+        var mount = try TiergateProcess(arguments, logs: logs)
+        defer { mount.send(SIGTERM); _ = mount.exitStatus() }
+        #expect(mount.waitFor("mounted endpoint"), "mounted again: \(mount.errorOutput)")
+        let path = mountpoint + "/end.bin", size = content.count
+        let tail = try await offPool { () -> [UInt8] in
+            let fd = open(path, O_RDONLY)
+            defer { close(fd) }
+            _ = posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM)
+            var bytes = [UInt8](repeating: 0, count: 8_192)
+            let start = (size - 1) / 4096 * 4096 - 4096
+            let first = pread(fd, &bytes, 4096, off_t(start))
+            let second = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + 4096, 4096, off_t(start + 4096)) }
+            return first < 0 || second < 0 ? [] : Array(bytes[0..<first + second])
+        }
+        let start = (size - 1) / 4096 * 4096 - 4096
+        #expect(tail == Array(content[start...]), "the last pages read exactly (\(tail.count) bytes)")
+        usleep(300_000)     // the read-ahead runs on a thread of its own
+        #expect(mount.process.isRunning, "the mount is still up: \(mount.errorOutput.suffix(600))")
+        #expect(try await readStub(path) == content)
+
+        mount.send(SIGKILL)
+        _ = mount.exitStatus()
+        mount = try TiergateProcess(arguments, logs: logs)
+        #expect(mount.waitFor("mounted endpoint", timeout: 20), "a new mount started within the attribute timeout recovers the stale one: \(mount.errorOutput)")
+        #expect(try await readStub(path) == content)
+    }
+
     @Test func readingAStubThroughTheMountRecallsExactlyAndStatShowsItsSize() async throws {
         guard let (group, content, mountpoint, session) = try await mountedStub() else { return }
         defer { session.stop() }

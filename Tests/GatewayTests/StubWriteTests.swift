@@ -64,6 +64,97 @@ import Testing
         #expect(names == ["log.txt", "over.bin"], "no conflict copies: \(names)")
     }
 
+    /// Every kind of change an application makes to stubs on the endpoint under `tiergate serve`: a
+    /// truncate to a larger and to a smaller size, a write past the end, a write between two reads of a
+    /// partly recalled stub, a rename followed by a write, a rename of a partly recalled stub. Then the
+    /// daemon is killed with SIGKILL at once and started again. Each file ends as its old content plus
+    /// the change, under its own (new) name, locally and in the share; nothing reads an error.
+    @Test func everyKindOfChangeToAStubEndsAsItsOldContentPlusTheChange() async throws {
+        let group = try await SyncGroup(servers: 1)
+        _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
+        var old: [String: [UInt8]] = [:]
+        for (index, name) in ["grow.bin", "shrink.bin", "past.bin", "between.bin", "moved.bin", "renamed.bin"].enumerated() {
+            old[name] = randomBytes(700_001 + index * 4_099, seed: UInt64(60 + index))
+            group.scratch.write("ep0/" + name, old[name]!)
+        }
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state0", root = group.root(0), log = group.scratch.path + "/serve.log"
+        var daemon = try startDaemon(state: state, log: log)
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        for name in old.keys.sorted() {
+            #expect(try runTiergate(["tier", root + "/" + name, "--state-dir", state]) == 0)
+            #expect(StubFile.marker(atPath: root + "/" + name) == .tiered, "\(name) is a stub")
+        }
+        let patch = [UInt8](repeating: 0xA5, count: 5_000)
+        let failures = try await offPool { () -> [String] in
+            var failures: [String] = []
+            func check(_ what: String, _ result: Int) { if result < 0 { failures.append("\(what): \(String(cString: strerror(errno)))") } }
+            func read(_ fd: Int32, _ offset: Int) {
+                var buffer = [UInt8](repeating: 0, count: 8_192)
+                check("read at \(offset)", pread(fd, &buffer, buffer.count, off_t(offset)))
+            }
+            check("truncate up", Int(truncate(root + "/grow.bin", 800_000)))
+            check("truncate down", Int(truncate(root + "/shrink.bin", 300_000)))
+            var fd = open(root + "/past.bin", O_WRONLY)
+            check("write past the end", patch.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 900_000) })
+            close(fd)
+            fd = open(root + "/between.bin", O_RDWR)
+            read(fd, 100_000)
+            check("write between reads", patch.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 400_000) })
+            read(fd, 650_000)
+            close(fd)
+            check("rename", Int(rename(root + "/moved.bin", root + "/moved-now.bin")))
+            fd = open(root + "/moved-now.bin", O_WRONLY)
+            check("write after rename", patch.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 10_000) })
+            close(fd)
+            fd = open(root + "/renamed.bin", O_RDONLY)
+            read(fd, 200_000)
+            close(fd)
+            check("rename of a partly recalled stub", Int(rename(root + "/renamed.bin", root + "/renamed-now.bin")))
+            return failures
+        }
+        #expect(failures.isEmpty, "\(failures)")
+        // Killed at once (within the daemon's debounce), then started again.
+        kill(daemon.processIdentifier, SIGKILL)
+        daemon.waitUntilExit()
+        daemon = try startDaemon(state: state, log: log)
+        func patched(_ bytes: [UInt8], at offset: Int) -> [UInt8] {
+            var out = bytes
+            if out.count < offset + patch.count { out += [UInt8](repeating: 0, count: offset + patch.count - out.count) }
+            out.replaceSubrange(offset..<offset + patch.count, with: patch)
+            return out
+        }
+        let expected: [String: [UInt8]] = [
+            "grow.bin": old["grow.bin"]! + [UInt8](repeating: 0, count: 800_000 - old["grow.bin"]!.count),
+            "shrink.bin": Array(old["shrink.bin"]![0..<300_000]),
+            "past.bin": patched(old["past.bin"]!, at: 900_000),
+            "between.bin": patched(old["between.bin"]!, at: 400_000),
+            "moved-now.bin": patched(old["moved.bin"]!, at: 10_000),
+            "renamed-now.bin": old["renamed.bin"]!,
+        ]
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        let deadline = Date().addingTimeInterval(40)
+        var inShare: [String: [UInt8]] = [:], names: [String] = []
+        while Date() < deadline {
+            names = try await share.namespace().entries.keys.sorted()
+            inShare = [:]
+            for name in expected.keys { inShare[name] = try await Self.content(of: name, in: share) }
+            if inShare == expected && names == expected.keys.sorted() { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(names == expected.keys.sorted(), "the share holds exactly the new names: \(names)")
+        for (name, want) in expected.sorted(by: { $0.key < $1.key }) {
+            let got = inShare[name]
+            let difference = got.flatMap { got in zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }?.offset }
+            #expect(got == want, "\(name) in the share: \(got?.count ?? -1) of \(want.count) bytes, first difference at \(difference ?? -1)")
+            let local = try await readStub(root + "/" + name)
+            #expect(local == want, "\(name) locally: \(local.count) of \(want.count) bytes")
+        }
+        let local = try FileManager.default.contentsOfDirectory(atPath: root).filter { !$0.hasPrefix(".") }.sorted()
+        #expect(local == expected.keys.sorted(), "no conflict copies: \(local)")
+    }
+
     /// A fill that a crash cut short wrote real bytes and moved the mtime: the next pass finds the
     /// recorded version, not an edit.
     @Test func aStubWhoseFillWasCutShortIsNotAnEdit() async throws {

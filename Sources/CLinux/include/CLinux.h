@@ -36,6 +36,11 @@ int CLinux_set_thread_name(const char *name);
 int CLinux_gettid(void);
 /// statfs(2) f_type of the filesystem holding `path` (EXT4_SUPER_MAGIC, TMPFS_MAGIC, …), or -1 with errno.
 int64_t CLinux_filesystem_type(const char *path);
+/// Whether system call `number` (as /proc/TID/syscall names it, -1 outside any call: a page fault),
+/// with its second to fourth arguments, at most reads a file's content: read, pread, readv, preadv,
+/// exec, a fault, or an mmap that is not both writable and shared. Anything else (write, truncate,
+/// fallocate, copy and splice, io_uring, calls this list does not know) may change the content.
+int CLinux_syscall_only_reads(long number, unsigned long arg2, unsigned long arg3, unsigned long arg4);
 
 /// File leases (fcntl, _GNU_SOURCE): a write lease is granted only while no other descriptor has the
 /// file open, and is broken (the opener waits) when one tries to.

@@ -94,77 +94,44 @@ public final class MountRecallHooks: MountHooks {
         try? state.commit(batch, sync: false)
     }
 
-    /// Fills the holes of `range` (the whole file when nil) of the stub `file`; a whole stub becomes a
-    /// normal file. The stub is reached by its descriptor (its inode, whatever its name now) and known by
-    /// its own markers (file id), so an unlinked or renamed stub, or one under a name that is not UTF-8,
-    /// still recalls. Its record is used only when the path's record is the same file. The stub's mtime
-    /// is kept: recalling is not an edit. Concurrent fills of overlapping ranges share one recall (the
-    /// engine's flights); this runs on a FUSE thread, which may block.
+    /// Fills the holes of `range` (the whole file when nil) of the stub `file` through the engine's one
+    /// fill path; a whole stub becomes a normal file. The stub is reached by its descriptor (its inode,
+    /// whatever its name now), so an unlinked or renamed stub still recalls. Runs on a FUSE thread,
+    /// which may block.
     func fill(_ file: MountedFile, range: Range<Int64>?) throws(Errno) {
-        let recaller = self.recaller, state = self.state, endpoint = self.endpoint
-        let name = file.path.map { endpoint.path + "/" + $0 } ?? "inode \(file.identity)"
-        let outcome: Result<Bool, any Error>
+        let recaller = self.recaller, endpoint = self.endpoint
+        let path = file.path, name = file.path.map { endpoint.path + "/" + $0 } ?? "inode \(file.identity)"
+        let outcome: Result<RecallEngine.StubFill, any Error>
         do {
             let fd: Int32
             if let descriptor = file.descriptor {
                 guard let reopened = Self.reopen(descriptor) else { throw PosixError("open", path: name, errno: errno) }
                 fd = reopened
-            } else if let path = file.path {
+            } else if let path {
                 fd = try LocalFiles.open(root: endpoint.path, path: path, flags: O_RDWR)
             } else {
                 throw GatewayError("\(name): no way to reach the stub")
             }
             defer { close(fd) }
             let stub = StubFile(descriptor: fd, path: name)
-            guard let fileID = try stub.fileID() else { return }     // recalled whole meanwhile
-            guard let layout = try recaller.layout(fileID: fileID) else {
-                throw GatewayError("\(name) is an orphaned stub (no chunk list for file \(fileID))")
-            }
-            let record = file.path.flatMap { try? state.entry(endpoint.id, $0) }.flatMap { $0.fileID == fileID ? $0 : nil }
-            var info = stat()
-            try Posix.call("fstat", path: name) { fstat(fd, &info) }
-            // The stub's own mtime: the record's when it is this file's (concurrent fills of one stub
-            // see each other's moved mtime), else what the file shows now.
-            let size = Int64(info.st_size), accessTime = info.st_atim
-            let stubTime = record.map { Posix.timespec(nanoseconds: $0.mtime) } ?? info.st_mtim
-            let span = RecallEngine.span(of: range, fd: fd, size: size, layout: layout)
-            outcome = recaller.exclusively(fileID, span) {
-                Blocking.run { () async throws -> Bool in
-                    let written: Int64
-                    do {
-                        written = try await recaller.fill(fd: fd, size: size, layout: layout, range: range) { bytes, offset in
-                            var done = 0
-                            while done < bytes.count {
-                                // The endpoint may be marked for fanotify too (tiering and a mount together).
-                                done += try recaller.writingRecalledBytes {
-                                    try Posix.call("pwrite", path: name) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-                                }
-                            }
+            outcome = Blocking.run {
+                try await recaller.fill(stub: stub, path: path, range: range) { bytes, offset in
+                    var done = 0
+                    while done < bytes.count {
+                        // The endpoint may be marked for fanotify too (tiering and a mount together).
+                        done += try recaller.writingRecalledBytes {
+                            try Posix.call("pwrite", path: name) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
                         }
-                    } catch {
-                        // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
-                        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), stubTime]
-                        futimens(fd, &times)
-                        throw error
                     }
-                    recaller.count(bytes: written, failed: false)
-                    if written > 0, let path = file.path, record != nil { recaller.noteRecalled(path) }
-                    if RecallEngine.holes(fd: fd, in: 0..<size).isEmpty, let path = file.path, let record {
-                        try recaller.finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [accessTime, stubTime])
-                        return true
-                    }
-                    if written > 0 {
-                        var times = [accessTime, stubTime]
-                        futimens(fd, &times)
-                        try stub.setState(.partial)
-                    }
-                    return false
                 }
             }
         } catch {
             outcome = .failure(error)
         }
-        if case .failure(let error) = outcome {
+        switch outcome {
+        case .success(let filled):
+            recaller.count(bytes: filled.written, failed: false)
+        case .failure(let error):
             recaller.count(bytes: 0, failed: true)
             if let posix = error as? PosixError, posix.errno == ENOSPC { throw Errno(ENOSPC) }
             throw Errno(EIO)

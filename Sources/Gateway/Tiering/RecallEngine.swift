@@ -113,14 +113,32 @@ public final class RecallEngine: Sendable {
 
     /// Fills the holes of `fd` in the chunks that overlap `range` (the whole file when nil): a partial
     /// recall is rounded out to whole chunks, fetched and verified once each, and each hole's bytes are
-    /// handed to `write`. Returns the bytes written.
+    /// handed to `write`. Only the bytes the chunk list covers are filled: a stub truncated since keeps
+    /// its prefix, and bytes past its old end are the application's. Returns the bytes written.
     public func fill(fd: Int32, size: Int64, layout: [ChunkRef], range: Range<Int64>?,
                      write: (UnsafeRawBufferPointer, Int64) throws -> Void) async throws -> Int64 {
-        let wanted = Self.span(of: range, fd: fd, size: size, layout: layout)
+        let wanted = Self.span(of: range, fd: fd, size: Self.covered(size: size, layout: layout), layout: layout)
         guard !wanted.isEmpty else { return 0 }
         let holes = Self.holes(fd: fd, in: wanted)
         guard !holes.isEmpty else { return 0 }
+        // Every write starts on a block boundary and, but at the end of a hole, ends on one: a write cut
+        // short (a kill) then leaves whole blocks, never a block holding some of its bytes, whose unwritten
+        // rest SEEK_HOLE would report as data, read as zeros.
+        var info = stat()
+        fstat(fd, &info)
+        let block = max(Int64(info.st_blksize), 4096)
+        var pending: [UInt8] = [], pendingStart: Int64 = 0
         var written: Int64 = 0
+        func flush(all: Bool) throws {
+            let end = pendingStart + Int64(pending.count)
+            let cut = all ? end : end / block * block
+            guard cut > pendingStart else { return }
+            let count = Int(cut - pendingStart)
+            try pending.withUnsafeBytes { try write(UnsafeRawBufferPointer(rebasing: $0[0..<count]), pendingStart) }
+            written += Int64(count)
+            pending.removeFirst(count)
+            pendingStart = cut
+        }
         var offset: Int64 = 0
         for chunk in layout {
             let span = offset..<offset + Int64(chunk.length)
@@ -131,26 +149,33 @@ public final class RecallEngine: Sendable {
             }
             guard !overlaps.isEmpty else { continue }
             let bytes = try await connection.share(waitingUpTo: .seconds(10)).readChunk(chunk.id)
-            try bytes.withUnsafeBytes { raw in
-                for part in overlaps {
-                    let start = Int(part.lowerBound - span.lowerBound)
-                    try write(UnsafeRawBufferPointer(rebasing: raw[start..<start + Int(part.count)]), part.lowerBound)
-                    written += Int64(part.count)
+            for part in overlaps {
+                if part.lowerBound != pendingStart + Int64(pending.count) {
+                    try flush(all: true)    // a new hole: the last one ended on a block boundary
+                    pendingStart = part.lowerBound
                 }
+                let start = Int(part.lowerBound - span.lowerBound)
+                pending += bytes[start..<start + Int(part.count)]
             }
+            if pending.count >= 1 << 20 { try flush(all: false) }
         }
-        guard offset == size else {
-            throw GatewayError("the stub's chunk list covers \(offset) bytes but the file has \(size)")
-        }
+        try flush(all: true)
         return written
     }
 
+    /// The bytes of a file of `size` that its stub's chunk list covers.
+    static func covered(size: Int64, layout: [ChunkRef]) -> Int64 {
+        min(size, layout.reduce(0) { $0 + Int64($1.length) })
+    }
+
     /// The bytes a fill of `range` (nil: the whole file) covers: the chunks it touches, widened to whole
-    /// filesystem blocks. Holes are whole blocks, chunks are not block-aligned: a block written in part
-    /// would hide its unwritten rest, which SEEK_HOLE then reports as data.
+    /// filesystem blocks, within `size`. Holes are whole blocks, chunks are not block-aligned: a block
+    /// written in part would hide its unwritten rest, which SEEK_HOLE then reports as data.
     static func span(of range: Range<Int64>?, fd: Int32, size: Int64, layout: [ChunkRef]) -> Range<Int64> {
         guard let range else { return 0..<size }
-        let asked = max(0, range.lowerBound)..<min(size, max(range.upperBound, range.lowerBound + 1))
+        let first = max(0, range.lowerBound)
+        guard first < size else { return 0..<0 }     // at or past the end: nothing of the stub's
+        let asked = first..<min(size, max(range.upperBound, first + 1))
         var start: Int64 = 0, lower = size, upper: Int64 = 0
         for chunk in layout {
             let end = start + Int64(chunk.length)
@@ -160,38 +185,87 @@ public final class RecallEngine: Sendable {
             }
             start = end
         }
-        guard lower < upper else { return asked.isEmpty ? 0..<0 : asked }
+        guard lower < upper else { return asked }
         var info = stat()
         fstat(fd, &info)
         let block = max(Int64(info.st_blksize), 4096)
         return (lower / block * block)..<min(size, (upper + block - 1) / block * block)
     }
 
-    // MARK: One fill at a time
+    /// What one fill of a stub did.
+    public struct StubFill: Sendable {
+        /// Bytes written.
+        public var written: Int64
+        /// The file holds all its bytes now (and was made a normal file when the fill wrote or was whole).
+        public var whole: Bool
+    }
 
-    /// Fills of one file whose spans overlap run one at a time: concurrent readers of a stub share one
-    /// recall (the later ones find the bytes present), and a late fill never writes over bytes that an
-    /// application wrote after an earlier fill of the same range let it go on.
+    /// Fills `range` (nil: the whole file) of the stub open as `stub`, known by its own markers, so a
+    /// renamed, linked or unlinked stub, or one under a name that is not UTF-8, still fills. The one
+    /// fill path of every access (fanotify, the mount, `recall`, the scan): fills of one file run one at
+    /// a time, and each puts back the mtime the file had before its own writes, so recalling is never an
+    /// edit and never hides one. A stub left without holes becomes a normal file; its record (at `path`,
+    /// when it is this file's) says so. `write` puts recalled bytes into the file.
+    func fill(stub: StubFile, path: String?, range: Range<Int64>?,
+              write: (UnsafeRawBufferPointer, Int64) throws -> Void) async throws -> StubFill {
+        guard let fileID = try stub.fileID() else { return StubFill(written: 0, whole: true) }   // a normal file
+        guard let layout = try layout(fileID: fileID) else {
+            throw GatewayError("\(stub.path) is an orphaned stub: no chunk list is recorded for its file id \(fileID)")
+        }
+        return try await exclusively(fileID) {
+            // A fill that held the flight before may have made it a normal file.
+            guard try stub.fileID() == fileID else { return StubFill(written: 0, whole: true) }
+            let before = try stub.status()
+            let size = Int64(before.st_size)
+            let written: Int64
+            do {
+                written = try await fill(fd: stub.descriptor, size: size, layout: layout, range: range, write: write)
+            } catch {
+                Self.setMtime(stub.descriptor, before.st_mtim)   // writes that landed (a disk filling up) moved it
+                throw error
+            }
+            if written > 0 { Self.setMtime(stub.descriptor, before.st_mtim) }
+            let record = path.flatMap { try? state.entry(endpoint.id, $0) }.flatMap { $0.fileID == fileID ? $0 : nil }
+            // Only a fill that wrote, or a whole recall, completes a stub: an access that found nothing to
+            // fill proves nothing.
+            let whole = Self.holes(fd: stub.descriptor, in: 0..<Self.covered(size: size, layout: layout)).isEmpty
+            if whole && (written > 0 || range == nil) {
+                try finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: [before.st_atim, before.st_mtim])
+            } else if written > 0, try stub.state() == .tiered {
+                try stub.setState(.partial)
+                if var partial = record, let path {
+                    partial.residency = .partial
+                    var batch = state.batch(endpoint.id)
+                    batch.setEntry(path, partial)
+                    try? state.commit(batch, sync: false)
+                }
+            }
+            if written > 0, let path, record != nil { noteRecalled(path) }
+            return StubFill(written: written, whole: whole)
+        }
+    }
+
+    // MARK: One fill of a file at a time
+
+    /// Fills of one file run one at a time: concurrent readers of a stub share one recall (the later
+    /// ones find the bytes present), a late fill never writes over bytes that an application wrote after
+    /// an earlier fill let it go on, and the mtime a fill puts back is never another fill's.
     final class Flights: @unchecked Sendable {
         /// Guards `inFlight`.
         private let condition = NSCondition()
-        private var inFlight: [String: [Range<Int64>]] = [:]
+        private var inFlight: Set<String> = []
 
-        /// Waits (blocking the thread) until no fill of `fileID` overlapping `span` is in flight, then
-        /// records this one.
-        func enter(_ fileID: String, _ span: Range<Int64>) {
+        /// Waits (blocking the thread) until no fill of `fileID` is in flight, then records this one.
+        func enter(_ fileID: String) {
             condition.lock()
-            while inFlight[fileID]?.contains(where: { $0.overlaps(span) || $0 == span }) == true { condition.wait() }
-            inFlight[fileID, default: []].append(span)
+            while inFlight.contains(fileID) { condition.wait() }
+            inFlight.insert(fileID)
             condition.unlock()
         }
 
-        func leave(_ fileID: String, _ span: Range<Int64>) {
+        func leave(_ fileID: String) {
             condition.lock()
-            if var spans = inFlight[fileID], let index = spans.firstIndex(of: span) {
-                spans.remove(at: index)
-                inFlight[fileID] = spans.isEmpty ? nil : spans
-            }
+            inFlight.remove(fileID)
             condition.broadcast()
             condition.unlock()
         }
@@ -200,14 +274,6 @@ public final class RecallEngine: Sendable {
     /// One set for the process: every engine (the daemon's, a sync engine's, the mount's) fills the
     /// same files, and file ids are unique.
     private static let flights = Flights()
-
-    /// Runs `body` (a fill of `span` of the stub `fileID`) once no overlapping fill of it is in flight.
-    /// Blocks the calling thread: for fanotify and FUSE threads, never the cooperative pool.
-    func exclusively<T>(_ fileID: String, _ span: Range<Int64>, _ body: () throws -> T) rethrows -> T {
-        Self.flights.enter(fileID, span)
-        defer { Self.flights.leave(fileID, span) }
-        return try body()
-    }
 
     /// Threads of this process writing recalled bytes into a stub through an ordinary descriptor: the
     /// pre-content events their writes raise (the file is marked) are answered at once, since the
@@ -227,16 +293,17 @@ public final class RecallEngine: Sendable {
         Self.writers.withLock { $0.contains(thread) }
     }
 
-    /// Async form of ``exclusively(_:_:_:)``: the wait happens on a thread of its own.
-    func exclusively<T: Sendable>(_ fileID: String, _ span: Range<Int64>, _ body: () async throws -> T) async throws -> T {
+    /// Runs `body` (a fill of the stub `fileID`) once no other fill of it is in flight; the wait
+    /// happens on a thread of its own, never on the cooperative pool.
+    func exclusively<T: Sendable>(_ fileID: String, _ body: () async throws -> T) async throws -> T {
         let flights = Self.flights
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             Thread {
-                flights.enter(fileID, span)
+                flights.enter(fileID)
                 continuation.resume()
             }.start()
         }
-        defer { flights.leave(fileID, span) }
+        defer { flights.leave(fileID) }
         return try await body()
     }
 
@@ -255,9 +322,8 @@ public final class RecallEngine: Sendable {
         }
     }
 
-    /// Puts back the stub's recorded mtime on `fd` (recall writes move it; a recall is not an edit).
-    static func restoreMtime(_ fd: Int32, _ record: EntryRecord) {
-        let mtime = Posix.timespec(nanoseconds: record.mtime)
+    /// Sets the mtime of `fd` (recall writes move it; a recall is not an edit), leaving atime.
+    static func setMtime(_ fd: Int32, _ mtime: timespec) {
         var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), mtime]   // atime: UTIME_OMIT
         futimens(fd, &times)
     }
@@ -295,64 +361,61 @@ public final class RecallEngine: Sendable {
     // MARK: Whole-file recall
 
     /// Recalls the stub at `path` (relative to the endpoint) completely: it becomes a normal file again.
-    /// On failure the stub is left intact (what was filled stays filled; markers stay).
+    /// The stub is known by its markers, so one the database has under another name (renamed or linked
+    /// before a scan saw it) recalls too. On failure the stub is left intact (what was filled stays
+    /// filled; markers stay).
     @discardableResult
     public func recall(_ path: String) async throws -> Int64 {
-        guard let record = try state.entry(endpoint.id, path), record.kind == .file else {
-            throw GatewayError("'\(path)' is not a synced file of endpoint \(endpoint.id)")
-        }
         let full = endpoint.path + "/" + path
         let fd = try LocalFiles.open(root: endpoint.path, path: path, flags: O_RDWR)
         defer { close(fd) }
         let stub = StubFile(descriptor: fd, path: full)
         guard try stub.state() != nil else { return 0 }
-        guard let fileID = try stub.fileID(), let layout = try layout(fileID: fileID) else {
-            throw GatewayError("'\(path)' is an orphaned stub: no chunk list is recorded for it")
+        guard let fileID = try stub.fileID() else {
+            throw GatewayError("'\(path)' is marked as a stub but names no file id")
         }
-        var info = stat()
-        try Posix.call("fstat", path: full) { fstat(fd, &info) }
-        let times = [info.st_atim, info.st_mtim]
         // Intent: our writes move the mtime; a crash before the end must not look like an edit.
-        var intent = record
-        intent.residency = .recalling
-        var batch = state.batch(endpoint.id)
-        batch.setEntry(path, intent)
-        try state.commit(batch, sync: true)
+        let record = try state.entry(endpoint.id, path).flatMap { $0.fileID == fileID && $0.kind == .file ? $0 : nil }
+        if var intent = record {
+            intent.residency = .recalling
+            var batch = state.batch(endpoint.id)
+            batch.setEntry(path, intent)
+            try state.commit(batch, sync: true)
+        }
         do {
-            let size = Int64(info.st_size)
-            let written = try await exclusively(fileID, 0..<size) {
-                try await fill(fd: fd, size: size, layout: layout, range: nil) { bytes, offset in
-                    var done = 0
-                    while done < bytes.count {
-                        let count = try writingRecalledBytes {
-                            try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-                        }
-                        done += count
+            let outcome = try await fill(stub: stub, path: path, range: nil) { bytes, offset in
+                var done = 0
+                while done < bytes.count {
+                    let count = try writingRecalledBytes {
+                        try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
                     }
+                    done += count
                 }
             }
-            try finishRecall(stub: stub, fileID: fileID, path: path, record: record, times: times)
-            count(bytes: written, failed: false)
+            count(bytes: outcome.written, failed: false)
             try? state.heatStore(endpoint.id).recordAccess(fileID)
-            return written
+            return outcome.written
         } catch {
             count(bytes: 0, failed: true)
-            // The stub stays a stub: its mtime back (writes that landed moved it), its record as before.
-            var restore = times
-            futimens(fd, &restore)
-            var undo = state.batch(endpoint.id)
-            undo.setEntry(path, record)
-            try? state.commit(undo, sync: true)
+            if let record {    // the stub stays a stub, its record as before
+                var undo = state.batch(endpoint.id)
+                undo.setEntry(path, record)
+                try? state.commit(undo, sync: true)
+            }
             throw error
         }
     }
 
-    /// After every hole is filled: fsync, restore mtime, drop the markers, record a full file.
-    func finishRecall(stub: StubFile, fileID: String, path: String, record: EntryRecord, times: [timespec]) throws {
+    /// After every hole is filled: fsync, restore the times, drop the markers, and when `record` is this
+    /// file's record at `path`, record a full file.
+    func finishRecall(stub: StubFile, fileID: String, path: String?, record: EntryRecord?, times: [timespec]) throws {
         var times = times
         try Posix.call("futimens", path: stub.path) { futimens(stub.descriptor, &times) }
         try stub.sync()
         try stub.removeMarkers()
+        // A stub the database knows under another name (or not at all) is a normal file now; the scan
+        // takes it from there.
+        guard let path, let record else { return }
         var updated = record
         let now = LocalItem(path: path, try stub.status())
         // A stub an application wrote into keeps its recorded stat, so the scan sees the change and

@@ -132,77 +132,35 @@ public final class TieringRuntime: Sendable {
         return (files, bytes, refused)
     }
 
-    /// Answers one pre-content event: fills the holes of the chunks the access touches, then allows it.
-    /// Any failure denies with EIO (ENOSPC for a full disk) and leaves the stub as it was.
+    /// Answers one pre-content event: a read fills the holes of the chunks it touches; an access that
+    /// may change the content (write, append, truncate, a writable shared mapping) first recalls the
+    /// whole file, so no application write ever lands in a stub. Then it allows. Any failure denies with
+    /// EIO (ENOSPC for a full disk) and leaves the stub as it was.
     static func handle(_ event: PreContentEvent, recaller: RecallEngine, state: LocalState, endpoint: EndpointConfig, box: MonitorBox) -> PreContentResponse {
         // The daemon's own write of recalled bytes (a whole-file recall, or the mount's): it holds the
         // fill's flight and writes the verified bytes itself.
         if recaller.isWritingRecalledBytes(event.pid) { return .allow }
         let stub = StubFile(descriptor: event.fileDescriptor, path: event.path)
         guard let fileID = try? stub.fileID() else { return .allow }    // not (or no longer) a stub
-        guard let layout = try? recaller.layout(fileID: fileID) else {
-            recaller.count(bytes: 0, failed: true)
-            return .deny(errno: EIO)
-        }
-        // A write that starts or ends inside a page makes the kernel read that page without an event
-        // of its own (an append reads the page holding the old end): fill whole pages around the range.
+        // A read that starts or ends inside a page reads that whole page: fill whole pages around it.
         let page: Int64 = 4096
-        let range = event.range.map { ($0.offset / page * page)..<(($0.end + page - 1) / page * page) }
-        let relativePath = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
-        func fill(_ range: Range<Int64>?) -> Result<Int64, any Error> {
-            let span = RecallEngine.span(of: range, fd: event.fileDescriptor, size: event.size, layout: layout)
-            return recaller.exclusively(fileID, span) {
-                Blocking.run {
-                    try await recaller.fill(fd: event.fileDescriptor, size: event.size, layout: layout, range: range) { bytes, offset in
-                        try event.write(bytes, at: offset)
-                    }
-                }
-            }
-        }
-        var outcome = fill(range)
-        // An append's event names the writer's file position, not the end it writes at, and the kernel
-        // then reads the partial last page without an event: that page is filled with any access.
-        let tail = event.size / page * page
-        if case .success(let written) = outcome, tail < event.size, !RecallEngine.holes(fd: event.fileDescriptor, in: tail..<event.size).isEmpty {
-            outcome = fill(tail..<event.size).map { written + $0 }
+        let range = event.mayWrite ? nil : event.range.map { ($0.offset / page * page)..<(($0.end + page - 1) / page * page) }
+        let relative = event.path.hasPrefix(endpoint.path + "/") ? String(event.path.dropFirst(endpoint.path.count + 1)) : nil
+        let outcome = Blocking.run {
+            try await recaller.fill(stub: stub, path: relative, range: range) { bytes, offset in try event.write(bytes, at: offset) }
         }
         switch outcome {
         case .failure(let error):
             recaller.count(bytes: 0, failed: true)
-            // Writes that landed before the failure (a disk filling up) moved mtime: put back the stub's.
-            if let relativePath, let record = try? state.entry(endpoint.id, relativePath) { RecallEngine.restoreMtime(event.fileDescriptor, record) }
             if let posix = error as? PosixError, posix.errno == ENOSPC { return .deny(errno: ENOSPC) }
             if let fan = error as? FanotifyError, fan.errno == ENOSPC { return .deny(errno: ENOSPC) }
             return .deny(errno: EIO)
-        case .success(let written):
-            recaller.count(bytes: written, failed: false)
-            if written > 0, let relativePath { recaller.noteRecalled(relativePath) }
-            if written > 0, let relativePath, let record = try? state.entry(endpoint.id, relativePath) {
-                // Our writes moved mtime; put back the stub's own, or the scan would take the recall for an
-                // edit. An application's write into the stub is allowed only after this, so it keeps its mtime.
-                RecallEngine.restoreMtime(event.fileDescriptor, record)
-            }
+        case .success(let filled):
+            recaller.count(bytes: filled.written, failed: false)
             try? state.heatStore(endpoint.id).recordAccess(fileID)
-            guard endpoint.path.count < event.path.count, event.path.hasPrefix(endpoint.path + "/") else { return .allow }
-            let relative = String(event.path.dropFirst(endpoint.path.count + 1))
-            // Only a recall that wrote can complete a stub: an access that found nothing to fill proves nothing.
-            if written > 0, RecallEngine.holes(fd: event.fileDescriptor, in: 0..<event.size).isEmpty {
-                // Fully recalled: a normal file again.
-                if let record = try? state.entry(endpoint.id, relative) {
-                    var info = stat()
-                    fstat(event.fileDescriptor, &info)
-                    try? recaller.finishRecall(stub: stub, fileID: fileID, path: relative, record: record, times: [info.st_atim, info.st_mtim])
-                }
-                // A full file: its reads no longer need a round trip through the daemon.
+            // A full file: its reads no longer need a round trip through the daemon.
+            if filled.whole, (try? stub.fileID()) == nil {
                 box.monitor.withLock { try? $0?.unmarkFile(descriptor: event.fileDescriptor, path: event.path) }
-            } else if written > 0, (try? stub.state()) == .tiered {
-                try? stub.setState(.partial)
-                if var record = try? state.entry(endpoint.id, relative) {
-                    record.residency = .partial
-                    var batch = state.batch(endpoint.id)
-                    batch.setEntry(relative, record)
-                    try? state.commit(batch, sync: false)
-                }
             }
             return .allow
         }
