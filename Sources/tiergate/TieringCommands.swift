@@ -52,8 +52,9 @@ struct TierCommand: AsyncParsableCommand {
 struct RecallCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "recall", abstract: "Recall stubs (a file or everything below a directory) completely, in parallel.")
     @OptionGroup var state: StateOptions
-    @Argument(help: "A file or directory inside an endpoint.") var path: String
+    @Argument(help: "A file or directory: inside an endpoint, or (stubs whose endpoint was removed) anywhere.") var path: String
     @Option(help: "Files recalled at once.") var threads = 8
+    @Option(help: "For stubs outside every endpoint: the share URL to recall from, when their markers name none.") var share: String?
 
     func validate() throws {
         guard (1...256).contains(threads) else { throw ValidationError("--threads must be between 1 and 256") }
@@ -61,8 +62,17 @@ struct RecallCommand: AsyncParsableCommand {
 
     func run() async throws {
         do {
-            let result = try await viaDaemonIfRunning(state, operation: "recall", path: path) {
-                try await $0.recall(path, threads: threads, progress: ProgressPrinter.shared.print)
+            let result: Gateway.TieringResult
+            let configured = try state.open(readOnly: true)
+            if (try? configured.locate(path)) == nil {
+                // Outside every endpoint: orphaned stubs come back from the share their markers name. No
+                // endpoint's database is involved, so the daemon is not needed.
+                result = try await configured.recallOrphans(path, share: share, progress: ProgressPrinter.shared.print)
+            } else {
+                configured.close()
+                result = try await viaDaemonIfRunning(state, operation: "recall", path: path) {
+                    try await $0.recall(path, threads: threads, progress: ProgressPrinter.shared.print)
+                }
             }
             ProgressPrinter.shared.finish()
             try printResult("recalled", result)

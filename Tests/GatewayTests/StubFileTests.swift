@@ -59,12 +59,12 @@ import Testing
         try StubFile.withOpened(path) { stub in
             #expect(try stub.state() == nil)
             #expect(try stub.fileID() == nil)
-            try stub.setState(.tiered)
-            try stub.setFileID("0123456789abcdef0123456789abcdef")
-            try stub.setVersion("42")
+            let origin = StubFile.Origin(shareID: "5f0c", share: "file:///srv/share one", fileID: "0123456789abcdef0123456789abcdef", version: 42)
+            try stub.setMarkers(origin)
             #expect(try stub.state() == .tiered)
             #expect(try stub.fileID() == "0123456789abcdef0123456789abcdef")
             #expect(try stub.version() == "42")
+            #expect(try stub.origin() == origin)
             try stub.setState(.partial)
             #expect(try stub.state() == .partial)
 
@@ -72,6 +72,7 @@ import Testing
             #expect(try stub.state() == nil)
             #expect(try stub.fileID() == nil)
             #expect(try stub.version() == nil)
+            #expect(try stub.origin() == nil)
             try stub.removeMarkers()  // none left: not an error
         }
         // The markers live on the inode, so a read-only open sees them too.

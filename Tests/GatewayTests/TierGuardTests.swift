@@ -83,6 +83,41 @@ import Testing
         #expect(try Gateway(directory: StateDirectory(path: state)).config.endpoints.isEmpty)
     }
 
+    /// Stubs left behind by `endpoint remove --keep-stubs` (no endpoint, no database record) recall with
+    /// `tiergate recall` from the share their markers name: exact bytes, markers gone, times kept.
+    @Test func anOrphanedStubRecallsFromTheShareItsMarkersName() async throws {
+        let group = try await SyncGroup(servers: 1)
+        let one = randomBytes(600_001, seed: 71), two = randomBytes(90_000, seed: 72)
+        group.scratch.write("ep0/one.bin", one)
+        group.scratch.write("ep0/sub/two.bin", two)
+        group.write(0, "plain.txt", "never tiered")
+        try await group.sync(0)
+        for name in ["one.bin", "sub/two.bin"] { _ = try await group.gateways[0].tier(group.root(0) + "/" + name) }
+        var before = stat()
+        stat(group.root(0) + "/one.bin", &before)
+        group.release()
+        let state = group.scratch.path + "/state0", root = group.root(0)
+        let removed = try Self.run(["endpoint", "remove", root, "--keep-stubs", "--state-dir", state])
+        #expect(removed.status == 0, "\(removed)")
+        #expect(StubFile.marker(atPath: root + "/one.bin") == .tiered, "the stub stays, orphaned")
+
+        let file = try Self.run(["recall", root + "/one.bin", "--state-dir", state])
+        #expect(file.status == 0, "\(file)")
+        let recalled = try await readStub(root + "/one.bin") == one
+        #expect(recalled, "the orphan recalls to its exact bytes")
+        #expect(StubFile.marker(atPath: root + "/one.bin") == nil)
+        var after = stat()
+        stat(root + "/one.bin", &after)
+        #expect(after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec, "its mtime is kept")
+
+        let folder = try Self.run(["recall", root, "--state-dir", state])
+        #expect(folder.status == 0, "\(folder)")
+        let whole = try await readStub(root + "/sub/two.bin") == two
+        #expect(whole && StubFile.marker(atPath: root + "/sub/two.bin") == nil)
+        let nothing = try Self.run(["recall", root + "/plain.txt", "--state-dir", state])
+        #expect(nothing.status != 0, "a file that is no stub is refused: \(nothing)")
+    }
+
     @Test func changesReportedByTheMountStopBeingPendingOnceSynced() async throws {
         let group = try await SyncGroup(servers: 1)
         group.write(0, "m.txt", "written through the mount")

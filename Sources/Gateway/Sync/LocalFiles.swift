@@ -63,11 +63,18 @@ enum LocalFiles {
         let fd = try SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK)
         defer { close(fd) }
         if stubMarker(fd: fd) != nil { throw FileReader.UnrecordedStub(path: path) }
+        return try fingerprint(fd: fd, path: path)
+    }
+
+    /// The content fingerprint of the open file `fd`, read from its start (`path` names it in errors).
+    static func fingerprint(fd: Int32, path: String) throws -> Fingerprint128 {
         let hash = XXH3()
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var offset: off_t = 0
         while true {
-            let count = try buffer.withUnsafeMutableBytes { raw in try Posix.call("read", path: path) { read(fd, raw.baseAddress, raw.count) } }
+            let count = try buffer.withUnsafeMutableBytes { raw in try Posix.call("pread", path: path) { pread(fd, raw.baseAddress, raw.count, offset) } }
             if count == 0 { break }
+            offset += off_t(count)
             buffer.withUnsafeBytes { hash.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         }
         return hash.digest128()

@@ -395,9 +395,9 @@ extension SyncEngine {
         let items = indices.compactMap { index -> (path: String, entry: NamespaceEntry)? in
             commit.operations[index].entry.map { (commit.operations[index].path, $0) }
         }
-        try await BoundedTasks.run(items, width: 4, work: { [rootFD, stagingFD, sequence = commit.sequence] (path, entry) -> (String, NamespaceEntry, LocalItem?, String?) in
+        try await BoundedTasks.run(items, width: 4, work: { [rootFD, stagingFD, endpoint, sequence = commit.sequence] (path, entry) -> (String, NamespaceEntry, LocalItem?, String?) in
             do {
-                return (path, entry, try Self.makeStub(StubAttributes(entry, version: sequence), at: path, rootFD: rootFD, staging: stagingFD), nil)
+                return (path, entry, try Self.makeStub(StubAttributes(entry, version: sequence, of: endpoint), at: path, rootFD: rootFD, staging: stagingFD), nil)
             } catch {
                 return (path, entry, nil, "\(error)")
             }
@@ -459,7 +459,7 @@ extension SyncEngine {
     /// first, so a full disk changes nothing; a failed placement moves the file back. Returns the
     /// conflict name and the new record.
     func setAsideForStub(_ path: String, _ record: EntryRecord) throws -> (copy: String, record: EntryRecord) {
-        let stub = try Self.stageStub(StubAttributes(record), staging: stagingFD)
+        let stub = try Self.stageStub(StubAttributes(record, of: endpoint), staging: stagingFD)
         var placed = false
         defer { if !placed { unlinkat(stagingFD, stub.name, 0) } }
         let copy = try moveAside(path, overlay: EntryOverlay(state: state, endpoint: endpoint.id), label: serverName)
@@ -486,18 +486,20 @@ extension SyncEngine {
 
     /// What a stub carries: its markers and the attributes of the file it stands for.
     struct StubAttributes: Sendable {
-        var fileID: String, version: UInt64, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64
+        var origin: StubFile.Origin, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64
 
-        init(_ entry: NamespaceEntry, version: UInt64) {
-            self.init(fileID: entry.fileID, version: version, size: entry.size, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
+        init(_ entry: NamespaceEntry, version: UInt64, of endpoint: EndpointConfig) {
+            self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.share, fileID: entry.fileID, version: version),
+                      size: entry.size, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
         }
 
-        init(_ record: EntryRecord) {
-            self.init(fileID: record.fileID, version: record.version, size: record.size, mode: record.mode, uid: record.uid, gid: record.gid, mtime: record.mtime)
+        init(_ record: EntryRecord, of endpoint: EndpointConfig) {
+            self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.share, fileID: record.fileID, version: record.version),
+                      size: record.size, mode: record.mode, uid: record.uid, gid: record.gid, mtime: record.mtime)
         }
 
-        init(fileID: String, version: UInt64, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64) {
-            (self.fileID, self.version, self.size, self.mode, self.uid, self.gid, self.mtime) = (fileID, version, size, mode, uid, gid, mtime)
+        init(origin: StubFile.Origin, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64) {
+            (self.origin, self.size, self.mode, self.uid, self.gid, self.mtime) = (origin, size, mode, uid, gid, mtime)
         }
     }
 
@@ -521,9 +523,7 @@ extension SyncEngine {
     static func writeStub(_ stub: StubAttributes, fd: Int32, path: String) throws {
         try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(stub.size)) }
         let file = StubFile(descriptor: fd, path: path)
-        try file.setFileID(stub.fileID)
-        try file.setVersion(String(stub.version))
-        try file.setState(.tiered)
+        try file.setMarkers(stub.origin)
         try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(stub.mode & 0o7777)) }
         if geteuid() == 0 { _ = fchown(fd, stub.uid, stub.gid) }
         let time = Posix.timespec(nanoseconds: stub.mtime)

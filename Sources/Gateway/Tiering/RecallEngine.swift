@@ -117,6 +117,12 @@ public final class RecallEngine: Sendable {
     /// its prefix, and bytes past its old end are the application's. Returns the bytes written.
     public func fill(fd: Int32, size: Int64, layout: [ChunkRef], range: Range<Int64>?,
                      write: (UnsafeRawBufferPointer, Int64) throws -> Void) async throws -> Int64 {
+        try await Self.fill(from: connection, fd: fd, size: size, layout: layout, range: range, write: write)
+    }
+
+    /// ``fill(fd:size:layout:range:write:)`` from the share of `connection`.
+    static func fill(from connection: ShareConnection, fd: Int32, size: Int64, layout: [ChunkRef], range: Range<Int64>?,
+                     write: (UnsafeRawBufferPointer, Int64) throws -> Void) async throws -> Int64 {
         let wanted = Self.span(of: range, fd: fd, size: Self.covered(size: size, layout: layout), layout: layout)
         guard !wanted.isEmpty else { return 0 }
         let holes = Self.holes(fd: fd, in: wanted)

@@ -24,6 +24,9 @@ public struct StubFile: Sendable {
     public static let idAttribute = "user.tiergate.id"
     /// The version of the content that was tiered, which a recall must bring back.
     public static let versionAttribute = "user.tiergate.version"
+    /// The share holding that content (its id, a newline, its URL without secrets): how a stub whose
+    /// endpoint was removed is still recalled.
+    public static let shareAttribute = "user.tiergate.share"
 
     /// The open file.
     public let descriptor: Int32
@@ -122,25 +125,48 @@ public struct StubFile: Sendable {
         try attribute(Self.idAttribute)
     }
 
-    /// Sets the `user.tiergate.id` marker.
-    public func setFileID(_ id: String) throws {
-        try setAttribute(Self.idAttribute, id)
-    }
-
     /// The `user.tiergate.version` marker, or nil.
     public func version() throws -> String? {
         try attribute(Self.versionAttribute)
     }
 
-    /// Sets the `user.tiergate.version` marker.
-    public func setVersion(_ version: String) throws {
-        try setAttribute(Self.versionAttribute, version)
+    /// Where a stub's content lives: the share (id and URL) and the version of the file in it.
+    public struct Origin: Sendable, Equatable {
+        /// The share's id (`share.json`), empty when not known.
+        public var shareID: String
+        /// The share's URL (never with secrets).
+        public var share: String
+        /// The share's file id of the content.
+        public var fileID: String
+        /// The commit that holds the content.
+        public var version: UInt64
+
+        public init(shareID: String, share: String, fileID: String, version: UInt64) {
+            (self.shareID, self.share, self.fileID, self.version) = (shareID, share, fileID, version)
+        }
     }
 
-    /// Removes all three markers (those present): the file is a plain file again. Only for a file whose
+    /// Makes the file a stub of `origin`: its markers, the state last (it is what says "stub").
+    public func setMarkers(_ origin: Origin) throws {
+        try setAttribute(Self.idAttribute, origin.fileID)
+        try setAttribute(Self.versionAttribute, String(origin.version))
+        try setAttribute(Self.shareAttribute, origin.shareID + "\n" + origin.share)
+        try setAttribute(Self.stateAttribute, State.tiered.rawValue)
+    }
+
+    /// The stub's origin as its markers name it; nil when it names no file id or version. Stubs made
+    /// before the share was named give an empty share id and URL.
+    public func origin() throws -> Origin? {
+        guard let fileID = try fileID(), let version = try version().flatMap({ UInt64($0) }) else { return nil }
+        let share = try attribute(Self.shareAttribute) ?? ""
+        let parts = share.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        return Origin(shareID: parts.first ?? "", share: parts.count > 1 ? parts[1] : "", fileID: fileID, version: version)
+    }
+
+    /// Removes the markers (those present): the file is a plain file again. Only for a file whose
     /// content is entirely local.
     public func removeMarkers() throws {
-        for name in [Self.stateAttribute, Self.idAttribute, Self.versionAttribute] {
+        for name in [Self.stateAttribute, Self.idAttribute, Self.versionAttribute, Self.shareAttribute] {
             if fremovexattr(descriptor, name) != 0 && errno != ENODATA {
                 throw StubFileError(.attribute, path: path, "cannot remove \(name)",
                                     underlying: PosixError("fremovexattr", path: path, errno: errno))
