@@ -170,6 +170,32 @@ import Testing
         #expect(Self.mtime(group.root(0) + "/a.txt") == 1_600_000_000_000_000_000, "a touch alone converges")
     }
 
+    /// Folders converge like files: their mtimes after a download are the share's (applying children
+    /// moved them), a touch of a folder reaches the other servers, and a settled group commits nothing.
+    @Test func folderMtimesConvergeAndSettle() async throws {
+        let group = try await SyncGroup(servers: 3)
+        group.write(0, "docs/a.txt", "a")
+        group.write(0, "docs/deep/b.txt", "b")
+        try await group.converge()
+        group.write(1, "docs/c.txt", "c")                 // a child added on another server moves docs there
+        try FileManager.default.removeItem(atPath: group.root(2) + "/docs/a.txt")
+        try await group.converge()
+        try await group.converge()
+        let folders = ["docs", "docs/deep"]
+        for folder in folders {
+            let times = group.endpoints.indices.map { Self.mtime(group.root($0) + "/" + folder) }
+            #expect(Set(times).count == 1, "\(folder) has one mtime on every server: \(times)")
+        }
+        Self.setMtime(group.root(2) + "/docs/deep", nanoseconds: 1_400_000_000_000_000_000)
+        try await group.converge()
+        for index in group.endpoints.indices {
+            #expect(Self.mtime(group.root(index) + "/docs/deep") == 1_400_000_000_000_000_000, "a folder's touch reaches server \(index)")
+        }
+        for index in group.endpoints.indices {
+            #expect(try await group.sync(index).commits == 0, "server \(index) has nothing more to commit")
+        }
+    }
+
     @Test func namesThatDifferOnlyInUnicodeNormalizationSettle() async throws {
         let group = try await SyncGroup(servers: 2)
         let composed = "caf\u{E9}.txt", decomposed = "cafe\u{301}.txt"

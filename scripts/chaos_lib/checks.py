@@ -1,8 +1,6 @@
 """What is compared once the sync group is quiet (no workload, daemons stopped).
 
 Relaxed on purpose, and why:
-- Directory mtimes are not compared: each server's directories change whenever that server's daemon
-  adds or removes an entry in them (staging renames, conflict copies), at its own moment.
 - Owners are not compared: everything runs as one user.
 - Lost writes are looked for by content anywhere in the tree, not only under the written name or a
   conflict name of it: renames of a parent directory on another server legitimately move a write, and
@@ -16,8 +14,8 @@ from .workload import sha256_file
 
 
 def snapshot(root, with_content=True):
-    """relative path -> (kind, size, sha256, permission bits, mtime ns) of files; directories carry only their
-    kind and permission bits. `.tiergate` at the root is Tiergate's own and left out."""
+    """relative path -> (kind, size, sha256, permission bits, mtime ns) of files; directories carry their kind,
+    permission bits and mtime. `.tiergate` at the root is Tiergate's own and left out."""
     tree = {}
     for dirpath, dirnames, filenames in os.walk(root):
         rel = os.path.relpath(dirpath, root)
@@ -32,7 +30,7 @@ def snapshot(root, with_content=True):
                 continue
             mode = stat.S_IMODE(info.st_mode)
             if stat.S_ISDIR(info.st_mode):
-                tree[path] = ("dir", None, None, mode, None)
+                tree[path] = ("dir", None, None, mode, info.st_mtime_ns)
             elif stat.S_ISREG(info.st_mode):
                 sha = sha256_file(os.path.join(root, path)) if with_content else None
                 tree[path] = ("file", info.st_size, sha, mode, info.st_mtime_ns)
@@ -48,6 +46,8 @@ def describe(entry):
     if entry is None:
         return "missing"
     kind, size, sha, mode, mtime = entry
+    if kind == "dir":
+        return f"dir mode {mode:o} mtime {mtime}"
     if kind != "file":
         return f"{kind} mode {mode:o}"
     return f"{size} B sha256 {sha[:12]} mode {mode:o} mtime {mtime}"

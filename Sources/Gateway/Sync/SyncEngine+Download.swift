@@ -190,6 +190,16 @@ extension SyncEngine {
         }
         // Staged files that were not placed (adopted, conflicted away, or failed) are dropped.
         for (_, file) in staged { unlinkat(stagingFD, file.name, 0) }
+        // Applying moved the mtimes of the folders it changed; they take the share's back, so folders
+        // converge like files do (a folder's own change of mtime is uploaded by the scan).
+        var touched: Set<String> = []
+        for operation in commit.operations {
+            touched.insert(operation.path)      // a folder made, changed or moved here (files are skipped)
+            for path in [operation.path, operation.from].compactMap({ $0 }) {
+                if let slash = path.lastIndex(of: "/") { touched.insert(String(path[..<slash])) }
+            }
+        }
+        restoreFolderTimes(touched, overlay: &overlay)
         try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) }
 
         // 3. Record entries, deferred operations and the cursor together, durably.
@@ -202,6 +212,24 @@ extension SyncEngine {
         if movesCursor { batch.setCursor(commit.sequence) }
         try state.commit(batch, sync: true)
         try recordErrors(errors, cleared: cleared)
+    }
+
+    /// Gives each folder of `paths` that the database knows its recorded mtime (the share's) again, and
+    /// records its new ctime; a folder gone or replaced meanwhile is left alone.
+    func restoreFolderTimes(_ paths: Set<String>, overlay: inout EntryOverlay) {
+        for path in paths.sorted() {
+            guard var known = try? overlay.get(path), known.kind == .directory,
+                  let parent = try? SafePath.openParent(rootFD: rootFD, path: path, create: false) else { continue }
+            defer { close(parent.fd) }
+            var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: known.mtime)]   // atime: UTIME_OMIT
+            var info = stat()
+            guard fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFDIR,
+                  UInt64(info.st_ino) == known.inode || known.inode == 0,
+                  utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW) == 0,
+                  fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            known.updateStat(LocalItem(path: path, info))
+            overlay.set(path, known)
+        }
     }
 
     /// The content at `path` is already the entry's: take the new identity, version and attributes
@@ -559,6 +587,8 @@ extension SyncEngine {
         let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
         defer { close(parent.fd) }
         _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0)
+        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: entry.mtime)]   // atime: UTIME_OMIT
+        _ = utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW)
         var info = stat()
         try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
         overlay.set(path, record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: commit.sequence))

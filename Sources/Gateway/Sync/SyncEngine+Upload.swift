@@ -76,7 +76,7 @@ extension SyncEngine {
                 report.renamed += 1
             }
             if item.isDirectory {
-                if let existing = known0, existing.kind == .directory, existing.mode == item.mode { continue }
+                if let existing = known0, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime { continue }
                 let entry = NamespaceEntry(kind: .directory, fileID: known0?.fileID ?? NamespaceEntry.newFileID(), size: 0, mode: item.mode,
                                            mtime: item.mtime, uid: item.uid, gid: item.gid, acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
                 operations.append(.upsert(item.path, entry))
