@@ -146,6 +146,64 @@ import Testing
         #expect(report.uploaded == 1, "a write the daemon never saw is still recorded as a change")
     }
 
+    /// Shared mappings of stubs written through the mount while a sequential read runs the read-ahead:
+    /// every write reaches the share, and a later tier and recall brings it back (a fill's mtime restore
+    /// once hid such writes, which the next tier then punched away).
+    @Test func mmapWritesIntoStubsThroughTheMountAreAllSynced() async throws {
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            Issue.record("/dev/fuse is missing: the mounted cache volume cannot be tested here")
+            return
+        }
+        let group = try await SyncGroup(servers: 1)
+        let names = (0..<5).map { "m\($0).bin" }
+        var contents: [String: [UInt8]] = [:]
+        for (index, name) in names.enumerated() {
+            contents[name] = randomBytes(2_500_000 + index * 4_097, seed: UInt64(200 + index))
+            group.scratch.write("ep0/" + name, contents[name]!)
+        }
+        try await group.sync(0)
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        let tierer = Tierer(share: share, state: group.gateways[0].state, endpoint: group.endpoints[0])
+        for name in names { try await tierer.tier(name) }
+        let mountpoint = group.scratch.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        let session = try await group.gateways[0].mount(group.endpoints[0], at: mountpoint)
+        let patch = [UInt8](repeating: 0x6D, count: 3_000), sizes = contents.mapValues(\.count)
+        let failures = try await offPool { () -> [String] in
+            var failures: [String] = []
+            for name in names {
+                let fd = open(mountpoint + "/" + name, O_RDWR)
+                guard fd >= 0 else { failures.append("\(name): open: \(errno)"); continue }
+                defer { close(fd) }
+                var buffer = [UInt8](repeating: 0, count: 65_536)
+                _ = pread(fd, &buffer, buffer.count, 0)                   // two sequential reads: read-ahead starts
+                _ = pread(fd, &buffer, buffer.count, 65_536)
+                let size = sizes[name]!
+                guard let map = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), map != MAP_FAILED else {
+                    failures.append("\(name): mmap: \(errno)")
+                    continue
+                }
+                patch.withUnsafeBytes { (map + 1_000_000).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                if msync(map, size, MS_SYNC) != 0 { failures.append("\(name): msync: \(errno)") }
+                munmap(map, size)
+            }
+            return failures
+        }
+        #expect(failures.isEmpty, "\(failures)")
+        session.stop()
+        let report = try await group.sync(0)
+        #expect(report.uploaded == names.count, "every mapped write is a change: \(report.summary)")
+        let after = try await CloudShare.open(try StoreLocator.open(group.url)).namespace()
+        for name in names {
+            var expected = contents[name]!
+            expected.replaceSubrange(1_000_000..<1_003_000, with: patch)
+            var got: [UInt8] = []
+            for chunk in after.entries[name]?.chunks ?? [] { got += try await share.readChunk(chunk.id) }
+            let same = got == expected
+            #expect(same, "\(name): the share holds the mapped write")
+        }
+    }
+
     /// Reads all of the open descriptor `fd` from offset 0 (off the cooperative pool: a stub read blocks).
     func readOpen(_ fd: Int32, size: Int) async throws -> [UInt8] {
         try await offPool { () -> [UInt8] in
