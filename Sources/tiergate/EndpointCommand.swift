@@ -150,7 +150,14 @@ struct StatusCommand: AsyncParsableCommand {
                 print("  items:             \(item.entries)")
                 print("  pending changes:   \(item.pendingChanges)")
                 print("  files not syncing: \(item.filesNotSyncing)")
-                if item.endpoint.tiering != nil, let figures = try? gateway.tieringFigures(item.endpoint) {
+                let figures = try? gateway.tieringFigures(item.endpoint)
+                if let figures, figures.stubs > 0 {
+                    // What a reader of a stub on the endpoint gets: without the daemon nothing recalls.
+                    print("  recall:            " + (ControlRequests.daemonIsRunning(in: state.directory)
+                        ? "by `tiergate serve` (fanotify)"
+                        : "NONE: `tiergate serve` is not running, so reads of these stubs on the endpoint return holes (zeros); start it"))
+                }
+                if item.endpoint.tiering != nil, let figures {
                     print("  size tiered:       \(ByteFormat.string(figures.sizeTiered)) in \(figures.stubs) stubs")
                     print("  cache size:        \(ByteFormat.string(figures.cacheSize))")
                     if let recalls = figures.recalls {

@@ -97,6 +97,8 @@ import Testing
         stat(group.root(0) + "/one.bin", &before)
         group.release()
         let state = group.scratch.path + "/state0", root = group.root(0)
+        let status = try TiergateProcess.run(["status", "--state-dir", state], logs: group.scratch.path)
+        #expect(status.output.contains("recall:            NONE: `tiergate serve` is not running"), "status says stubs are not recalled: \(status.output)")
         let removed = try Self.run(["endpoint", "remove", root, "--keep-stubs", "--state-dir", state])
         #expect(removed.status == 0, "\(removed)")
         #expect(StubFile.marker(atPath: root + "/one.bin") == .tiered, "the stub stays, orphaned")
