@@ -269,6 +269,13 @@ public final class RecallEngine: Sendable {
             condition.unlock()
         }
 
+        /// Records this fill if no fill of `fileID` is in flight; false (nothing recorded) otherwise.
+        func tryEnter(_ fileID: String) -> Bool {
+            condition.lock()
+            defer { condition.unlock() }
+            return inFlight.insert(fileID).inserted
+        }
+
         func leave(_ fileID: String) {
             condition.lock()
             inFlight.remove(fileID)
@@ -303,11 +310,13 @@ public final class RecallEngine: Sendable {
     /// happens on a thread of its own, never on the cooperative pool.
     func exclusively<T: Sendable>(_ fileID: String, _ body: () async throws -> T) async throws -> T {
         let flights = Self.flights
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                flights.enter(fileID)
-                continuation.resume()
-            }.start()
+        if !flights.tryEnter(fileID) {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                Thread {
+                    flights.enter(fileID)
+                    continuation.resume()
+                }.start()
+            }
         }
         defer { flights.leave(fileID) }
         return try await body()
