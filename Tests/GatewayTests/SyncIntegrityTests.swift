@@ -196,6 +196,20 @@ import Testing
         }
     }
 
+    /// A folder's chmod that a download into the same folder meets before the scan does is still
+    /// committed (putting the folder's mtime back must not take the local mode as synced).
+    @Test func aFolderChmodMetByADownloadIntoItStillReachesTheOthers() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/a.txt", "a")
+        try await group.converge()
+        group.write(1, "d/b.txt", "b")
+        try await group.sync(1)
+        chmod(group.root(0) + "/d", 0o750)
+        try await group.converge()
+        #expect(Self.mode(group.root(1) + "/d") == 0o750, "the chmod reached the other server")
+        #expect(Self.mode(group.root(0) + "/d") == 0o750)
+    }
+
     @Test func namesThatDifferOnlyInUnicodeNormalizationSettle() async throws {
         let group = try await SyncGroup(servers: 2)
         let composed = "caf\u{E9}.txt", decomposed = "cafe\u{301}.txt"

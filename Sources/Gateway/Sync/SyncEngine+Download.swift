@@ -215,7 +215,8 @@ extension SyncEngine {
     }
 
     /// Gives each folder of `paths` that the database knows its recorded mtime (the share's) again, and
-    /// records its new ctime; a folder gone or replaced meanwhile is left alone.
+    /// records its new ctime (only that: a mode changed here meanwhile is a local change the scan must
+    /// still see and commit); a folder gone or replaced meanwhile is left alone.
     func restoreFolderTimes(_ paths: Set<String>, overlay: inout EntryOverlay) {
         for path in paths.sorted() {
             guard var known = try? overlay.get(path), known.kind == .directory,
@@ -227,7 +228,7 @@ extension SyncEngine {
                   UInt64(info.st_ino) == known.inode || known.inode == 0,
                   utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW) == 0,
                   fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
-            known.updateStat(LocalItem(path: path, info))
+            known.ctime = LocalItem(path: path, info).ctime
             overlay.set(path, known)
         }
     }
@@ -586,12 +587,18 @@ extension SyncEngine {
         }
         let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: false)
         defer { close(parent.fd) }
-        _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0)
-        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: entry.mtime)]   // atime: UTIME_OMIT
-        _ = utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW)
         var info = stat()
         try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
-        overlay.set(path, record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: commit.sequence))
+        // A mode changed here since the last sync is newer than what the share had: it stays, and the scan
+        // commits it (the record takes the share's mode, so the scan sees the difference).
+        let changedHere = known?.kind == .directory && UInt32(info.st_mode) & 0o7777 != known!.mode & 0o7777
+        if !changedHere { _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0) }
+        var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: entry.mtime)]   // atime: UTIME_OMIT
+        _ = utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW)
+        try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
+        var synced = record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: commit.sequence)
+        synced.mode = synced.mode & ~0o7777 | entry.mode & 0o7777
+        overlay.set(path, synced)
     }
 
     /// A cloud delete: removes what is unchanged locally; anything modified or new locally is kept
