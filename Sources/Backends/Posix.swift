@@ -52,6 +52,14 @@ public enum Posix {
         }
     }
 
+    /// Writes all of `bytes` at `offset`.
+    public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, offset: Int64, path: String) throws {
+        var done = 0
+        while done < bytes.count {
+            done += try call("pwrite", path: path) { Glibc.pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
+        }
+    }
+
     /// Reads up to `count` bytes at `offset`; fewer only at end of file.
     public static func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, offset: Int64, path: String) throws -> Int {
         var done = 0

@@ -154,20 +154,23 @@ extension SyncEngine {
                     continue
                 }
             }
-            if known0?.residency ?? .full == .full, LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil {
-                // A stub under a name the database does not have (renamed or linked before a scan saw
-                // it): its markers name its chunk list, so it is recalled whole and read as what it is.
-                do {
-                    try await recaller.recall(item.path)
-                } catch {
-                    errors.append((item.path, "a stub the database does not know under this name could not be recalled; it is left alone and retried: \(error)", "upload"))
-                    continue
-                }
-                guard let recalled = LocalFiles.item(rootFD: rootFD, path: item.path), !recalled.isDirectory else { continue }
-                item = recalled
-            }
             do {
-                let content = try await FileReader.store(rootFD: rootFD, item: item, chunker: chunker, uploader: uploader)
+                let content: StoredContent
+                do {
+                    content = try await FileReader.store(rootFD: rootFD, item: item, chunker: chunker, uploader: uploader)
+                } catch is FileReader.UnrecordedStub {
+                    // A stub under a name the database does not have (renamed or linked before a scan saw
+                    // it): its markers name its chunk list, so it is recalled whole and read as what it is.
+                    do {
+                        try await recaller.recall(item.path)
+                    } catch {
+                        errors.append((item.path, "a stub the database does not know under this name could not be recalled; it is left alone and retried: \(error)", "upload"))
+                        continue
+                    }
+                    guard let recalled = LocalFiles.item(rootFD: rootFD, path: item.path), !recalled.isDirectory else { continue }
+                    item = recalled
+                    content = try await FileReader.store(rootFD: rootFD, item: item, chunker: chunker, uploader: uploader)
+                }
                 let entry = NamespaceEntry(kind: .file, fileID: known0?.kind == .file ? known0!.fileID : NamespaceEntry.newFileID(),
                                            size: content.size, mode: content.item.mode, mtime: content.item.mtime,
                                            uid: content.item.uid, gid: content.item.gid, chunks: content.chunks,

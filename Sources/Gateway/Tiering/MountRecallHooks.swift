@@ -116,13 +116,8 @@ public final class MountRecallHooks: MountHooks {
             let stub = StubFile(descriptor: fd, path: name)
             outcome = Blocking.run {
                 try await recaller.fill(stub: stub, path: path, range: range) { bytes, offset in
-                    var done = 0
-                    while done < bytes.count {
-                        // The endpoint may be marked for fanotify too (tiering and a mount together).
-                        done += try recaller.writingRecalledBytes {
-                            try Posix.call("pwrite", path: name) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-                        }
-                    }
+                    // The endpoint may be marked for fanotify too (tiering and a mount together).
+                    try recaller.writingRecalledBytes { try Posix.pwriteAll(fd, bytes, offset: offset, path: name) }
                 }
             }
         } catch {

@@ -82,10 +82,7 @@ extension Gateway {
             throw GatewayError("it is \(before.st_size) bytes, but its content in the share is \(entry.size): it changed since it was tiered and is left as it is")
         }
         let written = try await RecallEngine.fill(from: ShareConnection(share, name: share.name), fd: fd, size: entry.size, layout: entry.chunks, range: nil) { bytes, offset in
-            var done = 0
-            while done < bytes.count {
-                done += try Posix.call("pwrite", path: file) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-            }
+            try Posix.pwriteAll(fd, bytes, offset: offset, path: file)
         }
         if let expected = entry.fingerprint.flatMap(Fingerprint128.init(hex:)) {
             let got = try LocalFiles.fingerprint(fd: fd, path: file)
@@ -93,10 +90,7 @@ extension Gateway {
                 throw GatewayError("the recalled content does not match the share's fingerprint (\(got) instead of \(expected)); its markers stay")
             }
         }
-        var times = [before.st_atim, before.st_mtim]
-        try Posix.call("futimens", path: file) { futimens(fd, &times) }
-        try stub.sync()
-        try stub.removeMarkers()
+        try stub.becomeWhole(times: [before.st_atim, before.st_mtim])
         return written
     }
 }

@@ -399,13 +399,7 @@ public final class RecallEngine: Sendable {
         }
         do {
             let outcome = try await fill(stub: stub, path: path, range: nil) { bytes, offset in
-                var done = 0
-                while done < bytes.count {
-                    let count = try writingRecalledBytes {
-                        try Posix.call("pwrite", path: full) { pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done)) }
-                    }
-                    done += count
-                }
+                try writingRecalledBytes { try Posix.pwriteAll(fd, bytes, offset: offset, path: full) }
             }
             count(bytes: outcome.written, failed: false)
             try? state.heatStore(endpoint.id).recordAccess(fileID)
@@ -424,10 +418,7 @@ public final class RecallEngine: Sendable {
     /// After every hole is filled: fsync, restore the times, drop the markers, and when `record` is this
     /// file's record at `path`, record a full file.
     func finishRecall(stub: StubFile, fileID: String, path: String?, record: EntryRecord?, times: [timespec]) throws {
-        var times = times
-        try Posix.call("futimens", path: stub.path) { futimens(stub.descriptor, &times) }
-        try stub.sync()
-        try stub.removeMarkers()
+        try stub.becomeWhole(times: times)
         // A stub the database knows under another name (or not at all) is a normal file now; the scan
         // takes it from there.
         guard let path, let record else { return }

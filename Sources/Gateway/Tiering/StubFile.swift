@@ -163,6 +163,15 @@ public struct StubFile: Sendable {
         return Origin(shareID: parts.first ?? "", share: parts.count > 1 ? parts[1] : "", fileID: fileID, version: version)
     }
 
+    /// The stub holds all its bytes now: puts back its `times` (atime, mtime; recall writes moved them),
+    /// flushes it, then drops the markers, so a crash never leaves markers-free holes.
+    public func becomeWhole(times: [timespec]) throws {
+        var times = times
+        try Posix.call("futimens", path: path) { futimens(descriptor, &times) }
+        try sync()
+        try removeMarkers()
+    }
+
     /// Removes the markers (those present): the file is a plain file again. Only for a file whose
     /// content is entirely local.
     public func removeMarkers() throws {
