@@ -1,3 +1,5 @@
+import Backends
+import CloudShare
 import Foundation
 @testable import Gateway
 import Glibc
@@ -118,6 +120,28 @@ import Testing
         #expect(whole && StubFile.marker(atPath: root + "/sub/two.bin") == nil)
         let nothing = try Self.run(["recall", root + "/plain.txt", "--state-dir", state])
         #expect(nothing.status != 0, "a file that is no stub is refused: \(nothing)")
+    }
+
+    /// An orphan pointed at another share (`--share`) is refused by share id: it stays a stub, never
+    /// filled with another share's bytes.
+    @Test func anOrphanIsNeverRecalledFromAnotherShare() async throws {
+        let group = try await SyncGroup(servers: 1)
+        let content = randomBytes(300_000, seed: 73)
+        group.scratch.write("ep0/o.bin", content)
+        try await group.sync(0)
+        _ = try await group.gateways[0].tier(group.root(0) + "/o.bin")
+        group.release()
+        let state = group.scratch.path + "/state0", root = group.root(0)
+        #expect(try Self.run(["endpoint", "remove", root, "--keep-stubs", "--state-dir", state]).status == 0)
+        let other = "file://" + group.scratch.path + "/other-share"
+        _ = try await CloudShare.create(in: try StoreLocator.open(other))
+        let refused = try Self.run(["recall", root + "/o.bin", "--share", other, "--state-dir", state])
+        #expect(refused.status != 0, "\(refused)")
+        #expect(StubFile.marker(atPath: root + "/o.bin") == .tiered, "it stays a stub")
+        let right = try Self.run(["recall", root + "/o.bin", "--state-dir", state])
+        #expect(right.status == 0, "\(right)")
+        let exact = try await readStub(root + "/o.bin") == content
+        #expect(exact)
     }
 
     @Test func changesReportedByTheMountStopBeingPendingOnceSynced() async throws {
