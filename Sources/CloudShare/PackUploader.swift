@@ -4,13 +4,13 @@ import Hashing
 /// One upload session: takes chunks, skips those the share (or this session) already has, fills packs
 /// to the share's target size, and uploads full packs in parallel with their index segments.
 ///
-/// Owned by one task at a time. `finish()` must be called before the chunks are referenced by a commit:
-/// it uploads the last pack and waits until every pack and index segment is durable in the store.
-public final class PackUploader {
+/// An actor: several readers (a migration's parallel file readers) may add chunks at once. `finish()`
+/// must be called before the chunks are referenced by a commit: it uploads the current pack and waits
+/// until every pack sealed so far and its index segment are durable in the store.
+public actor PackUploader {
     private let share: CloudShare
     private let parallelUploads: Int
     private var pack: PackWriter
-    private var packChunks: Set<Digest32> = []
     private var sessionChunks: Set<Digest32> = []
     private var uploads: [Task<Void, any Error>] = []
     /// Ids of the packs this session stored.
@@ -42,31 +42,32 @@ public final class PackUploader {
         return true
     }
 
-    /// Seals the current pack and starts its upload, waiting first if too many are in flight.
+    /// Seals the current pack and starts its upload, waiting first if too many are in flight. The pack
+    /// is replaced before any suspension, so a chunk added meanwhile lands in the next pack.
     private func flush() async throws {
         guard !pack.isEmpty else { return }
         let sealed = pack.seal()
         pack = PackWriter(capacity: share.manifest.packSize + (1 << 20))
         packs.append(sealed.id)
-        if uploads.count >= parallelUploads {
-            try await uploads.removeFirst().value
-        }
         let share = self.share
         uploads.append(Task {
             try await share.store.put(PackFormat.key(sealed.id), bytes: sealed.bytes)
             try await share.store.put(IndexSegment.key(sealed.id), bytes: IndexSegment.encode(pack: sealed.id, chunks: sealed.chunks))
             share.record(pack: sealed.id, chunks: sealed.chunks)
         })
+        while uploads.count > parallelUploads {
+            try await uploads.removeFirst().value
+        }
     }
 
-    /// Uploads the last pack and waits for every upload; after it returns, all added chunks are readable.
+    /// Uploads the current pack and waits for every upload started so far (also those started by adds
+    /// that ran while it waited); after it returns, every chunk added before the call is readable.
     public func finish() async throws {
         try await flush()
         var firstError: (any Error)?
-        for upload in uploads {
-            do { try await upload.value } catch { firstError = firstError ?? error }
+        while !uploads.isEmpty {
+            do { try await uploads.removeFirst().value } catch { firstError = firstError ?? error }
         }
-        uploads.removeAll()
         if let firstError { throw firstError }
     }
 }

@@ -69,3 +69,22 @@ public enum ByteFormat {
         return "\(count) B"
     }
 }
+
+/// A byte rate given on the command line: `10M`, `512K`, `1.5G` (bytes per second, powers of 1,000 like
+/// network links; a bare number is bytes per second).
+public enum ByteRate {
+    /// Parses `text`; nil when it is not a positive rate.
+    public static func parse(_ text: String) -> Int64? {
+        var digits = text.trimmingCharacters(in: .whitespaces)
+        if digits.hasSuffix("/s") { digits.removeLast(2) }
+        if digits.hasSuffix("B") || digits.hasSuffix("b") { digits.removeLast() }
+        let units: [Character: Double] = ["K": 1e3, "k": 1e3, "M": 1e6, "m": 1e6, "G": 1e9, "g": 1e9]
+        var factor = 1.0
+        if let last = digits.last, let unit = units[last] {
+            factor = unit
+            digits.removeLast()
+        }
+        guard let value = Double(digits), value > 0, value * factor >= 1, value * factor < 1e15 else { return nil }
+        return Int64(value * factor)
+    }
+}

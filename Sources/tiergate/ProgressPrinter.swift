@@ -12,7 +12,12 @@ final class ProgressPrinter: Sendable {
         let rate = progress.elapsed > 0 ? Double(progress.items) / progress.elapsed : 0
         let mbps = progress.elapsed > 0 ? Double(progress.bytes) / progress.elapsed / 1e6 : 0
         let total = progress.totalItems.map { "/\($0)" } ?? ""
-        let line = "\(progress.phase): \(progress.items)\(total) files, \(ByteFormat.string(progress.bytes)), \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
+        let bytes = ByteFormat.string(progress.bytes) + (progress.totalBytes.map { " of " + ByteFormat.string($0) } ?? "")
+        var line = "\(progress.phase): \(progress.items)\(total) files, \(bytes), \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
+        if let left = progress.secondsLeft, left.isFinite, left >= 0 {
+            line += left >= 3600 ? String(format: ", ETA %dh%02dm", Int(left) / 3600, Int(left) % 3600 / 60)
+                                 : String(format: ", ETA %dm%02ds", Int(left) / 60, Int(left) % 60)
+        }
         shown.withLock { $0 = true }
         FileHandle.standardError.write(Data((isTerminal ? "\r\u{1b}[K" + line : line + "\n").utf8))
     }

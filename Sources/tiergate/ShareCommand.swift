@@ -54,7 +54,8 @@ struct ShareCommand: AsyncParsableCommand {
 struct PutCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "put",
-        abstract: "Store a local directory tree into a cloud share as one direct cloud edit."
+        abstract: "Store a local directory tree into a cloud share as direct cloud edits (a one-shot `migrate` without a checkpoint).",
+        discussion: "Every file is read; what the share already holds is neither uploaded nor committed again. For large trees, reruns and deletes use `tiergate migrate`."
     )
 
     @Argument(help: "The cloud share URL.") var url: String
@@ -62,18 +63,76 @@ struct PutCommand: AsyncParsableCommand {
     @Option(help: "Path inside the share to store the tree under (default: the share root).") var to = ""
 
     func run() async throws {
+        var options = Migration.Options()
+        options.destination = to
+        try await MigrateCommand.run(source: directory, url: url, options: options)
+    }
+}
+
+struct MigrateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "migrate",
+        abstract: "Copy a local tree (a file server, an NFS or SMB mount) into a cloud share: parallel, resumable, incremental.",
+        discussion: """
+        Files are committed in batches as they are copied. A checkpoint in the state directory remembers what was \
+        copied: rerun after a crash, a kill or a fix continues where it stopped, and a later run reads only files \
+        whose size, mtime, ctime or inode changed. The source wins: a share entry changed since the last run is \
+        replaced. Exit status: 0 when every item is in the share, 2 when some were skipped or failed (each is \
+        listed and, with --log, logged), 1 on an error that stopped the run. See docs/migration.md.
+        """
+    )
+
+    @OptionGroup var state: StateOptions
+    @Argument(help: "The local directory to copy.") var source: String
+    @Argument(help: "The cloud share URL.") var url: String
+    @Option(help: "Path inside the share to copy the tree to (default: the share root).") var to = ""
+    @Flag(help: "Delete in the share (below --to) what is not in the source. Items the source has but could not copy are kept.") var mirror = false
+    @Flag(help: "Read every copied file back from the share and compare it with what was read.") var verify = false
+    @Option(help: "Files read at once (default: the number of CPUs, at least 2).") var threads: Int?
+    @Option(help: "Commit after this many operations.") var batchFiles = 20_000
+    @Option(help: "Commit at least this often, in seconds.") var batchSeconds = 30.0
+    @Option(help: "Write one row per item copied, updated, deleted, skipped or failed to this file (appended; CSV, or JSON lines for *.json/*.jsonl).") var log: String?
+    @Option(help: "The log's format: csv or json (default: from the file name).") var logFormat: MigrationItemLog.Format?
+    @Option(help: "Limit transfers to and from the store, e.g. 10M (bytes per second; K, M, G are powers of 1,000).") var bwlimit: String?
+
+    func validate() throws {
+        if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        if batchFiles < 1 { throw ValidationError("--batch-files must be at least 1") }
+        if batchSeconds <= 0 { throw ValidationError("--batch-seconds must be positive") }
+        if let bwlimit, ByteRate.parse(bwlimit) == nil { throw ValidationError("--bwlimit '\(bwlimit)' is not a rate (e.g. 500K, 10M, 1G)") }
+    }
+
+    func run() async throws {
+        var options = Migration.Options()
+        options.destination = to
+        options.mirror = mirror
+        options.verify = verify
+        if let threads { options.readers = threads }
+        options.batchOperations = batchFiles
+        options.batchSeconds = batchSeconds
+        options.stateDirectory = state.directory.path
+        options.itemLog = log
+        options.itemLogFormat = logFormat
+        options.bandwidthLimit = bwlimit.flatMap(ByteRate.parse)
+        try await Self.run(source: source, url: url, options: options)
+    }
+
+    /// Runs a migration with live progress and prints its report; exit 2 when items were not copied.
+    static func run(source: String, url: String, options: Migration.Options) async throws {
+        let report: Migration.Report
         do {
-            let report = try await TreeImport.run(url: url, source: directory, destination: to, progress: ProgressPrinter.shared.print)
+            report = try await Migration.run(source: source, url: url, options: options, progress: ProgressPrinter.shared.print)
             ProgressPrinter.shared.finish()
-            print(report.summary)
-            for skipped in report.skipped.prefix(20) { print("  skipped \(skipped.path): \(skipped.reason)") }
-            if report.skipped.count > 20 { print("  … and \(report.skipped.count - 20) more skipped") }
         } catch {
             ProgressPrinter.shared.finish()
             throw fail(error)
         }
+        print(report.summary)
+        if !report.isComplete { throw ExitCode(2) }
     }
 }
+
+extension MigrationItemLog.Format: ExpressibleByArgument {}
 
 struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -35,9 +35,9 @@ enum StoreBench {
         let share = try await CloudShare.create(in: LocalStore(root: shareRoot))
         BenchFiles.settle()
         let started = Date()
-        let report = try await TreeImport.run(share: share, source: tree)
+        let report = try await Migration.run(source: tree, share: share)
         let seconds = Date().timeIntervalSince(started) + Stopwatch.seconds { BenchFiles.settle() }
-        guard report.files == files else { throw BenchError("stored \(report.files) of \(files) files") }
+        guard report.copied == files else { throw BenchError("stored \(report.copied) of \(files) files") }
         table.add("store: \(label), files/s", Double(files) / seconds, "files/s", peer: Double(files) / cpSeconds, note: "peer: cp -a to the same disk; both include a final sync(2)")
         table.add("store: \(label), MB/s", Double(bytes) / seconds / 1e6, "MB/s", peer: Double(bytes) / cpSeconds / 1e6, note: "time \(BenchTable.format(seconds)) s vs cp \(BenchTable.format(cpSeconds)) s (\(BenchTable.format(seconds / cpSeconds))×)")
         try? FileManager.default.removeItem(atPath: shareRoot)

@@ -97,10 +97,15 @@ extension SyncEngine {
         let stubMode = endpoint.tiering?.downloadsStubs == true
         var stubs: Set<Int> = []
         var identical: Set<Int> = []
+        var seeded: [Int: (item: LocalItem, fingerprint: Fingerprint128)] = [:]
         var wanted: [(index: Int, entry: NamespaceEntry)] = []
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && problems[index] == nil {
             guard let entry = operation.entry, entry.kind == .file else { continue }
             let known = try state.entry(endpoint.id, operation.path)
+            if known == nil, let local = seededCopy(operation.path, of: entry) {
+                seeded[index] = local
+                continue
+            }
             if stubMode, entry.size > 0, known == nil, !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
                 stubs.insert(index)
                 continue
@@ -169,6 +174,13 @@ extension SyncEngine {
                         try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
                     } else if identical.contains(index) {
                         try applyAttributes(operation.path, entry, commit: commit, overlay: &overlay)
+                    } else if let local = seeded[index] {
+                        // Already here (a server seeded from a backup or a copy): adopted as synced, with the
+                        // commit's attributes, unless it changed since it was fingerprinted.
+                        let expected = record(entry, local.item, fingerprint: local.fingerprint, version: commit.sequence)
+                        overlay.set(operation.path, record(entry, try setAttributes(operation.path, entry, expecting: expected),
+                                                           fingerprint: local.fingerprint, version: commit.sequence))
+                        report.adopted += 1
                     }
                 case .delete:
                     try applyDelete(operation.path, overlay: &overlay, report: &report)
@@ -343,6 +355,17 @@ extension SyncEngine {
             report.conflicts += 1
             return
         }
+    }
+
+    /// A local file the database does not know that already holds `entry`'s content (same size, then
+    /// same fingerprint): a server whose disk was seeded joins without downloading it. Stubs never match.
+    func seededCopy(_ path: String, of entry: NamespaceEntry) -> (item: LocalItem, fingerprint: Fingerprint128)? {
+        guard let fingerprint = entry.fingerprint, let item = LocalFiles.item(rootFD: rootFD, path: path), !item.isDirectory,
+              item.size == entry.size, LocalFiles.stubMarker(rootFD: rootFD, path: path) == nil,
+              let local = try? LocalFiles.fingerprint(rootFD: rootFD, path: path), local.description == fingerprint,
+              let after = LocalFiles.item(rootFD: rootFD, path: path), after.mtime == item.mtime, after.ctime == item.ctime,
+              after.size == item.size, after.inode == item.inode else { return nil }
+        return (item, local)
     }
 
     /// Whether the local item at `path` still holds what was last synced (`record`).

@@ -18,6 +18,9 @@ public struct SyncReport: Codable, Sendable {
     public var downloaded = 0
     /// Bytes written from the share.
     public var downloadedBytes: Int64 = 0
+    /// Local files the database did not know that already held the share's content, adopted as synced
+    /// without a download (a server seeded from a backup or a copy).
+    public var adopted = 0
     /// Stubs created for new cloud files (namespace download).
     public var stubsCreated = 0
     /// Local items removed or moved because of cloud deletes and renames.
@@ -33,8 +36,35 @@ public struct SyncReport: Codable, Sendable {
     /// `success`, or the error that stopped the pass.
     public var result = "success"
 
+    /// An empty report.
+    public init() {}
+
+    /// Decodes a kept report; fields it lacks (written by an older build) keep their defaults.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func field<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T {
+            try container.decodeIfPresent(T.self, forKey: key) ?? fallback
+        }
+        started = try field(.started, started)
+        seconds = try field(.seconds, seconds)
+        uploaded = try field(.uploaded, uploaded)
+        uploadedBytes = try field(.uploadedBytes, uploadedBytes)
+        renamed = try field(.renamed, renamed)
+        deleted = try field(.deleted, deleted)
+        downloaded = try field(.downloaded, downloaded)
+        downloadedBytes = try field(.downloadedBytes, downloadedBytes)
+        adopted = try field(.adopted, adopted)
+        stubsCreated = try field(.stubsCreated, stubsCreated)
+        appliedRemovals = try field(.appliedRemovals, appliedRemovals)
+        conflicts = try field(.conflicts, conflicts)
+        commits = try field(.commits, commits)
+        itemErrors = try field(.itemErrors, itemErrors)
+        cursor = try field(.cursor, cursor)
+        result = try field(.result, result)
+    }
+
     /// One line for people.
     public var summary: String {
-        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; cursor \(cursor); \(String(format: "%.2f", seconds)) s"
+        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : "")\(adopted > 0 ? ", \(adopted) already here (adopted)" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; cursor \(cursor); \(String(format: "%.2f", seconds)) s"
     }
 }

@@ -1,0 +1,440 @@
+import Backends
+import Chunking
+import CloudShare
+import Foundation
+import Glibc
+import Hashing
+
+/// Copying a local tree (an existing file server, or an NFS/SMB mount of one) into a cloud share as
+/// direct cloud edits: `tiergate migrate` (and `tiergate put`, its one-shot form).
+///
+/// Files are read, chunked and hashed by several readers at once; new chunks are deduplicated against
+/// the share and packed; operations are committed in batches (by count, bytes and time), so servers see
+/// progress and a crash loses at most one batch. A ledger in the state directory remembers each copied
+/// file's source identity, so a rerun reads only what changed (and, with `mirror`, deletes in the share
+/// what left the source). The source wins: a share entry changed since the last run is replaced.
+public enum Migration {
+    /// How a migration runs.
+    public struct Options: Sendable {
+        /// The folder inside the share the source lands in (default: the share root).
+        public var destination = ""
+        /// Delete in the share what is not in the source (below `destination`).
+        public var mirror = false
+        /// Read every copied file back from the share and compare fingerprints.
+        public var verify = false
+        /// Files read at once.
+        public var readers = max(2, ProcessInfo.processInfo.activeProcessorCount)
+        /// A batch is committed after this many operations…
+        public var batchOperations = 20_000
+        /// …or this many bytes read…
+        public var batchBytes: Int64 = 1 << 30
+        /// …or this many seconds.
+        public var batchSeconds = 30.0
+        /// The state directory holding the checkpoint ledger; nil runs without one (every file is read,
+        /// nothing already stored is uploaded again).
+        public var stateDirectory: String?
+        /// The per-item log, if any.
+        public var itemLog: String?
+        /// Its format (default: implied by the file name).
+        public var itemLogFormat: MigrationItemLog.Format?
+        /// Bytes per second to and from the store, if limited.
+        public var bandwidthLimit: Int64?
+
+        /// Defaults.
+        public init() {}
+    }
+
+    /// What a migration did.
+    public struct Report: Sendable {
+        /// Files copied that the share did not have at that path.
+        public var copied = 0
+        /// Files copied over another version at that path.
+        public var updated = 0
+        /// Files already in the share as they are in the source.
+        public var unchanged = 0
+        /// Folders created or changed in the share.
+        public var directories = 0
+        /// Items deleted in the share (mirror).
+        public var deleted = 0
+        /// Items not copied because of what they are (name, kind), with reasons.
+        public var skipped: [SkippedItem] = []
+        /// Items that failed (unreadable, changed during the copy, failed verification), with causes.
+        public var failed: [SkippedItem] = []
+        /// Bytes of file content read.
+        public var bytesRead: Int64 = 0
+        /// Bytes of new chunks stored (after dedup).
+        public var newBytes: Int64 = 0
+        /// Packs written.
+        public var packs = 0
+        /// Commits appended.
+        public var commits = 0
+        /// Files read back and verified.
+        public var verified = 0
+        /// The log sequence number after the last commit.
+        public var sequence: UInt64 = 0
+        /// Seconds taken.
+        public var seconds = 0.0
+        /// The checkpoint ledger used, if any.
+        public var ledger: String?
+
+        /// Whether every item of the source is in the share.
+        public var isComplete: Bool { skipped.isEmpty && failed.isEmpty }
+
+        /// Lines for people: totals, then the items not copied (the first 20 of each kind).
+        public var summary: String {
+            let files = copied + updated
+            let rate = seconds > 0 ? Double(files) / seconds : 0
+            let mbps = seconds > 0 ? Double(bytesRead) / seconds / 1e6 : 0
+            var text = "copied \(copied) new and \(updated) changed files (\(ByteFormat.string(bytesRead)) read, \(ByteFormat.string(newBytes)) new after dedup, \(packs) packs), \(directories) folders, \(deleted) deleted, \(unchanged) unchanged; \(commits) commits, log sequence \(sequence); \(String(format: "%.2f", seconds)) s — \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
+            if verified > 0 { text += "\nverified \(verified) files against the share" }
+            text += "\n\(skipped.count) skipped, \(failed.count) failed"
+            for (label, items) in [("skipped", skipped), ("failed", failed)] {
+                for item in items.prefix(20) { text += "\n  \(label) \(item.path): \(item.reason)" }
+                if items.count > 20 { text += "\n  … and \(items.count - 20) more \(label)" }
+            }
+            return text
+        }
+    }
+
+    /// Opens the share at `url` (through the bandwidth limit, if any) and migrates `source` into it.
+    public static func run(source: String, url: String, options: Options = Options(), progress: ProgressHandler? = nil) async throws -> Report {
+        var store = try StoreLocator.open(url)
+        if let limit = options.bandwidthLimit { store = ThrottledStore(store, bytesPerSecond: limit) }
+        return try await run(source: source, share: try await CloudShare.open(store), options: options, progress: progress)
+    }
+
+    /// Migrates `source` into `share`.
+    public static func run(source: String, share: CloudShare, options: Options = Options(), progress: ProgressHandler? = nil) async throws -> Report {
+        let started = Date()
+        guard let sourceInfo = try Posix.status(source), (sourceInfo.st_mode & S_IFMT) == S_IFDIR else {
+            throw GatewayError("'\(source)' is not a directory")
+        }
+        let destination = options.destination.split(separator: "/").joined(separator: "/")
+        if !destination.isEmpty, let problem = SafePath.problem(with: destination) {
+            throw GatewayError("the destination '\(options.destination)' cannot be a path in the share: \(problem)")
+        }
+        let sourceFD = try Posix.open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(sourceFD) }
+        let ledger = try options.stateDirectory.map { directory in
+            var absolute = source
+            if let resolved = realpath(source, nil) {
+                absolute = String(cString: resolved)
+                free(resolved)
+            }
+            return try MigrationLedger(path: MigrationLedger.path(stateDirectory: directory, source: absolute, shareID: share.manifest.shareID, destination: destination),
+                                       description: "source \(absolute)\nshare \(StoreLocator.redacted(share.name)) (id \(share.manifest.shareID))\ndestination /\(destination)")
+        }
+        defer { ledger?.close() }
+        let itemLog = try options.itemLog.map { try MigrationItemLog(path: $0, format: options.itemLogFormat ?? .implied(by: $0)) }
+
+        progress?(JobProgress(phase: "scanning", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
+        let walked = try TreeWalker(root: source).walk()
+        let run = Run(share: share, namespace: try await share.namespace(), options: options, destination: destination, sourceFD: sourceFD,
+                      ledger: ledger, itemLog: itemLog, started: started, progress: progress)
+        try await run.copy(walked: walked, sourceInfo: sourceInfo)
+        run.report.seconds = Date().timeIntervalSince(started)
+        return run.report
+    }
+
+    /// One migration's state while it runs (owned by the task running it).
+    private final class Run {
+        let share: CloudShare
+        let namespace: Namespace
+        let options: Options
+        let destination: String
+        let sourceFD: Int32
+        let ledger: MigrationLedger?
+        let itemLog: MigrationItemLog?
+        let started: Date
+        let progress: ProgressHandler?
+        let uploader: PackUploader
+        var report = Report()
+
+        // The batch being built: operations, the ledger records they carry, and their log rows.
+        var operations: [NamespaceOperation] = []
+        var records: [(String, MigrationLedger.Record)] = []
+        var rows: [(MigrationItemLog.Action, String, Int64?)] = []
+        var batchBytes: Int64 = 0
+        var lastCommit = Date()
+        var lastProgress = Date()
+        var copiedEntries: [Copied] = []
+        var changedDuringRead: [LocalItem] = []
+        var totalItems = 0
+        var totalBytes: Int64 = 0
+
+        struct Copied: Sendable {
+            var relative: String
+            var path: String
+            var entry: NamespaceEntry
+        }
+
+        enum Outcome: Sendable {
+            case stored(StoredContent)
+            case failed(LocalItem, String, retry: Bool)
+            /// The store or the share failed: the run stops.
+            case fatal(String)
+        }
+
+        init(share: CloudShare, namespace: Namespace, options: Options, destination: String, sourceFD: Int32, ledger: MigrationLedger?,
+             itemLog: MigrationItemLog?, started: Date, progress: ProgressHandler?) {
+            self.share = share
+            self.namespace = namespace
+            self.options = options
+            self.destination = destination
+            self.sourceFD = sourceFD
+            self.ledger = ledger
+            self.itemLog = itemLog
+            self.started = started
+            self.progress = progress
+            uploader = share.makeUploader()
+            report.sequence = namespace.sequence
+            report.ledger = ledger?.path
+        }
+
+        func sharePath(_ relative: String) -> String {
+            destination.isEmpty ? relative : relative.isEmpty ? destination : destination + "/" + relative
+        }
+
+        func copy(walked: (items: [LocalItem], skipped: [SkippedItem]), sourceInfo: stat) async throws {
+            for item in walked.skipped {
+                report.skipped.append(item)
+                try itemLog?.log(.skipped, sharePath(item.path), reason: item.reason)
+            }
+            let folders = try planFolders(walked.items, sourceInfo: sourceInfo)
+            let toRead = try planFiles(walked.items)
+            totalItems = toRead.count + report.unchanged
+            totalBytes = toRead.reduce(0) { $0 + $1.size }
+            try await read(toRead, lastChance: false)
+            // Files that changed (or moved) while they were read get one more try, now that time has passed.
+            if !changedDuringRead.isEmpty {
+                let changed = changedDuringRead
+                changedDuringRead = []
+                var again: [LocalItem] = []
+                for item in changed {
+                    if let now = LocalFiles.item(rootFD: sourceFD, path: item.path), !now.isDirectory {
+                        again.append(now)
+                    } else {
+                        try fail(item, "vanished or replaced while the tree was copied")
+                    }
+                }
+                try await read(again, lastChance: true)
+            }
+            if options.mirror { try await mirror(present: Set(folders + walked.items.map { sharePath($0.path) })) }
+            try await commit()
+            report.packs = await uploader.packs.count
+            report.newBytes = await uploader.storedBytes
+            if options.verify { try await verify() }
+        }
+
+        /// Commits the batch: packs durable first, then the ledger records, then the log record.
+        func commit() async throws {
+            guard !operations.isEmpty || !records.isEmpty else { return }
+            try await uploader.finish()
+            try ledger?.write(records)
+            if !operations.isEmpty {
+                let record = share.commit(author: "cloud", authorName: "Cloud", operations: operations)
+                report.sequence = try await share.log.append(record, knownHead: report.sequence)
+                report.commits += 1
+            }
+            for (action, path, size) in rows { try itemLog?.log(action, path, size: size) }
+            operations.removeAll(keepingCapacity: true)
+            records.removeAll(keepingCapacity: true)
+            rows.removeAll(keepingCapacity: true)
+            batchBytes = 0
+            lastCommit = Date()
+        }
+
+        /// Folders: the destination's own folders, then the source's (parents before children). Returns
+        /// their share paths.
+        func planFolders(_ items: [LocalItem], sourceInfo: stat) throws -> [String] {
+            var folders: [(path: String, item: LocalItem?)] = []
+            if !destination.isEmpty {
+                let components = destination.split(separator: "/")
+                for count in 1..<components.count { folders.append((components.prefix(count).joined(separator: "/"), nil)) }
+                folders.append((destination, LocalItem(path: "", sourceInfo)))
+            }
+            folders += items.filter(\.isDirectory).map { (sharePath($0.path), $0) }
+            for (path, item) in folders {
+                let existing = namespace.entries[path]
+                guard let item else {
+                    // A folder above the destination: made when missing, otherwise left as it is.
+                    if existing?.kind != .directory {
+                        if existing != nil { operations.append(.delete(path)) }
+                        operations.append(.upsert(path, NamespaceEntry(kind: .directory, fileID: NamespaceEntry.newFileID(), size: 0, mode: 0o755,
+                                                                       mtime: Int64(Date().timeIntervalSince1970 * 1e9), uid: geteuid(), gid: getegid())))
+                        report.directories += 1
+                        rows.append((.directory, path, nil))
+                    }
+                    continue
+                }
+                let acl = LocalFiles.acl(rootFD: sourceFD, path: item.path.isEmpty ? "." : item.path)
+                if let existing, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime,
+                   existing.uid == item.uid, existing.gid == item.gid, existing.acl == acl { continue }
+                if let existing, existing.kind != .directory { operations.append(.delete(path)) }
+                let fileID = existing?.kind == .directory ? existing!.fileID : NamespaceEntry.newFileID()
+                operations.append(.upsert(path, NamespaceEntry(kind: .directory, fileID: fileID, size: 0, mode: item.mode, mtime: item.mtime,
+                                                               uid: item.uid, gid: item.gid, acl: acl)))
+                report.directories += 1
+                rows.append((.directory, path, nil))
+            }
+            return folders.map(\.path)
+        }
+
+        /// Files whose source identity or share entry moved since the last run: those are read.
+        func planFiles(_ items: [LocalItem]) throws -> [LocalItem] {
+            var toRead: [LocalItem] = []
+            for item in items where !item.isDirectory {
+                let path = sharePath(item.path)
+                if let problem = SafePath.problem(with: path) {
+                    report.skipped.append(SkippedItem(path: item.path, reason: "not copied: \(problem)"))
+                    try itemLog?.log(.skipped, path, reason: problem)
+                    continue
+                }
+                if let record = try ledger?.record(item.path), record.matches(item), let existing = namespace.entries[path], existing.kind == .file,
+                   existing.fileID == record.fileID, existing.fingerprint == record.fingerprint, existing.mode == item.mode,
+                   existing.uid == item.uid, existing.gid == item.gid {
+                    report.unchanged += 1
+                    continue
+                }
+                toRead.append(item)
+            }
+            return toRead
+        }
+
+        /// Reads `items` in parallel; each result joins the batch, committed when it is full.
+        func read(_ items: [LocalItem], lastChance: Bool) async throws {
+            let (sourceFD, uploader) = (sourceFD, uploader)
+            let chunker = FastCDC(share.manifest.chunking)
+            let work: @Sendable (LocalItem) async -> Outcome = { item in
+                do {
+                    return .stored(try await FileReader.store(rootFD: sourceFD, item: item, chunker: chunker, uploader: uploader))
+                } catch let error as PosixError {
+                    return .failed(item, "\(error.function): \(error.reason)", retry: error.errno == ENOENT)
+                } catch is FileReader.ChangedWhileReading {
+                    return .failed(item, "changed while it was read (copy it again once it is quiet)", retry: true)
+                } catch is FileReader.UnrecordedStub {
+                    return .failed(item, "a Tiergate stub (holes, not content): recall it before migrating", retry: false)
+                } catch {
+                    return .fatal("\(error)")
+                }
+            }
+            // Results are taken on this task while the readers go on (a commit may wait for uploads).
+            try await withThrowingTaskGroup(of: BoundedTasks.Box<Outcome>.self) { group in
+                var pending = items[...]
+                func start() {
+                    guard let item = pending.popFirst() else { return }
+                    group.addTask { BoundedTasks.Box(await work(item)) }
+                }
+                for _ in 0..<max(1, options.readers) { start() }
+                while let box = try await group.next() {
+                    if case .fatal(let message) = box.value { throw GatewayError(message) }
+                    try await take(box.value, lastChance: lastChance)
+                    start()
+                }
+            }
+        }
+
+        func fail(_ item: LocalItem, _ reason: String) throws {
+            report.failed.append(SkippedItem(path: item.path, reason: reason))
+            try itemLog?.log(.failed, sharePath(item.path), size: item.size, reason: reason)
+        }
+
+        func take(_ outcome: Outcome, lastChance: Bool) async throws {
+            switch outcome {
+            case .failed(let item, let reason, let retry):
+                if retry && !lastChance { changedDuringRead.append(item) } else { try fail(item, reason) }
+            case .fatal:
+                return
+            case .stored(let content):
+                let item = content.item
+                let path = sharePath(item.path)
+                let existing = namespace.entries[path]
+                let fingerprint = content.fingerprint.description
+                let acl = LocalFiles.acl(rootFD: sourceFD, path: item.path)
+                report.bytesRead += content.size
+                batchBytes += content.size
+                if let existing, existing.kind == .file, existing.fingerprint == fingerprint, existing.size == content.size,
+                   existing.mode == item.mode, existing.mtime == item.mtime, existing.uid == item.uid, existing.gid == item.gid, existing.acl == acl {
+                    // Already there (copied by a run whose checkpoint was lost, or by someone else).
+                    records.append((item.path, .init(item: item, fileID: existing.fileID, fingerprint: fingerprint)))
+                    report.unchanged += 1
+                } else {
+                    if let existing, existing.kind != .file { operations.append(.delete(path)) }
+                    let isUpdate = existing?.kind == .file
+                    let fileID = isUpdate ? existing!.fileID : NamespaceEntry.newFileID()
+                    let entry = NamespaceEntry(kind: .file, fileID: fileID, size: content.size, mode: item.mode, mtime: item.mtime,
+                                               uid: item.uid, gid: item.gid, chunks: content.chunks, fingerprint: fingerprint, acl: acl)
+                    operations.append(.upsert(path, entry))
+                    records.append((item.path, .init(item: item, fileID: fileID, fingerprint: fingerprint)))
+                    if isUpdate { report.updated += 1 } else { report.copied += 1 }
+                    rows.append((isUpdate ? .updated : .copied, path, content.size))
+                    if options.verify { copiedEntries.append(Copied(relative: item.path, path: path, entry: entry)) }
+                }
+            }
+            if operations.count >= options.batchOperations || batchBytes >= options.batchBytes
+                || Date().timeIntervalSince(lastCommit) >= options.batchSeconds {
+                try await commit()
+            }
+            if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
+                lastProgress = Date()
+                progress(JobProgress(phase: "copying", items: report.copied + report.updated + report.unchanged + report.failed.count,
+                                     totalItems: totalItems, bytes: report.bytesRead, elapsed: lastProgress.timeIntervalSince(started),
+                                     totalBytes: totalBytes))
+            }
+        }
+
+        /// What is in the share below the destination but not in the source goes. Items the source has
+        /// but could not copy (skipped, failed, unreadable folders) keep their share copy.
+        func mirror(present: Set<String>) async throws {
+            let kept = (report.skipped + report.failed).map { sharePath($0.path) }
+            let prefix = destination.isEmpty ? "" : destination + "/"
+            var removed: [String] = []
+            for path in namespace.entries.keys.sorted() where (prefix.isEmpty || path.hasPrefix(prefix)) && !present.contains(path) {
+                if let last = removed.last, path.hasPrefix(last + "/") { continue }
+                if kept.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { continue }
+                removed.append(path)
+            }
+            var forgotten: [String] = []
+            for path in removed {
+                operations.append(.delete(path))
+                report.deleted += 1
+                rows.append((.deleted, path, nil))
+                for (below, _) in namespace.tree(path) { forgotten.append(String(below.dropFirst(prefix.count))) }
+            }
+            try await commit()
+            try ledger?.write([], removing: forgotten)
+        }
+
+        /// Every copied file read back from the store (each chunk's SHA-256 is checked on read) must have
+        /// the fingerprint its source had; one that does not is failed and copied again by the next run.
+        func verify() async throws {
+            var failures: [String] = []
+            try await BoundedTasks.run(copiedEntries, width: 8, work: { [share] copied -> (Copied, String?) in
+                let fingerprint = XXH3()
+                var size: Int64 = 0
+                do {
+                    for chunk in copied.entry.chunks {
+                        let bytes = try await share.readChunk(chunk.id)
+                        fingerprint.update(bytes)
+                        size += Int64(bytes.count)
+                    }
+                } catch {
+                    return (copied, "cannot be read back from the share: \(error)")
+                }
+                guard size == copied.entry.size, fingerprint.digest128().description == copied.entry.fingerprint else {
+                    return (copied, "reads back from the share with other content than was read from the source")
+                }
+                return (copied, nil)
+            }, collect: { copied, problem in
+                if let problem {
+                    self.report.failed.append(SkippedItem(path: copied.relative, reason: problem))
+                    failures.append(copied.relative)
+                    try self.itemLog?.log(.failed, copied.path, reason: problem)
+                } else {
+                    self.report.verified += 1
+                }
+            })
+            try ledger?.write([], removing: failures)
+        }
+    }
+}
