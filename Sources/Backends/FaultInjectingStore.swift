@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// Wraps a store and makes chosen operations fail, for tests of retry and recovery logic.
@@ -106,5 +107,9 @@ public final class FaultInjectingStore: ObjectStore {
     public func delete(_ key: String) async throws {
         try enter("delete", key)
         try await base.delete(key)
+    }
+
+    public func serverTime() async throws -> Date? {
+        try await base.serverTime()
     }
 }

@@ -33,9 +33,16 @@ public protocol ObjectStore: Sendable {
 
     /// Removes `key`; succeeds when it is already gone.
     func delete(_ key: String) async throws
+
+    /// The store's clock, from the `Date` header of one cheap request, for a clock-skew check (S3 refuses
+    /// requests signed more than 15 minutes off); nil for a store without a clock of its own (`file://`).
+    func serverTime() async throws -> Date?
 }
 
 extension ObjectStore {
+    /// No clock of its own: the local stores.
+    public func serverTime() async throws -> Date? { nil }
+
     /// The whole object.
     public func get(_ key: String) async throws -> [UInt8] {
         try await get(key, range: nil)

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How to retry a failed call: bounded attempts with exponential backoff and full jitter.
 ///
 /// The delay before retry *n* (1-based) is uniform in `0 ..< min(maxDelay, baseDelay · 2^(n-1))`
@@ -111,6 +113,10 @@ public final class RetryingStore: ObjectStore {
 
     public func list(prefix: String, startAfter: String?, limit: Int) async throws -> ListPage {
         try await retrying { try await base.list(prefix: prefix, startAfter: startAfter, limit: limit) }
+    }
+
+    public func serverTime() async throws -> Date? {
+        try await retrying { try await base.serverTime() }
     }
 
     public func delete(_ key: String) async throws {

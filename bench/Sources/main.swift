@@ -11,6 +11,7 @@ let groups: [BenchGroup] = [
     BackendBench.group,
     FanotifyBench.group,
     MountBench.group,
+    CheckBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

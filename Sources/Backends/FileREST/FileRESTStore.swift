@@ -150,6 +150,16 @@ public final class FileRESTStore: ObjectStore {
         }
     }
 
+    /// The `Date` of a Get Share Properties request: any answer carries one, even a refusal (a clock
+    /// far off is exactly what makes the service refuse a SharedKey signature).
+    public func serverTime() async throws -> Date? {
+        do {
+            return try await client.execute(request(Call("Get Share Properties", "HEAD", [], query: [("restype", "share")]))).date
+        } catch let error as HTTPError {
+            throw StoreError(error.isTransient ? .transient : .permanent, store: displayName, operation: "serverTime", key: "", cause: "\(error)")
+        }
+    }
+
     // MARK: Keys and names
 
     /// The share path (escaped names, prefix included) of a valid key.

@@ -1,3 +1,6 @@
+import Foundation
+import Glibc
+
 /// Header fields of a request or response, in order, with case-insensitive lookup.
 ///
 /// Order and duplicates are kept because signatures (SigV4, SharedKey) depend on both.
@@ -144,5 +147,27 @@ public struct HTTPResponse: Sendable {
         self.body = body
         self.bodyBytesReceived = bodyBytesReceived ?? Int64(body.count)
         self.requestWasResent = requestWasResent
+    }
+}
+
+extension HTTPResponse {
+    /// The `Date` header (RFC 9110's IMF-fixdate, `Tue, 25 Nov 2026 17:32:42 GMT`): the server's clock
+    /// when it answered; nil when absent or in another form.
+    public var date: Date? {
+        guard let value = headers["Date"] else { return nil }
+        let fields = value.split(separator: " ")
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        guard fields.count == 6, fields[5] == "GMT", let day = Int32(fields[1]), let year = Int32(fields[3]),
+              let month = months.firstIndex(of: String(fields[2])) else { return nil }
+        let time = fields[4].split(separator: ":").compactMap { Int32($0) }
+        guard time.count == 3 else { return nil }
+        var parts = tm()
+        parts.tm_year = year - 1900
+        parts.tm_mon = Int32(month)
+        parts.tm_mday = day
+        parts.tm_hour = time[0]
+        parts.tm_min = time[1]
+        parts.tm_sec = time[2]
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
     }
 }

@@ -176,6 +176,12 @@ public final class S3Store: ObjectStore {
         guard response.status == 204 || response.status == 200 || response.status == 404 else { throw failure(response, "delete", key) }
     }
 
+    /// The `Date` of a `HEAD` of the bucket: any answer carries one, even a refusal (a clock far off is
+    /// exactly what makes S3 refuse).
+    public func serverTime() async throws -> Date? {
+        try await send("serverTime", "", method: "HEAD", objectKey: nil).date
+    }
+
     // MARK: requests
 
     func payloadHash(_ bytes: ArraySlice<UInt8>) -> String {

@@ -80,86 +80,65 @@ public struct TreeWalker {
             let error = PosixError("opendir", path: relative.isEmpty ? root : relative, errno: errno)
             close(fd)
             if relative.isEmpty { throw error }
-            skipped.append(SkippedItem(path: relative, reason: error.reason))
+            skipped.append(SkippedItem(path: relative, reason: SyncExclusion.unreadable(function: "opendir", errno: error.errno).reason))
             return
         }
         defer { closedir(dir) }
-        var names: [(raw: [UInt8], name: String, valid: Bool)] = []
-        errno = 0
-        while let entry = readdir(dir) {
-            let raw = Posix.entryName(entry)
-            if raw == [46] || raw == [46, 46] { continue }
-            let valid = String(validating: raw, as: UTF8.self)
-            names.append((raw, valid ?? String(decoding: raw, as: UTF8.self), valid != nil))
-        }
-        if errno != 0 {
+        let names: DirectoryNames
+        do {
+            names = try DirectoryNames(dir, relative: relative)
+        } catch {
             // A directory that cannot be listed whole is unknown: none of its items may look vanished.
-            let error = PosixError("readdir", path: relative.isEmpty ? root : relative, errno: errno)
-            if relative.isEmpty { throw error }
-            skipped.append(SkippedItem(path: relative, reason: error.reason))
+            if relative.isEmpty { throw PosixError("readdir", path: root, errno: error.errno) }
+            skipped.append(SkippedItem(path: relative, reason: SyncExclusion.unreadable(function: "readdir", errno: error.errno).reason))
             return
         }
         let directory = dirfd(dir)
-        names.sort { $0.raw.lexicographicallyPrecedes($1.raw) }
-        // Names that differ only in Unicode normalization are one name to the share (Swift compares
-        // strings by canonical equivalence): the first in byte order syncs, the others are reported.
-        var seen: [String: String] = [:]
-        for (raw, name, valid) in names {
-            let path = relative.isEmpty ? name : relative + "/" + name
-            guard valid else {
+        for entry in names.entries {
+            let path = entry.path
+            switch entry.verdict {
+            case .ignored:
+                continue
+            case .excluded(.nameNotUTF8):
                 var info = stat()
-                let found = (raw + [0]).withUnsafeBufferPointer { bytes in
+                let found = (entry.raw + [0]).withUnsafeBufferPointer { bytes in
                     bytes.withMemoryRebound(to: CChar.self) { fstatat(directory, $0.baseAddress!, &info, AT_SYMLINK_NOFOLLOW) == 0 }
                 }
-                skipped.append(SkippedItem(path: path, reason: "the name is not valid UTF-8", inode: found ? UInt64(info.st_ino) : nil))
+                skipped.append(SkippedItem(path: path, reason: SyncExclusion.nameNotUTF8.reason, inode: found ? UInt64(info.st_ino) : nil))
                 continue
-            }
-            if let twin = seen[name] {
-                skipped.append(SkippedItem(path: path, reason: "differs from '\(twin)' in this folder only by Unicode normalization; rename one of them",
-                                           isNormalizationTwin: true))
+            case .excluded(let exclusion):
+                skipped.append(SkippedItem(path: path, reason: exclusion.reason, isNormalizationTwin: exclusion.isNormalizationTwin))
                 continue
+            case .byKind:
+                break
             }
-            seen[name] = name
-            // Tiergate's own state folder at the root is neither synced nor reported.
-            if relative.isEmpty && name == SkipRules.stateFolder { continue }
-            if let reason = SkipRules.reason(forName: name, atRoot: relative.isEmpty) {
-                skipped.append(SkippedItem(path: path, reason: reason))
-                continue
-            }
-            // The rule every server applies to names from the share, applied where the name is made.
-            if let problem = SafePath.problem(with: path) {
-                skipped.append(SkippedItem(path: path, reason: "not synced: \(problem)"))
-                continue
-            }
+            let name = entry.name
             var info = stat()
             guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
-                if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: PosixError("lstat", path: path, errno: errno).reason)) }
+                if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "lstat", errno: errno).reason)) }
                 continue
             }
-            switch info.st_mode & S_IFMT {
-            case S_IFDIR:
+            if (info.st_mode & S_IFMT) == S_IFDIR {
                 let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
                 guard child >= 0 else {
-                    if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: PosixError("open", path: path, errno: errno).reason)) }
+                    if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "open", errno: errno).reason)) }
                     continue
                 }
                 var opened = stat()
                 // The name may have been swapped between the stat and the open: record what was opened.
                 guard fstat(child, &opened) == 0, opened.st_ino == info.st_ino, opened.st_dev == info.st_dev else {
                     close(child)
-                    skipped.append(SkippedItem(path: path, reason: "changed while it was scanned; it will be scanned again"))
+                    skipped.append(SkippedItem(path: path, reason: SyncExclusion.changedDuringScan.reason))
                     continue
                 }
                 items.append(LocalItem(path: path, opened))
                 try walk(child, path, into: &items, skipped: &skipped)
-            case S_IFREG where info.st_nlink > 1:
-                skipped.append(SkippedItem(path: path, reason: "a hard link (\(info.st_nlink) links)", inode: UInt64(info.st_ino)))
-            case S_IFREG:
+            } else if let exclusion = SyncExclusion.byKind(info) {
+                // A hard-linked file keeps its inode: its old path must not be taken for a delete.
+                let inode: UInt64? = if case .hardLink = exclusion { UInt64(info.st_ino) } else { nil }
+                skipped.append(SkippedItem(path: path, reason: exclusion.reason, inode: inode))
+            } else {
                 items.append(LocalItem(path: path, info))
-            case S_IFLNK: skipped.append(SkippedItem(path: path, reason: "a symbolic link"))
-            case S_IFSOCK: skipped.append(SkippedItem(path: path, reason: "a socket"))
-            case S_IFIFO: skipped.append(SkippedItem(path: path, reason: "a FIFO"))
-            default: skipped.append(SkippedItem(path: path, reason: "a device node"))
             }
         }
     }
