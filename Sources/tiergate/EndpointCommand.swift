@@ -197,10 +197,9 @@ struct ErrorsCommand: AsyncParsableCommand {
                                          "attempts": String($0.error.attempts)] }
                 print(String(decoding: try JSONSerialization.data(withJSONObject: rows, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self))
             } else if csv {
-                func quote(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
                 print("endpoint,path,kind,reason,first_seen,attempts")
                 for (endpoint, error) in errors {
-                    print([endpoint.path, error.path, error.kind, error.reason, ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: error.firstSeen)), String(error.attempts)].map(quote).joined(separator: ","))
+                    print(CSV.row([endpoint.path, error.path, error.kind, error.reason, ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: error.firstSeen)), String(error.attempts)]))
                 }
             } else {
                 if errors.isEmpty { print("no files are failing to sync") }

@@ -5,7 +5,7 @@ import Foundation
 /// Every benchmark group; add a new group's `BenchGroup` here (one file per group).
 let groups: [BenchGroup] = [
     ChunkingBench.group,
-    StoreBench.group,
+    MigrateBench.group,
     SyncBench.group,
     TieringBench.group,
     BackendBench.group,

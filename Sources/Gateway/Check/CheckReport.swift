@@ -147,14 +147,11 @@ public struct CheckReport: Sendable {
     /// The CSV columns, in order.
     public static let csvColumns = ["scope", "path", "level", "code", "detail", "what_happens", "fix", "skipped"]
 
-    /// A header line and one line per finding; every field quoted as RFC 4180 says (a `"` doubled), so
-    /// commas, quotes and newlines in names survive.
+    /// A header line and one line per finding (``CSV``).
     public func csv() -> String {
-        func quote(_ text: String) -> String { "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
         var lines = [Self.csvColumns.joined(separator: ",")]
         for row in findings.map(Row.init) {
-            lines.append([row.scope, row.path, row.level, row.code, row.detail, row.whatHappens, row.fix, row.skipped ? "true" : "false"]
-                .map(quote).joined(separator: ","))
+            lines.append(CSV.row([row.scope, row.path, row.level, row.code, row.detail, row.whatHappens, row.fix, row.skipped ? "true" : "false"]))
         }
         return lines.joined(separator: "\n")
     }

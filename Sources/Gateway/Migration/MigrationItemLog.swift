@@ -43,7 +43,7 @@ public final class MigrationItemLog {
         let time = ISO8601DateFormatter.string(from: Date(), timeZone: .gmt, formatOptions: [.withInternetDateTime])
         switch format {
         case .csv:
-            try write([time, action.rawValue, path, size.map(String.init) ?? "", reason].map(Self.csvField).joined(separator: ",") + "\n")
+            try write(CSV.row([time, action.rawValue, path, size.map(String.init) ?? "", reason]) + "\n")
         case .json:
             var object: [String: Any] = ["time": time, "action": action.rawValue, "path": path]
             if let size { object["size"] = size }
@@ -51,12 +51,6 @@ public final class MigrationItemLog {
             let data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])
             try write(String(decoding: data, as: UTF8.self) + "\n")
         }
-    }
-
-    /// RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled.
-    static func csvField(_ field: String) -> String {
-        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return field }
-        return "\"" + field.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 
     private func write(_ text: String) throws {
