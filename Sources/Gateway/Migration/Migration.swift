@@ -386,20 +386,29 @@ public enum Migration {
         /// What is in the share below the destination but not in the source goes. Items the source has
         /// but could not copy (skipped, failed, unreadable folders) keep their share copy.
         func mirror(present: Set<String>) async throws {
-            let kept = (report.skipped + report.failed).map { sharePath($0.path) }
+            let kept = Set((report.skipped + report.failed).map { sharePath($0.path) })
+            func isKept(_ path: String) -> Bool {
+                var candidate = Substring(path)
+                while true {
+                    if kept.contains(String(candidate)) { return true }
+                    guard let slash = candidate.lastIndex(of: "/") else { return false }
+                    candidate = candidate[..<slash]
+                }
+            }
             let prefix = destination.isEmpty ? "" : destination + "/"
             var removed: [String] = []
+            var forgotten: [String] = []      // ledger records of everything removed, folders' contents too
             for path in namespace.entries.keys.sorted() where (prefix.isEmpty || path.hasPrefix(prefix)) && !present.contains(path) {
-                if let last = removed.last, path.hasPrefix(last + "/") { continue }
-                if kept.contains(where: { path == $0 || path.hasPrefix($0 + "/") }) { continue }
+                if let last = removed.last, path.hasPrefix(last + "/") {
+                    forgotten.append(String(path.dropFirst(prefix.count)))
+                    continue
+                }
+                if isKept(path) { continue }
                 removed.append(path)
-            }
-            var forgotten: [String] = []
-            for path in removed {
+                forgotten.append(String(path.dropFirst(prefix.count)))
                 operations.append(.delete(path))
                 report.deleted += 1
                 rows.append((.deleted, path, nil))
-                for (below, _) in namespace.tree(path) { forgotten.append(String(below.dropFirst(prefix.count))) }
             }
             try await commit()
             try ledger?.write([], removing: forgotten)
