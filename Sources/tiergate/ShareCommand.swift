@@ -83,7 +83,7 @@ struct MigrateCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var state: StateOptions
-    @Argument(help: "The local directory to copy.") var source: String
+    @Argument(help: "The local directory to copy, or another cloud share's URL (its namespace at the log head).") var source: String
     @Argument(help: "The cloud share URL.") var url: String
     @Option(help: "Path inside the share to copy the tree to (default: the share root).") var to = ""
     @Flag(help: "Delete in the share (below --to) what is not in the source. Items the source has but could not copy are kept.") var mirror = false

@@ -265,6 +265,36 @@ import Testing
         #expect(Set(actions.filter { $0["action"] as? String == "deleted" }.compactMap { $0["path"] as? String }) == ["projects/a/f1", "projects/a/f0/n0.dat"])
     }
 
+    @Test func aShareIsCopiedIntoAnotherShareAndARerunCopiesOnlyWhatChanged() async throws {
+        let scratch = Scratch()
+        let source = scratch.path + "/source", from = "file://" + scratch.path + "/from", to = "file://" + scratch.path + "/to"
+        Self.makeSource(source, folders: 3, files: 10, large: 1)
+        for url in [from, to] { #expect(try runTiergate(["share", "create", url]) == 0) }
+        let state = ["--state-dir", scratch.path + "/state"]
+        #expect(try TiergateProcess.run(["migrate", source, from] + state, logs: scratch.path).status == 0)
+        let copy = ["migrate", from, to, "--to", "archive", "--mirror", "--verify"] + state
+        let first = try TiergateProcess.run(copy, logs: scratch.path)
+        #expect(first.status == 0, "\(first.output)")
+        #expect(Self.counts(first.output)?.copied == 31, "\(first.output)")
+        #expect(first.output.contains("verified 31 files"), "\(first.output)")
+
+        try FileManager.default.removeItem(atPath: source + "/f0")
+        FileManager.default.createFile(atPath: source + "/f1/n0.dat", contents: Data("edited".utf8))
+        #expect(try TiergateProcess.run(["migrate", source, from, "--mirror"] + state, logs: scratch.path).status == 0)
+        let second = try TiergateProcess.run(copy, logs: scratch.path)
+        #expect(second.status == 0, "\(second.output)")
+        let counts = Self.counts(second.output)
+        #expect(counts?.updated == 1 && counts?.deleted == 1 && counts?.unchanged == 20, "\(second.output)")
+        #expect(second.output.contains("B new after dedup"), "\(second.output)")
+
+        let restored = scratch.path + "/restored"
+        #expect(try TiergateProcess.run(["get", to, restored], logs: scratch.path).status == 0)
+        let expected = Self.files(source), got = Self.files(restored + "/archive")
+        #expect(Set(got.keys) == Set(expected.keys))
+        #expect(expected.allSatisfy { got[$0.key] == $0.value })
+        #expect(try TiergateProcess.run(["migrate", to, to] + state, logs: scratch.path).output.contains("the same share"))
+    }
+
     @Test func aServerSeededWithTheDataJoinsWithoutDownloadingIt() async throws {
         let scratch = Scratch()
         let source = scratch.path + "/source", url = "file://" + scratch.path + "/share"

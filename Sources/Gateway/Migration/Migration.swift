@@ -96,11 +96,40 @@ public enum Migration {
         }
     }
 
-    /// Opens the share at `url` (through the bandwidth limit, if any) and migrates `source` into it.
+    /// Opens the share at `url` (through the bandwidth limit, if any) and migrates `source` into it: a
+    /// local directory, or another share's URL (its namespace at the log head is copied).
     public static func run(source: String, url: String, options: Options = Options(), progress: ProgressHandler? = nil) async throws -> Report {
-        var store = try StoreLocator.open(url)
-        if let limit = options.bandwidthLimit { store = ThrottledStore(store, bytesPerSecond: limit) }
-        return try await run(source: source, share: try await CloudShare.open(store), options: options, progress: progress)
+        func open(_ url: String) async throws -> CloudShare {
+            var store = try StoreLocator.open(url)
+            if let limit = options.bandwidthLimit { store = ThrottledStore(store, bytesPerSecond: limit) }
+            return try await CloudShare.open(store)
+        }
+        let share = try await open(url)
+        if source.contains("://") {
+            return try await run(sourceShare: try await open(source), share: share, options: options, progress: progress)
+        }
+        return try await run(source: source, share: share, options: options, progress: progress)
+    }
+
+    /// Copies the namespace of `sourceShare` at its log head into `share` (below the destination): chunks
+    /// the destination lacks are read (SHA-256 checked) and stored, entries keep their attributes and
+    /// fingerprints. Needs no checkpoint: a rerun compares entries and copies only what differs.
+    public static func run(sourceShare: CloudShare, share: CloudShare, options: Options = Options(), progress: ProgressHandler? = nil) async throws -> Report {
+        let started = Date()
+        guard sourceShare.manifest.shareID != share.manifest.shareID else {
+            throw GatewayError("the source and the destination are the same share (\(share.manifest.shareID))")
+        }
+        let destination = options.destination.split(separator: "/").joined(separator: "/")
+        if !destination.isEmpty, let problem = SafePath.problem(with: destination) {
+            throw GatewayError("the destination '\(options.destination)' cannot be a path in the share: \(problem)")
+        }
+        let itemLog = try options.itemLog.map { try MigrationItemLog(path: $0, format: options.itemLogFormat ?? .implied(by: $0)) }
+        progress?(JobProgress(phase: "reading the source share", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
+        let run = Run(share: share, namespace: try await share.namespace(), options: options, destination: destination, sourceFD: -1,
+                      ledger: nil, itemLog: itemLog, started: started, progress: progress)
+        try await run.copy(from: sourceShare, namespace: try await sourceShare.namespace())
+        run.report.seconds = Date().timeIntervalSince(started)
+        return run.report
     }
 
     /// Migrates `source` into `share`.
@@ -171,6 +200,10 @@ public enum Migration {
         enum Outcome: Sendable {
             case stored(StoredContent)
             case failed(LocalItem, String, retry: Bool)
+            /// A file of a source share whose new chunks are now in the upload (`NamespaceEntry` as the source has it).
+            case copied(String, NamespaceEntry)
+            /// A file of a source share that cannot be read (a chunk missing or corrupt there).
+            case unreadable(String, Int64, String)
             /// The store or the share failed: the run stops.
             case fatal(String)
         }
@@ -200,7 +233,8 @@ public enum Migration {
                 report.skipped.append(item)
                 try itemLog?.log(.skipped, sharePath(item.path), reason: item.reason)
             }
-            let folders = try planFolders(walked.items, sourceInfo: sourceInfo)
+            let folders = localFolders(walked.items, sourceInfo: sourceInfo)
+            planFolders(folders)
             let toRead = try planFiles(walked.items)
             totalItems = toRead.count + report.unchanged
             totalBytes = toRead.reduce(0) { $0 + $1.size }
@@ -219,7 +253,56 @@ public enum Migration {
                 }
                 try await read(again, lastChance: true)
             }
-            if options.mirror { try await mirror(present: Set(folders + walked.items.map { sharePath($0.path) })) }
+            if options.mirror { try await mirror(present: Set(folders.map(\.path) + walked.items.map { sharePath($0.path) })) }
+            try await finish()
+        }
+
+        /// Copies another share's namespace: folders, then files whose entry differs here, read in parallel.
+        func copy(from source: CloudShare, namespace sourceNamespace: Namespace) async throws {
+            var folders = destinationAncestors()
+            if !destination.isEmpty { folders.append((destination, nil)) }
+            var files: [(String, NamespaceEntry)] = []
+            for (path, entry) in sourceNamespace.entries.sorted(by: { $0.key < $1.key }) {
+                if let problem = SafePath.problem(with: sharePath(path)) {
+                    report.skipped.append(SkippedItem(path: path, reason: "not copied: \(problem)"))
+                    try itemLog?.log(.skipped, sharePath(path), reason: problem)
+                } else if entry.kind == .directory {
+                    folders.append((sharePath(path), entry))
+                } else {
+                    files.append((path, entry))
+                }
+            }
+            planFolders(folders)
+            totalItems = files.count
+            totalBytes = files.reduce(0) { $0 + $1.1.size }
+            let (share, uploader) = (share, uploader)
+            try await withThrowingTaskGroup(of: BoundedTasks.Box<Outcome>.self) { group in
+                var pending = files[...]
+                func start() {
+                    guard let (path, entry) = pending.popFirst() else { return }
+                    group.addTask {
+                        do {
+                            for chunk in entry.chunks where share.location(of: chunk.id) == nil {
+                                try await uploader.add(id: chunk.id, bytes: try await source.readChunk(chunk.id))
+                            }
+                            return BoundedTasks.Box(.copied(path, entry))
+                        } catch let error as ShareError {
+                            return BoundedTasks.Box(.unreadable(path, entry.size, "\(error)"))
+                        }
+                    }
+                }
+                for _ in 0..<max(8, options.readers) { start() }
+                while let box = try await group.next() {
+                    try await take(box.value, lastChance: true)
+                    start()
+                }
+            }
+            if options.mirror { try await mirror(present: Set(folders.map(\.path) + files.map { sharePath($0.0) })) }
+            try await finish()
+        }
+
+        /// The last commit, the figures of the upload, and the read-back when asked.
+        func finish() async throws {
             try await commit()
             report.packs = await uploader.packs.count
             report.newBytes = await uploader.storedBytes
@@ -244,20 +327,30 @@ public enum Migration {
             lastCommit = Date()
         }
 
-        /// Folders: the destination's own folders, then the source's (parents before children). Returns
-        /// their share paths.
-        func planFolders(_ items: [LocalItem], sourceInfo: stat) throws -> [String] {
-            var folders: [(path: String, item: LocalItem?)] = []
-            if !destination.isEmpty {
-                let components = destination.split(separator: "/")
-                for count in 1..<components.count { folders.append((components.prefix(count).joined(separator: "/"), nil)) }
-                folders.append((destination, LocalItem(path: "", sourceInfo)))
+        /// The folders of a local source: the destination's own folders, then the source's (parents
+        /// before children), each with the attributes it should have in the share.
+        func localFolders(_ items: [LocalItem], sourceInfo: stat) -> [(path: String, entry: NamespaceEntry?)] {
+            func entry(_ item: LocalItem) -> NamespaceEntry {
+                NamespaceEntry(kind: .directory, fileID: "", size: 0, mode: item.mode, mtime: item.mtime, uid: item.uid, gid: item.gid,
+                               acl: LocalFiles.acl(rootFD: sourceFD, path: item.path.isEmpty ? "." : item.path))
             }
-            folders += items.filter(\.isDirectory).map { (sharePath($0.path), $0) }
-            for (path, item) in folders {
+            var folders = destinationAncestors()
+            if !destination.isEmpty { folders.append((destination, entry(LocalItem(path: "", sourceInfo)))) }
+            return folders + items.filter(\.isDirectory).map { (sharePath($0.path), entry($0)) }
+        }
+
+        /// The folders above the destination (made when missing, otherwise left as they are).
+        func destinationAncestors() -> [(path: String, entry: NamespaceEntry?)] {
+            let components = destination.split(separator: "/")
+            guard components.count > 1 else { return [] }
+            return (1..<components.count).map { (components.prefix($0).joined(separator: "/"), nil) }
+        }
+
+        /// Commits folders whose share entry is missing or has other attributes than `folders` give.
+        func planFolders(_ folders: [(path: String, entry: NamespaceEntry?)]) {
+            for (path, wanted) in folders {
                 let existing = namespace.entries[path]
-                guard let item else {
-                    // A folder above the destination: made when missing, otherwise left as it is.
+                guard let wanted else {
                     if existing?.kind != .directory {
                         if existing != nil { operations.append(.delete(path)) }
                         operations.append(.upsert(path, NamespaceEntry(kind: .directory, fileID: NamespaceEntry.newFileID(), size: 0, mode: 0o755,
@@ -267,17 +360,16 @@ public enum Migration {
                     }
                     continue
                 }
-                let acl = LocalFiles.acl(rootFD: sourceFD, path: item.path.isEmpty ? "." : item.path)
-                if let existing, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime,
-                   existing.uid == item.uid, existing.gid == item.gid, existing.acl == acl { continue }
+                if let existing, existing.kind == .directory, existing.mode == wanted.mode, existing.mtime == wanted.mtime,
+                   existing.uid == wanted.uid, existing.gid == wanted.gid, existing.acl == wanted.acl { continue }
                 if let existing, existing.kind != .directory { operations.append(.delete(path)) }
-                let fileID = existing?.kind == .directory ? existing!.fileID : NamespaceEntry.newFileID()
-                operations.append(.upsert(path, NamespaceEntry(kind: .directory, fileID: fileID, size: 0, mode: item.mode, mtime: item.mtime,
-                                                               uid: item.uid, gid: item.gid, acl: acl)))
+                var entry = wanted
+                entry.fileID = existing?.kind == .directory ? existing!.fileID : NamespaceEntry.newFileID()
+                entry.version = nil
+                operations.append(.upsert(path, entry))
                 report.directories += 1
                 rows.append((.directory, path, nil))
             }
-            return folders.map(\.path)
         }
 
         /// Files whose source identity or share entry moved since the last run: those are read.
@@ -343,32 +435,25 @@ public enum Migration {
             switch outcome {
             case .failed(let item, let reason, let retry):
                 if retry && !lastChance { changedDuringRead.append(item) } else { try fail(item, reason) }
+            case .unreadable(let relative, let size, let reason):
+                report.failed.append(SkippedItem(path: relative, reason: reason))
+                try itemLog?.log(.failed, sharePath(relative), size: size, reason: reason)
             case .fatal:
                 return
             case .stored(let content):
                 let item = content.item
-                let path = sharePath(item.path)
-                let existing = namespace.entries[path]
-                let fingerprint = content.fingerprint.description
-                let acl = LocalFiles.acl(rootFD: sourceFD, path: item.path)
                 report.bytesRead += content.size
                 batchBytes += content.size
-                if let existing, existing.kind == .file, existing.fingerprint == fingerprint, existing.size == content.size,
-                   existing.mode == item.mode, existing.mtime == item.mtime, existing.uid == item.uid, existing.gid == item.gid, existing.acl == acl {
-                    // Already there (copied by a run whose checkpoint was lost, or by someone else).
-                    records.append((item.path, .init(item: item, fileID: existing.fileID, fingerprint: fingerprint)))
-                    report.unchanged += 1
-                } else {
-                    if let existing, existing.kind != .file { operations.append(.delete(path)) }
-                    let isUpdate = existing?.kind == .file
-                    let fileID = isUpdate ? existing!.fileID : NamespaceEntry.newFileID()
-                    let entry = NamespaceEntry(kind: .file, fileID: fileID, size: content.size, mode: item.mode, mtime: item.mtime,
-                                               uid: item.uid, gid: item.gid, chunks: content.chunks, fingerprint: fingerprint, acl: acl)
-                    operations.append(.upsert(path, entry))
-                    records.append((item.path, .init(item: item, fileID: fileID, fingerprint: fingerprint)))
-                    if isUpdate { report.updated += 1 } else { report.copied += 1 }
-                    rows.append((isUpdate ? .updated : .copied, path, content.size))
-                    if options.verify { copiedEntries.append(Copied(relative: item.path, path: path, entry: entry)) }
+                let file = NamespaceEntry(kind: .file, fileID: "", size: content.size, mode: item.mode, mtime: item.mtime, uid: item.uid, gid: item.gid,
+                                          chunks: content.chunks, fingerprint: content.fingerprint.description,
+                                          acl: LocalFiles.acl(rootFD: sourceFD, path: item.path))
+                place(item.path, file, identity: item)
+            case .copied(let relative, let file):
+                let unchanged = report.unchanged
+                place(relative, file, identity: nil)
+                if report.unchanged == unchanged {
+                    report.bytesRead += file.size
+                    batchBytes += file.size
                 }
             }
             if operations.count >= options.batchOperations || batchBytes >= options.batchBytes
@@ -381,6 +466,31 @@ public enum Migration {
                                      totalItems: totalItems, bytes: report.bytesRead, elapsed: lastProgress.timeIntervalSince(started),
                                      totalBytes: totalBytes))
             }
+        }
+
+        /// Joins a file to the batch as `file` (its content and attributes, as read from the source), unless
+        /// the share already has it so. `identity` is a local source file's stat, for the checkpoint.
+        func place(_ relative: String, _ file: NamespaceEntry, identity: LocalItem?) {
+            let path = sharePath(relative)
+            let existing = namespace.entries[path]
+            let fingerprint = file.fingerprint ?? ""
+            if let existing, existing.kind == .file, existing.fingerprint == file.fingerprint, existing.size == file.size,
+               existing.mode == file.mode, existing.mtime == file.mtime, existing.uid == file.uid, existing.gid == file.gid, existing.acl == file.acl {
+                // Already there (copied by a run whose checkpoint was lost, or by someone else).
+                if let identity { records.append((relative, .init(item: identity, fileID: existing.fileID, fingerprint: fingerprint))) }
+                report.unchanged += 1
+                return
+            }
+            if let existing, existing.kind != .file { operations.append(.delete(path)) }
+            let isUpdate = existing?.kind == .file
+            var entry = file
+            entry.fileID = isUpdate ? existing!.fileID : NamespaceEntry.newFileID()
+            entry.version = nil
+            operations.append(.upsert(path, entry))
+            if let identity { records.append((relative, .init(item: identity, fileID: entry.fileID, fingerprint: fingerprint))) }
+            if isUpdate { report.updated += 1 } else { report.copied += 1 }
+            rows.append((isUpdate ? .updated : .copied, path, file.size))
+            if options.verify { copiedEntries.append(Copied(relative: relative, path: path, entry: entry)) }
         }
 
         /// What is in the share below the destination but not in the source goes. Items the source has
