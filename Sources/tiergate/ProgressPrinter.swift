@@ -12,6 +12,12 @@ final class ProgressPrinter: Sendable {
         let rate = progress.elapsed > 0 ? Double(progress.items) / progress.elapsed : 0
         let mbps = progress.elapsed > 0 ? Double(progress.bytes) / progress.elapsed / 1e6 : 0
         let total = progress.totalItems.map { "/\($0)" } ?? ""
+        guard progress.items > 0 || progress.bytes > 0 || progress.totalItems != nil else {
+            // A step that has no counts yet (walking the source, reading the share's log) says what it does.
+            shown.withLock { $0 = true }
+            FileHandle.standardError.write(Data((isTerminal ? "\r\u{1b}[K" + progress.phase + "…" : progress.phase + "…\n").utf8))
+            return
+        }
         let bytes = ByteFormat.string(progress.bytes) + (progress.totalBytes.map { " of " + ByteFormat.string($0) } ?? "")
         var line = "\(progress.phase): \(progress.items)\(total) files, \(bytes), \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
         if let left = progress.secondsLeft, left.isFinite, left >= 0 {

@@ -156,7 +156,7 @@ public enum Migration {
         defer { ledger?.close() }
         let itemLog = try options.itemLog.map { try MigrationItemLog(path: $0, format: options.itemLogFormat ?? .implied(by: $0)) }
 
-        progress?(JobProgress(phase: "scanning", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
+        progress?(JobProgress(phase: "scanning the source and reading the share's log", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
         let walked = try TreeWalker(root: source).walk()
         let run = Run(share: share, namespace: try await share.namespace(), options: options, destination: destination, sourceFD: sourceFD,
                       ledger: ledger, itemLog: itemLog, started: started, progress: progress)
@@ -189,6 +189,9 @@ public enum Migration {
         var copiedEntries: [Copied] = []
         var changedDuringRead: [LocalItem] = []
         var totalItems = 0
+        /// Files known unchanged before reading began, and when it began.
+        var unchangedBefore = 0
+        var copyStarted = Date()
         var totalBytes: Int64 = 0
 
         struct Copied: Sendable {
@@ -236,8 +239,10 @@ public enum Migration {
             let folders = localFolders(walked.items, sourceInfo: sourceInfo)
             planFolders(folders)
             let toRead = try planFiles(walked.items)
-            totalItems = toRead.count + report.unchanged
+            totalItems = toRead.count
             totalBytes = toRead.reduce(0) { $0 + $1.size }
+            unchangedBefore = report.unchanged
+            copyStarted = Date()
             try await read(toRead, lastChance: false)
             // Files that changed (or moved) while they were read get one more try, now that time has passed.
             if !changedDuringRead.isEmpty {
@@ -275,6 +280,7 @@ public enum Migration {
             planFolders(folders)
             totalItems = files.count
             totalBytes = files.reduce(0) { $0 + $1.1.size }
+            copyStarted = Date()
             let (share, uploader) = (share, uploader)
             try await withThrowingTaskGroup(of: BoundedTasks.Box<Outcome>.self) { group in
                 var pending = files[...]
@@ -462,8 +468,11 @@ public enum Migration {
             }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
-                progress(JobProgress(phase: "copying", items: report.copied + report.updated + report.unchanged + report.failed.count,
-                                     totalItems: totalItems, bytes: report.bytesRead, elapsed: lastProgress.timeIntervalSince(started),
+                // The work of this run: files to read (those known unchanged are counted apart), their bytes,
+                // and the time since reading began, so that rates and the ETA are this run's.
+                let phase = unchangedBefore > 0 ? "copying (\(unchangedBefore) unchanged, not read)" : "copying"
+                progress(JobProgress(phase: phase, items: report.copied + report.updated + report.unchanged - unchangedBefore + report.failed.count,
+                                     totalItems: totalItems, bytes: report.bytesRead, elapsed: lastProgress.timeIntervalSince(copyStarted),
                                      totalBytes: totalBytes))
             }
         }
