@@ -8,11 +8,16 @@ public struct Digest32: Hashable, Sendable, Comparable, CustomStringConvertible 
     /// The all-zero digest.
     public init() {}
 
-    /// A digest from exactly 32 raw bytes; nil for any other length.
+    /// A digest from exactly 32 raw bytes; nil for any other length. Inlinable, so that callers in other
+    /// modules (index and commit decoding) get a specialized copy instead of a generic one.
+    @inlinable
     public init?<Bytes: Collection>(bytes raw: Bytes) where Bytes.Element == UInt8 {
         guard raw.count == 32 else { return nil }
         withUnsafeMutableBytes(of: &bytes) { buffer in
-            for (index, byte) in raw.enumerated() { buffer[index] = byte }
+            let copied: Void? = raw.withContiguousStorageIfAvailable { buffer.copyMemory(from: UnsafeRawBufferPointer($0)) }
+            if copied == nil {
+                for (index, byte) in raw.enumerated() { buffer[index] = byte }
+            }
         }
     }
 

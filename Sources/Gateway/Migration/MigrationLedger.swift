@@ -27,19 +27,33 @@ final class MigrationLedger: Sendable {
             self.fingerprint = fingerprint
         }
 
+        /// Decodes a record: four little-endian 64-bit integers (size, mtime, ctime, inode), the file id's
+        /// length in one byte, the file id, then the fingerprint. Nil when malformed (the file is read again).
         init?(encoded: [UInt8]) {
-            let fields = String(decoding: encoded, as: UTF8.self).split(separator: " ", omittingEmptySubsequences: false)
-            guard fields.count == 6, let size = Int64(fields[0]), let mtime = Int64(fields[1]), let ctime = Int64(fields[2]),
-                  let inode = UInt64(fields[3]) else { return nil }
-            self.size = size
-            self.mtime = mtime
-            self.ctime = ctime
-            self.inode = inode
-            fileID = String(fields[4])
-            fingerprint = String(fields[5])
+            guard encoded.count >= 33, encoded.count >= 33 + Int(encoded[32]) else { return nil }
+            let numbers = encoded.withUnsafeBytes { raw in
+                (0..<4).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian }
+            }
+            size = Int64(bitPattern: numbers[0])
+            mtime = Int64(bitPattern: numbers[1])
+            ctime = Int64(bitPattern: numbers[2])
+            inode = numbers[3]
+            let idEnd = 33 + Int(encoded[32])
+            fileID = String(decoding: encoded[33..<idEnd], as: UTF8.self)
+            fingerprint = String(decoding: encoded[idEnd...], as: UTF8.self)
         }
 
-        var encoded: [UInt8] { Array("\(size) \(mtime) \(ctime) \(inode) \(fileID) \(fingerprint)".utf8) }
+        var encoded: [UInt8] {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(33 + fileID.utf8.count + fingerprint.utf8.count)
+            for number in [UInt64(bitPattern: size), UInt64(bitPattern: mtime), UInt64(bitPattern: ctime), inode] {
+                withUnsafeBytes(of: number.littleEndian) { bytes.append(contentsOf: $0) }
+            }
+            bytes.append(UInt8(min(fileID.utf8.count, 255)))
+            bytes.append(contentsOf: fileID.utf8.prefix(255))
+            bytes.append(contentsOf: fingerprint.utf8)
+            return bytes
+        }
 
         /// The source file is still the one that was read.
         func matches(_ item: LocalItem) -> Bool {
