@@ -29,6 +29,10 @@ public enum ShareAdmin {
     /// Human-readable lines for `share info`.
     public static func describe(_ info: ShareInfo) -> String {
         let chunking = info.manifest.chunking
+        let damaged = info.damagedIndexSegments == 0 ? "" : """
+
+        damaged:      \(info.damagedIndexSegments) index segments (their packs' trailers are read instead; `tiergate share verify --repair` rebuilds them)
+        """
         return """
         share:        \(StoreLocator.redacted(info.share))
         format:       \(info.manifest.format) (id \(info.manifest.shareID), created \(info.manifest.created))
@@ -40,7 +44,7 @@ public enum ShareAdmin {
         chunks:       \(info.chunks)
         logical:      \(ByteFormat.string(info.logicalBytes)) (\(info.logicalBytes) bytes)
         stored:       \(ByteFormat.string(info.storedBytes)) (\(info.storedBytes) bytes)
-        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))
+        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))\(damaged)
         """
     }
 
