@@ -220,7 +220,7 @@ public final class CloudShare: Sendable {
                 let read = Task<String?, Never> {
                     defer { self.index.withLock { _ = $0.trailerReads.removeValue(forKey: pack) } }
                     do {
-                        let entries = try await self.packTrailer(pack)
+                        let entries = try await PackFormat.readTrailer(of: pack, in: self.store)
                         self.record(pack: pack, chunks: entries.map { ($0.id, ChunkLocation(pack: pack, offset: $0.offset, length: $0.length)) })
                         return nil
                     } catch {
@@ -238,39 +238,17 @@ public final class CloudShare: Sendable {
         return unreadable.sorted { $0.pack.hex < $1.pack.hex }
     }
 
-    /// The chunk list in a pack's trailer, read with a ranged GET of the pack's tail (a second one when
-    /// the trailer is longer than the first read); throws `corrupt` naming the pack when it is damaged.
-    public func packTrailer(_ pack: Digest32) async throws -> [(id: Digest32, offset: UInt64, length: UInt32)] {
-        let key = PackFormat.key(pack)
-        let size = try await store.head(key).size
-        var tail = try await store.get(key, range: max(0, size - (64 << 10))..<size)
-        if tail.count >= PackFormat.footerSize {
-            // The footer ends with the trailer length (u32) and the trailer's checksum (u64).
-            var footer = ByteReader(tail.suffix(12))
-            let trailerLength = Int64(try footer.read(UInt32.self))
-            let needed = min(size, trailerLength + Int64(PackFormat.footerSize))
-            if needed > Int64(tail.count) {
-                tail = try await store.get(key, range: size - needed..<size)
-            }
-        }
-        return try PackFormat.parseTrailer(tail: tail[...], packSize: size, share: name, packName: key)
-    }
-
     /// Reads a pack whole and checks its id, trailer and every chunk: the `verify` of one pack.
     public func verifyPack(_ pack: Digest32) async throws -> Int {
         let key = PackFormat.key(pack)
-        let bytes = try await store.get(key)
-        guard SHA256.hash(bytes) == pack else {
+        let check = try PackFormat.check(try await store.get(key), pack: pack, share: name)
+        if let bad = check.badChunks.first {
+            throw ShareError(.corrupt, share: name, object: key, cause: "chunk \(bad.hex) fails its SHA-256 check")
+        }
+        guard check.matchesID else {
             throw ShareError(.corrupt, share: name, object: key, cause: "pack content does not match its id (corrupt or truncated)")
         }
-        let entries = try PackFormat.parseTrailer(tail: bytes[...], packSize: Int64(bytes.count), share: name, packName: key)
-        for entry in entries {
-            let start = Int(entry.offset)
-            guard SHA256.hash(bytes[start..<start + Int(entry.length)].withUnsafeBytes { Array($0) }) == entry.id else {
-                throw ShareError(.corrupt, share: name, object: key, cause: "chunk \(entry.id.hex) fails its SHA-256 check")
-            }
-        }
-        return entries.count
+        return check.entries.count
     }
 
     /// A commit of `operations` that names every pack holding a chunk its upserts reference, so a
