@@ -16,7 +16,13 @@ public final class CloudShare: Sendable {
 
     struct ChunkTable {
         var locations: [Digest32: ChunkLocation] = [:]
+        /// Packs whose chunk list is known (from the index segment, or from the trailer when the segment is damaged).
         var loadedPacks: Set<Digest32> = []
+        /// Packs whose index segment could not be read, with the reason; their chunks are found from the
+        /// pack's trailer when a chunk is not found elsewhere.
+        var damagedSegments: [Digest32: String] = [:]
+        /// Trailer reads in flight, so that parallel readers of one damaged pack share one read.
+        var trailerReads: [Digest32: Task<String?, Never>] = [:]
     }
 
     /// The share as printed in messages.
@@ -86,33 +92,54 @@ public final class CloudShare: Sendable {
         }
     }
 
-    /// Loads index segments of packs not yet known (all of them, on first call).
+    /// Loads index segments of packs not yet known (all of them, on first call). A segment that is
+    /// damaged does not stop the load: it is recorded (see ``damagedIndexSegments``) and its pack's
+    /// chunks are found from the pack's trailer when they are needed.
     public func loadIndex() async throws {
         let segments = try await store.listAll(prefix: "index/")
-        let known = index.withLock { $0.loadedPacks }
+        let known = index.withLock { $0.loadedPacks.union($0.damagedSegments.keys) }
         let missing = segments.compactMap { Digest32(hex: $0.key.dropFirst("index/".count)) }.filter { !known.contains($0) }
         try await loadSegments(missing)
     }
 
     /// Loads the index segments of `packs` unless already loaded (called when applying commits).
     public func ensureIndexed(packs: [String]) async throws {
-        let known = index.withLock { $0.loadedPacks }
+        let known = index.withLock { $0.loadedPacks.union($0.damagedSegments.keys) }
         try await loadSegments(packs.compactMap { Digest32(hex: $0) }.filter { !known.contains($0) })
     }
 
+    /// Packs whose index segment is damaged or missing, with the reason, by pack id.
+    public var damagedIndexSegments: [Digest32: String] {
+        index.withLock { $0.damagedSegments }
+    }
+
     private func loadSegments(_ packs: [Digest32]) async throws {
-        try await withThrowingTaskGroup(of: (Digest32, [(id: Digest32, location: ChunkLocation)]).self) { group in
+        try await withThrowingTaskGroup(of: (Digest32, Result<[(id: Digest32, location: ChunkLocation)], ShareError>).self) { group in
             var pending = packs[...]
             func next() {
                 guard let pack = pending.popFirst() else { return }
                 group.addTask {
                     let key = IndexSegment.key(pack)
-                    return (pack, try IndexSegment.decode(try await self.store.get(key), share: self.name, name: key))
+                    let bytes: [UInt8]
+                    do {
+                        bytes = try await self.store.get(key)
+                    } catch let error as StoreError where error.code == .notFound {
+                        return (pack, .failure(ShareError(.corrupt, share: self.name, object: key, cause: "index segment missing")))
+                    }
+                    // Only damage is recorded; a store that fails (network, permissions) still stops the load.
+                    do {
+                        return (pack, .success(try IndexSegment.decode(bytes, share: self.name, name: key)))
+                    } catch let error as ShareError {
+                        return (pack, .failure(error))
+                    }
                 }
             }
             for _ in 0..<8 { next() }
-            while let (pack, chunks) = try await group.next() {
-                record(pack: pack, chunks: chunks)
+            while let (pack, result) = try await group.next() {
+                switch result {
+                case .success(let chunks): record(pack: pack, chunks: chunks)
+                case .failure(let error): index.withLock { $0.damagedSegments[pack] = error.cause }
+                }
                 next()
             }
         }
@@ -148,7 +175,19 @@ public final class CloudShare: Sendable {
             try await loadIndex()
             found = location(of: id)
         }
+        var unreadable: [(pack: Digest32, cause: String)] = []
+        if found == nil {
+            // The chunk may be in a pack whose index segment is damaged or missing: its trailer lists its chunks.
+            try await recordPacksWithoutSegments()
+            unreadable = await readDamagedPackTrailers()
+            found = location(of: id)
+        }
         guard let location = found else {
+            if let first = unreadable.first {
+                let others = unreadable.count > 1 ? " (and \(unreadable.count - 1) more packs like it)" : ""
+                throw ShareError(.missingChunk, share: name, object: PackFormat.key(first.pack),
+                                 cause: "chunk \(id.hex) is in no known pack; it may be in this pack, whose index segment is damaged (\(damagedIndexSegments[first.pack] ?? "unreadable")) and whose trailer is unreadable (\(first.cause))\(others)")
+            }
             throw ShareError(.missingChunk, share: name, object: "chunk \(id.hex)", cause: "the chunk is in no known pack")
         }
         let key = PackFormat.key(location.pack)
@@ -160,21 +199,56 @@ public final class CloudShare: Sendable {
         return bytes
     }
 
+    /// Records packs in the store that have no index segment (lost, or never written by a writer that
+    /// stopped between the two puts) as damaged, so that their trailers are read.
+    private func recordPacksWithoutSegments() async throws {
+        let segments = Set(try await store.listAll(prefix: "index/").map { $0.key.dropFirst("index/".count) })
+        let packs = try await store.listAll(prefix: "packs/").compactMap { Digest32(hex: $0.key.split(separator: "/").last ?? "") }
+        index.withLock { table in
+            for pack in packs where !segments.contains(Substring(pack.hex)) && !table.loadedPacks.contains(pack) && table.damagedSegments[pack] == nil {
+                table.damagedSegments[pack] = "index segment missing"
+            }
+        }
+    }
+
+    /// Reads the trailers of packs whose index segment is damaged and whose chunks are not known yet,
+    /// and records their chunks. Returns the packs whose trailer could not be read either, with why.
+    private func readDamagedPackTrailers() async -> [(pack: Digest32, cause: String)] {
+        let reads: [(Digest32, Task<String?, Never>)] = index.withLock { table in
+            table.damagedSegments.keys.filter { !table.loadedPacks.contains($0) }.map { pack in
+                if let running = table.trailerReads[pack] { return (pack, running) }
+                let read = Task<String?, Never> {
+                    defer { self.index.withLock { _ = $0.trailerReads.removeValue(forKey: pack) } }
+                    do {
+                        let entries = try await PackFormat.readTrailer(of: pack, in: self.store)
+                        self.record(pack: pack, chunks: entries.map { ($0.id, ChunkLocation(pack: pack, offset: $0.offset, length: $0.length)) })
+                        return nil
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+                table.trailerReads[pack] = read
+                return (pack, read)
+            }
+        }
+        var unreadable: [(pack: Digest32, cause: String)] = []
+        for (pack, read) in reads {
+            if let cause = await read.value { unreadable.append((pack, cause)) }
+        }
+        return unreadable.sorted { $0.pack.hex < $1.pack.hex }
+    }
+
     /// Reads a pack whole and checks its id, trailer and every chunk: the `verify` of one pack.
     public func verifyPack(_ pack: Digest32) async throws -> Int {
         let key = PackFormat.key(pack)
-        let bytes = try await store.get(key)
-        guard SHA256.hash(bytes) == pack else {
+        let check = try PackFormat.check(try await store.get(key), pack: pack, share: name)
+        if let bad = check.badChunks.first {
+            throw ShareError(.corrupt, share: name, object: key, cause: "chunk \(bad.hex) fails its SHA-256 check")
+        }
+        guard check.matchesID else {
             throw ShareError(.corrupt, share: name, object: key, cause: "pack content does not match its id (corrupt or truncated)")
         }
-        let entries = try PackFormat.parseTrailer(tail: bytes[...], packSize: Int64(bytes.count), share: name, packName: key)
-        for entry in entries {
-            let start = Int(entry.offset)
-            guard SHA256.hash(bytes[start..<start + Int(entry.length)].withUnsafeBytes { Array($0) }) == entry.id else {
-                throw ShareError(.corrupt, share: name, object: key, cause: "chunk \(entry.id.hex) fails its SHA-256 check")
-            }
-        }
-        return entries.count
+        return check.entries.count
     }
 
     /// A commit of `operations` that names every pack holding a chunk its upserts reference, so a
@@ -248,6 +322,8 @@ public struct ShareInfo: Sendable, Codable {
     public var logicalBytes: Int64
     /// The log head.
     public var headSequence: UInt64
+    /// Packs whose index segment is damaged or missing (their chunks are read from the pack's trailer).
+    public var damagedIndexSegments: Int
     /// logical / stored (1.0 when nothing is stored).
     public var dedupRatio: Double { storedBytes == 0 ? 1 : Double(logicalBytes) / Double(storedBytes) }
 }
@@ -262,6 +338,7 @@ extension CloudShare {
         return ShareInfo(share: name, manifest: manifest, packs: packObjects.count, chunks: figures.chunks,
                          storedBytes: packObjects.reduce(0) { $0 + $1.size }, files: namespace.fileCount,
                          directories: namespace.entries.count - namespace.fileCount,
-                         logicalBytes: namespace.logicalBytes, headSequence: namespace.sequence)
+                         logicalBytes: namespace.logicalBytes, headSequence: namespace.sequence,
+                         damagedIndexSegments: damagedIndexSegments.count)
     }
 }

@@ -1,3 +1,4 @@
+import Backends
 import Hashing
 
 /// Where one chunk lives: which pack, at which offset, how long.
@@ -67,6 +68,46 @@ public enum PackFormat {
             entries.append((id, offset, length))
         }
         return entries
+    }
+}
+
+extension PackFormat {
+    /// The chunk list in a pack's trailer, read with a ranged GET of the pack's tail (a second one when the
+    /// trailer is longer than the first read); throws `corrupt` naming the pack when it is damaged.
+    public static func readTrailer(of pack: Digest32, in store: any ObjectStore) async throws -> [(id: Digest32, offset: UInt64, length: UInt32)] {
+        let key = Self.key(pack)
+        let size = try await store.head(key).size
+        var tail = try await store.get(key, range: max(0, size - (64 << 10))..<size)
+        if tail.count >= footerSize {
+            // The footer ends with the trailer length (u32) and the trailer's checksum (u64).
+            var footer = ByteReader(tail.suffix(12))
+            let needed = min(size, Int64(try footer.read(UInt32.self)) + Int64(footerSize))
+            if needed > Int64(tail.count) {
+                tail = try await store.get(key, range: size - needed..<size)
+            }
+        }
+        return try parseTrailer(tail: tail[...], packSize: size, share: store.displayName, packName: key)
+    }
+
+    /// What a whole pack holds: its trailer's entries, whether its bytes hash to its id, and the chunks
+    /// whose bytes fail their SHA-256.
+    public struct Check: Sendable {
+        /// The trailer's entries.
+        public var entries: [(id: Digest32, offset: UInt64, length: UInt32)]
+        /// True when the pack's SHA-256 is its id.
+        public var matchesID: Bool
+        /// Chunks whose bytes do not hash to their id.
+        public var badChunks: [Digest32]
+    }
+
+    /// Checks a whole pack's bytes; throws `corrupt` naming the pack when its trailer is unreadable.
+    public static func check(_ bytes: [UInt8], pack: Digest32, share: String) throws -> Check {
+        let entries = try parseTrailer(tail: bytes[...], packSize: Int64(bytes.count), share: share, packName: key(pack))
+        let bad = entries.filter { entry in
+            let start = Int(entry.offset)
+            return bytes[start..<start + Int(entry.length)].withUnsafeBytes { SHA256.hash($0) } != entry.id
+        }.map(\.id)
+        return Check(entries: entries, matchesID: SHA256.hash(bytes) == pack, badChunks: bad)
     }
 }
 

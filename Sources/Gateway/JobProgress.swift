@@ -12,6 +12,8 @@ public struct JobProgress: Sendable {
     public var elapsed: Double
     /// Bytes in total, when known (then an ETA can be given).
     public var totalBytes: Int64? = nil
+    /// What the items are, in plural (`files`, `objects`).
+    public var unit = "files"
 
     /// Seconds left at the rate so far, when the totals are known and work has started.
     public var secondsLeft: Double? {

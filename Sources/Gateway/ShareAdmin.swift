@@ -29,6 +29,10 @@ public enum ShareAdmin {
     /// Human-readable lines for `share info`.
     public static func describe(_ info: ShareInfo) -> String {
         let chunking = info.manifest.chunking
+        let damaged = info.damagedIndexSegments == 0 ? "" : """
+
+        damaged:      \(info.damagedIndexSegments) index segments (their packs' trailers are read instead; `tiergate share verify --repair` rebuilds them)
+        """
         return """
         share:        \(StoreLocator.redacted(info.share))
         format:       \(info.manifest.format) (id \(info.manifest.shareID), created \(info.manifest.created))
@@ -40,7 +44,7 @@ public enum ShareAdmin {
         chunks:       \(info.chunks)
         logical:      \(ByteFormat.string(info.logicalBytes)) (\(info.logicalBytes) bytes)
         stored:       \(ByteFormat.string(info.storedBytes)) (\(info.storedBytes) bytes)
-        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))
+        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))\(damaged)
         """
     }
 
@@ -51,6 +55,71 @@ public enum ShareAdmin {
         var object = try JSONSerialization.jsonObject(with: encoder.encode(info)) as! [String: Any]
         object["share"] = StoreLocator.redacted(info.share)
         object["dedupRatio"] = info.dedupRatio
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+    }
+}
+
+extension ShareAdmin {
+    /// Verifies the share at `url` (see ``ShareVerifier``): `readDataPercent` of its packs read whole
+    /// (nil: none), chosen by `seed`; `repair` rebuilds index segments. Progress counts objects checked.
+    public static func verify(url: String, readDataPercent: Double?, seed: UInt64?, repair: Bool,
+                              progress: ProgressHandler? = nil) async throws -> ShareVerifier.Report {
+        let started = Date()
+        let options = ShareVerifier.Options(readDataPercent: readDataPercent, seed: seed, repair: repair)
+        let verifier = ShareVerifier(store: try StoreLocator.open(url), options: options)
+        guard let progress else { return try await verifier.run() }
+        return try await verifier.run { (step: ShareVerifier.Progress) in
+            progress(JobProgress(phase: step.phase, items: step.done, totalItems: step.total > 0 ? step.total : nil, bytes: step.bytes,
+                                 elapsed: Date().timeIntervalSince(started), totalBytes: step.totalBytes, unit: "objects"))
+        }
+    }
+
+    /// Human-readable lines for `share verify`: one per problem (object: what is wrong; what it affects;
+    /// the fix), then a summary.
+    public static func describe(_ report: ShareVerifier.Report) -> String {
+        var lines: [String] = ["share: \(StoreLocator.redacted(report.share))"]
+        for problem in report.problems {
+            let tag = problem.isInfo ? "info" : problem.repaired ? "repaired" : "problem"
+            var line = "\(tag): \(problem.object): \(problem.kind.rawValue): \(problem.problem)"
+            if problem.repaired {
+                line += "; rebuilt from the pack's trailer and read back equal"
+            } else {
+                if !problem.consequence.isEmpty { line += "; affects: \(problem.consequence)" }
+                line += "; fix: \(problem.fix)"
+            }
+            lines.append(line)
+        }
+        let counts = report.checked
+        lines.append("checked \(report.objectsChecked) objects (share.json, \(counts["log records"] ?? 0) log records, \(counts["snapshots"] ?? 0) snapshots, "
+                     + "\(counts["packs"] ?? 0) packs, \(counts["index segments"] ?? 0) index segments) and \(counts["chunk references"] ?? 0) referenced chunks; "
+                     + "read \(ByteFormat.string(report.bytesRead))")
+        if let percent = report.readDataPercent {
+            let seed = report.seed.map { ", seed \($0)" } ?? ""
+            lines.append("read \(report.packsRead.count) of \(counts["packs"] ?? 0) packs whole (\(String(format: "%g", percent))%\(seed)) and checked every chunk"
+                         + (report.packsRead.count < (counts["packs"] ?? 0) ? ": " + report.packsRead.joined(separator: ", ") : ""))
+        }
+        func tally(_ problems: [ShareVerifier.Problem]) -> String {
+            ShareVerifier.Problem.Kind.allCases.compactMap { kind in
+                let ofKind = problems.filter { $0.kind == kind }
+                guard !ofKind.isEmpty else { return nil }
+                let repaired = ofKind.filter(\.repaired).count
+                return "\(kind.rawValue): \(ofKind.count)" + (repaired > 0 ? " (\(repaired) repaired)" : "")
+            }.joined(separator: ", ")
+        }
+        let faults = report.problems.filter { !$0.isInfo }, info = report.problems.filter(\.isInfo)
+        if !faults.isEmpty { lines.append("problems: " + tally(faults)) }
+        if !info.isEmpty { lines.append("info: " + tally(info)) }
+        let remaining = faults.filter { !$0.repaired }.count
+        lines.append(remaining == 0 ? "result: clean" : "result: \(remaining) problems remain")
+        return lines.joined(separator: "\n")
+    }
+
+    /// JSON for `share verify --json`: the report, plus `clean` and `objectsChecked`.
+    public static func json(_ report: ShareVerifier.Report) throws -> String {
+        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
+        object["share"] = StoreLocator.redacted(report.share)
+        object["clean"] = report.isClean
+        object["objectsChecked"] = report.objectsChecked
         return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
     }
 }

@@ -19,7 +19,7 @@ final class ProgressPrinter: Sendable {
             return
         }
         let bytes = ByteFormat.string(progress.bytes) + (progress.totalBytes.map { " of " + ByteFormat.string($0) } ?? "")
-        var line = "\(progress.phase): \(progress.items)\(total) files, \(bytes), \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
+        var line = "\(progress.phase): \(progress.items)\(total) \(progress.unit), \(bytes), \(Int(rate)) \(progress.unit)/s, \(String(format: "%.1f", mbps)) MB/s"
         if let left = progress.secondsLeft, left.isFinite, left >= 0 {
             line += left >= 3600 ? String(format: ", ETA %dh%02dm", Int(left) / 3600, Int(left) % 3600 / 60)
                                  : String(format: ", ETA %dm%02ds", Int(left) / 60, Int(left) % 60)

@@ -6,7 +6,7 @@ struct ShareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "share",
         abstract: "Create and inspect cloud shares.",
-        subcommands: [Create.self, Info.self]
+        subcommands: [Create.self, Info.self, Verify.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -47,6 +47,47 @@ struct ShareCommand: AsyncParsableCommand {
             } catch {
                 throw fail(error)
             }
+        }
+    }
+}
+
+extension ShareCommand {
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a cloud share's objects against each other; exit status 1 when problems remain.",
+            discussion: """
+            Checks share.json, every log record (and that sequences are contiguous), every snapshot, every index \
+            segment against its pack's trailer and size, and that every chunk any version of any file needs is in \
+            some pack. One line per problem names the object, what is wrong, what it affects and the fix. \
+            --repair rebuilds damaged or missing index segments from their packs' trailers; nothing is ever \
+            deleted. See docs/verify.md.
+            """
+        )
+
+        @Argument(help: "The cloud share URL.") var url: String
+        @Option(name: .customLong("read-data"), help: ArgumentHelp("Also read this percent of the packs whole and check every chunk's SHA-256 (a bare --read-data reads them all).", valueName: "percent"))
+        var readData: Double?
+        @Option(help: "Seed choosing the packs read when --read-data is below 100 (default: random; the report prints it).") var seed: UInt64?
+        @Flag(help: "Rebuild damaged or missing index segments from their packs' trailers.") var repair = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            if let readData, !(readData > 0 && readData <= 100) { throw ValidationError("--read-data must be a percent above 0 and at most 100") }
+        }
+
+        func run() async throws {
+            let clean: Bool
+            do {
+                let report = try await ShareAdmin.verify(url: url, readDataPercent: readData, seed: seed, repair: repair,
+                                                         progress: ProgressPrinter.shared.print)
+                ProgressPrinter.shared.finish()
+                print(json ? try ShareAdmin.json(report) : ShareAdmin.describe(report))
+                clean = report.isClean
+            } catch {
+                ProgressPrinter.shared.finish()
+                throw fail(error)
+            }
+            if !clean { throw ExitCode(1) }
         }
     }
 }

@@ -10,6 +10,16 @@ struct Tiergate: AsyncParsableCommand {
         abstract: "Sync server endpoints with a cloud share and tier cold files to it.",
         subcommands: [ShareCommand.self, CheckCommand.self, PutCommand.self, MigrateCommand.self, GetCommand.self, EndpointCommand.self, SyncCommand.self, StatusCommand.self, ErrorsCommand.self, ServeCommand.self, TierCommand.self, RecallCommand.self, HeatCommand.self, MountCommand.self]
     )
+
+    /// `share verify --read-data` takes an optional value (`--read-data` or `--read-data=25`), a form the
+    /// argument parser has not: a bare one is given its default, every pack.
+    static func main() async {
+        var arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.starts(with: ["share", "verify"]) {
+            arguments = arguments.map { $0 == "--read-data" ? "--read-data=100" : $0 }
+        }
+        await main(arguments)
+    }
 }
 
 /// Prints an error the way every subcommand does: one line naming the item and the cause.

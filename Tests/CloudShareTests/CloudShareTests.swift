@@ -89,6 +89,37 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         await #expect(throws: ShareError.self) { _ = try await CloudShare.open(MemoryStore()) }
     }
 
+    @Test func aDamagedIndexSegmentIsRecordedAndItsChunksAreReadFromThePackTrailer() async throws {
+        let store = MemoryStore()
+        let share = try await CloudShare.create(in: store, manifest: ShareManifest(packSize: 64 << 10))
+        let chunks = (0..<12).map { pseudoRandomBytes(20_000 + $0 * 31, seed: UInt64($0) + 50) }
+        let uploader = share.makeUploader()
+        for chunk in chunks { try await uploader.add(id: SHA256.hash(chunk), bytes: chunk) }
+        try await uploader.finish()
+        let packs = await uploader.packs
+        #expect(packs.count >= 3)
+        try await store.put(IndexSegment.key(packs[0]), bytes: [1, 2, 3])
+        try await store.delete(IndexSegment.key(packs[1]))
+
+        let reopened = try await CloudShare.open(store)
+        #expect(reopened.damagedIndexSegments.keys.sorted { $0.hex < $1.hex } == [packs[0]])
+        for chunk in chunks { #expect(try await reopened.readChunk(SHA256.hash(chunk)) == chunk) }
+        #expect(Set(reopened.damagedIndexSegments.keys) == [packs[0], packs[1]], "a pack without segment is found on a miss")
+
+        // With the trailer damaged too, a chunk of that pack fails with an error naming the pack.
+        let again = try await CloudShare.open(store)
+        let pack = try await store.get(PackFormat.key(packs[0]))
+        try await store.put(PackFormat.key(packs[0]), bytes: Array(pack.dropLast(10)))
+        let lost = try #require(chunks.first { share.location(of: SHA256.hash($0))?.pack == packs[0] })
+        do {
+            _ = try await again.readChunk(SHA256.hash(lost))
+            Issue.record("read a chunk of a pack with no readable chunk list")
+        } catch let error as ShareError {
+            #expect(error.code == .missingChunk)
+            #expect(error.object == PackFormat.key(packs[0]), "\(error)")
+        }
+    }
+
     @Test func creatingTwiceIsRefused() async throws {
         let store = MemoryStore()
         _ = try await CloudShare.create(in: store)
