@@ -104,11 +104,17 @@ public enum Migration {
             if let limit = options.bandwidthLimit { store = ThrottledStore(store, bytesPerSecond: limit) }
             return try await CloudShare.open(store)
         }
-        let share = try await open(url)
         if source.contains("://") {
-            return try await run(sourceShare: try await open(source), share: share, options: options, progress: progress)
+            return try await run(sourceShare: try await open(source), share: try await open(url), options: options, progress: progress)
         }
-        return try await run(source: source, share: share, options: options, progress: progress)
+        // The walk of the source overlaps with loading the share's index and log.
+        let walk = walkTask(source)
+        return try await run(source: source, share: try await open(url), options: options, progress: progress, walk: walk)
+    }
+
+    /// Walks `source` on a thread of its own (it only makes system calls).
+    static func walkTask(_ source: String) -> Task<(items: [LocalItem], skipped: [SkippedItem]), any Error> {
+        Task.detached { try TreeWalker(root: source).walk() }
     }
 
     /// Copies the namespace of `sourceShare` at its log head into `share` (below the destination): chunks
@@ -134,6 +140,11 @@ public enum Migration {
 
     /// Migrates `source` into `share`.
     public static func run(source: String, share: CloudShare, options: Options = Options(), progress: ProgressHandler? = nil) async throws -> Report {
+        try await run(source: source, share: share, options: options, progress: progress, walk: walkTask(source))
+    }
+
+    static func run(source: String, share: CloudShare, options: Options, progress: ProgressHandler?,
+                    walk: Task<(items: [LocalItem], skipped: [SkippedItem]), any Error>) async throws -> Report {
         let started = Date()
         guard let sourceInfo = try Posix.status(source), (sourceInfo.st_mode & S_IFMT) == S_IFDIR else {
             throw GatewayError("'\(source)' is not a directory")
@@ -157,8 +168,9 @@ public enum Migration {
         let itemLog = try options.itemLog.map { try MigrationItemLog(path: $0, format: options.itemLogFormat ?? .implied(by: $0)) }
 
         progress?(JobProgress(phase: "scanning the source and reading the share's log", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
-        let walked = try TreeWalker(root: source).walk()
-        let run = Run(share: share, namespace: try await share.namespace(), options: options, destination: destination, sourceFD: sourceFD,
+        let namespace = try await share.namespace()
+        let walked = try await walk.value
+        let run = Run(share: share, namespace: namespace, options: options, destination: destination, sourceFD: sourceFD,
                       ledger: ledger, itemLog: itemLog, started: started, progress: progress)
         try await run.copy(walked: walked, sourceInfo: sourceInfo)
         run.report.seconds = Date().timeIntervalSince(started)
