@@ -21,6 +21,8 @@ public final class CloudShare: Sendable {
         /// Packs whose index segment could not be read, with the reason; their chunks are found from the
         /// pack's trailer when a chunk is not found elsewhere.
         var damagedSegments: [Digest32: String] = [:]
+        /// Packs whose chunks were recorded from their trailer, not from an index segment.
+        var trailerPacks: Set<Digest32> = []
         /// Trailer reads in flight, so that parallel readers of one damaged pack share one read.
         var trailerReads: [Digest32: Task<String?, Never>] = [:]
     }
@@ -145,12 +147,26 @@ public final class CloudShare: Sendable {
         }
     }
 
-    func record(pack: Digest32, chunks: [(id: Digest32, location: ChunkLocation)]) {
+    /// Records where `pack`'s chunks are. Chunks known only from a pack's trailer (its index segment is
+    /// damaged) are readable but never deduplicated against, and an indexed copy takes their place, so
+    /// that new commits only name packs whose index segment is whole.
+    func record(pack: Digest32, chunks: [(id: Digest32, location: ChunkLocation)], fromTrailer: Bool = false) {
         index.withLock { table in
             table.loadedPacks.insert(pack)
-            for chunk in chunks where table.locations[chunk.id] == nil {
+            if fromTrailer { table.trailerPacks.insert(pack) }
+            for chunk in chunks {
+                if let known = table.locations[chunk.id], fromTrailer || !table.trailerPacks.contains(known.pack) { continue }
                 table.locations[chunk.id] = chunk.location
             }
+        }
+    }
+
+    /// Whether a writer may reference the stored copy of `chunk` instead of storing it: it is in a pack
+    /// whose index segment is whole.
+    public func hasIndexed(_ chunk: Digest32) -> Bool {
+        index.withLock { table in
+            guard let location = table.locations[chunk] else { return false }
+            return !table.trailerPacks.contains(location.pack)
         }
     }
 
@@ -221,7 +237,8 @@ public final class CloudShare: Sendable {
                     defer { self.index.withLock { _ = $0.trailerReads.removeValue(forKey: pack) } }
                     do {
                         let entries = try await PackFormat.readTrailer(of: pack, in: self.store)
-                        self.record(pack: pack, chunks: entries.map { ($0.id, ChunkLocation(pack: pack, offset: $0.offset, length: $0.length)) })
+                        self.record(pack: pack, chunks: entries.map { ($0.id, ChunkLocation(pack: pack, offset: $0.offset, length: $0.length)) },
+                                    fromTrailer: true)
                         return nil
                     } catch {
                         return "\(error)"

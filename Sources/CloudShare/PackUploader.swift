@@ -29,7 +29,7 @@ public actor PackUploader {
     /// Adds a chunk whose SHA-256 is `id`; returns true when it is new to the share.
     @discardableResult
     public func add(id: Digest32, bytes: [UInt8]) async throws -> Bool {
-        if sessionChunks.contains(id) || share.location(of: id) != nil {
+        if sessionChunks.contains(id) || share.hasIndexed(id) {
             dedupedChunks += 1
             return false
         }

@@ -23,7 +23,7 @@ public enum TreeExport {
             let rate = seconds > 0 ? Double(files) / seconds : 0
             let mbps = seconds > 0 ? Double(bytes) / seconds / 1e6 : 0
             var text = "restored \(files) files and \(directories) directories (\(ByteFormat.string(bytes))) in \(String(format: "%.2f", seconds)) s — \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
-            for item in skipped.prefix(20) { text += "\n  not restored \(item.path): \(item.reason)" }
+            for item in skipped.prefix(20) { text += "\n  not restored \(ConsoleText.safe(item.path)): \(item.reason)" }
             if skipped.count > 20 { text += "\n  … and \(skipped.count - 20) more not restored" }
             return text
         }

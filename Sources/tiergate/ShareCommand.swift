@@ -178,7 +178,8 @@ extension MigrationItemLog.Format: ExpressibleByArgument {}
 struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
-        abstract: "Restore a cloud share's files (at its log head) into a local directory, verifying every chunk."
+        abstract: "Restore a cloud share's files (at its log head) into a local directory, verifying every chunk.",
+        discussion: "Exit status: 0 when every item was restored, 2 when some were not (each is listed), 1 on an error that stopped the restore."
     )
 
     @Argument(help: "The cloud share URL.") var url: String
@@ -189,6 +190,9 @@ struct GetCommand: AsyncParsableCommand {
             let report = try await TreeExport.run(url: url, destination: directory, progress: ProgressPrinter.shared.print)
             ProgressPrinter.shared.finish()
             print(report.summary)
+            if !report.skipped.isEmpty { throw ExitCode(2) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             ProgressPrinter.shared.finish()
             throw fail(error)

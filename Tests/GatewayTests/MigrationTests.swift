@@ -265,6 +265,52 @@ import Testing
         #expect(Set(actions.filter { $0["action"] as? String == "deleted" }.compactMap { $0["path"] as? String }) == ["projects/a/f1", "projects/a/f0/n0.dat"])
     }
 
+    @Test func mirrorRefusesASourceThatIsNotTheFolderEarlierRunsCopiedOrIsEmpty() async throws {
+        let scratch = Scratch()
+        let source = scratch.path + "/source", url = "file://" + scratch.path + "/share"
+        Self.makeSource(source, folders: 2, files: 4)
+        #expect(try runTiergate(["share", "create", url]) == 0)
+        let migrate = ["migrate", source, url, "--mirror", "--state-dir", scratch.path + "/state"]
+        #expect(try TiergateProcess.run(migrate, logs: scratch.path).status == 0)
+        // The source's mount went away: an empty folder of another device or inode stands at its path.
+        #expect(rename(source, source + ".mounted") == 0)
+        #expect(mkdir(source, 0o755) == 0)
+        FileManager.default.createFile(atPath: source + "/stray.txt", contents: Data("x".utf8))
+        let replaced = try TiergateProcess.run(migrate, logs: scratch.path)
+        #expect(replaced.status == 1 && replaced.output.contains("--mirror refused"), "\(replaced.output)")
+        // The same folder, emptied.
+        #expect(rmdir(source) == 0 || unlink(source + "/stray.txt") == 0 && rmdir(source) == 0)
+        #expect(rename(source + ".mounted", source) == 0)
+        for folder in ["f0", "f1"] { try FileManager.default.removeItem(atPath: source + "/" + folder) }
+        let emptied = try TiergateProcess.run(migrate, logs: scratch.path)
+        #expect(emptied.status == 1 && emptied.output.contains("the source is empty"), "\(emptied.output)")
+        let info = try TiergateProcess.run(["share", "info", url], logs: scratch.path)
+        #expect(info.output.contains("namespace:    8 files, 2 directories"), "nothing was deleted: \(info.output)")
+    }
+
+    @Test func aFolderWhosePathInTheShareWouldBeTooLongIsSkippedAndVerifyCoversFilesCopiedByAnEarlierRun() async throws {
+        let scratch = Scratch()
+        let source = scratch.path + "/source", url = "file://" + scratch.path + "/share"
+        Self.makeSource(source, folders: 2, files: 3)
+        // 9 × 201 characters of folders: fine in the source, too long below a 500-character --to.
+        var deep = source
+        for level in 0..<9 { deep += "/" + String(repeating: Character(String(level)), count: 200) + "d" }
+        try FileManager.default.createDirectory(atPath: deep, withIntermediateDirectories: true)
+        #expect(try runTiergate(["share", "create", url]) == 0)
+        let to = String(repeating: "p", count: 250) + "/" + String(repeating: "q", count: 250)
+        let state = ["--state-dir", scratch.path + "/state"]
+        let first = try TiergateProcess.run(["migrate", source, url, "--to", to] + state, logs: scratch.path)
+        #expect(first.status == 2, "\(first.output)")
+        #expect(first.output.contains("longer than 2048"), "\(first.output)")
+        let restored = try TiergateProcess.run(["get", url, scratch.path + "/restored"], logs: scratch.path)
+        #expect(restored.status == 0 && !restored.output.contains("not restored"), "the share holds no path its readers refuse: \(restored.output)")
+        // A run without --verify, then one with: the files copied before are read back too.
+        let verified = try TiergateProcess.run(["migrate", source, url, "--to", to, "--verify"] + state, logs: scratch.path)
+        #expect(verified.output.contains("verified 6 files"), "\(verified.output)")
+        let again = try TiergateProcess.run(["migrate", source, url, "--to", to, "--verify"] + state, logs: scratch.path)
+        #expect(!again.output.contains("verified"), "verified files are not read back again: \(again.output)")
+    }
+
     @Test func aShareIsCopiedIntoAnotherShareAndARerunCopiesOnlyWhatChanged() async throws {
         let scratch = Scratch()
         let source = scratch.path + "/source", from = "file://" + scratch.path + "/from", to = "file://" + scratch.path + "/to"

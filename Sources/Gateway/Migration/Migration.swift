@@ -76,9 +76,11 @@ public enum Migration {
         public var seconds = 0.0
         /// The checkpoint ledger used, if any.
         public var ledger: String?
+        /// `--mirror` deleted nothing because the source changed while it was copied.
+        public var mirrorHeldBack = false
 
         /// Whether every item of the source is in the share.
-        public var isComplete: Bool { skipped.isEmpty && failed.isEmpty }
+        public var isComplete: Bool { skipped.isEmpty && failed.isEmpty && !mirrorHeldBack }
 
         /// Lines for people: totals, then the items not copied (the first 20 of each kind).
         public var summary: String {
@@ -87,9 +89,10 @@ public enum Migration {
             let mbps = seconds > 0 ? Double(bytesRead) / seconds / 1e6 : 0
             var text = "copied \(copied) new and \(updated) changed files (\(ByteFormat.string(bytesRead)) read, \(ByteFormat.string(newBytes)) new after dedup, \(packs) packs), \(directories) folders, \(deleted) deleted, \(unchanged) unchanged; \(commits) commits, log sequence \(sequence); \(String(format: "%.2f", seconds)) s — \(Int(rate)) files/s, \(String(format: "%.1f", mbps)) MB/s"
             if verified > 0 { text += "\nverified \(verified) files against the share" }
+            if mirrorHeldBack { text += "\nmirror: deletes held back, the source changed while it was copied; run again once it is quiet" }
             text += "\n\(skipped.count) skipped, \(failed.count) failed"
             for (label, items) in [("skipped", skipped), ("failed", failed)] {
-                for item in items.prefix(20) { text += "\n  \(label) \(item.path): \(item.reason)" }
+                for item in items.prefix(20) { text += "\n  \(label) \(ConsoleText.safe(item.path)): \(item.reason)" }
                 if items.count > 20 { text += "\n  … and \(items.count - 20) more \(label)" }
             }
             return text
@@ -146,9 +149,8 @@ public enum Migration {
     static func run(source: String, share: CloudShare, options: Options, progress: ProgressHandler?,
                     walk: Task<(items: [LocalItem], skipped: [SkippedItem]), any Error>) async throws -> Report {
         let started = Date()
-        guard let sourceInfo = try Posix.status(source), (sourceInfo.st_mode & S_IFMT) == S_IFDIR else {
-            throw GatewayError("'\(source)' is not a directory")
-        }
+        guard let sourceInfo = try Posix.status(source) else { throw GatewayError("'\(source)' does not exist") }
+        guard (sourceInfo.st_mode & S_IFMT) == S_IFDIR else { throw GatewayError("'\(source)' is not a directory") }
         let destination = options.destination.split(separator: "/").joined(separator: "/")
         if !destination.isEmpty, let problem = SafePath.problem(with: destination) {
             throw GatewayError("the destination '\(options.destination)' cannot be a path in the share: \(problem)")
@@ -200,6 +202,8 @@ public enum Migration {
         var lastProgress = Date()
         var copiedEntries: [Copied] = []
         var changedDuringRead: [LocalItem] = []
+        /// Items vanished, moved or changed while the tree was copied: a mirror holds its deletes back.
+        var sourceChanged = false
         var totalItems = 0
         /// Files known unchanged before reading began, and when it began.
         var unchangedBefore = 0
@@ -210,6 +214,8 @@ public enum Migration {
             var relative: String
             var path: String
             var entry: NamespaceEntry
+            /// The checkpoint record, marked verified once the file reads back equal.
+            var record: MigrationLedger.Record?
         }
 
         enum Outcome: Sendable {
@@ -244,6 +250,20 @@ public enum Migration {
         }
 
         func copy(walked: (items: [LocalItem], skipped: [SkippedItem]), sourceInfo: stat) async throws {
+            // A mirror deletes what the source lacks: a source that is not the folder earlier runs copied
+            // (an NFS or SMB share that is no longer mounted leaves its empty mount point) must not empty the share.
+            let root = MigrationLedger.Root(device: UInt64(sourceInfo.st_dev), inode: UInt64(sourceInfo.st_ino))
+            if options.mirror {
+                if let recorded = try ledger?.root(), recorded != root {
+                    throw GatewayError("--mirror refused: the source is not the folder earlier runs of this migration copied (its device and inode changed: an unmounted share, or a folder replaced); nothing was copied or deleted. Check the source, or start over with a new --state-dir")
+                }
+                let prefix = destination.isEmpty ? "" : destination + "/"
+                if walked.items.isEmpty && walked.skipped.isEmpty,
+                   namespace.entries.keys.contains(where: { prefix.isEmpty || $0 == destination || $0.hasPrefix(prefix) }) {
+                    throw GatewayError("--mirror refused: the source is empty and would delete everything below /\(destination) in the share; nothing was deleted. Check the source (an unmounted share?); to empty the share on purpose, delete there")
+                }
+            }
+            try ledger?.setRoot(root)
             for item in walked.skipped {
                 report.skipped.append(item)
                 try itemLog?.log(.skipped, sharePath(item.path), reason: item.reason)
@@ -265,6 +285,7 @@ public enum Migration {
                     if let now = LocalFiles.item(rootFD: sourceFD, path: item.path), !now.isDirectory {
                         again.append(now)
                     } else {
+                        sourceChanged = true
                         try fail(item, "vanished or replaced while the tree was copied")
                     }
                 }
@@ -300,7 +321,7 @@ public enum Migration {
                     guard let (path, entry) = pending.popFirst() else { return }
                     group.addTask {
                         do {
-                            for chunk in entry.chunks where share.location(of: chunk.id) == nil {
+                            for chunk in entry.chunks where !share.hasIndexed(chunk.id) {
                                 try await uploader.add(id: chunk.id, bytes: try await source.readChunk(chunk.id))
                             }
                             return BoundedTasks.Box(.copied(path, entry))
@@ -367,6 +388,12 @@ public enum Migration {
         /// Commits folders whose share entry is missing or has other attributes than `folders` give.
         func planFolders(_ folders: [(path: String, entry: NamespaceEntry?)]) {
             for (path, wanted) in folders {
+                if let problem = SafePath.problem(with: path) {
+                    let relative = String(path.dropFirst(destination.isEmpty ? 0 : destination.count + 1))
+                    report.skipped.append(SkippedItem(path: relative, reason: "not copied: \(problem)"))
+                    try? itemLog?.log(.skipped, path, reason: problem)
+                    continue
+                }
                 let existing = namespace.entries[path]
                 guard let wanted else {
                     if existing?.kind != .directory {
@@ -404,6 +431,10 @@ public enum Migration {
                    existing.fileID == record.fileID, existing.fingerprint == record.fingerprint, existing.mode == item.mode,
                    existing.uid == item.uid, existing.gid == item.gid {
                     report.unchanged += 1
+                    // Copied by a run that stopped before it verified: verified now, without reading the source.
+                    if options.verify && !record.verified {
+                        copiedEntries.append(Copied(relative: item.path, path: path, entry: existing, record: record))
+                    }
                     continue
                 }
                 toRead.append(item)
@@ -452,7 +483,12 @@ public enum Migration {
         func take(_ outcome: Outcome, lastChance: Bool) async throws {
             switch outcome {
             case .failed(let item, let reason, let retry):
-                if retry && !lastChance { changedDuringRead.append(item) } else { try fail(item, reason) }
+                if retry && !lastChance {
+                    changedDuringRead.append(item)
+                } else {
+                    if retry { sourceChanged = true }
+                    try fail(item, reason)
+                }
             case .unreadable(let relative, let size, let reason):
                 report.failed.append(SkippedItem(path: relative, reason: reason))
                 try itemLog?.log(.failed, sharePath(relative), size: size, reason: reason)
@@ -508,15 +544,22 @@ public enum Migration {
             entry.fileID = isUpdate ? existing!.fileID : NamespaceEntry.newFileID()
             entry.version = nil
             operations.append(.upsert(path, entry))
-            if let identity { records.append((relative, .init(item: identity, fileID: entry.fileID, fingerprint: fingerprint))) }
+            let record = identity.map { MigrationLedger.Record(item: $0, fileID: entry.fileID, fingerprint: fingerprint) }
+            if let record { records.append((relative, record)) }
             if isUpdate { report.updated += 1 } else { report.copied += 1 }
             rows.append((isUpdate ? .updated : .copied, path, file.size))
-            if options.verify { copiedEntries.append(Copied(relative: relative, path: path, entry: entry)) }
+            if options.verify { copiedEntries.append(Copied(relative: relative, path: path, entry: entry, record: record)) }
         }
 
         /// What is in the share below the destination but not in the source goes. Items the source has
         /// but could not copy (skipped, failed, unreadable folders) keep their share copy.
         func mirror(present: Set<String>) async throws {
+            // A folder renamed during the walk is absent under both names: deleting its old path would
+            // drop it from the share until the next run. Deletes wait for a run over a quiet source.
+            guard !sourceChanged else {
+                report.mirrorHeldBack = true
+                return
+            }
             let kept = Set((report.skipped + report.failed).map { sharePath($0.path) })
             func isKept(_ path: String) -> Bool {
                 var candidate = Substring(path)
@@ -549,6 +592,7 @@ public enum Migration {
         /// the fingerprint its source had; one that does not is failed and copied again by the next run.
         func verify() async throws {
             var failures: [String] = []
+            var verified: [(String, MigrationLedger.Record)] = []
             try await BoundedTasks.run(copiedEntries, width: 8, work: { [share] copied -> (Copied, String?) in
                 let fingerprint = XXH3()
                 var size: Int64 = 0
@@ -572,9 +616,13 @@ public enum Migration {
                     try self.itemLog?.log(.failed, copied.path, reason: problem)
                 } else {
                     self.report.verified += 1
+                    if var record = copied.record {
+                        record.verified = true
+                        verified.append((copied.relative, record))
+                    }
                 }
             })
-            try ledger?.write([], removing: failures)
+            try ledger?.write(verified, removing: failures)
         }
     }
 }

@@ -17,6 +17,8 @@ final class MigrationLedger: Sendable {
         var inode: UInt64
         var fileID: String
         var fingerprint: String
+        /// Read back from the share and found equal (`--verify`).
+        var verified = false
 
         init(item: LocalItem, fileID: String, fingerprint: String) {
             size = item.size
@@ -27,10 +29,11 @@ final class MigrationLedger: Sendable {
             self.fingerprint = fingerprint
         }
 
-        /// Decodes a record: four little-endian 64-bit integers (size, mtime, ctime, inode), the file id's
-        /// length in one byte, the file id, then the fingerprint. Nil when malformed (the file is read again).
+        /// Decodes a record: four little-endian 64-bit integers (size, mtime, ctime, inode), a flags byte
+        /// (1: verified), the file id's length in one byte, the file id, then the fingerprint. Nil when
+        /// malformed (the file is read again).
         init?(encoded: [UInt8]) {
-            guard encoded.count >= 33, encoded.count >= 33 + Int(encoded[32]) else { return nil }
+            guard encoded.count >= 34, encoded.count >= 34 + Int(encoded[33]) else { return nil }
             let numbers = encoded.withUnsafeBytes { raw in
                 (0..<4).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian }
             }
@@ -38,17 +41,19 @@ final class MigrationLedger: Sendable {
             mtime = Int64(bitPattern: numbers[1])
             ctime = Int64(bitPattern: numbers[2])
             inode = numbers[3]
-            let idEnd = 33 + Int(encoded[32])
-            fileID = String(decoding: encoded[33..<idEnd], as: UTF8.self)
+            verified = encoded[32] & 1 != 0
+            let idEnd = 34 + Int(encoded[33])
+            fileID = String(decoding: encoded[34..<idEnd], as: UTF8.self)
             fingerprint = String(decoding: encoded[idEnd...], as: UTF8.self)
         }
 
         var encoded: [UInt8] {
             var bytes: [UInt8] = []
-            bytes.reserveCapacity(33 + fileID.utf8.count + fingerprint.utf8.count)
+            bytes.reserveCapacity(34 + fileID.utf8.count + fingerprint.utf8.count)
             for number in [UInt64(bitPattern: size), UInt64(bitPattern: mtime), UInt64(bitPattern: ctime), inode] {
                 withUnsafeBytes(of: number.littleEndian) { bytes.append(contentsOf: $0) }
             }
+            bytes.append(verified ? 1 : 0)
             bytes.append(UInt8(min(fileID.utf8.count, 255)))
             bytes.append(contentsOf: fileID.utf8.prefix(255))
             bytes.append(contentsOf: fingerprint.utf8)
@@ -89,6 +94,30 @@ final class MigrationLedger: Sendable {
         try? Data((description + "\n").utf8).write(to: URL(fileURLWithPath: path + "/migration.txt"))
     }
 
+    /// The source folder's identity (device and inode): a mount point left empty by an unmounted share
+    /// is another folder.
+    struct Root: Equatable {
+        var device: UInt64
+        var inode: UInt64
+    }
+
+    /// Key of the source root's identity: a NUL byte, which no item path holds.
+    private static let rootKey: [UInt8] = [0] + Array("root".utf8)
+
+    /// The source root's identity recorded by an earlier run, if any.
+    func root() throws -> Root? {
+        guard let bytes = try database.get(Self.rootKey, in: files), bytes.count == 16 else { return nil }
+        let numbers = bytes.withUnsafeBytes { raw in (0..<2).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self).littleEndian } }
+        return Root(device: numbers[0], inode: numbers[1])
+    }
+
+    /// Records the source root's identity.
+    func setRoot(_ root: Root) throws {
+        var bytes: [UInt8] = []
+        for number in [root.device, root.inode] { withUnsafeBytes(of: number.littleEndian) { bytes.append(contentsOf: $0) } }
+        try database.put(Self.rootKey, bytes, in: files, sync: true)
+    }
+
     /// The record of `path`, if it was copied.
     func record(_ path: String) throws -> Record? {
         try database.get(Array(path.utf8), in: files).flatMap(Record.init(encoded:))
@@ -101,16 +130,6 @@ final class MigrationLedger: Sendable {
         for (path, record) in records { batch.put(Array(path.utf8), record.encoded, in: files) }
         for path in removed { batch.delete(Array(path.utf8), in: files) }
         try database.write(batch, sync: true)
-    }
-
-    /// Paths recorded under `prefix` (a deleted source subtree's records are dropped with `write`).
-    func paths(under prefix: String) throws -> [String] {
-        var result: [String] = []
-        try database.scan(files, prefix: Array(prefix.utf8)) { key, _ in
-            result.append(String(decoding: key, as: UTF8.self))
-            return true
-        }
-        return result
     }
 
     func close() { database.close() }
