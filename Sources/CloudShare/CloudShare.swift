@@ -153,7 +153,7 @@ public final class CloudShare: Sendable {
     func record(pack: Digest32, chunks: [(id: Digest32, location: ChunkLocation)], fromTrailer: Bool = false) {
         index.withLock { table in
             table.loadedPacks.insert(pack)
-            if fromTrailer { table.trailerPacks.insert(pack) }
+            if fromTrailer { table.trailerPacks.insert(pack) } else { table.trailerPacks.remove(pack) }
             for chunk in chunks {
                 if let known = table.locations[chunk.id], fromTrailer || !table.trailerPacks.contains(known.pack) { continue }
                 table.locations[chunk.id] = chunk.location

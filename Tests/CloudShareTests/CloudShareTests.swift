@@ -120,6 +120,38 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         }
     }
 
+    @Test func aChunkKnownOnlyFromADamagedPacksTrailerIsStoredAgainAndCommitsNameTheIndexedPack() async throws {
+        let (store, cleanup) = try temporaryStore()
+        defer { cleanup() }
+        let share = try await CloudShare.create(in: store)
+        let chunk = pseudoRandomBytes(20_000, seed: 11), id = SHA256.hash(chunk)
+        let other = pseudoRandomBytes(9_000, seed: 12)
+        let first = share.makeUploader()
+        try await first.add(id: id, bytes: chunk)
+        try await first.add(id: SHA256.hash(other), bytes: other)
+        try await first.finish()
+        let damaged = await first.packs[0]
+        try await store.delete(IndexSegment.key(damaged))
+
+        // A reader finds the chunk through the pack's trailer…
+        let reopened = try await CloudShare.open(store)
+        #expect(try await reopened.readChunk(id) == chunk)
+        #expect(reopened.location(of: id)?.pack == damaged)
+        // …but a writer does not reference it there: it stores the chunk again, in a pack with an index
+        // segment, and a commit names that pack, never the damaged one.
+        let writer = reopened.makeUploader()
+        #expect(try await writer.add(id: id, bytes: chunk), "a chunk known only from a trailer must be stored again")
+        try await writer.finish()
+        let stored = await writer.packs
+        #expect(stored.count == 1 && stored[0] != damaged)
+        let commit = reopened.commit(author: "t", authorName: "T", operations: [
+            .upsert("a", NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: 20_000, mode: 0o644, mtime: 0, uid: 0, gid: 0,
+                                        chunks: [ChunkRef(id: id, length: 20_000)])),
+        ])
+        #expect(commit.packs == stored.map(\.hex), "the commit names \(commit.packs), not the indexed pack")
+        #expect(try await store.head(IndexSegment.key(stored[0])).size > 0)
+    }
+
     @Test func creatingTwiceIsRefused() async throws {
         let store = MemoryStore()
         _ = try await CloudShare.create(in: store)
