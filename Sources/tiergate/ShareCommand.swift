@@ -139,7 +139,7 @@ struct MigrateCommand: AsyncParsableCommand {
     func validate() throws {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if batchFiles < 1 { throw ValidationError("--batch-files must be at least 1") }
-        if batchSeconds <= 0 { throw ValidationError("--batch-seconds must be positive") }
+        if !(batchSeconds > 0 && batchSeconds.isFinite) { throw ValidationError("--batch-seconds must be a positive number of seconds") }
         if let bwlimit, ByteRate.parse(bwlimit) == nil { throw ValidationError("--bwlimit '\(bwlimit)' is not a rate (e.g. 500K, 10M, 1G)") }
     }
 
