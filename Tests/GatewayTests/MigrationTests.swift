@@ -85,12 +85,13 @@ import Testing
         }
 
         let migrate = ["migrate", source, url, "--state-dir", scratch.path + "/migration", "--log", scratch.path + "/items.csv",
-                       "--batch-files", "150", "--threads", "2"]
+                       "--batch-files", "150", "--threads", "2", "--bwlimit", "3M"]
         var random = SeededGenerator(state: 5)
         var kills = 0
         for _ in 0..<6 {
             let committed = Set(Self.logRows(scratch.path + "/items.csv").filter { $0.action == "copied" }.map(\.path))
             let run = try TiergateProcess(migrate, logs: scratch.path)
+            // Paced to 3 MB/s, a run takes about ten seconds: every kill lands mid-way, whatever the machine.
             usleep(UInt32.random(in: 300_000...1_500_000, using: &random))
             run.send(SIGKILL)
             if run.exitStatus(timeout: 30) == nil { kills += 1 }
