@@ -8,10 +8,11 @@ enum BoundedTasks {
     }
 
     /// Calls `work` for every item, at most `width` at once, and `collect` with each result in completion
-    /// order (on the calling task). An error thrown by `work` ends the whole run.
+    /// order (on the calling task; work goes on while `collect` waits, say for a commit). An error thrown
+    /// by `work` ends the whole run.
     static func run<Item: Sendable, Value: Sendable>(_ items: [Item], width: Int,
                                                      work: @escaping @Sendable (Item) async throws -> Value,
-                                                     collect: (Value) throws -> Void) async throws {
+                                                     collect: (Value) async throws -> Void) async throws {
         try await withThrowingTaskGroup(of: Box<Value>.self) { group in
             var pending = items[...]
             func start() {
@@ -20,7 +21,7 @@ enum BoundedTasks {
             }
             for _ in 0..<max(1, width) { start() }
             while let box = try await group.next() {
-                try collect(box.value)
+                try await collect(box.value)
                 start()
             }
         }

@@ -42,6 +42,20 @@ public enum Migration {
 
         /// Defaults.
         public init() {}
+
+        /// `destination` as a path in the share (no empty components); refused when no share may hold it.
+        func shareDestination() throws -> String {
+            let path = destination.split(separator: "/").joined(separator: "/")
+            if !path.isEmpty, let problem = SafePath.problem(with: path) {
+                throw GatewayError("the destination '\(destination)' cannot be a path in the share: \(problem)")
+            }
+            return path
+        }
+
+        /// The per-item log, opened for appending, if one was asked for.
+        func openItemLog() throws -> MigrationItemLog? {
+            try itemLog.map { try MigrationItemLog(path: $0, format: itemLogFormat ?? .implied(by: $0)) }
+        }
     }
 
     /// What a migration did.
@@ -128,11 +142,8 @@ public enum Migration {
         guard sourceShare.manifest.shareID != share.manifest.shareID else {
             throw GatewayError("the source and the destination are the same share (\(share.manifest.shareID))")
         }
-        let destination = options.destination.split(separator: "/").joined(separator: "/")
-        if !destination.isEmpty, let problem = SafePath.problem(with: destination) {
-            throw GatewayError("the destination '\(options.destination)' cannot be a path in the share: \(problem)")
-        }
-        let itemLog = try options.itemLog.map { try MigrationItemLog(path: $0, format: options.itemLogFormat ?? .implied(by: $0)) }
+        let destination = try options.shareDestination()
+        let itemLog = try options.openItemLog()
         progress?(JobProgress(phase: "reading the source share", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
         let run = Run(share: share, namespace: try await share.namespace(), options: options, destination: destination, sourceFD: -1,
                       ledger: nil, itemLog: itemLog, started: started, progress: progress)
@@ -151,10 +162,7 @@ public enum Migration {
         let started = Date()
         guard let sourceInfo = try Posix.status(source) else { throw GatewayError("'\(source)' does not exist") }
         guard (sourceInfo.st_mode & S_IFMT) == S_IFDIR else { throw GatewayError("'\(source)' is not a directory") }
-        let destination = options.destination.split(separator: "/").joined(separator: "/")
-        if !destination.isEmpty, let problem = SafePath.problem(with: destination) {
-            throw GatewayError("the destination '\(options.destination)' cannot be a path in the share: \(problem)")
-        }
+        let destination = try options.shareDestination()
         let sourceFD = try Posix.open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         defer { close(sourceFD) }
         let ledger = try options.stateDirectory.map { directory in
@@ -167,7 +175,7 @@ public enum Migration {
                                        description: "source \(absolute)\nshare \(StoreLocator.redacted(share.name)) (id \(share.manifest.shareID))\ndestination /\(destination)")
         }
         defer { ledger?.close() }
-        let itemLog = try options.itemLog.map { try MigrationItemLog(path: $0, format: options.itemLogFormat ?? .implied(by: $0)) }
+        let itemLog = try options.openItemLog()
 
         progress?(JobProgress(phase: "scanning the source and reading the share's log", items: 0, totalItems: nil, bytes: 0, elapsed: 0))
         let namespace = try await share.namespace()
@@ -225,8 +233,6 @@ public enum Migration {
             case copied(String, NamespaceEntry)
             /// A file of a source share that cannot be read (a chunk missing or corrupt there).
             case unreadable(String, Int64, String)
-            /// The store or the share failed: the run stops.
-            case fatal(String)
         }
 
         init(share: CloudShare, namespace: Namespace, options: Options, destination: String, sourceFD: Int32, ledger: MigrationLedger?,
@@ -315,27 +321,16 @@ public enum Migration {
             totalBytes = files.reduce(0) { $0 + $1.1.size }
             copyStarted = Date()
             let (share, uploader) = (share, uploader)
-            try await withThrowingTaskGroup(of: BoundedTasks.Box<Outcome>.self) { group in
-                var pending = files[...]
-                func start() {
-                    guard let (path, entry) = pending.popFirst() else { return }
-                    group.addTask {
-                        do {
-                            for chunk in entry.chunks where !share.hasIndexed(chunk.id) {
-                                try await uploader.add(id: chunk.id, bytes: try await source.readChunk(chunk.id))
-                            }
-                            return BoundedTasks.Box(.copied(path, entry))
-                        } catch let error as ShareError {
-                            return BoundedTasks.Box(.unreadable(path, entry.size, "\(error)"))
-                        }
+            try await BoundedTasks.run(files, width: max(8, options.readers), work: { (path, entry) -> Outcome in
+                do {
+                    for chunk in entry.chunks where !share.hasIndexed(chunk.id) {
+                        try await uploader.add(id: chunk.id, bytes: try await source.readChunk(chunk.id))
                     }
+                    return .copied(path, entry)
+                } catch let error as ShareError {
+                    return .unreadable(path, entry.size, "\(error)")
                 }
-                for _ in 0..<max(8, options.readers) { start() }
-                while let box = try await group.next() {
-                    try await take(box.value, lastChance: true)
-                    start()
-                }
-            }
+            }, collect: { try await self.take($0, lastChance: true) })
             if options.mirror { try await mirror(present: Set(folders.map(\.path) + files.map { sharePath($0.0) })) }
             try await finish()
         }
@@ -446,7 +441,9 @@ public enum Migration {
         func read(_ items: [LocalItem], lastChance: Bool) async throws {
             let (sourceFD, uploader) = (sourceFD, uploader)
             let chunker = FastCDC(share.manifest.chunking)
-            let work: @Sendable (LocalItem) async -> Outcome = { item in
+            // Results are taken on this task while the readers go on (a commit may wait for uploads); a
+            // store or share failure ends the run.
+            try await BoundedTasks.run(items, width: options.readers, work: { item -> Outcome in
                 do {
                     return .stored(try await FileReader.store(rootFD: sourceFD, item: item, chunker: chunker, uploader: uploader))
                 } catch let error as PosixError {
@@ -455,24 +452,8 @@ public enum Migration {
                     return .failed(item, "changed while it was read (copy it again once it is quiet)", retry: true)
                 } catch is FileReader.UnrecordedStub {
                     return .failed(item, "a Tiergate stub (holes, not content): recall it before migrating", retry: false)
-                } catch {
-                    return .fatal("\(error)")
                 }
-            }
-            // Results are taken on this task while the readers go on (a commit may wait for uploads).
-            try await withThrowingTaskGroup(of: BoundedTasks.Box<Outcome>.self) { group in
-                var pending = items[...]
-                func start() {
-                    guard let item = pending.popFirst() else { return }
-                    group.addTask { BoundedTasks.Box(await work(item)) }
-                }
-                for _ in 0..<max(1, options.readers) { start() }
-                while let box = try await group.next() {
-                    if case .fatal(let message) = box.value { throw GatewayError(message) }
-                    try await take(box.value, lastChance: lastChance)
-                    start()
-                }
-            }
+            }, collect: { try await self.take($0, lastChance: lastChance) })
         }
 
         func fail(_ item: LocalItem, _ reason: String) throws {
@@ -492,8 +473,6 @@ public enum Migration {
             case .unreadable(let relative, let size, let reason):
                 report.failed.append(SkippedItem(path: relative, reason: reason))
                 try itemLog?.log(.failed, sharePath(relative), size: size, reason: reason)
-            case .fatal:
-                return
             case .stored(let content):
                 let item = content.item
                 report.bytesRead += content.size
