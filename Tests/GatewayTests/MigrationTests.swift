@@ -312,6 +312,37 @@ import Testing
         #expect(!again.output.contains("verified"), "verified files are not read back again: \(again.output)")
     }
 
+    @Test func aMirrorHoldsItsDeletesBackWhenTheSourceChangesDuringTheCopy() async throws {
+        let scratch = Scratch()
+        let source = scratch.path + "/source", url = "file://" + scratch.path + "/share"
+        Self.makeSource(source, folders: 2, files: 4)
+        #expect(try runTiergate(["share", "create", url]) == 0)
+        let migrate = ["migrate", source, url, "--mirror", "--state-dir", scratch.path + "/state"]
+        #expect(try TiergateProcess.run(migrate, logs: scratch.path).status == 0)
+        // A folder goes (as if renamed away mid-walk) while another file keeps changing during the run.
+        try FileManager.default.removeItem(atPath: source + "/f1")
+        let busy = source + "/f0/busy.log"
+        FileManager.default.createFile(atPath: busy, contents: Data(randomBytes(24 << 20, seed: 5)))
+        let stop = Atomic<Bool>(false)
+        let writer = Thread {
+            let fd = open(busy, O_WRONLY)
+            var byte: UInt8 = 1
+            while !stop.load(ordering: .relaxed) {
+                _ = pwrite(fd, &byte, 1, Int(byte) * 4096)
+                byte &+= 1
+            }
+            close(fd)
+        }
+        writer.start()
+        let run = try TiergateProcess.run(migrate, logs: scratch.path)
+        stop.store(true, ordering: .relaxed)
+        #expect(run.status == 2, "\(run.output)")
+        #expect(run.output.contains("deletes held back"), "\(run.output)")
+        #expect(Self.counts(run.output)?.deleted == 0, "\(run.output)")
+        let info = try TiergateProcess.run(["share", "info", url], logs: scratch.path)
+        #expect(info.output.contains("namespace:    8 files, 2 directories"), "nothing was deleted: \(info.output)")
+    }
+
     @Test func aShareIsCopiedIntoAnotherShareAndARerunCopiesOnlyWhatChanged() async throws {
         let scratch = Scratch()
         let source = scratch.path + "/source", from = "file://" + scratch.path + "/from", to = "file://" + scratch.path + "/to"
