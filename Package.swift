@@ -14,6 +14,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The daemon's loopback listener (metrics and the status page); no traits: neither
+        // swift-configuration nor full Foundation is needed.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(name: "CRocksDB", pkgConfig: "rocksdb", providers: [.apt(["librocksdb-dev"])]),
@@ -27,13 +33,19 @@ let package = Package(
         .target(name: "Hashing", dependencies: ["CXXHash", "CCrypto"]),
         .target(name: "RocksDB", dependencies: ["CRocksDB"]),
         .target(name: "Chunking", dependencies: ["Hashing"]),
-        .target(name: "Backends", dependencies: ["Hashing", "CCurl"]),
+        .target(name: "Telemetry", dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]),
+        .target(name: "Backends", dependencies: ["Hashing", "CCurl", "Telemetry"]),
         .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing"]),
         .target(name: "Fanotify", dependencies: ["CLinux"]),
         .target(name: "FUSE", dependencies: ["CFuse3"]),
         .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB", "CLinux", "Fanotify", "FUSE",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Mustache", package: "swift-mustache"),
+            "Telemetry",
         ]),
         .executableTarget(name: "tiergate", dependencies: [
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,3 +1,5 @@
+import CoreMetrics
+import Telemetry
 import Foundation
 
 /// How to retry a failed call: bounded attempts with exponential backoff and full jitter.
@@ -40,6 +42,9 @@ public struct RetryPolicy: Sendable {
         ceiling(beforeRetry: retry) * min(max(unit, 0), 1)
     }
 
+    /// Retries of every store, counted for the daemon's metrics.
+    static let retries = Counter(label: MetricName.storeRetries)
+
     /// Runs `body` until it succeeds, throws an error `isRetryable` rejects, or the attempts run out
     /// (then the last error is thrown). `body` gets the attempt number, starting at 1.
     public func run<T>(isRetryable: (any Error) -> Bool, _ body: (Int) async throws -> T) async throws -> T {
@@ -49,6 +54,7 @@ public struct RetryPolicy: Sendable {
                 return try await body(attempt)
             } catch {
                 guard attempt < maxAttempts, isRetryable(error), !Task.isCancelled else { throw error }
+                Self.retries.increment()
                 try await sleep(delay(beforeRetry: attempt, unit: Double.random(in: 0..<1)))
                 attempt += 1
             }

@@ -3,8 +3,13 @@
 /// `file:///absolute/path` is the embedded default. Each backend adds its scheme here, so that
 /// swapping backends is a change of URL and nothing else.
 public enum StoreLocator {
-    /// The store for `url`; throws a ``StoreError`` with code `permanent` naming the URL and the problem.
+    /// The store for `url` (measured: see ``MeteredStore``); throws a ``StoreError`` with code
+    /// `permanent` naming the URL and the problem.
     public static func open(_ url: String) throws -> any ObjectStore {
+        MeteredStore(try openUnmetered(url))
+    }
+
+    private static func openUnmetered(_ url: String) throws -> any ObjectStore {
         try refuseCredentials(in: url)
         guard let schemeEnd = url.range(of: "://") else {
             throw malformed(url, "it has no scheme; use file:///path, s3://bucket/prefix or filerest://account/share")

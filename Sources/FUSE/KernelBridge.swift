@@ -1,3 +1,4 @@
+import Synchronization
 import CFuse3
 import Glibc
 
@@ -16,6 +17,8 @@ final class KernelBridge: Sendable {
     let spliceWrites: Bool
     /// Which open files the kernel reads and writes directly.
     let passthrough: KernelPassthrough
+    /// Requests the kernel sent (for the daemon's metrics).
+    let requests = Atomic<Int>(0)
 
     init(core: any FileSystemCore, options: MountOptions) {
         self.core = core
@@ -30,7 +33,9 @@ final class KernelBridge: Sendable {
     /// The bridge a request belongs to.
     @inline(__always)
     static func of(_ request: fuse_req_t?) -> KernelBridge {
-        Unmanaged<KernelBridge>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+        let bridge = Unmanaged<KernelBridge>.fromOpaque(fuse_req_userdata(request)!).takeUnretainedValue()
+        bridge.requests.wrappingAdd(1, ordering: .relaxed)
+        return bridge
     }
 
     // MARK: Encoding answers

@@ -188,6 +188,9 @@ public final class MountSession: Sendable {
     /// has returned, which waits for the kernel's first request (INIT).
     public var isPassingThrough: Bool { bridge.passthrough.isActive }
 
+    /// Requests the kernel has sent this mount so far.
+    public var requestCount: Int { bridge.requests.load(ordering: .relaxed) }
+
     /// Whether the loop is still serving.
     public var isRunning: Bool {
         finished.wait(timeout: .now()) == .timedOut

@@ -31,6 +31,8 @@ public final class PreContentMonitor: Sendable {
         public var refusedResponses: Int
         /// Failed reads of the group.
         public var readErrors: Int
+        /// Events read from the group and waiting for a handler now.
+        public var queued: Int
     }
 
     private enum Lifecycle { case running, stopping, stopped }
@@ -135,7 +137,7 @@ public final class PreContentMonitor: Sendable {
         Statistics(
             events: eventCount.load(ordering: .relaxed), allowed: allowedCount.load(ordering: .relaxed),
             denied: deniedCount.load(ordering: .relaxed), refusedResponses: refusedCount.load(ordering: .relaxed),
-            readErrors: readErrorCount.load(ordering: .relaxed))
+            readErrors: readErrorCount.load(ordering: .relaxed), queued: queue.count)
     }
 
     // MARK: Marks

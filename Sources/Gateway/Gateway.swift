@@ -230,7 +230,7 @@ public final class Gateway {
     public struct EndpointStatus: Codable, Sendable {
         /// The endpoint.
         public var endpoint: EndpointConfig
-        /// `Healthy`, `Pending` or `Error`.
+        /// `Healthy`, `Pending`, `Error` or `No Activity` (see ``Health``).
         public var health: String
         /// The last pass, if any.
         public var lastSync: SyncReport?
@@ -246,39 +246,77 @@ public final class Gateway {
         public var filesNotSyncing: Int
         /// Why the share could not be reached, if it could not.
         public var shareError: String?
+        /// Stubs, cache and recalls, on an endpoint with tiering or stubs.
+        public var tiering: TieringFigures?
+        /// The servers registered in the share (this one included), when it could be reached.
+        public var servers: [ServerRegistration]?
+        /// Sync activity of the last 24 hours, as the daemon recorded it.
+        public var activity: SyncActivity?
+    }
+
+    /// The health vocabulary of `status`, the metrics and the status page.
+    public enum Health {
+        /// The share is unreachable, the last pass failed, or items fail to sync.
+        public static let error = "Error"
+        /// Nothing synced yet, local changes or share commits waiting.
+        public static let pending = "Pending"
+        /// No pass for ``quietLimit``: the daemon is not running (or stuck).
+        public static let noActivity = "No Activity"
+        /// In sync.
+        public static let healthy = "Healthy"
+        /// A running daemon passes at least every 300 s; an hour without a pass means none runs.
+        public static let quietLimit: Double = 3600
+        /// The value of the `tiergate_endpoint_health` metric: 0 healthy, 1 pending, 2 no activity, 3 error.
+        public static func level(_ health: String) -> Int {
+            [healthy, pending, noActivity, error].firstIndex(of: health) ?? 3
+        }
     }
 
     /// Status of every endpoint.
-    public func status() async -> [EndpointStatus] {
+    public func status(now: Date = Date()) async -> [EndpointStatus] {
+        await Self.status(config: config, state: state, now: now)
+    }
+
+    /// Status of every endpoint of `config` (the daemon's listener calls it without a `Gateway`).
+    static func status(config: GatewayConfig, state: LocalState, now: Date) async -> [EndpointStatus] {
         var result: [EndpointStatus] = []
         for endpoint in config.endpoints {
             let cursor = (try? state.cursor(endpoint.id)) ?? 0
             let last = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? nil
             var head: UInt64?
             var shareError: String?
+            var servers: [ServerRegistration]?
             do {
-                head = try await CommitLog(store: StoreLocator.open(endpoint.share)).head(after: cursor)
+                let store = try StoreLocator.open(endpoint.share)
+                head = try await CommitLog(store: store).head(after: cursor)
+                servers = try await ServerRegistration.list(in: store)
             } catch {
                 shareError = "\(error)"
             }
             let errors = (try? state.errors(endpoint.id)) ?? []
             let pending = (try? state.pendingCount(endpoint.id)) ?? 0
-            // Skipped and refused names, and notes of conflicts already resolved (both versions kept), are
-            // listed but do not make the endpoint unhealthy.
-            let failing = errors.filter { !["skipped", "refused", "conflict"].contains($0.kind) }.count
-            let health: String
-            if shareError != nil || last?.result.hasPrefix("error") == true || failing > 0 {
-                health = "Error"
-            } else if head.map({ $0 > cursor }) == true || pending > 0 || last == nil {
-                health = "Pending"
-            } else {
-                health = "Healthy"
-            }
+            let health = Self.health(last: last, cursor: cursor, head: head, reachable: shareError == nil, pending: pending, errors: errors, now: now)
+            let tiering = try? tieringFigures(endpoint, state: state, now: now)
             result.append(EndpointStatus(endpoint: endpoint, health: health, lastSync: last, cursor: cursor, head: head,
                                          entries: (try? state.entryCount(endpoint.id)) ?? 0, pendingChanges: pending,
-                                         filesNotSyncing: errors.count, shareError: shareError))
+                                         filesNotSyncing: errors.count, shareError: shareError,
+                                         tiering: endpoint.tiering != nil || (tiering?.stubs ?? 0) > 0 ? tiering : nil,
+                                         servers: servers,
+                                         activity: try? state.value(SyncActivity.self, endpoint.id, SyncActivity.stateKey)))
         }
         return result
+    }
+
+    /// An endpoint's health from its last pass, its cursor and the share's head (nil when unknown),
+    /// whether the share answered, its pending changes and its item errors.
+    static func health(last: SyncReport?, cursor: UInt64, head: UInt64?, reachable: Bool, pending: Int, errors: [ItemError], now: Date) -> String {
+        // Skipped and refused names, and notes of conflicts already resolved (both versions kept), are
+        // listed but do not make the endpoint unhealthy.
+        let failing = errors.filter { !["skipped", "refused", "conflict"].contains($0.kind) }.count
+        if !reachable || last?.result.hasPrefix("error") == true || failing > 0 { return Health.error }
+        if let last, now.timeIntervalSince1970 - (last.started + last.seconds) > Health.quietLimit { return Health.noActivity }
+        if head.map({ $0 > cursor }) == true || pending > 0 || last == nil { return Health.pending }
+        return Health.healthy
     }
 
     /// The "files not syncing" of one endpoint, or of all.

@@ -130,12 +130,8 @@ struct StatusCommand: AsyncParsableCommand {
         do {
             let gateway = try state.open(readOnly: true)
             // config.json is edited by hand, so a URL read from it may hold what the CLI would refuse: redacted
-            // once here, for the text and the JSON.
-            let status = await gateway.status().map { item in
-                var item = item
-                item.endpoint.share = ShareAdmin.printable(item.endpoint.share)
-                return item
-            }
+            // once, for the text and the JSON.
+            let status = await gateway.printableStatus()
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -150,7 +146,7 @@ struct StatusCommand: AsyncParsableCommand {
                 print("  items:             \(item.entries)")
                 print("  pending changes:   \(item.pendingChanges)")
                 print("  files not syncing: \(item.filesNotSyncing)")
-                let figures = try? gateway.tieringFigures(item.endpoint)
+                let figures = item.tiering
                 if let figures, figures.stubs > 0 {
                     // What a reader of a stub on the endpoint gets: without the daemon nothing recalls.
                     print("  recall:            " + (ControlRequests.daemonIsRunning(in: state.directory)

@@ -10,10 +10,15 @@ struct ServeCommand: AsyncParsableCommand {
     )
     @OptionGroup var state: StateOptions
     @Option(help: "Seconds between polls of each share's commit log.") var pollInterval: Double = 1
+    @Option(help: "Loopback HOST:PORT for Prometheus metrics (/metrics) and the status page (/), or 'off'; default: config.json's \"metrics\", else off.")
+    var metrics: String?
     @Flag(help: .hidden) var worker = false
 
     func validate() throws {
         guard pollInterval >= 0.05 && pollInterval <= 3600 else { throw ValidationError("--poll-interval must be between 0.05 and 3600 seconds") }
+        if let metrics, metrics != "off" {
+            do { _ = try OperationsListener.parse(metrics) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func run() async throws {
@@ -30,7 +35,11 @@ struct ServeCommand: AsyncParsableCommand {
             guard let config = try directory.loadConfig(), !config.endpoints.isEmpty else {
                 throw fail(GatewayError("no endpoints to serve; add one with `tiergate endpoint add`"))
             }
+            if let address = config.metrics, metrics == nil, address != "off" {
+                do { _ = try OperationsListener.parse(address) } catch { throw fail(GatewayError("config.json: \(error)")) }
+            }
             let arguments = (state.stateDirectory.map { ["--state-dir", $0] } ?? []) + ["--poll-interval", String(pollInterval)]
+                + (metrics.map { ["--metrics", $0] } ?? [])
             let status = DaemonSupervisor.run(executable: "/proc/self/exe", arguments: arguments, directory: directory,
                                               endpoints: config.endpoints) { logger.warning("\($0)") }
             if status != 0 { throw ExitCode(status) }
@@ -53,7 +62,7 @@ struct ServeCommand: AsyncParsableCommand {
             // Every service has returned (their workers joined) when serve returns: then the database closes, here.
             defer { gateway.close() }
             try gateway.checkConfiguration()
-            try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)), fanotifyGroups: groups)
+            try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)), fanotifyGroups: groups, metrics: metrics)
         } catch {
             throw fail(error)
         }

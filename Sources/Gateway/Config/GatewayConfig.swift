@@ -51,6 +51,9 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     public var endpoints: [EndpointConfig]
     /// The id the next endpoint gets.
     public var nextEndpointID: UInt32
+    /// The loopback address (`127.0.0.1:9464`) where `serve` offers Prometheus metrics and the status
+    /// page; nil: none (unless `serve --metrics` names one).
+    public var metrics: String?
 
     /// A new configuration for a server called `name`.
     public init(serverName: String) {

@@ -110,9 +110,11 @@ public final class SyncEngine {
         do {
             try await share.checkIdentity()
             try await prepareFirstSync()
-            for _ in 0..<20 {
+            for attempt in 0..<20 {
                 try await download(&report)
                 if try await upload(&report) { break }
+                // Another server took the sequence number first: download its commit and append again.
+                report.commitRetries = attempt + 1
             }
             report.cursor = try state.cursor(endpoint.id)
         } catch {
@@ -135,11 +137,10 @@ public final class SyncEngine {
         try? state.setValue(report, endpoint.id, "lastSync", sync: true)
     }
 
-    /// Writes `servers/<id>.json`: the server's name, last seen and last applied sequence.
+    /// Writes the endpoint's ``ServerRegistration``: the server's name, last seen and last applied sequence.
     func registerServer(cursor: UInt64) async throws {
-        struct Registration: Codable { var serverID: String; var name: String; var endpoint: UInt32; var lastSeen: Double; var lastAppliedSequence: UInt64 }
-        let record = Registration(serverID: serverID, name: serverName, endpoint: endpoint.id, lastSeen: Date().timeIntervalSince1970, lastAppliedSequence: cursor)
-        try await share.store.put("servers/\(serverID)-\(endpoint.id).json", bytes: Array(JSONEncoder().encode(record)))
+        try await ServerRegistration(serverID: serverID, name: serverName, endpoint: endpoint.id,
+                                     lastSeen: Date().timeIntervalSince1970, lastAppliedSequence: cursor).write(to: share.store)
     }
 
     /// Records per-item errors and clears the ones of items that synced.

@@ -31,6 +31,8 @@ public struct SyncReport: Codable, Sendable {
     public var commits = 0
     /// Items that did not sync this pass.
     public var itemErrors = 0
+    /// Appends retried because another server took the sequence number first.
+    public var commitRetries = 0
     /// The log sequence applied at the end.
     public var cursor: UInt64 = 0
     /// `success`, or the error that stopped the pass.
@@ -59,6 +61,7 @@ public struct SyncReport: Codable, Sendable {
         conflicts = try field(.conflicts, conflicts)
         commits = try field(.commits, commits)
         itemErrors = try field(.itemErrors, itemErrors)
+        commitRetries = try field(.commitRetries, commitRetries)
         cursor = try field(.cursor, cursor)
         result = try field(.result, result)
     }

@@ -94,6 +94,8 @@ public final class SyncService: Service {
             }
         }
         guard let engine = opened else { return }
+        let metrics = EndpointMetrics(endpoint: endpoint.id)
+        var lastTieringFigures = ContinuousClock().now - .seconds(3600)
         engine.recallActiveSince = recallActiveSince
         if let tiering { engine.onStubCreated = { path in try? tiering.mark(path) } }
         defer { mount?.stop() }
@@ -117,25 +119,40 @@ public final class SyncService: Service {
             } else if clock.now - lastPoll >= pollInterval {
                 lastPoll = clock.now
                 let cursor = try state.cursor(endpoint.id)
-                if let head = try? await engine.share.log.head(after: cursor), head > cursor { reason = "cloud change" }
+                let head = try? await engine.share.log.head(after: cursor)
+                if let head, head > cursor { reason = "cloud change" }
+                recordStanding(metrics, cursor: cursor, head: head)
             }
             if let reason {
                 seenChanges = watcher.changeCount
                 lastPass = clock.now
+                var report: SyncReport
                 do {
-                    let report = try await engine.syncOnce()
+                    report = try await engine.syncOnce()
                     if report.commits > 0 || report.downloaded > 0 || report.appliedRemovals > 0 || reason == "start" {
                         logger.info("\(report.summary)", metadata: ["trigger": .string(reason), "share.seq": .stringConvertible(report.cursor)])
                     }
                 } catch {
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
+                    report = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? SyncReport()
                 }
+                metrics.recordPass(report)
+                recordActivity { $0.record(report, trigger: reason) }
+                recordStanding(metrics, cursor: report.cursor, head: report.result == "success" ? report.cursor : nil)
             }
             // Recall figures for `status`, written when they changed (not on every tick).
             let figures = recaller.currentFigures
             if tiering != nil || mount != nil, figures != storedFigures {
                 storedFigures = figures
                 try? state.setValue(figures, endpoint.id, "recallFigures")
+                let lowOnSpace = tiering != nil && ((try? TieringPolicy.volume(of: endpoint.path).isLowOnSpace) ?? false)
+                let new = metrics.recordRecalls(figures, lowOnSpace: lowOnSpace, queued: tiering?.queuedEvents)
+                recordActivity { $0.recordRecalls(new.recalls, bytes: new.bytes) }
+            }
+            if tiering != nil || mount != nil, clock.now - lastTieringFigures >= .seconds(60) {
+                lastTieringFigures = clock.now
+                if let figures = try? Gateway.tieringFigures(endpoint, state: state, now: Date()) { metrics.recordTiering(figures) }
+                metrics.recordMount(requests: mount?.requestCount)
             }
             if let tiering {
                 // Low-disk mode: policies every minute, and what accesses recall is tiered again once closed.
@@ -158,6 +175,22 @@ public final class SyncService: Service {
             try? await Task.sleep(for: .milliseconds(50))
         }
         logger.info("stopped")
+    }
+
+    /// Adds to the endpoint's activity history (what the status page plots).
+    func recordActivity(_ change: (inout SyncActivity) -> Void) {
+        var activity = (try? state.value(SyncActivity.self, endpoint.id, SyncActivity.stateKey)) ?? SyncActivity()
+        change(&activity)
+        try? state.setValue(activity, endpoint.id, SyncActivity.stateKey)
+    }
+
+    /// The endpoint's standing figures for the metrics: lag, pending, not syncing, health.
+    func recordStanding(_ metrics: EndpointMetrics, cursor: UInt64, head: UInt64?) {
+        let errors = (try? state.errors(endpoint.id)) ?? []
+        let pending = (try? state.pendingCount(endpoint.id)) ?? 0
+        let last = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? nil
+        let health = Gateway.health(last: last, cursor: cursor, head: head, reachable: head != nil, pending: pending, errors: errors, now: Date())
+        metrics.recordStanding(cursor: cursor, head: head, pending: pending, notSyncing: errors.count, health: health)
     }
 
     /// Namespace-then-content: recalls a few stubs per tick, hottest first, while the daemon runs.
@@ -219,9 +252,17 @@ public final class SyncService: Service {
 extension Gateway {
     /// Runs every endpoint's sync service until SIGTERM or SIGINT, then stops them cleanly.
     /// `fanotifyGroups` are the groups a supervisor holds, by endpoint id (see ``DaemonSupervisor``).
-    public func serve(logger: Logger, pollInterval: Duration = .seconds(1), fanotifyGroups: [UInt32: Int32] = [:]) async throws {
+    /// `metrics` is the loopback address of the metrics and status-page listener (nil: config.json's
+    /// `metrics`, if any; `off`: none).
+    public func serve(logger: Logger, pollInterval: Duration = .seconds(1), fanotifyGroups: [UInt32: Int32] = [:],
+                      metrics: String? = nil) async throws {
         guard !config.endpoints.isEmpty else { throw GatewayError("no endpoints to serve; add one with `tiergate endpoint add`") }
-        let services: [any Service] = config.endpoints.map {
+        var listener: OperationsListener?
+        if let address = metrics ?? config.metrics, address != "off" {
+            DaemonMetrics.bootstrap()
+            listener = try OperationsListener(address: address, gateway: self, logger: logger)
+        }
+        let services: [any Service] = (listener.map { [$0] } ?? []) + config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
                         logger: logger)

@@ -125,17 +125,51 @@ extension Gateway {
         public var cacheSize: Int64 = 0
         /// Recalls since the daemon started (from its last report).
         public var recalls: RecallEngine.Figures?
+        /// The cache (full files) by when each file was last accessed, or modified when no access is
+        /// known: the data tiering would free first is in the oldest buckets.
+        public var cacheByLastAccess: [AccessBucket] = []
     }
 
+    /// Cached files last accessed within one age range.
+    public struct AccessBucket: Codable, Sendable, Equatable {
+        /// The range, for people (`1–7 days`).
+        public var label: String
+        /// The range's upper bound in days; nil for the oldest bucket.
+        public var days: Int?
+        /// Files and bytes in it.
+        public var files = 0
+        public var bytes: Int64 = 0
+    }
+
+    /// The age ranges of ``TieringFigures/cacheByLastAccess``.
+    static let accessBuckets: [(label: String, days: Int?)] = [
+        ("< 1 day", 1), ("1–7 days", 7), ("7–30 days", 30), ("30–90 days", 90), ("90–365 days", 365), ("> 1 year", nil),
+    ]
+
     /// Counts stubs and cache from the database.
-    public func tieringFigures(_ endpoint: EndpointConfig) throws -> TieringFigures {
+    public func tieringFigures(_ endpoint: EndpointConfig, now: Date = Date()) throws -> TieringFigures {
+        try Self.tieringFigures(endpoint, state: state, now: now)
+    }
+
+    static func tieringFigures(_ endpoint: EndpointConfig, state: LocalState, now: Date) throws -> TieringFigures {
         var figures = TieringFigures()
+        let heat = try state.heatStore(endpoint.id).all()
+        var buckets = Self.accessBuckets.map { AccessBucket(label: $0.label, days: $0.days) }
+        let nowNanoseconds = Int64(now.timeIntervalSince1970 * 1e9)
         for (_, record) in try state.entries(endpoint.id) where record.kind == .file {
-            if record.residency == .full { figures.cacheSize += record.size } else {
+            if record.residency == .full {
+                figures.cacheSize += record.size
+                let accessed = max(heat[record.fileID]?.lastAccess ?? 0, record.mtime)
+                let days = Double(nowNanoseconds - accessed) / 86_400e9
+                let index = buckets.firstIndex { $0.days.map { days < Double($0) } ?? true } ?? buckets.count - 1
+                buckets[index].files += 1
+                buckets[index].bytes += record.size
+            } else {
                 figures.stubs += 1
                 figures.sizeTiered += record.size
             }
         }
+        figures.cacheByLastAccess = buckets
         figures.recalls = try state.value(RecallEngine.Figures.self, endpoint.id, "recallFigures")
         return figures
     }

@@ -4,7 +4,9 @@ import CloudShare
 import Foundation
 import Glibc
 import Hashing
+import Metrics
 import Synchronization
+import Telemetry
 
 /// Brings stub content back from the cloud share: the ranges a reader needs (partial recall) or the
 /// whole file. Only holes are written, so bytes already local (recalled earlier, or written since) are
@@ -44,6 +46,8 @@ public final class RecallEngine: Sendable {
     }
 
     private let figures = Mutex(Figures())
+    /// How long fills that fetched data took (a metric of the daemon).
+    private let latency: Metrics.Timer
     /// While the volume is low on space, recalled files are not kept: their paths wait here until the
     /// daemon tiers them again (once closed).
     private let unkept = Mutex<(active: Bool, paths: Set<String>)>((false, []))
@@ -58,6 +62,7 @@ public final class RecallEngine: Sendable {
         self.connection = connection
         self.state = state
         self.endpoint = endpoint
+        latency = Metrics.Timer(label: MetricName.recallLatency, dimensions: [("endpoint", String(endpoint.id))])
     }
 
     /// Figures since start.
@@ -218,7 +223,9 @@ public final class RecallEngine: Sendable {
         guard let layout = try layout(fileID: fileID) else {
             throw GatewayError("\(stub.path) is an orphaned stub: no chunk list is recorded for its file id \(fileID)")
         }
+        let started = DispatchTime.now().uptimeNanoseconds
         return try await exclusively(fileID) {
+            defer { latency.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started)) }
             // A fill that held the flight before may have made it a normal file.
             guard try stub.fileID() == fileID else { return StubFill(written: 0, whole: true) }
             let before = try stub.status()

@@ -43,6 +43,9 @@ public final class TieringRuntime: Sendable {
         box.monitor.withLock { $0 = created }
     }
 
+    /// Pre-content events read from the group and waiting for a handler.
+    public var queuedEvents: Int { box.monitor.withLock { $0?.statistics.queued ?? 0 } }
+
     /// Stops the monitor (the kernel drops its marks).
     public func stop() {
         box.monitor.withLock { $0?.stop(); $0 = nil }
