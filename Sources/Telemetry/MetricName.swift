@@ -1,5 +1,5 @@
-/// Every metric Tiergate exports, in one place: its name, help text and labels. Labels are bounded:
-/// an endpoint id, a direction, an operation, a result — never a path, a URL or a secret.
+/// Every metric Tiergate exports, in one place: its name and its help text. Labels are bounded: an
+/// endpoint id, a direction, an operation, a result, an age range — never a path, a URL or a secret.
 public enum MetricName {
     // Sync (per endpoint: label `endpoint`).
     public static let syncFiles = "tiergate_sync_files_total"
@@ -35,4 +35,35 @@ public enum MetricName {
     // The server.
     public static let networkLimit = "tiergate_network_limit_bytes_per_second"
     public static let up = "tiergate_up"
+
+    /// The help text of every metric, by name (the exporter writes it as `# HELP`).
+    public static let help: [String: String] = [
+        syncFiles: "Files synced, by direction (upload: committed to the share; download: written or made stubs from it).",
+        syncBytes: "Bytes of file content synced, by direction.",
+        syncSessions: "Sync passes, by result.",
+        lastSync: "When the last sync pass ended (seconds since the epoch).",
+        filesNotSyncing: "Items that did not sync (errors and skipped names), as `tiergate errors` lists them.",
+        pendingChanges: "Local changes not committed yet.",
+        cursorLag: "Commits in the share's log that this endpoint has not applied yet (head minus cursor).",
+        commits: "Commits this endpoint appended to the share's log.",
+        commitRetries: "Commit appends retried because another server took the sequence number first.",
+        health: "Endpoint health: 0 Healthy, 1 Pending, 2 No Activity, 3 Error.",
+        storeRequests: "Object store requests, by operation and result.",
+        storeLatency: "Object store request latency, by operation.",
+        storeRetries: "Object store requests retried after a transient failure.",
+        recalls: "Stub accesses that fetched data from the share, by result.",
+        recallBytes: "Bytes written into stubs by recalls.",
+        recallLatency: "Time to fill a stub's range or whole file from the share.",
+        cacheHits: "Accesses the daemon saw that local data answered.",
+        cacheHitRate: "Share of the accesses the daemon saw that local data answered.",
+        cacheBytes: "Bytes of full files on the endpoint (the server's cache).",
+        tieredBytes: "Logical bytes of stubs (tiered to the share).",
+        stubs: "Files that are stubs.",
+        cacheBytesByAccess: "Bytes of full files by how long ago they were last accessed (or modified).",
+        lowDisk: "1 while the volume is below its free-space target (recalled files are tiered again).",
+        fanotifyQueue: "Pre-content events read from the kernel and waiting for a handler.",
+        mountRequests: "Requests the FUSE mount of the endpoint served.",
+        networkLimit: "The network limit in force for sync traffic (bytes per second; 0: none).",
+        up: "1 while the daemon runs.",
+    ]
 }
