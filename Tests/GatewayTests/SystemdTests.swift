@@ -2,6 +2,7 @@ import Fanotify
 import Foundation
 @testable import Gateway
 import Glibc
+import Synchronization
 import Testing
 
 /// `tiergate serve` as a systemd service: the notification protocol spoken to a fake `$NOTIFY_SOCKET`,
@@ -189,4 +190,101 @@ import Testing
         serve.send(SIGTERM)
         #expect(serve.exitStatus() == 0, "\(serve.errorOutput)")
     }
+
+    /// The daemon is killed with SIGKILL (supervisor and worker) while systemd holds its fanotify group in
+    /// the descriptor store: the stub stays marked, so a reader waits, and the next daemon, handed the
+    /// group in `$LISTEN_FDS`, answers the reader with the stub's exact bytes, never zeros.
+    @Test func aStubReadAcrossAKilledDaemonWaitsForTheNextOneAndReadsItsExactBytes() async throws {
+        let (group, content) = try await tieredGroup(size: 2 << 20, seed: 91)
+        guard PreContentMonitor.isSupported(at: group.root(0)) else {
+            Issue.record("fanotify pre-content events are unavailable here (Linux ≥ 6.14, CAP_SYS_ADMIN, ext4/xfs/btrfs needed): the descriptor store test cannot run")
+            return
+        }
+        group.release()
+        let state = group.scratch.path + "/state0", path = group.root(0) + "/big.bin", logs = group.scratch.path
+        let systemd = try FakeSystemd(path: group.scratch.path + "/notify")
+        defer { systemd.stop() }
+        let first = try TiergateProcess(["serve", "--state-dir", state, "--poll-interval", "0.2"], logs: logs,
+                                        environment: ["NOTIFY_SOCKET": systemd.socketName])
+        defer { if first.process.isRunning { first.send(SIGKILL) } }
+        #expect(systemd.waitFor { $0.fields["READY"] == "1" }.count == 1, "\(first.errorOutput)")
+        let stored = systemd.waitFor { $0.fields["FDSTORE"] == "1" && $0.fields["FDNAME"] == "fanotify-1" }
+        guard let storedGroup = stored.first?.descriptors.first, stored.first?.descriptors.count == 1 else {
+            Issue.record("no fanotify group reached the descriptor store: \(systemd.messages.map(\.text)) \(first.errorOutput)")
+            return
+        }
+        var link = [CChar](repeating: 0, count: 256)
+        _ = readlink("/proc/self/fd/\(storedGroup)", &link, 255)
+        #expect(String(cString: link) == "anon_inode:[fanotify]")
+        #expect(try runTiergate(["tier", path, "--state-dir", state]) == 0)
+        #expect(StubFile.marker(atPath: path) == .tiered)
+
+        first.send(SIGKILL)
+        first.process.waitUntilExit()
+        let reader = BlockedRead(path)
+        usleep(1_000_000)
+        #expect(!reader.isDone, "with the group held and nobody answering, a reader of the stub waits")
+
+        // The next daemon, started as systemd starts it: the stored group at descriptor 3.
+        let logPath = logs + "/second.log"
+        let next = try Self.spawnWithPassedDescriptor(storedGroup, name: "fanotify-1", arguments: ["serve", "--state-dir", state, "--poll-interval", "0.2"],
+                                                      environment: ["NOTIFY_SOCKET": systemd.socketName], log: logPath)
+        defer {
+            kill(next, SIGTERM)
+            var status: Int32 = 0
+            waitpid(next, &status, 0)
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while !reader.isDone && Date() < deadline { usleep(50_000) }
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        if !reader.isDone {
+            Issue.record("the waiting reader was never answered: \(log)")
+            close(storedGroup)   // lets the reader go (the kernel allows its access when the group closes)
+            return
+        }
+        let bytes = reader.result
+        let exact = bytes == content
+        #expect(exact, "the stub read \(bytes?.count ?? -1) bytes, first difference at \(bytes.flatMap { got in zip(got, content).enumerated().first { $0.element.0 != $0.element.1 }?.offset } ?? -1)")
+        #expect(log.contains("fanotify group taken over from the descriptor store"), "\(log)")
+    }
+
+    /// Starts `tiergate arguments…` the way systemd passes a stored descriptor: at descriptor 3, named in
+    /// `$LISTEN_FDNAMES`, with `$LISTEN_PID` naming the new process (a shell sets it, then execs).
+    static func spawnWithPassedDescriptor(_ descriptor: Int32, name: String, arguments: [String], environment: [String: String],
+                                          log: String) throws -> pid_t {
+        let output = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        defer { close(output) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, descriptor, 3)
+        posix_spawn_file_actions_adddup2(&actions, output, 1)
+        posix_spawn_file_actions_adddup2(&actions, output, 2)
+        let script = "LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=\(name) exec \"$0\" \"$@\""
+        let argv = (["/bin/sh", "-c", script, try tiergateExecutable()] + arguments).map { strdup($0) } + [nil]
+        let envp = ProcessInfo.processInfo.environment.merging(environment) { $1 }.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, "/bin/sh", &actions, nil, argv, envp)
+        guard result == 0 else { throw PosixErrorForTests("posix_spawn /bin/sh", result) }
+        return pid
+    }
+}
+
+/// A whole-file read on a thread of its own, which the test can watch wait.
+final class BlockedRead: Sendable {
+    private let state = Mutex<(done: Bool, bytes: [UInt8]?)>((false, nil))
+
+    init(_ path: String) {
+        Thread { [self] in
+            let bytes = try? readAll(path)
+            state.withLock { $0 = (true, bytes) }
+        }.start()
+    }
+
+    var isDone: Bool { state.withLock { $0.done } }
+    var result: [UInt8]? { state.withLock { $0.bytes } }
 }
