@@ -38,6 +38,8 @@ public final class PreContentMonitor: Sendable {
     private enum Lifecycle { case running, stopping, stopped }
 
     private let group: Int32
+    /// Whether the group belongs to another process (a supervisor): its marks then outlive this monitor.
+    private let inheritedGroup: Bool
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let handler: Handler
@@ -73,6 +75,7 @@ public final class PreContentMonitor: Sendable {
         onError: (@Sendable (FanotifyError) -> Void)? = nil, handler: @escaping Handler
     ) throws {
         precondition(workers > 0 && maxQueuedEvents > 0, "workers and maxQueuedEvents must be positive")
+        inheritedGroup = inherited != nil
         if let inherited {
             group = inherited
             Self.answerOrphanedEvents(group: inherited)
@@ -290,7 +293,12 @@ public final class PreContentMonitor: Sendable {
         }
         guard mine else { return }
         // Without marks no new events arise; the reader then drains what the kernel already queued.
-        do { try Self.flushMarks(group) } catch { report(error as! FanotifyError) }
+        // An inherited group keeps its marks: the next process that takes it over (a new worker after
+        // a reload) answers what arrives meanwhile, and readers of stubs wait for it instead of reading
+        // holes. The group's owner flushes the marks by closing it.
+        if !inheritedGroup {
+            do { try Self.flushMarks(group) } catch { report(error as! FanotifyError) }
+        }
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)
         let all = threads.withLock { $0 }

@@ -62,7 +62,11 @@ struct ServeCommand: AsyncParsableCommand {
             // Every service has returned (their workers joined) when serve returns: then the database closes, here.
             defer { gateway.close() }
             try gateway.checkConfiguration()
-            try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)), fanotifyGroups: groups, metrics: metrics)
+            let outcome = try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)), fanotifyGroups: groups,
+                                                  metrics: metrics)
+            if outcome == .reloadRequested { throw ExitCode(DaemonSupervisor.reloadStatus) }
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             throw fail(error)
         }

@@ -27,10 +27,13 @@ public final class SyncService: Service {
 
     /// The fanotify group a supervisor holds for this endpoint, if any.
     let fanotifyGroup: Int32?
+    /// Told once the endpoint's stubs are marked and its mount is up.
+    let readiness: ServeReadiness?
 
     init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
-         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, logger: Logger) {
+         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, readiness: ServeReadiness? = nil, logger: Logger) {
         self.fanotifyGroup = fanotifyGroup
+        self.readiness = readiness
         self.state = state
         self.directory = directory
         self.freeSpacePercent = freeSpacePercent
@@ -73,6 +76,7 @@ public final class SyncService: Service {
                 logger.error("\(error)")
             }
         }
+        readiness?.endpointStarted()
         // A share that cannot be opened (unreachable, wrong credentials, another share) puts this
         // endpoint in Error and is retried; the daemon and its other endpoints carry on.
         var opened: SyncEngine?
@@ -250,22 +254,29 @@ public final class SyncService: Service {
 }
 
 extension Gateway {
-    /// Runs every endpoint's sync service until SIGTERM or SIGINT, then stops them cleanly.
-    /// `fanotifyGroups` are the groups a supervisor holds, by endpoint id (see ``DaemonSupervisor``).
-    /// `metrics` is the loopback address of the metrics and status-page listener (nil: config.json's
-    /// `metrics`, if any; `off`: none).
+    /// Runs every endpoint's sync service until SIGTERM or SIGINT (or SIGHUP, a reload), then stops them
+    /// cleanly. `fanotifyGroups` are the groups a supervisor holds, by endpoint id (see ``DaemonSupervisor``).
+    /// Under systemd (`$NOTIFY_SOCKET`) it reports readiness and pings the watchdog. `metrics` is the
+    /// loopback address of the metrics and status-page listener (nil: config.json's `metrics`, if any;
+    /// `off`: none).
+    @discardableResult
     public func serve(logger: Logger, pollInterval: Duration = .seconds(1), fanotifyGroups: [UInt32: Int32] = [:],
-                      metrics: String? = nil) async throws {
+                      metrics: String? = nil) async throws -> ServeOutcome {
         guard !config.endpoints.isEmpty else { throw GatewayError("no endpoints to serve; add one with `tiergate endpoint add`") }
-        var listener: OperationsListener?
+        var listener: [any Service] = []
         if let address = metrics ?? config.metrics, address != "off" {
             DaemonMetrics.bootstrap()
-            listener = try OperationsListener(address: address, gateway: self, logger: logger)
+            listener = [try OperationsListener(address: address, gateway: self, logger: logger)]
         }
-        let services: [any Service] = (listener.map { [$0] } ?? []) + config.endpoints.map {
+        let notifier = SystemdNotifier()
+        let readiness = ServeReadiness(endpoints: config.endpoints.count, notifier: notifier)
+        // The watchdog comes first: the group stops its services in reverse order, so it pings to the end.
+        let watchdog: [any Service] = notifier.flatMap { notifier in
+            SystemdNotifier.watchdogInterval().map { [SystemdWatchdog(notifier: notifier, interval: $0)] } } ?? []
+        let services: [any Service] = watchdog + listener + config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
-                        logger: logger)
+                        readiness: readiness, logger: logger)
         }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
@@ -276,6 +287,9 @@ extension Gateway {
         let supervised = !fanotifyGroups.isEmpty || DaemonSupervisor.isWorker
         if !supervised { ControlRequests.announceDaemon(in: directory) }
         defer { if !supervised { ControlRequests.withdrawDaemon(in: directory) } }
+        let reload = ReloadRequest(group: group, logger: logger, notifier: notifier) { [directory] in _ = try directory.loadConfig() }
+        defer { reload.stop() }
         try await group.run()
+        return reload.isRequested ? .reloadRequested : .stopped
     }
 }
