@@ -168,6 +168,11 @@ struct StatusCommand: AsyncParsableCommand {
                 } else {
                     print("  last sync:         never")
                 }
+                for server in item.servers ?? [] {
+                    let seen = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: server.lastSeen))
+                    let lag = item.head.map { $0 > server.lastAppliedSequence ? $0 - server.lastAppliedSequence : 0 }
+                    print("  server \(ConsoleText.safe(server.name)) (endpoint \(server.endpoint)): \(server.isOnline() ? "online" : "offline"), last seen \(seen), applied \(server.lastAppliedSequence)\(lag.map { ", lag \($0)" } ?? "")")
+                }
             }
         } catch {
             throw fail(error)

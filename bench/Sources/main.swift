@@ -12,6 +12,7 @@ let groups: [BenchGroup] = [
     FanotifyBench.group,
     MountBench.group,
     CheckBench.group,
+    OperationsBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
