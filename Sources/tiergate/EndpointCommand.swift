@@ -92,11 +92,13 @@ struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sync", abstract: "Run one sync pass of every endpoint (or one).")
     @OptionGroup var state: StateOptions
     @Option(help: "Only this endpoint (id or path).") var endpoint: String?
+    @OptionGroup var bandwidth: BandwidthOptions
 
     func run() async throws {
         do {
             let gateway = try state.open()
             defer { gateway.close() }
+            gateway.networkLimit.fixedLimit = bandwidth.bytesPerSecond
             try gateway.checkConfiguration()
             let endpoints = try endpoint.map { [try gateway.endpoint($0)] } ?? gateway.config.endpoints
             if endpoints.isEmpty { print("no endpoints to sync") }
@@ -131,9 +133,11 @@ struct StatusCommand: AsyncParsableCommand {
             let gateway = try state.open(readOnly: true)
             // config.json is edited by hand, so a URL read from it may hold what the CLI would refuse: redacted
             // once here, for the text and the JSON.
+            let limit = gateway.networkLimit.status()
             let status = await gateway.status().map { item in
                 var item = item
                 item.endpoint.share = ShareAdmin.printable(item.endpoint.share)
+                item.networkLimit = limit
                 return item
             }
             if json {
@@ -143,6 +147,7 @@ struct StatusCommand: AsyncParsableCommand {
                 return
             }
             print("server \(gateway.config.serverName) (\(gateway.config.serverID))")
+            print("network limit: \(limit.summary)")
             for item in status {
                 print("endpoint \(item.endpoint.id): \(item.endpoint.path) ↔ \(item.endpoint.share)")
                 print("  health:            \(item.health)")

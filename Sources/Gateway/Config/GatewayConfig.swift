@@ -51,6 +51,8 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     public var endpoints: [EndpointConfig]
     /// The id the next endpoint gets.
     public var nextEndpointID: UInt32
+    /// When and how much the server's transfers are limited (empty: never).
+    public var networkLimits: NetworkLimitSchedule
 
     /// A new configuration for a server called `name`.
     public init(serverName: String) {
@@ -58,6 +60,21 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         self.serverName = serverName
         endpoints = []
         nextEndpointID = 1
+        networkLimits = NetworkLimitSchedule()
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case serverID, serverName, endpoints, nextEndpointID, networkLimits
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        serverID = try container.decode(String.self, forKey: .serverID)
+        serverName = try container.decode(String.self, forKey: .serverName)
+        endpoints = try container.decode([EndpointConfig].self, forKey: .endpoints)
+        nextEndpointID = try container.decode(UInt32.self, forKey: .nextEndpointID)
+        // Configurations written before the schedule existed have none: no limit.
+        networkLimits = try container.decodeIfPresent(NetworkLimitSchedule.self, forKey: .networkLimits) ?? NetworkLimitSchedule()
     }
 }
 

@@ -27,10 +27,13 @@ public final class SyncService: Service {
 
     /// The fanotify group a supervisor holds for this endpoint, if any.
     let fanotifyGroup: Int32?
+    /// The server's network limit, shared by every endpoint's sync (recall is exempt).
+    let networkLimit: NetworkLimit
 
     init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
-         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, logger: Logger) {
+         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, networkLimit: NetworkLimit, logger: Logger) {
         self.fanotifyGroup = fanotifyGroup
+        self.networkLimit = networkLimit
         self.state = state
         self.directory = directory
         self.freeSpacePercent = freeSpacePercent
@@ -79,7 +82,8 @@ public final class SyncService: Service {
         var delay = Duration.seconds(1)
         while opened == nil {
             do {
-                let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+                // Paced by the network limit; the recalls this share also serves mark their reads exempt.
+                let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.share)))
                 opened = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
                 connection.connect(share)
             } catch {
@@ -224,7 +228,7 @@ extension Gateway {
         let services: [any Service] = config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
-                        logger: logger)
+                        networkLimit: networkLimit, logger: logger)
         }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
