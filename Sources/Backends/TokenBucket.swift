@@ -51,10 +51,7 @@ public final class TokenBucket: Sendable {
         // The end of the bytes reserved before this call: the call may go once the link passed it.
         guard let start = line.withLock({ line -> Double? in
             advance(&line, to: now)
-            guard let rate = line.rate else {
-                line.reserved = line.passed    // unlimited: no backlog is carried into a later limit
-                return nil
-            }
+            guard let rate = line.rate else { return nil }
             let start = max(line.reserved, line.passed - Double(rate))    // one second of unused rate is kept as burst
             line.reserved = start + Double(bytes)
             return start
@@ -87,6 +84,8 @@ public final class TokenBucket: Sendable {
             advance(&line, to: now)
             line.rate = fresh
             line.rateRead = now
+            // Unlimited: no backlog is carried into a later limit.
+            if fresh == nil { line.reserved = min(line.reserved, line.passed) }
         }
     }
 
