@@ -12,6 +12,7 @@ let groups: [BenchGroup] = [
     FanotifyBench.group,
     MountBench.group,
     CheckBench.group,
+    LimitBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
