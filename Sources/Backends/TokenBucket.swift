@@ -36,13 +36,6 @@ public final class TokenBucket: Sendable {
         self.init(rate: { fixed })
     }
 
-    /// The rate in force now (bytes per second), nil when unlimited.
-    public var currentRate: Int64? {
-        let now = Self.now()
-        refreshRate(now)
-        return line.withLock { $0.rate }
-    }
-
     /// Waits until the link has room for `bytes` more.
     public func take(_ bytes: Int) async throws {
         guard bytes > 0 else { return }

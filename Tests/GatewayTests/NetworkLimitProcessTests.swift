@@ -65,7 +65,7 @@ import Testing
         group.scratch.write("ep0/new.bin", randomBytes(1_000_000, seed: 22))
         let recall = try Self.run(["recall", cold, "--state-dir", state])
         #expect(recall.status == 0, "\(recall.output)")
-        #expect(recall.seconds < 30, "a 4 MB recall took \(recall.seconds) s: paced at 64 KB/s it takes over 60 s")
+        #expect(recall.seconds < 45, "a 4 MB recall took \(recall.seconds) s: paced at 64 KB/s it takes over 60 s")
         #expect(StubFile.marker(atPath: cold) == nil)
         let recalled = (try? Data(contentsOf: URL(fileURLWithPath: cold))).map { Array($0) == content } ?? false
         #expect(recalled, "the recalled file holds its content")
