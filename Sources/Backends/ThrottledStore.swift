@@ -1,40 +1,29 @@
 import Foundation
-import Synchronization
 
-/// Wraps a store and paces the bytes of `get` and `put` to a rate (a token bucket with one second of
-/// burst), for `--bwlimit` and the network limit schedule. Metadata calls (`head`, `list`, `delete`) are
-/// not paced. One limit is shared by every task using the wrapper.
+/// Wraps a store and paces the bytes of `get` and `put` through a ``TokenBucket``, for `--bwlimit` and the
+/// network limit schedule. Metadata calls (`head`, `list`, `delete`) are not paced, and neither is traffic
+/// marked as on-access recall (``StoreTraffic/recall(_:)``). Stores wrapped with one bucket share its limit.
 public final class ThrottledStore: ObjectStore {
     private let base: any ObjectStore
-    /// Bytes per second.
-    public let bytesPerSecond: Int64
-    /// When the link is free again (seconds on the monotonic clock).
-    private let free = Mutex<Double>(0)
+    /// The bucket the bytes are paced through.
+    public let bucket: TokenBucket
 
     public var displayName: String { base.displayName }
 
-    /// Wraps `base`, limited to `bytesPerSecond` (at least 1).
-    public init(_ base: any ObjectStore, bytesPerSecond: Int64) {
+    /// Wraps `base`, paced through `bucket` (which other stores may share).
+    public init(_ base: any ObjectStore, bucket: TokenBucket) {
         self.base = base
-        self.bytesPerSecond = max(1, bytesPerSecond)
+        self.bucket = bucket
     }
 
-    /// Reserves the link for `bytes` and waits until the reservation starts.
+    /// Wraps `base`, limited to a fixed `bytesPerSecond` (at least 1) of its own.
+    public convenience init(_ base: any ObjectStore, bytesPerSecond: Int64) {
+        self.init(base, bucket: TokenBucket(bytesPerSecond: bytesPerSecond))
+    }
+
     private func pace(_ bytes: Int) async throws {
-        guard bytes > 0 else { return }
-        let now = Self.now()
-        let start = free.withLock { free in
-            let start = max(free, now - 1)           // up to one second of unused rate is kept as burst
-            free = start + Double(bytes) / Double(bytesPerSecond)
-            return start
-        }
-        if start > now { try await Task.sleep(for: .seconds(start - now)) }
-    }
-
-    private static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+        if StoreTraffic.isRecall { return }
+        try await bucket.take(bytes)
     }
 
     public func get(_ key: String, range: Range<Int64>?) async throws -> [UInt8] {
@@ -61,4 +50,6 @@ public final class ThrottledStore: ObjectStore {
     }
 
     public func delete(_ key: String) async throws { try await base.delete(key) }
+
+    public func serverTime() async throws -> Date? { try await base.serverTime() }
 }

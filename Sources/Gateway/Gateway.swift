@@ -12,12 +12,15 @@ public final class Gateway {
     public internal(set) var config: GatewayConfig
     /// The server's local database.
     public let state: LocalState
+    /// The limit this process's transfers run under (the server's schedule, and `--bwlimit` if set).
+    public let networkLimit: NetworkLimit
     private var engines: [UInt32: SyncEngine] = [:]
 
     /// Opens the registered server in `directory`, registering it (with `serverName`, default the host
     /// name) when it is new. `readOnly` (for status and listings) works beside a running daemon.
     public init(directory: StateDirectory = .standard, serverName: String? = nil, readOnly: Bool = false) throws {
         self.directory = directory
+        networkLimit = NetworkLimit(directory: directory)
         if let existing = try directory.loadConfig() {
             config = existing
         } else {
@@ -196,7 +199,7 @@ public final class Gateway {
     /// A sync engine for one endpoint (opens its share, and records the share's id in the endpoint's
     /// configuration if it was written before ids were recorded).
     public func engine(for endpoint: EndpointConfig) async throws -> SyncEngine {
-        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.share)))
         var endpoint = endpoint
         if endpoint.shareID == nil, let index = config.endpoints.firstIndex(where: { $0.id == endpoint.id }) {
             endpoint.shareID = share.manifest.shareID
@@ -252,6 +255,8 @@ public final class Gateway {
         public var servers: [ServerRegistration]?
         /// Sync activity of the last 24 hours, as the daemon recorded it.
         public var activity: SyncActivity?
+        /// The server's network limit in force now (the same for every endpoint).
+        public var networkLimit: NetworkLimit.Status?
     }
 
     /// The health vocabulary of `status`, the metrics and the status page.

@@ -29,9 +29,11 @@ public enum TreeExport {
         }
     }
 
-    /// Opens the share at `url` and restores it into `destination`.
-    public static func run(url: String, destination: String, progress: ProgressHandler? = nil) async throws -> Report {
-        try await run(share: try await ShareAdmin.open(url: url), destination: destination, progress: progress)
+    /// Opens the share at `url` and restores it into `destination`, reading at most `bandwidthLimit` bytes
+    /// per second when given.
+    public static func run(url: String, destination: String, bandwidthLimit: Int64? = nil, progress: ProgressHandler? = nil) async throws -> Report {
+        let store = NetworkLimit(directory: nil, fixedLimit: bandwidthLimit).wrap(try StoreLocator.open(url))
+        return try await run(share: try await CloudShare.open(store), destination: destination, progress: progress)
     }
 
     /// Restores `share`'s namespace at its log head into `destination`; existing files are kept.

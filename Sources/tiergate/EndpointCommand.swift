@@ -92,11 +92,13 @@ struct SyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sync", abstract: "Run one sync pass of every endpoint (or one).")
     @OptionGroup var state: StateOptions
     @Option(help: "Only this endpoint (id or path).") var endpoint: String?
+    @OptionGroup var bandwidth: BandwidthOptions
 
     func run() async throws {
         do {
             let gateway = try state.open()
             defer { gateway.close() }
+            gateway.networkLimit.fixedLimit = bandwidth.bytesPerSecond
             try gateway.checkConfiguration()
             let endpoints = try endpoint.map { [try gateway.endpoint($0)] } ?? gateway.config.endpoints
             if endpoints.isEmpty { print("no endpoints to sync") }
@@ -139,6 +141,7 @@ struct StatusCommand: AsyncParsableCommand {
                 return
             }
             print("server \(gateway.config.serverName) (\(gateway.config.serverID))")
+            print("network limit: \(gateway.networkLimit.status().summary)")
             for item in status {
                 print("endpoint \(item.endpoint.id): \(item.endpoint.path) ↔ \(item.endpoint.share)")
                 print("  health:            \(item.health)")

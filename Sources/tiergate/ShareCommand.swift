@@ -102,10 +102,12 @@ struct PutCommand: AsyncParsableCommand {
     @Argument(help: "The cloud share URL.") var url: String
     @Argument(help: "The local directory to store.") var directory: String
     @Option(help: "Path inside the share to store the tree under (default: the share root).") var to = ""
+    @OptionGroup var bandwidth: BandwidthOptions
 
     func run() async throws {
         var options = Migration.Options()
         options.destination = to
+        options.bandwidthLimit = bandwidth.bytesPerSecond
         try await MigrateCommand.run(source: directory, url: url, options: options)
     }
 }
@@ -134,13 +136,12 @@ struct MigrateCommand: AsyncParsableCommand {
     @Option(help: "Commit at least this often, in seconds.") var batchSeconds = 30.0
     @Option(help: "Write one row per item copied, updated, deleted, skipped or failed to this file (appended; CSV, or JSON lines for *.json/*.jsonl).") var log: String?
     @Option(help: "The log's format: csv or json (default: from the file name).") var logFormat: MigrationItemLog.Format?
-    @Option(help: "Limit transfers to and from the store, e.g. 10M (bytes per second; K, M, G are powers of 1,000).") var bwlimit: String?
+    @OptionGroup var bandwidth: BandwidthOptions
 
     func validate() throws {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if batchFiles < 1 { throw ValidationError("--batch-files must be at least 1") }
         if !(batchSeconds > 0 && batchSeconds.isFinite) { throw ValidationError("--batch-seconds must be a positive number of seconds") }
-        if let bwlimit, ByteRate.parse(bwlimit) == nil { throw ValidationError("--bwlimit '\(bwlimit)' is not a rate (e.g. 500K, 10M, 1G)") }
     }
 
     func run() async throws {
@@ -154,7 +155,7 @@ struct MigrateCommand: AsyncParsableCommand {
         options.stateDirectory = state.directory.path
         options.itemLog = log
         options.itemLogFormat = logFormat
-        options.bandwidthLimit = bwlimit.flatMap(ByteRate.parse)
+        options.bandwidthLimit = bandwidth.bytesPerSecond
         try await Self.run(source: source, url: url, options: options)
     }
 
@@ -184,10 +185,12 @@ struct GetCommand: AsyncParsableCommand {
 
     @Argument(help: "The cloud share URL.") var url: String
     @Argument(help: "The local directory to write into (created if missing; existing files are not overwritten).") var directory: String
+    @OptionGroup var bandwidth: BandwidthOptions
 
     func run() async throws {
         do {
-            let report = try await TreeExport.run(url: url, destination: directory, progress: ProgressPrinter.shared.print)
+            let report = try await TreeExport.run(url: url, destination: directory, bandwidthLimit: bandwidth.bytesPerSecond,
+                                                  progress: ProgressPrinter.shared.print)
             ProgressPrinter.shared.finish()
             print(report.summary)
             if !report.skipped.isEmpty { throw ExitCode(2) }

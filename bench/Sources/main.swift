@@ -13,6 +13,7 @@ let groups: [BenchGroup] = [
     MountBench.group,
     CheckBench.group,
     OperationsBench.group,
+    LimitBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())

@@ -54,6 +54,8 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     /// The loopback address (`127.0.0.1:9464`) where `serve` offers Prometheus metrics and the status
     /// page; nil: none (unless `serve --metrics` names one).
     public var metrics: String?
+    /// When and how much the server's transfers are limited (empty: never).
+    public var networkLimits: NetworkLimitSchedule
 
     /// A new configuration for a server called `name`.
     public init(serverName: String) {
@@ -61,6 +63,22 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         self.serverName = serverName
         endpoints = []
         nextEndpointID = 1
+        networkLimits = NetworkLimitSchedule()
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case serverID, serverName, endpoints, nextEndpointID, metrics, networkLimits
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        serverID = try container.decode(String.self, forKey: .serverID)
+        serverName = try container.decode(String.self, forKey: .serverName)
+        endpoints = try container.decode([EndpointConfig].self, forKey: .endpoints)
+        nextEndpointID = try container.decode(UInt32.self, forKey: .nextEndpointID)
+        metrics = try container.decodeIfPresent(String.self, forKey: .metrics)
+        // Configurations written before the schedule existed have none: no limit.
+        networkLimits = try container.decodeIfPresent(NetworkLimitSchedule.self, forKey: .networkLimits) ?? NetworkLimitSchedule()
     }
 }
 

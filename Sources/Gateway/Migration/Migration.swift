@@ -113,13 +113,14 @@ public enum Migration {
         }
     }
 
-    /// Opens the share at `url` (through the bandwidth limit, if any) and migrates `source` into it: a
-    /// local directory, or another share's URL (its namespace at the log head is copied).
+    /// Opens the share at `url` and migrates `source` into it: a local directory, or another share's URL
+    /// (its namespace at the log head is copied). Both stores are paced through one limit: the server's
+    /// network limit schedule (when `stateDirectory` names a registered server) and `bandwidthLimit`,
+    /// the lower of the two.
     public static func run(source: String, url: String, options: Options = Options(), progress: ProgressHandler? = nil) async throws -> Report {
+        let limit = NetworkLimit(directory: options.stateDirectory.map(StateDirectory.init(path:)), fixedLimit: options.bandwidthLimit)
         func open(_ url: String) async throws -> CloudShare {
-            var store = try StoreLocator.open(url)
-            if let limit = options.bandwidthLimit { store = ThrottledStore(store, bytesPerSecond: limit) }
-            return try await CloudShare.open(store)
+            try await CloudShare.open(limit.wrap(StoreLocator.open(url)))
         }
         if source.contains("://") {
             return try await run(sourceShare: try await open(source), share: try await open(url), options: options, progress: progress)

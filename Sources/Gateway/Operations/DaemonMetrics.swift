@@ -21,6 +21,16 @@ public enum DaemonMetrics {
         }
     }
 
+    private static let networkLimit = Mutex<CoreMetrics.Gauge?>(nil)
+
+    /// The network limit in force (bytes per second; nil: none), set at each scrape.
+    static func recordNetworkLimit(_ bytesPerSecond: Int64?) {
+        networkLimit.withLock { gauge in
+            if gauge == nil { gauge = CoreMetrics.Gauge(label: MetricName.networkLimit) }
+            gauge?.record(bytesPerSecond ?? 0)
+        }
+    }
+
     /// The current values, in the Prometheus text exposition format.
     static func exposition() -> [UInt8] { registry.emitToBuffer() }
 

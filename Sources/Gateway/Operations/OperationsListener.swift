@@ -12,6 +12,7 @@ public struct OperationsListener: Service {
     public let port: Int
     let config: GatewayConfig
     let state: LocalState
+    let networkLimit: NetworkLimit
     let logger: Logger
 
     /// A listener on `address` (`127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`); throws a sentence
@@ -20,6 +21,7 @@ public struct OperationsListener: Service {
         (host, port) = try Self.parse(address)
         config = gateway.config
         state = gateway.state
+        networkLimit = gateway.networkLimit
         self.logger = logger
     }
 
@@ -42,20 +44,21 @@ public struct OperationsListener: Service {
     /// an error and the daemon carries on syncing: metrics are never a reason to stop syncing.
     public func run() async throws {
         let router = Router()
-        let (config, state) = (config, state)
+        let (config, state, networkLimit) = (config, state, networkLimit)
         router.get("metrics") { _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            DaemonMetrics.recordNetworkLimit(networkLimit.current()?.bytesPerSecond)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(bytes: DaemonMetrics.exposition())))
         }
         router.get("status.json") { _, _ in
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let bytes = try encoder.encode(await Gateway.printableStatus(config: config, state: state))
+            let bytes = try encoder.encode(await Gateway.printableStatus(config: config, state: state, networkLimit: networkLimit))
             return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
         }
         router.get("/") { _, _ in
             let html = StatusPage.render(server: config.serverName, serverID: config.serverID,
-                                         status: await Gateway.printableStatus(config: config, state: state), now: Date())
+                                         status: await Gateway.printableStatus(config: config, state: state, networkLimit: networkLimit), now: Date())
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: html)))
         }
@@ -77,13 +80,15 @@ public struct OperationsListener: Service {
 extension Gateway {
     /// `status()` with every share URL redacted, as `status` prints it and the listener serves it.
     public func printableStatus() async -> [EndpointStatus] {
-        await Self.printableStatus(config: config, state: state)
+        await Self.printableStatus(config: config, state: state, networkLimit: networkLimit)
     }
 
-    static func printableStatus(config: GatewayConfig, state: LocalState) async -> [EndpointStatus] {
-        await status(config: config, state: state, now: Date()).map { item in
+    static func printableStatus(config: GatewayConfig, state: LocalState, networkLimit: NetworkLimit) async -> [EndpointStatus] {
+        let limit = networkLimit.status()
+        return await status(config: config, state: state, now: Date()).map { item in
             var item = item
             item.endpoint.share = ShareAdmin.printable(item.endpoint.share)
+            item.networkLimit = limit
             return item
         }
     }

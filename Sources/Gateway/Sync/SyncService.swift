@@ -29,10 +29,14 @@ public final class SyncService: Service {
     let fanotifyGroup: Int32?
     /// Told once the endpoint's stubs are marked and its mount is up.
     let readiness: ServeReadiness?
+    /// The server's network limit, shared by every endpoint's sync (recall is exempt).
+    let networkLimit: NetworkLimit
 
     init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
-         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, readiness: ServeReadiness? = nil, logger: Logger) {
+         pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, networkLimit: NetworkLimit,
+         readiness: ServeReadiness? = nil, logger: Logger) {
         self.fanotifyGroup = fanotifyGroup
+        self.networkLimit = networkLimit
         self.readiness = readiness
         self.state = state
         self.directory = directory
@@ -83,7 +87,8 @@ public final class SyncService: Service {
         var delay = Duration.seconds(1)
         while opened == nil {
             do {
-                let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+                // Paced by the network limit; the recalls this share also serves mark their reads exempt.
+                let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.share)))
                 opened = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
                 connection.connect(share)
             } catch {
@@ -276,7 +281,7 @@ extension Gateway {
         let services: [any Service] = watchdog + listener + config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
-                        readiness: readiness, logger: logger)
+                        networkLimit: networkLimit, readiness: readiness, logger: logger)
         }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },

@@ -159,7 +159,9 @@ public final class RecallEngine: Sendable {
                 return lower < upper ? lower..<upper : nil
             }
             guard !overlaps.isEmpty else { continue }
-            let bytes = try await connection.share(waitingUpTo: .seconds(10)).readChunk(chunk.id)
+            // Recall is exempt from the network limit: a reader is blocked on these bytes. The mark is a
+            // task-local, set here where every recall (fanotify, mount, CLI, background) reads its chunks.
+            let bytes = try await StoreTraffic.recall { try await connection.share(waitingUpTo: .seconds(10)).readChunk(chunk.id) }
             for part in overlaps {
                 if part.lowerBound != pendingStart + Int64(pending.count) {
                     try flush(all: true)    // a new hole: the last one ended on a block boundary
