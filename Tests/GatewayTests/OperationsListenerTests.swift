@@ -101,6 +101,11 @@ import Testing
         #expect((samples["tiergate_store_requests_total{operation=\"put_if_absent\",result=\"success\"}"] ?? 0) >= 1, "the commit's conditional put")
         #expect((samples["tiergate_store_request_duration_seconds_count{operation=\"list\"}"] ?? 0) >= 1)
         #expect(samples["tiergate_endpoint_health{endpoint=\"1\"}"] == 0, "Healthy")
+        #expect(samples["tiergate_network_limit_bytes_per_second"] == 0, "no limit")
+        // A rule added while the daemon runs shows at the next scrape.
+        try server.cli(["limit", "add", "--days", "all", "--start", "0", "--end", "24", "--rate", "50M", "--state-dir", server.state])
+        samples = try await Self.waitForMetrics(port: port) { $0["tiergate_network_limit_bytes_per_second"] != 0 }
+        #expect(samples["tiergate_network_limit_bytes_per_second"] == 50_000_000)
 
         // An edit is counted as it syncs: the counters follow the daemon's work, not a snapshot at start.
         try Data("two more\n".utf8).write(to: URL(fileURLWithPath: server.endpoint + "/new-1.txt"))
@@ -181,6 +186,7 @@ import Testing
         #expect(field("data-entries") == String(item.entries))
         #expect(field("data-pending") == String(item.pendingChanges))
         #expect(field("data-not-syncing") == String(item.filesNotSyncing))
+        #expect(field("data-network-limit") == item.networkLimit?.summary)
         #expect(dom.output.contains("<svg"), "the activity charts")
         #expect(dom.output.contains("data-server=\"\(item.servers?.first?.serverID ?? "?")\""), "the registered server")
 

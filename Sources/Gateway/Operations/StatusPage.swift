@@ -10,6 +10,7 @@ enum StatusPage {
             "serverID": serverID,
             "generated": ISO8601DateFormatter().string(from: now),
             "endpoints": status.map { endpoint($0, now: now) },
+            "networkLimit": status.first?.networkLimit?.summary ?? "none",
         ]
         return template.render(context)
     }
@@ -145,7 +146,7 @@ enum StatusPage {
     section{border:1px solid #cbd5e0;border-radius:.4em;padding:0 1em 1em;margin-bottom:1.5em}
     </style></head><body>
     <h1>Tiergate server {{server}}</h1>
-    <p>server id <code>{{serverID}}</code> · generated {{generated}} · <a href="/metrics">metrics</a> · <a href="/status.json">status.json</a></p>
+    <p>server id <code>{{serverID}}</code> · network limit <span data-network-limit>{{networkLimit}}</span> · generated {{generated}} · <a href="/metrics">metrics</a> · <a href="/status.json">status.json</a></p>
     {{#endpoints}}
     <section id="endpoint-{{id}}">
     <h2>Endpoint {{id}}: <code>{{path}}</code> <span class="health {{healthClass}}" data-health>{{health}}</span></h2>
