@@ -57,7 +57,7 @@ let package = Package(
         .testTarget(name: "ChunkingTests", dependencies: ["Chunking"]),
         .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
         .testTarget(name: "CloudShareTests", dependencies: ["CloudShare", "Backends", "Chunking"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Telemetry"]),
         .testTarget(name: "FanotifyTests", dependencies: ["Fanotify", "CLinux"]),
         .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     ],

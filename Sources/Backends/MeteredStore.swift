@@ -7,7 +7,8 @@ import Telemetry
 /// swift-metrics (exported by the daemon as Prometheus metrics; without a metrics backend the handles
 /// do nothing). ``StoreLocator`` wraps every store it opens, so every backend is measured the same way.
 public final class MeteredStore: ObjectStore {
-    private let base: any ObjectStore
+    /// The store measured.
+    public let base: any ObjectStore
 
     public var displayName: String { base.displayName }
 

@@ -4,6 +4,7 @@ import FoundationNetworking
 #endif
 @testable import Gateway
 import Glibc
+import Telemetry
 import Testing
 
 /// `serve --metrics`: a real daemon's loopback listener, scraped for Prometheus metrics (also by Debian's
@@ -46,19 +47,30 @@ import Testing
         }
     }
 
-    /// A loopback port nothing listens on now.
-    static func freePort() throws -> Int {
+    /// A socket bound to a free loopback port (listening when `listening`), and the port.
+    static func boundSocket(listening: Bool = false) throws -> (fd: Int32, port: Int) {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && (!listening || listen(fd, 1) == 0) && getsockname(fd, $0, &length) == 0
+            }
         }
-        guard bound else { throw GatewayError("no free loopback port: \(String(cString: strerror(errno)))") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        guard bound else {
+            close(fd)
+            throw GatewayError("no free loopback port: \(String(cString: strerror(errno)))")
+        }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    /// A loopback port nothing listens on now.
+    static func freePort() throws -> Int {
+        let (fd, port) = try boundSocket()
+        close(fd)
+        return port
     }
 
     static func get(_ url: String) async throws -> (status: Int, body: String) {
@@ -216,17 +228,8 @@ import Testing
     @Test func aTakenPortIsReportedAndSyncingCarriesOn() async throws {
         let server = try Server(files: 2)
         // Something else holds the port.
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let (fd, port) = try Self.boundSocket(listening: true)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &length) == 0 }
-        }
-        try #require(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
         let serve = try TiergateProcess(["serve", "--state-dir", server.state, "--poll-interval", "0.2", "--metrics", "127.0.0.1:\(port)"], logs: server.logs)
         defer { serve.send(SIGTERM); _ = serve.exitStatus() }
         #expect(serve.waitFor("the metrics listener on 127.0.0.1:\(port) failed", inErrorOutput: true), "\(serve.errorOutput)")
@@ -304,6 +307,14 @@ struct OperationsLogicTests {
         #expect(Gateway.health(last: last, cursor: 1, head: 1, reachable: true, pending: 0, errors: [], now: Date(timeIntervalSince1970: 1_100)) == "Healthy")
         #expect(Gateway.health(last: last, cursor: 1, head: 2, reachable: true, pending: 0, errors: [], now: Date(timeIntervalSince1970: 1_100)) == "Pending")
         #expect(Gateway.health(last: last, cursor: 1, head: nil, reachable: false, pending: 0, errors: [], now: now) == "Error")
+    }
+
+    @Test func docsListEveryMetricTheCodeNames() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let docs = try String(contentsOf: root.appendingPathComponent("docs/operations.md"), encoding: .utf8)
+        let missing = MetricName.help.keys.filter { !docs.contains("`\($0)`") }.sorted()
+        #expect(missing.isEmpty, "docs/operations.md does not list \(missing)")
+        #expect(MetricName.help.count > 20, "the table is read")
     }
 
     @Test func thePageEscapesWhatItShows() throws {
