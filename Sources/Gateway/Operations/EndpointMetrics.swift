@@ -58,9 +58,14 @@ final class EndpointMetrics: Sendable {
         lastSync.record(report.started + report.seconds)
     }
 
-    /// The endpoint's standing figures, after a pass or a poll of the log head.
-    func recordStanding(cursor: UInt64, head: UInt64?, pending: Int, notSyncing: Int, health: String) {
+    /// The cursor's lag behind the share's head (nil: unknown), after each poll of the head.
+    func recordLag(cursor: UInt64, head: UInt64?) {
         if let head { cursorLag.record(Double(head > cursor ? head - cursor : 0)) }
+    }
+
+    /// The endpoint's standing figures, after a pass.
+    func recordStanding(cursor: UInt64, head: UInt64?, pending: Int, notSyncing: Int, health: String) {
+        recordLag(cursor: cursor, head: head)
         pendingChanges.record(pending)
         filesNotSyncing.record(notSyncing)
         self.health.record(Gateway.Health.level(health))

@@ -130,7 +130,7 @@ public final class SyncService: Service {
                 let cursor = try state.cursor(endpoint.id)
                 let head = try? await engine.share.log.head(after: cursor)
                 if let head, head > cursor { reason = "cloud change" }
-                recordStanding(metrics, cursor: cursor, head: head)
+                metrics.recordLag(cursor: cursor, head: head)
             }
             if let reason {
                 seenChanges = watcher.changeCount
@@ -181,7 +181,10 @@ public final class SyncService: Service {
                 }
             }
             await serveRequests(tiering: tiering)
-            try? await Task.sleep(for: .milliseconds(50))
+            // Short ticks while a local change settles (the debounce); an idle endpoint wakes 4 times a
+            // second, which bounds how late a change or a CLI request is noticed and keeps an idle
+            // daemon's CPU low.
+            try? await Task.sleep(for: watcher.changeCount != seenChanges ? .milliseconds(50) : .milliseconds(250))
         }
         logger.info("stopped")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Synchronization
 
 /// `tier` and `recall` requests from the CLI to a running daemon, which holds the database: a request
 /// is a JSON file in `<state dir>/requests/`, the daemon answers with a `.done` file beside it.
@@ -15,6 +16,9 @@ public enum ControlRequests {
     }
 
     static func folder(_ directory: StateDirectory) -> String { directory.path + "/requests" }
+
+    /// Request folders last listed empty, with their identity and mtime then.
+    private static let emptyFolders = Mutex<[String: [Int64]]>([:])
 
     /// Where a running `tiergate serve` records its process id, so the CLI asks only a daemon that exists.
     static func daemonFile(_ directory: StateDirectory) -> String { directory.path + "/serve.pid" }
@@ -45,7 +49,17 @@ public enum ControlRequests {
     /// Requests waiting for an answer.
     static func pending(in directory: StateDirectory) -> [Request] {
         let folder = folder(directory)
+        // Every endpoint's service asks several times a second: the folder is listed only when its
+        // mtime moved since a listing that found nothing (a new request is a new name in it).
+        var info = stat()
+        guard stat(folder, &info) == 0 else { return [] }
+        let stamp = [Int64(info.st_ino), Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec)]
+        if emptyFolders.withLock({ $0[folder] == stamp }) { return [] }
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+        if !names.contains(where: { $0.hasSuffix(".request") }) {
+            emptyFolders.withLock { $0[folder] = stamp }
+            return []
+        }
         return names.filter { $0.hasSuffix(".request") }.sorted().compactMap { name in
             guard let data = FileManager.default.contents(atPath: folder + "/" + name) else { return nil }
             return try? JSONDecoder().decode(Request.self, from: data)
