@@ -137,6 +137,28 @@ import Testing
         #expect(lint.status == 0 && lint.output.isEmpty, "promtool check metrics: \(lint.output)")
     }
 
+    @Test func recallsThroughTheDaemonAreCountedWithTheirBytesAndLatency() async throws {
+        let server = try Server(files: 1)
+        let bytes = (0..<300_001).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        try Data(bytes).write(to: URL(fileURLWithPath: server.endpoint + "/cold.bin"))
+        try server.cli(["endpoint", "tiering", server.endpoint, "--state-dir", server.state, "--free-space", "0"])
+        try server.cli(["sync", "--state-dir", server.state])
+        let port = try Self.freePort()
+        let serve = try server.serve(port: port)
+        defer { serve.send(SIGTERM); _ = serve.exitStatus() }
+        try server.cli(["tier", server.endpoint + "/cold.bin", "--state-dir", server.state])
+        // A reader of the stub (another process: the read blocks until the daemon has recalled).
+        let read = try Self.run("/bin/cat", [server.endpoint + "/cold.bin"])
+        #expect(read.status == 0 && Array(read.output.utf8).count > 0)
+        let recalled = "tiergate_recalls_total{endpoint=\"1\",result=\"success\"}"
+        let samples = try await Self.waitForMetrics(port: port) { ($0[recalled] ?? 0) >= 1 }
+        #expect(samples[recalled] == 1, "\(samples.filter { $0.key.contains("recall") })")
+        #expect(samples["tiergate_recall_bytes_total{endpoint=\"1\"}"] == Double(bytes.count))
+        #expect((samples["tiergate_recall_duration_seconds_count{endpoint=\"1\"}"] ?? 0) >= 1)
+        #expect(samples["tiergate_recalls_total{endpoint=\"1\",result=\"error\"}"] == 0)
+        #expect(FileManager.default.contents(atPath: server.endpoint + "/cold.bin") == Data(bytes))
+    }
+
     @Test func debiansPrometheusServerScrapesTheDaemon() async throws {
         let server = try Server(files: 2)
         let port = try Self.freePort()
