@@ -157,3 +157,16 @@ public enum ByteRate {
         return Int64(value * factor)
     }
 }
+
+extension ShareAdmin {
+    /// The share's log head and its registered servers (`tiergate share servers`).
+    public static func servers(url: String) async throws -> (head: UInt64, servers: [ServerRegistration]) {
+        let store = try StoreLocator.open(url)
+        return (try await CommitLog(store: store).head(), try await ServerRegistration.list(in: store))
+    }
+
+    /// Releases a server for good (`tiergate share forget-server`); see ``ServerRegistration/forget(_:in:now:)``.
+    public static func forgetServer(_ idOrName: String, url: String) async throws -> [ServerRegistration] {
+        try await ServerRegistration.forget(idOrName, in: try StoreLocator.open(url))
+    }
+}

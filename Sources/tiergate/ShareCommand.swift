@@ -6,7 +6,7 @@ struct ShareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "share",
         abstract: "Create and inspect cloud shares.",
-        subcommands: [Create.self, Info.self, Verify.self]
+        subcommands: [Create.self, Info.self, Verify.self, Servers.self, ForgetServer.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -88,6 +88,55 @@ extension ShareCommand {
                 throw fail(error)
             }
             if !clean { throw ExitCode(1) }
+        }
+    }
+}
+
+extension ShareCommand {
+    struct Servers: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the servers registered in a cloud share: name, endpoint, last seen, applied sequence, lag.")
+
+        @Argument(help: "The cloud share URL.") var url: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            do {
+                let (head, servers) = try await ShareAdmin.servers(url: url)
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try encoder.encode(servers), as: UTF8.self))
+                    return
+                }
+                print("share \(ShareAdmin.printable(url)): head \(head), \(servers.count) registered endpoints")
+                for server in servers {
+                    let seen = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: server.lastSeen))
+                    let lag = head > server.lastAppliedSequence ? head - server.lastAppliedSequence : 0
+                    print("  \(ConsoleText.safe(server.name)) (\(server.serverID)) endpoint \(server.endpoint): \(server.isOnline() ? "online" : "offline"), last seen \(seen), applied \(server.lastAppliedSequence), lag \(lag)")
+                }
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct ForgetServer: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "forget-server",
+            abstract: "Release a server that will never come back: its registrations go, and its endpoints refuse to sync from then on.")
+
+        @Argument(help: "The cloud share URL.") var url: String
+        @Argument(help: "The server's id (or its name, when only one server has it).") var server: String
+
+        func run() async throws {
+            do {
+                let forgotten = try await ShareAdmin.forgetServer(server, url: url)
+                for registration in forgotten {
+                    print("forgot \(ConsoleText.safe(registration.name)) (\(registration.serverID)) endpoint \(registration.endpoint)")
+                }
+            } catch {
+                throw fail(error)
+            }
         }
     }
 }

@@ -109,6 +109,10 @@ public final class SyncEngine {
         let started = Date()
         do {
             try await share.checkIdentity()
+            if let marker = try await ServerRegistration.forgotten(serverID: serverID, endpoint: endpoint.id, in: share.store) {
+                let when = marker.forgottenAt > 0 ? " on " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: marker.forgottenAt)) : ""
+                throw GatewayError("endpoint \(endpoint.id) of this server was released from the share with `tiergate share forget-server`\(when): its stubs may name data the share no longer keeps for it, so it does not sync; remove the endpoint (`tiergate endpoint remove`) and add it again")
+            }
             try await prepareFirstSync()
             for attempt in 0..<20 {
                 try await download(&report)
