@@ -297,6 +297,41 @@ public final class CloudShare: Sendable {
         return namespace
     }
 
+    /// The namespace as it was right after `sequence` (the newest snapshot at or before it, then the log
+    /// up to it); throws when the log has not reached `sequence`.
+    public func namespace(through sequence: UInt64) async throws -> Namespace {
+        var namespace = try await snapshot(atOrBefore: sequence) ?? Namespace()
+        for commit in try await log.records(after: namespace.sequence) where commit.sequence <= sequence {
+            namespace.apply(commit)
+        }
+        guard namespace.sequence == sequence else {
+            throw ShareError(.badLog, share: name, object: CommitLog.key(sequence), cause: "the log ends at \(namespace.sequence); there is no sequence \(sequence)")
+        }
+        return namespace
+    }
+
+    /// The namespace as of `date`: the log applied through its last commit written at or before `date`
+    /// (a commit's time is its author's clock; the log's order stays the truth, so an earlier record
+    /// stamped later by a fast clock is still applied before it).
+    public func namespace(asOf date: Date) async throws -> Namespace {
+        let commits = try await log.records(after: 0)
+        guard let last = commits.lastIndex(where: { $0.time <= date.timeIntervalSince1970 }) else { return Namespace() }
+        var namespace = Namespace()
+        for commit in commits[...last] { namespace.apply(commit) }
+        return namespace
+    }
+
+    /// The newest snapshot at or before `sequence`, if any.
+    func snapshot(atOrBefore sequence: UInt64) async throws -> Namespace? {
+        let limit = Self.snapshotKey(sequence)
+        guard let key = try await store.listAll(prefix: "snapshots/").last(where: { $0.key <= limit })?.key else { return nil }
+        do {
+            return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key)))
+        } catch is DecodingError {
+            throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot")
+        }
+    }
+
     /// The object key of the snapshot at `sequence`.
     public static func snapshotKey(_ sequence: UInt64) -> String {
         "snapshots/" + CommitLog.key(sequence).dropFirst("log/".count)
@@ -310,12 +345,7 @@ public final class CloudShare: Sendable {
 
     /// The newest snapshot, if any.
     public func latestSnapshot() async throws -> Namespace? {
-        guard let last = try await store.listAll(prefix: "snapshots/").last else { return nil }
-        do {
-            return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(last.key)))
-        } catch is DecodingError {
-            throw ShareError(.corrupt, share: name, object: last.key, cause: "unreadable snapshot")
-        }
+        try await snapshot(atOrBefore: .max)
     }
 }
 

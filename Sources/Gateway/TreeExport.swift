@@ -31,18 +31,71 @@ public enum TreeExport {
 
     /// Opens the share at `url` and restores it into `destination`, reading at most `bandwidthLimit` bytes
     /// per second when given.
-    public static func run(url: String, destination: String, bandwidthLimit: Int64? = nil, progress: ProgressHandler? = nil) async throws -> Report {
+    public static func run(url: String, destination: String, at point: PointInTime? = nil, subtree: String? = nil,
+                           bandwidthLimit: Int64? = nil, progress: ProgressHandler? = nil) async throws -> Report {
         let store = NetworkLimit(directory: nil, fixedLimit: bandwidthLimit).wrap(try StoreLocator.open(url))
-        return try await run(share: try await CloudShare.open(store), destination: destination, progress: progress)
+        return try await run(share: try await CloudShare.open(store), destination: destination, at: point, subtree: subtree, progress: progress)
     }
 
-    /// Restores `share`'s namespace at its log head into `destination`; existing files are kept.
-    public static func run(share: CloudShare, destination: String, parallelFiles: Int = 8, progress: ProgressHandler? = nil) async throws -> Report {
+    /// A past state of a share: right after a log sequence, or as of a time.
+    public enum PointInTime: Sendable, Equatable {
+        case sequence(UInt64)
+        case time(Date)
+
+        /// `#123` or `123` (a sequence), or an ISO 8601 date and time (`2026-12-01T09:30:00Z`, or local time
+        /// without a zone), or a date alone (its midnight, local time).
+        public init?(_ text: String) {
+            let digits = text.hasPrefix("#") ? String(text.dropFirst()) : text
+            if let sequence = UInt64(digits), sequence > 0 {
+                self = .sequence(sequence)
+                return
+            }
+            for format in ["yyyy-MM-dd'T'HH:mm:ssXXXXX", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd'T'HH:mmXXXXX", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd"] {
+                let formatter = DateFormatter()
+                formatter.locale = Locale(identifier: "en_US_POSIX")
+                formatter.dateFormat = format
+                if let date = formatter.date(from: text) {
+                    self = .time(date)
+                    return
+                }
+            }
+            return nil
+        }
+
+        /// The share's namespace at this point.
+        func namespace(of share: CloudShare) async throws -> Namespace {
+            switch self {
+            case .sequence(let sequence): try await share.namespace(through: sequence)
+            case .time(let date): try await share.namespace(asOf: date)
+            }
+        }
+    }
+
+    /// Restores `share`'s namespace at its log head (or at `point`) into `destination`, only `subtree`
+    /// (a file or folder, with its path kept) when given; existing files are kept.
+    public static func run(share: CloudShare, destination: String, at point: PointInTime? = nil, subtree: String? = nil,
+                           parallelFiles: Int = 8, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
+        var selected: Namespace
+        if let point { selected = try await point.namespace(of: share) } else { selected = try await share.namespace() }
+        if let subtree {
+            let kept = selected.tree(subtree)
+            guard !kept.isEmpty else {
+                throw GatewayError("'\(subtree)' is not in the share\(point.map { _ in " at that point" } ?? "") (`tiergate share history` lists its versions)")
+            }
+            // The folders above it come along, so the restored item keeps its path below the destination.
+            var entries = Dictionary(uniqueKeysWithValues: kept)
+            var parent = subtree
+            while let slash = parent.lastIndex(of: "/") {
+                parent = String(parent[..<slash])
+                if let folder = selected.entries[parent] { entries[parent] = folder }
+            }
+            selected.entries = entries
+        }
+        let namespace = selected
         try Posix.makeDirectories(destination)
         let rootFD = try Posix.open(destination, O_RDONLY | O_DIRECTORY)
         defer { close(rootFD) }
-        let namespace = try await share.namespace()
         var report = Report()
         let paths = namespace.entries.keys.sorted()
         for path in paths where namespace.entries[path]!.kind == .directory {

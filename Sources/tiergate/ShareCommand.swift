@@ -6,7 +6,7 @@ struct ShareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "share",
         abstract: "Create and inspect cloud shares.",
-        subcommands: [Create.self, Info.self, Verify.self, Servers.self, ForgetServer.self]
+        subcommands: [Create.self, Info.self, Verify.self, History.self, Servers.self, ForgetServer.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -113,6 +113,35 @@ extension ShareCommand {
                     let seen = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: server.lastSeen))
                     let lag = head > server.lastAppliedSequence ? head - server.lastAppliedSequence : 0
                     print("  \(ConsoleText.safe(server.name)) (\(server.serverID)) endpoint \(server.endpoint): \(server.isOnline() ? "online" : "offline"), last seen \(seen), applied \(server.lastAppliedSequence), lag \(lag)")
+                }
+            } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct History: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the versions of a file or folder in a cloud share: sequence, time, author, change, size.",
+            discussion: "Restore one with `tiergate get URL DIR --at SEQUENCE --path PATH`.")
+
+        @Argument(help: "The cloud share URL.") var url: String
+        @Argument(help: "The path in the share (relative, as `/` separated names).") var path: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            do {
+                let versions = try await ShareHistory.versions(of: path, url: url)
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try encoder.encode(versions), as: UTF8.self))
+                    return
+                }
+                guard !versions.isEmpty else { throw GatewayError("'\(path)' never was in the share") }
+                for version in versions {
+                    let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: version.time))
+                    print("#\(version.sequence)  \(time)  \(ConsoleText.safe(version.author))  \(ConsoleText.safe(version.change))\(version.size.map { "  \(ByteFormat.string($0))" } ?? "")")
                 }
             } catch {
                 throw fail(error)
@@ -228,17 +257,31 @@ extension MigrationItemLog.Format: ExpressibleByArgument {}
 struct GetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "get",
-        abstract: "Restore a cloud share's files (at its log head) into a local directory, verifying every chunk.",
+        abstract: "Restore a cloud share's files (at its log head, or as they were at a past point) into a local directory, verifying every chunk.",
         discussion: "Exit status: 0 when every item was restored, 2 when some were not (each is listed), 1 on an error that stopped the restore."
     )
 
     @Argument(help: "The cloud share URL.") var url: String
     @Argument(help: "The local directory to write into (created if missing; existing files are not overwritten).") var directory: String
+    @Option(help: ArgumentHelp("Restore the share as it was: right after a log sequence (123 or #123, as `share history` lists), or as of a time (2026-12-01T09:30:00Z; local time without a zone; a date alone is its midnight).", valueName: "sequence|time"))
+    var at: String?
+    @Option(help: "Restore only this file or folder of the share (its path is kept below the directory).") var path: String?
     @OptionGroup var bandwidth: BandwidthOptions
+
+    func validate() throws {
+        if let at, TreeExport.PointInTime(at) == nil {
+            throw ValidationError("--at '\(at)' is neither a log sequence (123 or #123) nor a time (2026-12-01T09:30:00Z, 2026-12-01 09:30, 2026-12-01)")
+        }
+        if let path, path.isEmpty || path.hasPrefix("/") || path.split(separator: "/").contains("..") {
+            throw ValidationError("--path '\(path)' must be a relative path in the share, without '..'")
+        }
+    }
 
     func run() async throws {
         do {
-            let report = try await TreeExport.run(url: url, destination: directory, bandwidthLimit: bandwidth.bytesPerSecond,
+            let point = at.flatMap { TreeExport.PointInTime($0) }
+            let subtree = path.map { String($0.split(separator: "/").joined(separator: "/")) }
+            let report = try await TreeExport.run(url: url, destination: directory, at: point, subtree: subtree, bandwidthLimit: bandwidth.bytesPerSecond,
                                                   progress: ProgressPrinter.shared.print)
             ProgressPrinter.shared.finish()
             print(report.summary)

@@ -1,0 +1,61 @@
+import Backends
+import CloudShare
+import Foundation
+
+/// The versions of one path in a share's log (`tiergate share history`): every commit that created,
+/// changed, renamed or deleted the item at that path, with its sequence (what `get --at` takes), time,
+/// author and size. The path is followed by name, as a folder's "previous versions" are.
+public enum ShareHistory {
+    /// One change of the item at the path.
+    public struct Version: Codable, Sendable, Equatable {
+        /// The commit's sequence: `tiergate get URL DIR --at SEQUENCE --path PATH` restores the item as it was after it.
+        public var sequence: UInt64
+        /// When the commit was written (seconds since the epoch, its author's clock).
+        public var time: Double
+        /// The server that wrote it (its name; `cloud` edits have their own).
+        public var author: String
+        /// `created`, `modified`, `deleted`, `renamed from OTHER` or `renamed to OTHER`.
+        public var change: String
+        /// The file's size after the change (nil for folders and deletions).
+        public var size: Int64?
+    }
+
+    /// The versions of `path` in the share at `url`, oldest first.
+    public static func versions(of path: String, url: String) async throws -> [Version] {
+        let share = try await CloudShare.open(try StoreLocator.open(url))
+        return versions(of: path, in: try await share.log.records(after: 0))
+    }
+
+    /// The versions of `path` made by `commits` (the log from its start, in order).
+    static func versions(of path: String, in commits: [Commit]) -> [Version] {
+        var namespace = Namespace()
+        var versions: [Version] = []
+        for commit in commits {
+            let before = namespace.entries[path]
+            namespace.apply(commit)
+            let after = namespace.entries[path]
+            guard before != after else { continue }
+            var change: String
+            switch (before, after) {
+            case (nil, _): change = "created"
+            case (_, nil): change = "deleted"
+            default: change = "modified"
+            }
+            // A rename of the item, or of a folder above it, names where it came from or went.
+            for operation in commit.operations where operation.op == .rename {
+                guard let from = operation.from else { continue }
+                if after != nil, let old = moved(path, from: operation.path, to: from) { change = "renamed from \(old)" }
+                if after == nil, let new = moved(path, from: from, to: operation.path) { change = "renamed to \(new)" }
+            }
+            versions.append(Version(sequence: commit.sequence, time: commit.time, author: commit.authorName, change: change,
+                                    size: after.flatMap { $0.kind == .file ? $0.size : nil }))
+        }
+        return versions
+    }
+
+    /// `path` with its prefix `from` replaced by `to`, when `path` is `from` or lies below it.
+    private static func moved(_ path: String, from: String, to: String) -> String? {
+        guard path == from || path.hasPrefix(from + "/") else { return nil }
+        return to + path.dropFirst(from.count)
+    }
+}
