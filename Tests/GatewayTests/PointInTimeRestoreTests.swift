@@ -5,12 +5,34 @@ import Testing
 /// `tiergate share history` and `tiergate get --at … --path …` with the real binary: files, folders, deleted
 /// files and renamed folders restore as they were at a past sequence or time.
 @Suite(.serialized) struct PointInTimeRestoreTests {
-    @Test func versionsOfFilesAndFoldersRestoreAsTheyWere() throws {
+    /// A share with three passes of one endpoint: plan.txt in two versions, gone.txt deleted, reports/ renamed to archive/.
+    final class Fixture {
         let scratch = Scratch()
-        let logs = scratch.path + "/logs", endpoint = scratch.path + "/endpoint", state = scratch.path + "/state"
-        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: endpoint + "/reports", withIntermediateDirectories: true)
-        let share = "file://" + scratch.path + "/share"
+        var logs: String { scratch.path + "/logs" }
+        var endpoint: String { scratch.path + "/endpoint" }
+        var state: String { scratch.path + "/state" }
+        var share: String { "file://" + scratch.path + "/share" }
+        var betweenOneAndTwo = Date()
+
+        init() throws {
+            try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: endpoint + "/reports", withIntermediateDirectories: true)
+            try cli(["share", "create", share])
+            try write("plan.txt", "version one\n")
+            try write("gone.txt", "deleted later\n")
+            try write("reports/q1.txt", "first quarter\n")
+            try cli(["endpoint", "add", endpoint, "--share", share, "--state-dir", state, "--server-name", "alpha"])
+            try cli(["sync", "--state-dir", state])
+            sleep(1)
+            betweenOneAndTwo = Date()
+            sleep(1)
+            try write("plan.txt", "version two, longer\n")
+            try cli(["sync", "--state-dir", state])
+            try FileManager.default.removeItem(atPath: endpoint + "/gone.txt")
+            try FileManager.default.moveItem(atPath: endpoint + "/reports", toPath: endpoint + "/archive")
+            try cli(["sync", "--state-dir", state])
+        }
+
         @discardableResult
         func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
             let result = try TiergateProcess.run(arguments, logs: logs)
@@ -19,27 +41,21 @@ import Testing
             }
             return result.output
         }
+
         func write(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: endpoint + "/" + path)) }
         func read(_ path: String) -> String? { FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } }
         func history(_ path: String) throws -> [ShareHistory.Version] {
             try JSONDecoder().decode([ShareHistory.Version].self, from: Data(try cli(["share", "history", share, path, "--json"]).utf8))
         }
+    }
 
-        try cli(["share", "create", share])
-        try write("plan.txt", "version one\n")
-        try write("gone.txt", "deleted later\n")
-        try write("reports/q1.txt", "first quarter\n")
-        try cli(["endpoint", "add", endpoint, "--share", share, "--state-dir", state, "--server-name", "alpha"])
-        try cli(["sync", "--state-dir", state])
-        sleep(1)
-        let betweenOneAndTwo = Date()
-        sleep(1)
-        try write("plan.txt", "version two, longer\n")
-        try cli(["sync", "--state-dir", state])
-        try FileManager.default.removeItem(atPath: endpoint + "/gone.txt")
-        try FileManager.default.moveItem(atPath: endpoint + "/reports", toPath: endpoint + "/archive")
-        try cli(["sync", "--state-dir", state])
-
+    @Test func versionsOfFilesAndFoldersRestoreAsTheyWere() throws {
+        let fixture = try Fixture()
+        let (scratch, share, betweenOneAndTwo) = (fixture.scratch, fixture.share, fixture.betweenOneAndTwo)
+        @discardableResult
+        func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String { try fixture.cli(arguments, expect: status) }
+        func read(_ path: String) -> String? { fixture.read(path) }
+        func history(_ path: String) throws -> [ShareHistory.Version] { try fixture.history(path) }
         let plan = try history("plan.txt")
         #expect(plan.map(\.change) == ["created", "modified"] && plan.map(\.author) == ["alpha", "alpha"], "\(plan)")
         #expect(plan.map(\.size) == [12, 20])
@@ -77,5 +93,34 @@ import Testing
         #expect(try cli(["get", share, scratch.path + "/x", "--at", "99"], expect: 1).contains("there is no sequence 99"))
         #expect(try cli(["get", share, scratch.path + "/x", "--at", "yesterday"], expect: 64).contains("neither a log sequence"))
         #expect(try cli(["get", share, scratch.path + "/x", "--at", "1", "--path", "archive"], expect: 1).contains("not in the share at that point"))
+    }
+
+    @Test func restoreOnAnEndpointIsANewChangeAndNeverOverwritesUnsyncedWork() throws {
+        let fixture = try Fixture()
+        let (endpoint, state, share) = (fixture.endpoint, fixture.state, fixture.share)
+        let first = try fixture.history("plan.txt")[0].sequence
+        // A past version of a file, a deleted file and a renamed folder come back as local edits.
+        #expect(try fixture.cli(["restore", endpoint + "/plan.txt", "--at", "#\(first)", "--state-dir", state]).contains("restored 1 files"))
+        #expect(fixture.read(endpoint + "/plan.txt") == "version one\n")
+        try fixture.cli(["restore", endpoint + "/gone.txt", "--at", String(first), "--state-dir", state])
+        try fixture.cli(["restore", endpoint + "/reports", "--at", String(first), "--state-dir", state])
+        #expect(fixture.read(endpoint + "/gone.txt") == "deleted later\n" && fixture.read(endpoint + "/reports/q1.txt") == "first quarter\n")
+        #expect(fixture.read(endpoint + "/archive/q1.txt") == "first quarter\n", "what exists now is left alone")
+        try fixture.cli(["sync", "--state-dir", state])
+        let plan = try fixture.history("plan.txt")
+        #expect(plan.map(\.change) == ["created", "modified", "modified"] && plan.last?.size == 12, "\(plan)")
+        #expect(try fixture.history("gone.txt").map(\.change) == ["created", "deleted", "created"])
+        // Restoring what is already there changes nothing.
+        #expect(try fixture.cli(["restore", endpoint + "/plan.txt", "--at", String(first), "--state-dir", state]).contains("1 already as they were"))
+
+        // Work not synced yet is never overwritten: the item is refused and named, exit status 2.
+        try fixture.write("plan.txt", "unsynced edit\n")
+        let refused = try fixture.cli(["restore", endpoint + "/plan.txt", "--at", String(first), "--state-dir", state], expect: 2)
+        #expect(refused.contains("not restored plan.txt") && refused.contains("changes not synced yet"), "\(refused)")
+        #expect(fixture.read(endpoint + "/plan.txt") == "unsynced edit\n")
+        // A path outside every endpoint, and a point where the item did not exist, say so.
+        #expect(try fixture.cli(["restore", fixture.scratch.path + "/elsewhere.txt", "--at", "1", "--state-dir", state], expect: 1).contains("in no endpoint"))
+        #expect(try fixture.cli(["restore", endpoint + "/archive", "--at", "1", "--state-dir", state], expect: 1).contains("was not in the share at that point"))
+        _ = share
     }
 }
