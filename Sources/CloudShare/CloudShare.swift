@@ -337,10 +337,32 @@ public final class CloudShare: Sendable {
         "snapshots/" + CommitLog.key(sequence).dropFirst("log/".count)
     }
 
-    /// Stores `namespace` as a snapshot (a compacted namespace at its sequence number).
+    /// Stores `namespace` as a snapshot (a compacted namespace at its sequence number). Encoded with sorted
+    /// keys, so every writer of the snapshot at one sequence writes the same bytes; one that exists is kept.
     public func writeSnapshot(_ namespace: Namespace) async throws {
-        let bytes = Array(try JSONEncoder().encode(namespace))
-        try await store.put(Self.snapshotKey(namespace.sequence), bytes: bytes)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let bytes = Array(try encoder.encode(namespace))
+        do {
+            try await store.putIfAbsent(Self.snapshotKey(namespace.sequence), bytes: bytes)
+        } catch let error as StoreError where error.code == .alreadyExists {
+            return
+        }
+    }
+
+    /// The sequence of the newest snapshot, 0 when there is none (a listing, no read).
+    public func latestSnapshotSequence() async throws -> UInt64 {
+        try await store.listAll(prefix: "snapshots/").compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }.max() ?? 0
+    }
+
+    /// Log compaction: when the log has grown by `interval` commits or more past the newest snapshot by
+    /// `sequence`, writes the snapshot at `sequence` (the newest snapshot plus the log after it, replayed),
+    /// so a new endpoint reads it and the tail instead of the whole log. Returns the sequence written.
+    @discardableResult
+    public func compactLog(through sequence: UInt64, interval: UInt64) async throws -> UInt64? {
+        guard sequence > 0, sequence >= (try await latestSnapshotSequence()) + interval else { return nil }
+        try await writeSnapshot(try await namespace(through: sequence))
+        return sequence
     }
 
     /// The newest snapshot, if any.

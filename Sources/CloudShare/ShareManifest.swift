@@ -23,9 +23,16 @@ public struct ShareManifest: Codable, Sendable, Equatable {
     public var chunking: ChunkingParameters
     /// Target pack size in bytes.
     public var packSize: Int
+    /// Commits between snapshots of the namespace (log compaction); nil: ``defaultSnapshotInterval``.
+    /// Absent from shares created before it existed; builds that do not know it ignore it.
+    public var snapshotInterval: UInt64?
+
+    /// The snapshot interval of shares that do not set one.
+    public static let defaultSnapshotInterval: UInt64 = 1000
 
     /// A manifest for a new share.
-    public init(chunking: ChunkingParameters = .standard, packSize: Int = 16 << 20) {
+    public init(chunking: ChunkingParameters = .standard, packSize: Int = 16 << 20, snapshotInterval: UInt64? = nil) {
+        self.snapshotInterval = snapshotInterval
         format = Self.currentFormat
         shareID = UUID().uuidString.lowercased()
         created = ISO8601DateFormatter().string(from: Date())

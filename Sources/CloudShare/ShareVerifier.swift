@@ -45,6 +45,7 @@ public struct ShareVerifier: Sendable {
             case missingLogRecord = "missing log record"
             case unreadableLogRecord = "unreadable log record"
             case unreadableSnapshot = "unreadable snapshot"
+            case differingSnapshot = "snapshot differs from the log"
             case damagedIndexSegment = "damaged index segment"
             case missingIndexSegment = "missing index segment"
             case differingIndexSegment = "index segment differs from its pack"
@@ -211,6 +212,26 @@ public struct ShareVerifier: Sendable {
                 problems.append(Problem(kind: .unreadableSnapshot, object: object.key, problem: "unreadable snapshot (\(error))",
                                         consequence: newest ? "it is the newest snapshot: new endpoints, `tiergate get` and `share info` fail" : "a point-in-time restore at this sequence fails",
                                         fix: "restore it from a copy of the share"))
+            }
+        }
+
+        // A snapshot must be the log replayed to its sequence: new endpoints start from it. Checked where
+        // the log is whole from its start up to the snapshot.
+        var replayed = Namespace()
+        var next = commits.startIndex
+        for snapshot in snapshots.sorted(by: { $0.sequence < $1.sequence }) {
+            while next < commits.endIndex, commits[next].sequence <= snapshot.sequence, commits[next].sequence == replayed.sequence + 1 {
+                replayed.apply(commits[next])
+                next += 1
+            }
+            guard replayed.sequence == snapshot.sequence else { continue }
+            if replayed.entries != snapshot.entries {
+                let differing = Set(replayed.entries.keys).symmetricDifference(snapshot.entries.keys)
+                    .union(replayed.entries.keys.filter { key in snapshot.entries[key].map { $0 != replayed.entries[key] } ?? false })
+                problems.append(Problem(kind: .differingSnapshot, object: CloudShare.snapshotKey(snapshot.sequence),
+                                        problem: "\(differing.count) paths differ from the log replayed to \(snapshot.sequence) (first: \(differing.sorted().prefix(3).joined(separator: ", ")))",
+                                        consequence: "new endpoints and `tiergate get` at or after this sequence would see the snapshot's namespace, not the log's",
+                                        fix: "delete the snapshot object: the log alone holds the truth (the next compaction writes it again)"))
             }
         }
 

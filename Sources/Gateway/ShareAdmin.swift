@@ -6,10 +6,12 @@ import Foundation
 /// Creating and inspecting cloud shares (`tiergate share …`).
 public enum ShareAdmin {
     /// Creates a share at `url` with the given chunking and pack sizes.
-    public static func create(url: String, minChunk: Int, averageChunk: Int, maxChunk: Int, packSize: Int) async throws -> ShareManifest {
+    public static func create(url: String, minChunk: Int, averageChunk: Int, maxChunk: Int, packSize: Int,
+                              snapshotInterval: UInt64? = nil) async throws -> ShareManifest {
         let chunking = try ChunkingParameters(minSize: minChunk, averageSize: averageChunk, maxSize: maxChunk)
         let store = try StoreLocator.open(url)
-        return try await CloudShare.create(in: store, manifest: ShareManifest(chunking: chunking, packSize: packSize)).manifest
+        return try await CloudShare.create(in: store, manifest: ShareManifest(chunking: chunking, packSize: packSize,
+                                                                             snapshotInterval: snapshotInterval)).manifest
     }
 
     /// `url` safe to print or log, credentials masked: the CLI's door to ``StoreLocator/redacted(_:)``,

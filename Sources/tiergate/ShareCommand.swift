@@ -17,8 +17,11 @@ struct ShareCommand: AsyncParsableCommand {
         @Option(help: "Average chunk in bytes (a power of two).") var avgChunk = 1 << 20
         @Option(help: "Largest chunk in bytes.") var maxChunk = 4 << 20
         @Option(help: "Target pack size in bytes.") var packSize = 16 << 20
+        @Option(help: "Commits between snapshots of the namespace, which new endpoints start from (log compaction; default 1000).")
+        var snapshotInterval: UInt64?
 
         func validate() throws {
+            if let snapshotInterval, snapshotInterval < 1 { throw ValidationError("--snapshot-interval must be at least 1") }
             guard packSize >= 1 << 20 && packSize <= 1 << 30 else {
                 throw ValidationError("--pack-size must be between 1 MiB and 1 GiB")
             }
@@ -26,7 +29,8 @@ struct ShareCommand: AsyncParsableCommand {
 
         func run() async throws {
             do {
-                let manifest = try await ShareAdmin.create(url: url, minChunk: minChunk, averageChunk: avgChunk, maxChunk: maxChunk, packSize: packSize)
+                let manifest = try await ShareAdmin.create(url: url, minChunk: minChunk, averageChunk: avgChunk, maxChunk: maxChunk, packSize: packSize,
+                                                             snapshotInterval: snapshotInterval)
                 print("created share \(ShareAdmin.printable(url)) (format \(manifest.format), chunking \(manifest.chunking), packs of \(manifest.packSize) bytes)")
             } catch {
                 throw fail(error)

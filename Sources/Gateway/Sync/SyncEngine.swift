@@ -34,6 +34,9 @@ public final class SyncEngine {
     /// Commits name their author as server id + endpoint id, so an endpoint recognizes its own records.
     var author: String { "\(serverID)/\(endpoint.id)" }
 
+    /// The cursor at which this engine last looked for the newest snapshot.
+    var snapshotChecked: UInt64 = 0
+
     /// The folder inside the endpoint where downloads are staged (same filesystem, so renames are atomic).
     static let stagingFolder = SkipRules.stateFolder + "/staging"
 
@@ -129,6 +132,17 @@ public final class SyncEngine {
         report.seconds = Date().timeIntervalSince(started)
         try state.setValue(report, endpoint.id, "lastSync", sync: true)
         try await registerServer(cursor: report.cursor)
+        // Log compaction: the server that first passes the next multiple of the interval writes the
+        // snapshot; the others find it (a listing once per interval of commits, not per pass).
+        let interval = share.manifest.snapshotInterval ?? ShareManifest.defaultSnapshotInterval
+        if report.cursor >= snapshotChecked + interval {
+            snapshotChecked = report.cursor
+            do {
+                try await share.compactLog(through: report.cursor, interval: interval)
+            } catch {
+                // A snapshot is an optimization: the pass has done its work; the next interval tries again.
+            }
+        }
         return report
     }
 
