@@ -19,6 +19,8 @@ public actor PackUploader {
     public private(set) var storedBytes: Int64 = 0
     /// Chunks this session skipped because the share already had them.
     public private(set) var dedupedChunks = 0
+    /// Whether the garbage collector's records were read for this session (at its first chunk).
+    private var readCollectionRecords = false
 
     init(share: CloudShare, parallelUploads: Int) {
         self.share = share
@@ -29,6 +31,11 @@ public actor PackUploader {
     /// Adds a chunk whose SHA-256 is `id`; returns true when it is new to the share.
     @discardableResult
     public func add(id: Digest32, bytes: [UInt8]) async throws -> Bool {
+        if !readCollectionRecords {
+            // Packs a collector marked for deletion since the share was opened are not deduplicated against.
+            readCollectionRecords = true
+            try await share.refreshCollected()
+        }
         if sessionChunks.contains(id) || share.hasIndexed(id) {
             dedupedChunks += 1
             return false
@@ -40,6 +47,17 @@ public actor PackUploader {
             try await flush()
         }
         return true
+    }
+
+    /// Stores a chunk again although this session or the share has it: its known copies are in packs a
+    /// garbage collector marked for deletion (see ``CloudShare/appendCommit(author:authorName:operations:uploader:append:)``).
+    func addAgain(id: Digest32, bytes: [UInt8]) async throws {
+        sessionChunks.insert(id)
+        bytes.withUnsafeBytes { pack.add(id: id, bytes: $0) }
+        storedBytes += Int64(bytes.count)
+        if pack.size >= share.manifest.packSize {
+            try await flush()
+        }
     }
 
     /// Seals the current pack and starts its upload, waiting first if too many are in flight. The pack

@@ -183,7 +183,7 @@ public struct ShareVerifier: Sendable {
         var commits: [Commit] = []
         let log = CommitLog(store: store)
         var done = 0
-        try await forEach(sequences, parallel: 8) { sequence -> Result<Commit, ShareError> in
+        try await Self.forEach(sequences, parallel: 8) { sequence -> Result<Commit, ShareError> in
             do { return .success(try await log.read(sequence)) } catch let error as ShareError { return .failure(error) }
         } result: { sequence, result in
             done += 1
@@ -247,7 +247,7 @@ public struct ShareVerifier: Sendable {
         checked["index segments"] = segments.count
         var states: [Digest32: PackState] = [:]
         done = 0
-        try await forEach(allPacks, parallel: 8) { pack in
+        try await Self.forEach(allPacks, parallel: 8) { pack in
             try await checkPack(pack, size: packSizes[pack], hasSegment: segments.contains(pack))
         } result: { pack, state in
             done += 1
@@ -265,7 +265,7 @@ public struct ShareVerifier: Sendable {
             var readBytes: Int64 = 0
             done = 0
             report("reading packs", 0, packsRead.count, bytes: 0, totalBytes: total, force: true)
-            try await forEach(packsRead, parallel: 4) { pack in
+            try await Self.forEach(packsRead, parallel: 4) { pack in
                 try await readPack(pack)
             } result: { pack, outcome in
                 done += 1
@@ -462,9 +462,9 @@ public struct ShareVerifier: Sendable {
 
     /// Runs `work` over `items`, at most `parallel` at once, handing each result to `result` in the
     /// caller's context (in completion order).
-    private func forEach<Item: Sendable, Output: Sendable>(_ items: [Item], parallel: Int,
-                                                          _ work: @escaping @Sendable (Item) async throws -> Output,
-                                                          result: (Item, Output) -> Void) async throws {
+    static func forEach<Item: Sendable, Output: Sendable>(_ items: [Item], parallel: Int,
+                                                         _ work: @escaping @Sendable (Item) async throws -> Output,
+                                                         result: (Item, Output) -> Void) async throws {
         try await withThrowingTaskGroup(of: (Item, Output).self) { group in
             var pending = items[...]
             func next() {
