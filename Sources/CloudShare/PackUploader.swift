@@ -64,7 +64,19 @@ public actor PackUploader {
     /// is replaced before any suspension, so a chunk added meanwhile lands in the next pack.
     private func flush() async throws {
         guard !pack.isEmpty else { return }
-        let sealed = pack.seal()
+        var sealed = pack.seal()
+        if share.collectedPacks.contains(sealed.id) {
+            // Pack ids are content hashes: the same chunks in the same order make the same pack again, and
+            // this one is being collected. A random filler chunk gives the copy an id of its own.
+            let filler = (0..<32).map { _ in UInt8.random(in: 0...255) }
+            var salted = PackWriter(capacity: sealed.bytes.count + filler.count)
+            for chunk in sealed.chunks {
+                let range = Int(chunk.location.offset)..<Int(chunk.location.offset) + Int(chunk.location.length)
+                sealed.bytes[range].withUnsafeBytes { salted.add(id: chunk.id, bytes: $0) }
+            }
+            filler.withUnsafeBytes { salted.add(id: SHA256.hash(filler), bytes: $0) }
+            sealed = salted.seal()
+        }
         pack = PackWriter(capacity: share.manifest.packSize + (1 << 20))
         packs.append(sealed.id)
         let share = self.share
