@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Synchronization
 
@@ -148,7 +149,8 @@ public final class LocalStore: ObjectStore {
         var objects: [ObjectInfo] = []
         for key in keys.prefix(limit) {
             if let info = try? Posix.status(root + "/" + key, followLinks: false) {
-                objects.append(ObjectInfo(key: key, size: Int64(info.st_size)))
+                let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+                objects.append(ObjectInfo(key: key, size: Int64(info.st_size), modified: modified))
             }
         }
         return ListPage(objects: objects, isTruncated: keys.count > limit)

@@ -1,3 +1,4 @@
+import Foundation
 import Synchronization
 
 /// An object store held in memory, for unit tests of the logic above the store.
@@ -6,6 +7,8 @@ import Synchronization
 /// a substitute for testing a real protocol.
 public final class MemoryStore: ObjectStore {
     private let objects = Mutex<[String: [UInt8]]>([:])
+    /// When each object was last written, for listings (the garbage collector's grace period reads it).
+    private let written = Mutex<[String: Date]>([:])
     public let displayName: String
 
     /// An empty store.
@@ -27,6 +30,7 @@ public final class MemoryStore: ObjectStore {
     public func put(_ key: String, bytes: [UInt8]) async throws {
         try ObjectKey.validate(key, store: displayName, operation: "put")
         objects.withLock { $0[key] = bytes }
+        written.withLock { $0[key] = Date() }
     }
 
     public func putIfAbsent(_ key: String, bytes: [UInt8]) async throws {
@@ -36,6 +40,7 @@ public final class MemoryStore: ObjectStore {
             objects[key] = bytes
             return true
         }
+        if stored { written.withLock { $0[key] = Date() } }
         if !stored {
             throw StoreError(.alreadyExists, store: displayName, operation: "putIfAbsent", key: key, cause: "the object exists")
         }
@@ -54,12 +59,14 @@ public final class MemoryStore: ObjectStore {
             objects.keys.filter { $0.hasPrefix(prefix) && (startAfter == nil || $0.utf8.lexicographicallyPrecedes(startAfter!.utf8) == false && $0 != startAfter!) }
         }.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
         let page = keys.prefix(limit)
-        let infos = objects.withLock { objects in page.map { ObjectInfo(key: $0, size: Int64(objects[$0]?.count ?? 0)) } }
+        let times = written.withLock { $0 }
+        let infos = objects.withLock { objects in page.map { ObjectInfo(key: $0, size: Int64(objects[$0]?.count ?? 0), modified: times[$0]) } }
         return ListPage(objects: infos, isTruncated: keys.count > limit)
     }
 
     public func delete(_ key: String) async throws {
         try ObjectKey.validate(key, store: displayName, operation: "delete")
         _ = objects.withLock { $0.removeValue(forKey: key) }
+        _ = written.withLock { $0.removeValue(forKey: key) }
     }
 }

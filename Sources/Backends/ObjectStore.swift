@@ -67,11 +67,15 @@ public struct ObjectInfo: Sendable, Hashable {
     public var key: String
     /// Its size in bytes.
     public var size: Int64
+    /// When it was last written, when the store says (listings of `file://` and S3 do; nil otherwise).
+    /// The garbage collector's grace period reads it.
+    public var modified: Date?
 
     /// An object description.
-    public init(key: String, size: Int64) {
+    public init(key: String, size: Int64, modified: Date? = nil) {
         self.key = key
         self.size = size
+        self.modified = modified
     }
 }
 

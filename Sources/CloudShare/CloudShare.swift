@@ -12,7 +12,7 @@ public final class CloudShare: Sendable {
     public let manifest: ShareManifest
     /// The commit log.
     public let log: CommitLog
-    private let index = Mutex<ChunkTable>(ChunkTable())
+    let index = Mutex<ChunkTable>(ChunkTable())
 
     struct ChunkTable {
         var locations: [Digest32: ChunkLocation] = [:]
@@ -25,6 +25,28 @@ public final class CloudShare: Sendable {
         var trailerPacks: Set<Digest32> = []
         /// Trailer reads in flight, so that parallel readers of one damaged pack share one read.
         var trailerReads: [Digest32: Task<String?, Never>] = [:]
+        /// Packs the garbage collector marked for deletion or deleted (see CloudShare+Collection.swift):
+        /// never deduplicated against, read only when no other copy of a chunk is known.
+        var collected: Set<Digest32> = []
+        /// Collection records already read, by key, and the smallest safety interval they named.
+        var collectionRecords: Set<String> = []
+        var smallestSafetyInterval: Double?
+        /// Other copies of chunks stored in more than one pack (rare: racing writers, or a chunk stored
+        /// again because its pack was being collected), so that a collected copy is never the only one known.
+        var alternates: [Digest32: [ChunkLocation]] = [:]
+
+        /// Whether a writer may reference the copy at `location` instead of storing the chunk again.
+        func isDedupable(_ location: ChunkLocation) -> Bool {
+            !trailerPacks.contains(location.pack) && !collected.contains(location.pack)
+        }
+
+        /// The copy of `chunk` to read or to name in a commit: the primary one unless its pack is
+        /// collected and another copy is known.
+        func preferredLocation(_ chunk: Digest32) -> ChunkLocation? {
+            guard let primary = locations[chunk] else { return nil }
+            guard collected.contains(primary.pack) else { return primary }
+            return alternates[chunk]?.first { !collected.contains($0.pack) } ?? primary
+        }
     }
 
     /// The share as printed in messages.
@@ -99,6 +121,7 @@ public final class CloudShare: Sendable {
     /// chunks are found from the pack's trailer when they are needed.
     public func loadIndex() async throws {
         let segments = try await store.listAll(prefix: "index/")
+        try await refreshCollected()
         let known = index.withLock { $0.loadedPacks.union($0.damagedSegments.keys) }
         let missing = segments.compactMap { Digest32(hex: $0.key.dropFirst("index/".count)) }.filter { !known.contains($0) }
         try await loadSegments(missing)
@@ -155,24 +178,37 @@ public final class CloudShare: Sendable {
             table.loadedPacks.insert(pack)
             if fromTrailer { table.trailerPacks.insert(pack) } else { table.trailerPacks.remove(pack) }
             for chunk in chunks {
-                if let known = table.locations[chunk.id], fromTrailer || !table.trailerPacks.contains(known.pack) { continue }
+                if let known = table.locations[chunk.id], known.pack != pack {
+                    // Keep the copy a writer may dedup against as the primary; remember the other.
+                    let keepKnown = table.isDedupable(known) || (fromTrailer || table.collected.contains(pack))
+                    let other = keepKnown ? chunk.location : known
+                    if !(table.alternates[chunk.id]?.contains { $0.pack == other.pack } ?? false) {
+                        table.alternates[chunk.id, default: []].append(other)
+                    }
+                    if keepKnown { continue }
+                }
                 table.locations[chunk.id] = chunk.location
             }
         }
     }
 
     /// Whether a writer may reference the stored copy of `chunk` instead of storing it: it is in a pack
-    /// whose index segment is whole.
+    /// whose index segment is whole and that the garbage collector has not marked for deletion.
     public func hasIndexed(_ chunk: Digest32) -> Bool {
         index.withLock { table in
             guard let location = table.locations[chunk] else { return false }
-            return !table.trailerPacks.contains(location.pack)
+            if table.isDedupable(location) { return true }
+            guard let other = table.alternates[chunk]?.first(where: { table.isDedupable($0) }) else { return false }
+            table.alternates[chunk]?.removeAll { $0.pack == other.pack }
+            table.alternates[chunk, default: []].append(location)
+            table.locations[chunk] = other
+            return true
         }
     }
 
-    /// Where a chunk is stored, if the share has it.
+    /// Where a chunk is stored, if the share has it (a copy outside collected packs when one is known).
     public func location(of chunk: Digest32) -> ChunkLocation? {
-        index.withLock { $0.locations[chunk] }
+        index.withLock { $0.preferredLocation(chunk) }
     }
 
     /// Counts of the loaded index: chunks, packs and stored chunk bytes.
@@ -182,8 +218,8 @@ public final class CloudShare: Sendable {
         }
     }
 
-    /// Reads one chunk with a ranged GET and verifies its SHA-256; a mismatch is a `corrupt` error naming the pack.
-    public func readChunk(_ id: Digest32) async throws -> [UInt8] {
+    /// Reads one chunk from the copy ``location(of:)`` names (see ``readChunk(_:)``).
+    func readChunkOnce(_ id: Digest32) async throws -> [UInt8] {
         var found = location(of: id)
         if found == nil {
             // A commit may name too few packs (written by an older build, or its writer lost a race
@@ -276,7 +312,7 @@ public final class CloudShare: Sendable {
         index.withLock { table in
             for operation in operations {
                 for chunk in operation.entry?.chunks ?? [] {
-                    if let location = table.locations[chunk.id] { packs.insert(location.pack) }
+                    if let location = table.preferredLocation(chunk.id) { packs.insert(location.pack) }
                 }
             }
         }

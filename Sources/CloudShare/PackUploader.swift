@@ -19,6 +19,8 @@ public actor PackUploader {
     public private(set) var storedBytes: Int64 = 0
     /// Chunks this session skipped because the share already had them.
     public private(set) var dedupedChunks = 0
+    /// Whether the garbage collector's records were read for this session (at its first chunk).
+    private var readCollectionRecords = false
 
     init(share: CloudShare, parallelUploads: Int) {
         self.share = share
@@ -29,6 +31,11 @@ public actor PackUploader {
     /// Adds a chunk whose SHA-256 is `id`; returns true when it is new to the share.
     @discardableResult
     public func add(id: Digest32, bytes: [UInt8]) async throws -> Bool {
+        if !readCollectionRecords {
+            // Packs a collector marked for deletion since the share was opened are not deduplicated against.
+            readCollectionRecords = true
+            try await share.refreshCollected()
+        }
         if sessionChunks.contains(id) || share.hasIndexed(id) {
             dedupedChunks += 1
             return false
@@ -42,11 +49,34 @@ public actor PackUploader {
         return true
     }
 
+    /// Stores a chunk again although this session or the share has it: its known copies are in packs a
+    /// garbage collector marked for deletion (see ``CloudShare/appendCommit(author:authorName:operations:uploader:append:)``).
+    func addAgain(id: Digest32, bytes: [UInt8]) async throws {
+        sessionChunks.insert(id)
+        bytes.withUnsafeBytes { pack.add(id: id, bytes: $0) }
+        storedBytes += Int64(bytes.count)
+        if pack.size >= share.manifest.packSize {
+            try await flush()
+        }
+    }
+
     /// Seals the current pack and starts its upload, waiting first if too many are in flight. The pack
     /// is replaced before any suspension, so a chunk added meanwhile lands in the next pack.
     private func flush() async throws {
         guard !pack.isEmpty else { return }
-        let sealed = pack.seal()
+        var sealed = pack.seal()
+        if share.collectedPacks.contains(sealed.id) {
+            // Pack ids are content hashes: the same chunks in the same order make the same pack again, and
+            // this one is being collected. A random filler chunk gives the copy an id of its own.
+            let filler = (0..<32).map { _ in UInt8.random(in: 0...255) }
+            var salted = PackWriter(capacity: sealed.bytes.count + filler.count)
+            for chunk in sealed.chunks {
+                let range = Int(chunk.location.offset)..<Int(chunk.location.offset) + Int(chunk.location.length)
+                sealed.bytes[range].withUnsafeBytes { salted.add(id: chunk.id, bytes: $0) }
+            }
+            filler.withUnsafeBytes { salted.add(id: SHA256.hash(filler), bytes: $0) }
+            sealed = salted.seal()
+        }
         pack = PackWriter(capacity: share.manifest.packSize + (1 << 20))
         packs.append(sealed.id)
         let share = self.share

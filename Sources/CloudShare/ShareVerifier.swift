@@ -184,7 +184,7 @@ public struct ShareVerifier: Sendable {
         var commits: [Commit] = []
         let log = CommitLog(store: store)
         var done = 0
-        try await forEach(sequences, parallel: 8) { sequence -> Result<Commit, ShareError> in
+        try await Self.forEach(sequences, parallel: 8) { sequence -> Result<Commit, ShareError> in
             do { return .success(try await log.read(sequence)) } catch let error as ShareError { return .failure(error) }
         } result: { sequence, result in
             done += 1
@@ -266,10 +266,20 @@ public struct ShareVerifier: Sendable {
         let allPacks = Set(packSizes.keys).union(segments).sorted()
         checked["packs"] = packSizes.count
         checked["index segments"] = segments.count
+        // Packs a garbage collector marked for deletion or deleted: one killed between removing a
+        // pack's index segment and the pack leaves a pack without a segment, which is no damage.
+        var collecting: Set<Digest32> = []
+        for prefix in CollectionRecord.prefixes {
+            for object in try await store.listAll(prefix: prefix) {
+                if let record = try? CollectionRecord.decode(try await store.get(object.key), share: name, key: object.key) {
+                    collecting.formUnion(record.packIDs)
+                }
+            }
+        }
         var states: [Digest32: PackState] = [:]
         done = 0
-        try await forEach(allPacks, parallel: 8) { pack in
-            try await checkPack(pack, size: packSizes[pack], hasSegment: segments.contains(pack))
+        try await Self.forEach(allPacks, parallel: 8) { [collecting] pack in
+            try await checkPack(pack, size: packSizes[pack], hasSegment: segments.contains(pack), collecting: collecting.contains(pack))
         } result: { pack, state in
             done += 1
             states[pack] = state
@@ -286,7 +296,7 @@ public struct ShareVerifier: Sendable {
             var readBytes: Int64 = 0
             done = 0
             report("reading packs", 0, packsRead.count, bytes: 0, totalBytes: total, force: true)
-            try await forEach(packsRead, parallel: 4) { pack in
+            try await Self.forEach(packsRead, parallel: 4) { pack in
                 try await readPack(pack)
             } result: { pack, outcome in
                 done += 1
@@ -328,9 +338,11 @@ public struct ShareVerifier: Sendable {
         let referencesKnown = !problems.contains { [.missingLogRecord, .unreadableLogRecord, .unreadableSnapshot].contains($0.kind) }
         let needed = Set(needs.keys.compactMap { home[$0] })
         for pack in packSizes.keys.sorted() where referencesKnown && !namedPacks.contains(pack) && !needed.contains(pack) {
-            problems.append(Problem(kind: .orphanPack, object: PackFormat.key(pack), problem: "no commit names it and no file version needs its chunks",
+            let marked = collecting.contains(pack)
+            problems.append(Problem(kind: .orphanPack, object: PackFormat.key(pack),
+                                    problem: "no commit names it and no file version needs its chunks" + (marked ? "; `tiergate share gc` marked it for deletion" : ""),
                                     consequence: "none (left by a writer that stopped before its commit, or still uploading)",
-                                    fix: "none needed; garbage collection removes it", isInfo: true))
+                                    fix: marked ? "none needed; a later `tiergate share gc` run deletes it" : "none needed; `tiergate share gc` removes it", isInfo: true))
         }
 
         problems.sort { ($0.isInfo ? 1 : 0, $0.object) < ($1.isInfo ? 1 : 0, $1.object) }
@@ -360,7 +372,7 @@ public struct ShareVerifier: Sendable {
     }
 
     /// Reads a pack's trailer and index segment, compares them, and repairs the segment when asked.
-    private func checkPack(_ pack: Digest32, size: Int64?, hasSegment: Bool) async throws -> PackState {
+    private func checkPack(_ pack: Digest32, size: Int64?, hasSegment: Bool, collecting: Bool) async throws -> PackState {
         let packKey = PackFormat.key(pack), segmentKey = IndexSegment.key(pack)
         var state = PackState(pack: pack, size: size)
         var trailer: [(id: Digest32, offset: UInt64, length: UInt32)]?
@@ -391,9 +403,9 @@ public struct ShareVerifier: Sendable {
             } catch let error as ShareError {
                 segmentProblem = (.damagedIndexSegment, error.cause)
             } catch let error as StoreError where error.code == .notFound {
-                segmentProblem = (.missingIndexSegment, "index segment missing (deleted while verifying)")
+                if !collecting { segmentProblem = (.missingIndexSegment, "index segment missing (deleted while verifying)") }
             }
-        } else if size != nil {
+        } else if size != nil && !collecting {
             segmentProblem = (.missingIndexSegment, "index segment missing")
         }
         if let segment, let trailer, !Self.same(segment, trailer, pack: pack) {
@@ -402,6 +414,13 @@ public struct ShareVerifier: Sendable {
         state.chunks = trailer ?? (size == nil ? nil : segment?.map { ($0.id, $0.location.offset, $0.location.length) })
 
         guard size != nil else {
+            if collecting {
+                // A collected pack whose segment outlived it (its writer's segment upload finished after the
+                // deletion): no commit needed its chunks when it was deleted, and writers never trust it.
+                state.problems.append(Problem(kind: .orphanPack, object: segmentKey, problem: "the index segment of a pack `tiergate share gc` deleted",
+                                              consequence: "none (writers do not dedup against a collected pack)", fix: "none needed", isInfo: true))
+                return state
+            }
             state.listedButGone = segment?.map(\.id) ?? []
             let listing = segment.map { "its index segment lists \($0.count) chunk\($0.count == 1 ? "" : "s")" } ?? "its index segment is unreadable too"
             state.problems.append(Problem(kind: .missingPack, object: packKey, problem: "missing (\(listing))",
@@ -483,9 +502,9 @@ public struct ShareVerifier: Sendable {
 
     /// Runs `work` over `items`, at most `parallel` at once, handing each result to `result` in the
     /// caller's context (in completion order).
-    private func forEach<Item: Sendable, Output: Sendable>(_ items: [Item], parallel: Int,
-                                                          _ work: @escaping @Sendable (Item) async throws -> Output,
-                                                          result: (Item, Output) -> Void) async throws {
+    static func forEach<Item: Sendable, Output: Sendable>(_ items: [Item], parallel: Int,
+                                                         _ work: @escaping @Sendable (Item) async throws -> Output,
+                                                         result: (Item, Output) -> Void) async throws {
         try await withThrowingTaskGroup(of: (Item, Output).self) { group in
             var pending = items[...]
             func next() {

@@ -172,3 +172,95 @@ extension ShareAdmin {
         try await ServerRegistration.forget(idOrName, in: try StoreLocator.open(url))
     }
 }
+
+/// A duration given on the command line: `24h`, `90m`, `30s`, `2d`, `1h30m`, or bare seconds.
+public enum DurationText {
+    /// Seconds, or nil when `text` is not a duration of zero or more.
+    public static func parse(_ text: String) -> Double? {
+        if let seconds = Double(text) { return seconds >= 0 && seconds.isFinite ? seconds : nil }
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        var total = 0.0, number = ""
+        for character in text {
+            if character.isNumber || character == "." {
+                number.append(character)
+            } else if let unit = units[character], let value = Double(number) {
+                total += value * unit
+                number = ""
+            } else {
+                return nil
+            }
+        }
+        return number.isEmpty && !text.isEmpty ? total : nil
+    }
+
+    /// `seconds` as people write it: `1h`, `90s`, `1d2h`.
+    public static func string(_ seconds: Double) -> String {
+        var left = Int(seconds.rounded()), parts: [String] = []
+        for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] where left >= size {
+            parts.append("\(left / size)\(unit)")
+            left %= size
+        }
+        return parts.isEmpty ? "0s" : parts.joined()
+    }
+}
+
+extension ShareAdmin {
+    /// The collector's options from the command line's values (seconds).
+    public static func collectionOptions(dryRun: Bool, grace: Double, safetyInterval: Double, lease: Double) -> GarbageCollector.Options {
+        var options = GarbageCollector.Options()
+        options.dryRun = dryRun
+        options.grace = grace
+        options.safetyInterval = safetyInterval
+        options.leaseDuration = lease
+        return options
+    }
+
+    /// Runs the garbage collector on the share at `url` (see ``GarbageCollector``); progress counts
+    /// log records read, packs checked and packs deleted.
+    public static func collectGarbage(url: String, options: GarbageCollector.Options, progress: ProgressHandler? = nil) async throws -> GarbageCollector.Report {
+        let started = Date()
+        let collector = GarbageCollector(store: try StoreLocator.open(url), options: options)
+        return try await collector.run { step in
+            progress?(JobProgress(phase: step.phase, items: step.done, totalItems: step.total, bytes: 0,
+                                  elapsed: Date().timeIntervalSince(started), unit: step.phase.hasPrefix("marking") ? "records" : "packs"))
+        }
+    }
+
+    /// Human-readable lines for `share gc`.
+    public static func describe(_ report: GarbageCollector.Report, options: GarbageCollector.Options) -> String {
+        func tally(_ tally: GarbageCollector.Tally) -> String {
+            "\(tally.packs) pack\(tally.packs == 1 ? "" : "s"), \(ByteFormat.string(tally.bytes))"
+        }
+        func time(_ seconds: Double) -> String { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds)) }
+        var lines = ["share:             \(StoreLocator.redacted(report.share))"]
+        if report.dryRun { lines.append("dry run:           nothing was recorded or deleted; the figures say what a run would do") }
+        lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by some commit or snapshot; every version of every file is kept)")
+        lines.append("packs:             \(tally(report.packs))")
+        lines.append("deleted:           \(tally(report.deleted))" + (report.recordsFinished > 0 ? " (\(report.recordsFinished) pending record\(report.recordsFinished == 1 ? "" : "s") finished)" : ""))
+        var pending = "marked pending:    \(tally(report.markedPending))"
+        if report.markedPending.packs > 0 { pending += " (writers stop reusing their chunks; a run after \(DurationText.string(options.safetyInterval)) deletes those still unreferenced)" }
+        lines.append(pending)
+        if report.awaitingDeletion.packs > 0 {
+            lines.append("awaiting deletion: \(tally(report.awaitingDeletion)) (marked by earlier runs)")
+        }
+        if let due = report.nextDeletionDue { lines.append("next deletion:     a run at or after \(time(due))") }
+        lines.append("kept, referenced:  \(tally(report.keptReferenced))" + (report.keptReferencedAgain.packs > 0 ? " (\(report.keptReferencedAgain.packs) of them were marked pending and referenced again since)" : ""))
+        lines.append("kept, too young:   \(tally(report.keptYoung)) (younger than the grace period, \(DurationText.string(options.grace)))")
+        if report.keptUnreadable.packs > 0 {
+            lines.append("kept, unreadable:  \(tally(report.keptUnreadable)) (neither index segment nor trailer readable; see `tiergate share verify`)")
+        }
+        lines.append("partly used:       \(tally(report.partlyUsed)) holding \(ByteFormat.string(report.partlyUsedUnusedBytes)) of unreferenced chunks (kept: repacking is not done yet)")
+        for pack in report.partlyUsedPacks.prefix(10) {
+            lines.append("  \(pack.pack): \(ByteFormat.string(pack.unusedBytes)) unused of \(ByteFormat.string(pack.bytes))")
+        }
+        if report.partlyUsedPacks.count > 10 { lines.append("  … and \(report.partlyUsedPacks.count - 10) more (--json lists them all)") }
+        return lines.joined(separator: "\n")
+    }
+
+    /// JSON for `share gc --json`.
+    public static func json(_ report: GarbageCollector.Report) throws -> String {
+        var object = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as! [String: Any]
+        object["share"] = StoreLocator.redacted(report.share)
+        return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+    }
+}

@@ -6,7 +6,7 @@ struct ShareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "share",
         abstract: "Create and inspect cloud shares.",
-        subcommands: [Create.self, Info.self, Verify.self, History.self, Servers.self, ForgetServer.self]
+        subcommands: [Create.self, Info.self, Verify.self, Collect.self, History.self, Servers.self, ForgetServer.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -168,6 +168,50 @@ extension ShareCommand {
                     print("forgot \(ConsoleText.safe(registration.name)) (\(registration.serverID)) endpoint \(registration.endpoint)")
                 }
             } catch {
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Collect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "gc",
+            abstract: "Delete packs no version of any file needs, in two phases; exit status 1 on an error.",
+            discussion: """
+            Marks every chunk any commit of the log references (every version of every file stays). Packs none of \
+            whose chunks is marked and older than --grace are recorded as pending deletion: writers stop reusing \
+            their chunks. A later run, at least --safety-interval after, deletes those still unreferenced. Partly \
+            used packs stay; their unused bytes are reported. One collector at a time (a lease in the share). \
+            See docs/gc.md.
+            """
+        )
+
+        @Argument(help: "The cloud share URL.") var url: String
+        @Flag(help: "Report what would be recorded and deleted; change nothing.") var dryRun = false
+        @Option(help: ArgumentHelp("Only packs older than this are collected (a writer may be about to commit a pack it just uploaded).", valueName: "duration"))
+        var grace = "24h"
+        @Option(help: ArgumentHelp("Time between recording packs as pending and deleting them; writers re-check within half of it.", valueName: "duration"))
+        var safetyInterval = "1h"
+        @Option(help: ArgumentHelp("How long the collector's lease lasts unrenewed (a killed collector's lease is taken over after it).", valueName: "duration"))
+        var lease = "10m"
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            for (name, text) in [("--grace", grace), ("--safety-interval", safetyInterval), ("--lease", lease)] where DurationText.parse(text) == nil {
+                throw ValidationError("\(name) must be a duration such as 24h, 90m, 30s or 2d (got '\(text)')")
+            }
+            if (DurationText.parse(lease) ?? 0) < 1 { throw ValidationError("--lease must be at least 1s") }
+        }
+
+        func run() async throws {
+            let options = ShareAdmin.collectionOptions(dryRun: dryRun, grace: DurationText.parse(grace)!,
+                                                       safetyInterval: DurationText.parse(safetyInterval)!, lease: DurationText.parse(lease)!)
+            do {
+                let report = try await ShareAdmin.collectGarbage(url: url, options: options, progress: ProgressPrinter.shared.print)
+                ProgressPrinter.shared.finish()
+                print(json ? try ShareAdmin.json(report) : ShareAdmin.describe(report, options: options))
+            } catch {
+                ProgressPrinter.shared.finish()
                 throw fail(error)
             }
         }

@@ -165,7 +165,8 @@ public final class S3Store: ObjectStore {
             guard let objectKey = S3XML.value("Key", in: entry), let size = S3XML.value("Size", in: entry).flatMap({ Int64($0) }) else {
                 throw inconsistent("list", prefix, "a listing entry lacks Key or Size")
             }
-            if let key = location.shareKey(objectKey) { objects.append(ObjectInfo(key: key, size: size)) }
+            let modified = S3XML.value("LastModified", in: entry).flatMap(S3XML.date)
+            if let key = location.shareKey(objectKey) { objects.append(ObjectInfo(key: key, size: size, modified: modified)) }
         }
         return ListPage(objects: objects, isTruncated: S3XML.value("IsTruncated", in: xml) == "true")
     }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Just enough XML for S3's responses, which are flat, namespace-free and machine-written: the text
 /// of named elements, with entities decoded. No DTDs, no attributes read, nothing fetched.
 enum S3XML {
@@ -86,5 +88,14 @@ enum S3XML {
         let xml = Substring(decoding: body.prefix(64 << 10), as: UTF8.self)
         guard let error = elements("Error", in: xml).first, let code = value("Code", in: error) else { return nil }
         return (code, value("Message", in: error))
+    }
+}
+
+extension S3XML {
+    /// An S3 timestamp (`2025-01-31T12:00:00.000Z`, fractional seconds optional).
+    static func date(_ text: String) -> Date? {
+        let fractional = ISO8601DateFormatter()
+        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return fractional.date(from: text) ?? ISO8601DateFormatter().date(from: text)
     }
 }

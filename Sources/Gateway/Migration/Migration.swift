@@ -350,8 +350,10 @@ public enum Migration {
             try await uploader.finish()
             try ledger?.write(records)
             if !operations.isEmpty {
-                let record = share.commit(author: "cloud", authorName: "Cloud", operations: operations)
-                report.sequence = try await share.log.append(record, knownHead: report.sequence)
+                let (log, knownHead) = (share.log, report.sequence)
+                report.sequence = try await share.appendCommit(author: "cloud", authorName: "Cloud", operations: operations, uploader: uploader) {
+                    try await log.append($0, knownHead: knownHead)
+                }
                 report.commits += 1
             }
             for (action, path, size) in rows { try itemLog?.log(action, path, size: size) }

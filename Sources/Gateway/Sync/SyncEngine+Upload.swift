@@ -222,10 +222,13 @@ extension SyncEngine {
             return true
         }
 
-        try await uploader.finish()
-        let commit = share.commit(author: author, authorName: serverName, operations: operations)
         let sequence = cursor + 1
-        guard try await share.log.tryAppend(commit, at: sequence) else {
+        let log = share.log
+        // Packs durable first; the append only after checking no chunk is in a pack being collected.
+        let appended = try await share.appendCommit(author: author, authorName: serverName, operations: operations, uploader: uploader) {
+            try await log.tryAppend($0, at: sequence)
+        }
+        guard appended else {
             try recordErrors(errors, cleared: [])
             return false
         }

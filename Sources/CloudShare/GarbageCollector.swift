@@ -1,0 +1,360 @@
+import Backends
+import Foundation
+import Hashing
+
+/// Deletes packs no commit needs (`tiergate share gc`), in two phases so that a writer deduplicating
+/// against a doomed chunk never commits a reference to a deleted one (the argument is in docs/gc.md).
+///
+/// One run, holding the share's lease (``CollectionLease``):
+/// 1. marks every chunk referenced by any commit at any sequence of the log, and by any snapshot
+///    (there is no retention policy yet: every version of every file stays restorable);
+/// 2. finishes pending records older than the safety interval: each of their packs still unreferenced
+///    by the log as it is now loses its index segment, then its pack object; the record moves to
+///    `gc/deleted/` (kept as a tombstone for writers whose index predates the deletion);
+/// 3. records the packs none of whose chunks is marked and which are older than the grace period in a
+///    new pending record (`gc/pending/<id>.json`); writers stop deduplicating against them.
+///
+/// Every step is idempotent, so a run killed anywhere leaves a state the next run finishes. Partly
+/// used packs stay (repacking is later work); their unused bytes are reported.
+public struct GarbageCollector: Sendable {
+    /// How the collector runs.
+    public struct Options: Sendable {
+        /// Report what would be recorded and deleted, and change nothing (no lease, no record).
+        public var dryRun = false
+        /// Seconds a pack must have existed before it is marked for deletion: a writer may be about to
+        /// commit a pack it just uploaded.
+        public var grace: Double = 86_400
+        /// Seconds between marking packs for deletion and deleting them; writers read the records at
+        /// least this often (their check is good for half of it).
+        public var safetyInterval: Double = 3_600
+        /// Seconds the collector's lease lasts without renewal (a killed collector's lease is taken over after it).
+        public var leaseDuration: Double = 600
+        /// The clock (tests move it).
+        public var now: @Sendable () -> Date = { Date() }
+
+        /// The defaults: 24 h grace, 1 h safety interval, 10 min lease.
+        public init() {}
+    }
+
+    /// A count of packs and their bytes.
+    public struct Tally: Codable, Sendable, Equatable {
+        /// Pack objects.
+        public var packs = 0
+        /// Their bytes.
+        public var bytes: Int64 = 0
+
+        mutating func add(_ size: Int64) {
+            packs += 1
+            bytes += size
+        }
+    }
+
+    /// A pack some of whose chunks no commit references (kept: repacking is later work).
+    public struct PartlyUsedPack: Codable, Sendable, Equatable {
+        /// The pack's key.
+        public var pack: String
+        /// The pack object's size.
+        public var bytes: Int64
+        /// Bytes of its chunks that no commit references.
+        public var unusedBytes: Int64
+    }
+
+    /// What a run found and did.
+    public struct Report: Codable, Sendable {
+        /// The share, as its store prints it.
+        public var share: String
+        /// True when nothing was changed.
+        public var dryRun: Bool
+        /// The log head the mark was taken at.
+        public var logHead: UInt64 = 0
+        /// Distinct chunks referenced by some commit or snapshot.
+        public var markedChunks = 0
+        /// Every pack object in the store.
+        public var packs = Tally()
+        /// Packs deleted by this run (dry run: that would be).
+        public var deleted = Tally()
+        /// Packs this run marked for deletion in a new pending record (dry run: that would be).
+        public var markedPending = Tally()
+        /// Packs of earlier pending records whose safety interval has not passed yet.
+        public var awaitingDeletion = Tally()
+        /// Packs holding at least one chunk some commit references.
+        public var keptReferenced = Tally()
+        /// Unreferenced packs younger than the grace period.
+        public var keptYoung = Tally()
+        /// Packs whose chunk list could not be read (index segment and trailer): kept, in doubt.
+        public var keptUnreadable = Tally()
+        /// Packs of pending records that a commit referenced since they were recorded: kept.
+        public var keptReferencedAgain = Tally()
+        /// Referenced packs that also hold unreferenced chunks.
+        public var partlyUsed = Tally()
+        /// Bytes of unreferenced chunks inside partly used packs.
+        public var partlyUsedUnusedBytes: Int64 = 0
+        /// The partly used packs, most unused bytes first.
+        public var partlyUsedPacks: [PartlyUsedPack] = []
+        /// Pending records this run finished.
+        public var recordsFinished = 0
+        /// The pending record this run wrote, if any.
+        public var pendingRecord: String?
+        /// When the earliest waiting pending record becomes due (seconds since 1970), if any.
+        public var nextDeletionDue: Double?
+    }
+
+    /// Where a run is.
+    public struct Progress: Sendable {
+        /// What it does.
+        public var phase: String
+        /// Items done in this phase.
+        public var done: Int
+        /// Items in this phase.
+        public var total: Int
+    }
+
+    /// The store holding the share.
+    public let store: any ObjectStore
+    /// How to run.
+    public let options: Options
+
+    /// A collector of the share in `store`.
+    public init(store: any ObjectStore, options: Options = Options()) {
+        self.store = store
+        self.options = options
+    }
+
+    var name: String { store.displayName }
+
+    /// One pack's chunks against the mark.
+    struct PackState: Sendable {
+        var size: Int64
+        var modified: Date?
+        /// nil: the chunk list could not be read.
+        var referencedChunks: Int?
+        var unusedBytes: Int64 = 0
+    }
+
+    /// Runs the collector; throws ``CollectorBusy`` when another one holds the lease, and a
+    /// ``ShareError`` when the log or a snapshot cannot be read completely (then nothing is deleted).
+    public func run(progress: (@Sendable (Progress) -> Void)? = nil) async throws -> Report {
+        try await checkManifest()
+        let lease = options.dryRun ? nil : try await HeldLease.acquire(store, duration: options.leaseDuration, now: options.now)
+        do {
+            let report = try await collect(lease: lease, progress: progress)
+            await lease?.release()
+            return report
+        } catch {
+            await lease?.release()
+            throw error
+        }
+    }
+
+    private func collect(lease: HeldLease?, progress: (@Sendable (Progress) -> Void)?) async throws -> Report {
+        var report = Report(share: name, dryRun: options.dryRun)
+        var pending = try await records(prefix: "gc/pending/")
+        let finished = Set(try await store.listAll(prefix: "gc/deleted/").compactMap { CollectionRecord.id(ofKey: $0.key) })
+        // A run killed after writing a deleted record but before removing its pending one.
+        for record in pending where finished.contains(record.id) && !options.dryRun {
+            try await store.delete(CollectionRecord.pendingKey(record.id))
+        }
+        pending.removeAll { finished.contains($0.id) }
+
+        // Which records are due is decided before the log is read: the mark then includes every commit
+        // appended up to the end of the safety interval (the argument in docs/gc.md needs this order).
+        let start = options.now().timeIntervalSince1970
+        func isDue(_ record: CollectionRecord) -> Bool {
+            let wait = record.packs.contains { $0.modified == nil } ? max(record.safetyInterval, record.grace) : record.safetyInterval
+            return start >= record.created + wait
+        }
+        let due = pending.filter(isDue)
+        let waiting = pending.filter { !isDue($0) }
+        report.nextDeletionDue = waiting.map { $0.created + ($0.packs.contains { $0.modified == nil } ? max($0.safetyInterval, $0.grace) : $0.safetyInterval) }.min()
+
+        let (marked, head) = try await mark(progress: progress)
+        report.logHead = head
+        report.markedChunks = marked.count
+        let states = try await survey(marked: marked, progress: progress)
+
+        let duePacks = Set(due.flatMap(\.packIDs))
+        let waitingPacks = Set(waiting.flatMap(\.packIDs))
+        var nominees: [CollectionRecord.Pack] = []
+        for (pack, state) in states.sorted(by: { $0.key.hex < $1.key.hex }) {
+            report.packs.add(state.size)
+            guard let referenced = state.referencedChunks else {
+                report.keptUnreadable.add(state.size)
+                continue
+            }
+            if referenced > 0 {
+                report.keptReferenced.add(state.size)
+                if duePacks.contains(pack) || waitingPacks.contains(pack) { report.keptReferencedAgain.add(state.size) }
+                if state.unusedBytes > 0 {
+                    report.partlyUsed.add(state.size)
+                    report.partlyUsedUnusedBytes += state.unusedBytes
+                    report.partlyUsedPacks.append(PartlyUsedPack(pack: PackFormat.key(pack), bytes: state.size, unusedBytes: state.unusedBytes))
+                }
+                continue
+            }
+            if duePacks.contains(pack) { continue } // deleted below
+            if waitingPacks.contains(pack) {
+                report.awaitingDeletion.add(state.size)
+            } else if let modified = state.modified, start - modified.timeIntervalSince1970 < options.grace {
+                report.keptYoung.add(state.size)
+            } else {
+                nominees.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970))
+                report.markedPending.add(state.size)
+            }
+        }
+        report.partlyUsedPacks.sort { ($0.unusedBytes, $1.pack) > ($1.unusedBytes, $0.pack) }
+
+        // Phase two: delete what the records named and the log still does not reference.
+        let deletions = due.reduce(0) { $0 + $1.packs.count }
+        var done = 0
+        for record in due {
+            try await lease?.keep()
+            var deleted: [String] = []
+            for pack in record.packs {
+                done += 1
+                progress?(Progress(phase: "deleting packs", done: done, total: deletions))
+                guard let id = Digest32(hex: pack.id) else { continue }
+                if let state = states[id], state.referencedChunks != 0 { continue } // referenced again, or unreadable: kept
+                if states[id] == nil, (try? await store.head(IndexSegment.key(id))) != nil {
+                    // The pack is gone but its segment is not: never this collector's order (segment
+                    // first), so someone else's damage for `share verify` to report. Left alone.
+                    continue
+                }
+                if !options.dryRun {
+                    // The index segment first: a pack without one is never deduplicated against, and
+                    // its chunks stay readable from its trailer until the pack goes too.
+                    try await store.delete(IndexSegment.key(id))
+                    try await store.delete(PackFormat.key(id))
+                }
+                deleted.append(pack.id)
+                report.deleted.add(states[id]?.size ?? 0)
+            }
+            if !options.dryRun {
+                var finishedRecord = record
+                finishedRecord.completed = options.now().timeIntervalSince1970
+                finishedRecord.deleted = deleted
+                try await store.put(CollectionRecord.deletedKey(record.id), bytes: try finishedRecord.encoded())
+                try await store.delete(CollectionRecord.pendingKey(record.id))
+            }
+            report.recordsFinished += 1
+        }
+
+        // Phase one: record the new garbage; nothing of it is deleted before the safety interval.
+        if !nominees.isEmpty && !options.dryRun {
+            try await lease?.keep()
+            let record = CollectionRecord(id: UUID().uuidString.lowercased(), created: options.now().timeIntervalSince1970,
+                                          safetyInterval: options.safetyInterval, grace: options.grace, packs: nominees)
+            try await store.put(CollectionRecord.pendingKey(record.id), bytes: try record.encoded())
+            report.pendingRecord = CollectionRecord.pendingKey(record.id)
+            let wait = nominees.contains { $0.modified == nil } ? max(record.safetyInterval, record.grace) : record.safetyInterval
+            report.nextDeletionDue = min(report.nextDeletionDue ?? .infinity, record.created + wait)
+        }
+        return report
+    }
+
+    private func checkManifest() async throws {
+        do {
+            if let problem = ShareVerifier.manifestProblem(try await store.get(ShareManifest.key)) {
+                throw ShareError(.corrupt, share: name, object: ShareManifest.key, cause: problem + "; nothing was collected")
+            }
+        } catch let error as StoreError where error.code == .notFound {
+            throw ShareError(.noShare, share: name, object: ShareManifest.key, cause: "no share here; nothing was collected")
+        }
+    }
+
+    private func records(prefix: String) async throws -> [CollectionRecord] {
+        var records: [CollectionRecord] = []
+        for object in try await store.listAll(prefix: prefix) {
+            do {
+                records.append(try CollectionRecord.decode(try await store.get(object.key), share: name, key: object.key))
+            } catch let error as StoreError where error.code == .notFound {
+                continue // finished by another run meanwhile
+            }
+        }
+        return records
+    }
+
+    /// Every chunk referenced by any record of the log and any snapshot, and the log head. Throws when
+    /// a record or snapshot is unreadable or the log has a gap: what it references is unknown.
+    func mark(progress: (@Sendable (Progress) -> Void)?) async throws -> (Set<Digest32>, UInt64) {
+        let refuse = "nothing was collected: what it references is unknown (see `tiergate share verify`)"
+        var marked: Set<Digest32> = []
+        let snapshotKeys = try await store.listAll(prefix: "snapshots/")
+        for object in snapshotKeys {
+            let snapshot: Namespace
+            do {
+                snapshot = try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(object.key)))
+            } catch is DecodingError {
+                throw ShareError(.corrupt, share: name, object: object.key, cause: "unreadable snapshot; " + refuse)
+            }
+            for entry in snapshot.entries.values where entry.kind == .file {
+                for chunk in entry.chunks { marked.insert(chunk.id) }
+            }
+        }
+        let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
+        let sequences = try await store.listAll(prefix: "log/").compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
+        var previous = snapshotSequences.filter { $0 < (sequences.first ?? 0) }.max() ?? 0
+        for sequence in sequences {
+            guard sequence == previous + 1 else {
+                throw ShareError(.badLog, share: name, object: CommitLog.key(previous + 1), cause: "missing log record; " + refuse)
+            }
+            previous = sequence
+        }
+        let log = CommitLog(store: store)
+        var done = 0
+        try await ShareVerifier.forEach(sequences, parallel: 8) { sequence -> [Digest32] in
+            let commit = try await log.read(sequence)
+            return commit.operations.flatMap { operation -> [Digest32] in
+                guard operation.op == .upsert, let entry = operation.entry, entry.kind == .file else { return [] }
+                return entry.chunks.map(\.id)
+            }
+        } result: { _, chunks in
+            marked.formUnion(chunks)
+            done += 1
+            if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every commit", done: done, total: sequences.count)) }
+        }
+        return (marked, sequences.last ?? 0)
+    }
+
+    /// Every pack object with its chunks counted against the mark: from its index segment, else its
+    /// trailer; a pack whose chunk list is unreadable either way is kept.
+    func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> [Digest32: PackState] {
+        let packObjects = try await store.listAll(prefix: "packs/")
+        let segments = Set(try await store.listAll(prefix: "index/").map(\.key))
+        var states: [Digest32: PackState] = [:]
+        var done = 0
+        let store = store, name = name
+        let packs = packObjects.compactMap { object in Digest32(hex: object.key.split(separator: "/").last ?? "").map { (id: $0, object: object) } }
+        try await ShareVerifier.forEach(packs, parallel: 8) { pack -> [(Digest32, UInt32)]? in
+            if segments.contains(IndexSegment.key(pack.id)) {
+                do {
+                    let bytes = try await store.get(IndexSegment.key(pack.id))
+                    return try IndexSegment.decode(bytes, share: name, name: IndexSegment.key(pack.id)).map { ($0.id, $0.location.length) }
+                } catch let error as StoreError where error.code == .notFound {
+                    // Deleted meanwhile: the trailer says the same.
+                } catch is ShareError {
+                    // Damaged: the trailer says the same.
+                }
+            }
+            do {
+                return try await PackFormat.readTrailer(of: pack.id, in: store).map { ($0.id, $0.length) }
+            } catch is ShareError {
+                return nil
+            } catch let error as StoreError where error.code == .notFound {
+                return nil // deleted meanwhile (by a collector's earlier, killed run): not a pack of this survey
+            }
+        } result: { pack, chunks in
+            var state = PackState(size: pack.object.size, modified: pack.object.modified)
+            if let chunks {
+                var referenced = 0
+                for (id, length) in chunks {
+                    if marked.contains(id) { referenced += 1 } else { state.unusedBytes += Int64(length) }
+                }
+                state.referencedChunks = referenced
+            }
+            states[pack.id] = state
+            done += 1
+            if done % 64 == 0 || done == packs.count { progress?(Progress(phase: "checking packs against the mark", done: done, total: packs.count)) }
+        }
+        return states
+    }
+}
