@@ -106,7 +106,14 @@ import Testing
             for index in 0..<40 { try await Self.orphanPack(url, [randomBytes(3_000, seed: UInt64(round * 1000 + index * 2 + 11))]) }
             let arguments = ["share", "gc", url, "--grace", "0s", "--safety-interval", "1s", "--lease", "2s"]
             let collector = try TiergateProcess(arguments, logs: scratch.path)
-            usleep(UInt32.random(in: 20_000...400_000, using: &random))
+            // Killed once it holds its lease (however slowly the process started), at a random point after.
+            let leases = scratch.path + "/share/gc/lease"
+            let deadline = Date().addingTimeInterval(20)
+            while collector.process.isRunning && Date() < deadline
+                && ((try? FileManager.default.contentsOfDirectory(atPath: leases)) ?? []).isEmpty {
+                usleep(2_000)
+            }
+            usleep(UInt32.random(in: 0...60_000, using: &random))
             collector.send(SIGKILL)
             _ = collector.exitStatus()
             let problems = try await Self.everyVersionReads(url, contents: contents)
