@@ -28,8 +28,42 @@ public enum ShareAdmin {
         try await open(url: url).info()
     }
 
+    /// Stored bytes no version of any file needs, as a dry run of ``GarbageCollector`` finds them.
+    public struct Garbage: Codable, Sendable {
+        /// Whole packs no commit references, older than the grace period: what `share gc` reclaims (in two phases).
+        public var reclaimablePacks: Int
+        public var reclaimableBytes: Int64
+        /// Whole unreferenced packs younger than the grace period (a writer may still commit them).
+        public var youngPacks: Int
+        public var youngBytes: Int64
+        /// Unreferenced chunks inside packs that are partly used (kept until repacking exists).
+        public var partlyUsedUnusedBytes: Int64
+        /// Bytes of packs minus all of the above: chunks some commit or snapshot references.
+        public var referencedBytes: Int64
+    }
+
+    /// The garbage of the share at `url` (`share info`): a dry run of the collector, which changes nothing
+    /// and takes no lease, so it runs beside writers and collectors. Nil when the log cannot be marked
+    /// whole (a gap, an unreadable record): `share verify` says why.
+    public static func garbage(url: String, storedBytes: Int64) async -> Garbage? {
+        var options = GarbageCollector.Options()
+        options.dryRun = true
+        let report: GarbageCollector.Report
+        do {
+            report = try await collectGarbage(url: url, options: options)
+        } catch {
+            return nil
+        }
+        let reclaimable = (packs: report.markedPending.packs + report.awaitingDeletion.packs,
+                           bytes: report.markedPending.bytes + report.awaitingDeletion.bytes)
+        return Garbage(reclaimablePacks: reclaimable.packs, reclaimableBytes: reclaimable.bytes,
+                       youngPacks: report.keptYoung.packs, youngBytes: report.keptYoung.bytes,
+                       partlyUsedUnusedBytes: report.partlyUsedUnusedBytes,
+                       referencedBytes: max(0, storedBytes - reclaimable.bytes - report.keptYoung.bytes - report.partlyUsedUnusedBytes))
+    }
+
     /// Human-readable lines for `share info`.
-    public static func describe(_ info: ShareInfo) -> String {
+    public static func describe(_ info: ShareInfo, garbage: Garbage?) -> String {
         let chunking = info.manifest.chunking
         let damaged = info.damagedIndexSegments == 0 ? "" : """
 
@@ -46,15 +80,21 @@ public enum ShareAdmin {
         chunks:       \(info.chunks)
         logical:      \(ByteFormat.string(info.logicalBytes)) (\(info.logicalBytes) bytes)
         stored:       \(ByteFormat.string(info.storedBytes)) (\(info.storedBytes) bytes)
-        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))\(damaged)
+        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))\(damaged)\(garbage.map { garbage in """
+
+        referenced:   \(ByteFormat.string(garbage.referencedBytes)) (chunks some version of some file needs)
+        garbage:      \(ByteFormat.string(garbage.reclaimableBytes)) in \(garbage.reclaimablePacks) unreferenced packs (`tiergate share gc` reclaims them), \
+        \(ByteFormat.string(garbage.youngBytes)) in \(garbage.youngPacks) younger than a day, \(ByteFormat.string(garbage.partlyUsedUnusedBytes)) unused inside partly used packs
+        """ } ?? "\ngarbage:      not measured: the log cannot be marked whole (see `tiergate share verify`)")
         """
     }
 
     /// JSON for `share info --json`.
-    public static func json(_ info: ShareInfo) throws -> String {
+    public static func json(_ info: ShareInfo, garbage: Garbage?) throws -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         var object = try JSONSerialization.jsonObject(with: encoder.encode(info)) as! [String: Any]
+        if let garbage { object["garbage"] = try JSONSerialization.jsonObject(with: encoder.encode(garbage)) }
         object["share"] = StoreLocator.redacted(info.share)
         object["dedupRatio"] = info.dedupRatio
         return String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)

@@ -47,7 +47,8 @@ struct ShareCommand: AsyncParsableCommand {
         func run() async throws {
             do {
                 let info = try await ShareAdmin.info(url: url)
-                print(json ? try ShareAdmin.json(info) : ShareAdmin.describe(info))
+                let garbage = await ShareAdmin.garbage(url: url, storedBytes: info.storedBytes)
+                print(json ? try ShareAdmin.json(info, garbage: garbage) : ShareAdmin.describe(info, garbage: garbage))
             } catch {
                 throw fail(error)
             }

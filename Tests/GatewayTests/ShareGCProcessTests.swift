@@ -87,6 +87,27 @@ import Testing
         }
     }
 
+    @Test func shareInfoReportsReferencedBytesAndGarbage() async throws {
+        let scratch = Scratch()
+        let url = "file://" + scratch.path + "/share"
+        #expect(try runTiergate(["share", "create", url]) == 0)
+        scratch.write("src/kept.bin", randomBytes(50_000, seed: 3))
+        #expect(try runTiergate(["put", url, scratch.path + "/src"]) == 0)
+        let committed = Self.packCount(scratch.path + "/share")
+        for index in 0..<3 { try await Self.orphanPack(url, [randomBytes(4_000, seed: UInt64(100 + index))]) }
+        let orphans = Self.packCount(scratch.path + "/share") - committed
+        try #require(orphans > 0)
+        let result = try TiergateProcess.run(["share", "info", url, "--json"], logs: scratch.path)
+        #expect(result.status == 0, "\(result.output)")
+        let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any]
+        let garbage = try #require(object?["garbage"] as? [String: Any], "\(result.output)")
+        // Fresh orphans are younger than the grace period: garbage, but not reclaimable yet.
+        #expect(garbage["youngPacks"] as? Int == orphans && garbage["reclaimablePacks"] as? Int == 0, "\(garbage), \(orphans) orphan packs")
+        let stored = object?["storedBytes"] as? Int ?? 0, referenced = garbage["referencedBytes"] as? Int ?? 0
+        #expect(referenced >= 50_000 && referenced < stored, "referenced \(referenced) of \(stored)")
+        #expect(try TiergateProcess.run(["share", "info", url], logs: scratch.path).output.contains("in \(orphans) younger than a day"))
+    }
+
     @Test func aCollectorKilledAnywhereIsFinishedByTheNextRunAndHoldsOffOthersUntilItsLeaseExpires() async throws {
         let scratch = Scratch()
         let url = "file://" + scratch.path + "/share"
