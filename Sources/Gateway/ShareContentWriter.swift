@@ -24,7 +24,7 @@ enum ShareContentWriter {
 
     /// At most this many bytes of content, or this many files, go into one batch: a batch holds one
     /// open descriptor per file, and its reads are planned together.
-    static let batchBytes: Int64 = 64 << 20, batchFiles = 64
+    static let batchBytes: Int64 = 64 << 20, batchFiles = 128
 
     /// Splits `items` into batches of at most ``batchBytes`` of content and ``batchFiles`` files, in order.
     static func batches<Item>(_ items: [Item], size: (Item) -> Int64) -> [[Item]] {
