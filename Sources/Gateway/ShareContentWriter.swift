@@ -26,6 +26,11 @@ enum ShareContentWriter {
     /// open descriptor per file, and its reads are planned together.
     static let batchBytes: Int64 = 64 << 20, batchFiles = 128
 
+    /// Batches written at once, and reads in flight per batch: a batch of small files is often a single
+    /// read, so batches, not reads, make the parallelism. Their product (8) bounds the reads in flight,
+    /// and with reads of at most 16 MiB, the memory a download holds (128 MiB).
+    static let parallelBatches = 4, readsPerBatch = 2
+
     /// Splits `items` into batches of at most ``batchBytes`` of content and ``batchFiles`` files, in order.
     static func batches<Item>(_ items: [Item], size: (Item) -> Int64) -> [[Item]] {
         var batches: [[Item]] = [], current: [Item] = [], bytes: Int64 = 0
@@ -45,7 +50,7 @@ enum ShareContentWriter {
     /// is whole or has failed (a chunk missing or corrupt, a write error); a failure of one file never
     /// stops the others. Chunks arrive in pack order: each is written where it belongs, and the
     /// fingerprint, which needs file order, reads back the few chunks that came early.
-    static func write(_ targets: [Target], share: CloudShare, parallelReads: Int = 4,
+    static func write(_ targets: [Target], share: CloudShare, parallelReads: Int = readsPerBatch,
                       finished: (_ target: Int, _ result: Result<Written, any Error>) async throws -> Void) async throws {
         var files = targets.map(FileProgress.init)
         var owners: [(file: Int, chunk: Int)] = []

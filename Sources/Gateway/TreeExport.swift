@@ -37,7 +37,7 @@ public enum TreeExport {
     }
 
     /// Restores `share`'s namespace at its log head into `destination`; existing files are kept.
-    public static func run(share: CloudShare, destination: String, parallelBatches: Int = 2, progress: ProgressHandler? = nil) async throws -> Report {
+    public static func run(share: CloudShare, destination: String, parallelBatches: Int = 4, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
         try Posix.makeDirectories(destination)
         let rootFD = try Posix.open(destination, O_RDONLY | O_DIRECTORY)

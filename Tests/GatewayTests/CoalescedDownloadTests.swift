@@ -57,7 +57,7 @@ final class PackGetCounter: ObjectStore {
         let counter = PackGetCounter(store)
         let report = try await TreeExport.run(share: try await CloudShare.open(counter), destination: scratch.path + "/out")
         #expect(report.files == expected.count && report.skipped.isEmpty)
-        // Two batches at a time, each reading a pack's part in up to 16 MiB ranges.
+        // Each batch reads its part of a pack (up to 16 MiB a GET).
         let batches = ShareContentWriter.batches(Array(expected.values)) { Int64($0.count) }.count
         #expect(counter.packGets <= batches * packs, "\(counter.packGets) pack GETs for \(chunks) chunks in \(packs) packs")
         let identical = expected.allSatisfy { scratch.read("out/" + $0.key) == $0.value }

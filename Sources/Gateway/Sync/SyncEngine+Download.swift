@@ -125,10 +125,10 @@ extension SyncEngine {
         }
         var staged: [Int: StagedFile] = [:]
         var failed: [Int: String] = [:]
-        // Files are fetched in batches whose chunks are read together (a commit's small files share packs);
-        // two batches at once keep the store busy while one batch's last read finishes.
+        // Files are fetched in batches whose chunks are read together (a commit's small files share packs).
+        // A batch of small files is often one read, so several batches run at once to keep the store busy.
         let batches = ShareContentWriter.batches(wanted) { $0.entry.size }
-        try await BoundedTasks.run(batches, width: 2, work: { [share, stagingFD] batch in
+        try await BoundedTasks.run(batches, width: ShareContentWriter.parallelBatches, work: { [share, stagingFD] batch in
             await Self.stage(batch, share: share, staging: stagingFD)
         }, collect: { results in
             for (index, result) in results {
