@@ -44,23 +44,6 @@ extension CloudShare {
         return .milliseconds(Int64(interval * 500))
     }
 
-    /// Reads one chunk with a ranged GET and verifies its SHA-256; a mismatch is a `corrupt` error
-    /// naming the pack. When the pack is gone (a collector deleted it after this process indexed it),
-    /// the index is reloaded and another copy, if one exists, is read.
-    public func readChunk(_ id: Digest32) async throws -> [UInt8] {
-        do {
-            return try await readChunkOnce(id)
-        } catch let error as StoreError where error.code == .notFound {
-            guard let gone = location(of: id)?.pack else { throw error }
-            index.withLock { _ = $0.collected.insert(gone) }
-            try await loadIndex()
-            guard location(of: id)?.pack != gone else {
-                throw ShareError(.missingChunk, share: name, object: PackFormat.key(gone), cause: "chunk \(id.hex): its pack is gone and no other copy is known")
-            }
-            return try await readChunkOnce(id)
-        }
-    }
-
     /// Chunks `operations` reference whose only known copies are in collected packs.
     func chunksOnlyInCollectedPacks(_ operations: [NamespaceOperation]) -> [Digest32] {
         index.withLock { table in

@@ -47,6 +47,8 @@ public final class CloudShare: Sendable {
             guard collected.contains(primary.pack) else { return primary }
             return alternates[chunk]?.first { !collected.contains($0.pack) } ?? primary
         }
+        /// The end of each pack's last known chunk, for planning reads (see ``ChunkReadPlan``).
+        var packBytes: [Digest32: UInt64] = [:]
     }
 
     /// The share as printed in messages.
@@ -178,6 +180,7 @@ public final class CloudShare: Sendable {
             table.loadedPacks.insert(pack)
             if fromTrailer { table.trailerPacks.insert(pack) } else { table.trailerPacks.remove(pack) }
             for chunk in chunks {
+                table.packBytes[pack] = max(table.packBytes[pack] ?? 0, chunk.location.offset + UInt64(chunk.location.length))
                 if let known = table.locations[chunk.id], known.pack != pack {
                     // Keep the copy a writer may dedup against as the primary; remember the other.
                     let keepKnown = table.isDedupable(known) || (fromTrailer || table.collected.contains(pack))
@@ -218,37 +221,68 @@ public final class CloudShare: Sendable {
         }
     }
 
-    /// Reads one chunk from the copy ``location(of:)`` names (see ``readChunk(_:)``).
-    func readChunkOnce(_ id: Digest32) async throws -> [UInt8] {
-        var found = location(of: id)
-        if found == nil {
+    /// Reads one chunk and verifies its SHA-256; a mismatch is a `corrupt` error naming the pack. Many
+    /// chunks are read with ``readChunks(_:order:parallelReads:limits:deliver:)``, which coalesces GETs.
+    public func readChunk(_ id: Digest32) async throws -> [UInt8] {
+        var chunk: Result<ArraySlice<UInt8>, any Error>?
+        try await readChunks([id]) { _, result in chunk = result }
+        return Array(try chunk!.get())
+    }
+
+    /// Where `ids` are stored, or why a chunk cannot be found: the loaded index first; for chunks not in
+    /// it, the index segments in the store, then the trailers of packs whose segment is damaged or
+    /// missing. A chunk found nowhere is a `missingChunk` error naming the pack that may hold it.
+    func locate(_ ids: some Sequence<Digest32>) async -> [Digest32: Result<ChunkLocation, any Error>] {
+        var found: [Digest32: Result<ChunkLocation, any Error>] = [:]
+        var missing: Set<Digest32> = []
+        index.withLock { table in
+            for id in ids {
+                if let location = table.preferredLocation(id) { found[id] = .success(location) } else { missing.insert(id) }
+            }
+        }
+        guard !missing.isEmpty else { return found }
+        func take() {
+            index.withLock { table in
+                for id in missing {
+                    if let location = table.preferredLocation(id) { found[id] = .success(location) }
+                }
+            }
+            missing.subtract(found.keys)
+        }
+        do {
             // A commit may name too few packs (written by an older build, or its writer lost a race
             // before the packs were listed): the index segments in the store are the truth.
             try await loadIndex()
-            found = location(of: id)
-        }
-        var unreadable: [(pack: Digest32, cause: String)] = []
-        if found == nil {
-            // The chunk may be in a pack whose index segment is damaged or missing: its trailer lists its chunks.
-            try await recordPacksWithoutSegments()
-            unreadable = await readDamagedPackTrailers()
-            found = location(of: id)
-        }
-        guard let location = found else {
-            if let first = unreadable.first {
-                let others = unreadable.count > 1 ? " (and \(unreadable.count - 1) more packs like it)" : ""
-                throw ShareError(.missingChunk, share: name, object: PackFormat.key(first.pack),
-                                 cause: "chunk \(id.hex) is in no known pack; it may be in this pack, whose index segment is damaged (\(damagedIndexSegments[first.pack] ?? "unreadable")) and whose trailer is unreadable (\(first.cause))\(others)")
+            take()
+            var unreadable: [(pack: Digest32, cause: String)] = []
+            if !missing.isEmpty {
+                // The chunk may be in a pack whose index segment is damaged or missing: its trailer lists its chunks.
+                try await recordPacksWithoutSegments()
+                unreadable = await readDamagedPackTrailers()
+                take()
             }
-            throw ShareError(.missingChunk, share: name, object: "chunk \(id.hex)", cause: "the chunk is in no known pack")
+            for id in missing {
+                if let first = unreadable.first {
+                    let others = unreadable.count > 1 ? " (and \(unreadable.count - 1) more packs like it)" : ""
+                    found[id] = .failure(ShareError(.missingChunk, share: name, object: PackFormat.key(first.pack),
+                                                    cause: "chunk \(id.hex) is in no known pack; it may be in this pack, whose index segment is damaged (\(damagedIndexSegments[first.pack] ?? "unreadable")) and whose trailer is unreadable (\(first.cause))\(others)"))
+                } else {
+                    found[id] = .failure(ShareError(.missingChunk, share: name, object: "chunk \(id.hex)", cause: "the chunk is in no known pack"))
+                }
+            }
+        } catch {
+            for id in missing where found[id] == nil { found[id] = .failure(error) }
         }
-        let key = PackFormat.key(location.pack)
-        let bytes = try await store.get(key, range: Int64(location.offset)..<Int64(location.offset) + Int64(location.length))
-        guard bytes.count == Int(location.length), SHA256.hash(bytes) == id else {
-            throw ShareError(.corrupt, share: name, object: key,
-                             cause: "chunk \(id.hex) at offset \(location.offset) fails its SHA-256 check (pack corrupt or truncated)")
+        return found
+    }
+
+    /// The chunk bytes of each pack in `packs` that the index knows (the end of its last chunk).
+    func packBytes(_ packs: some Sequence<Digest32>) -> [Digest32: UInt64] {
+        index.withLock { table in
+            var result: [Digest32: UInt64] = [:]
+            for pack in packs { result[pack] = table.packBytes[pack] }
+            return result
         }
-        return bytes
     }
 
     /// Records packs in the store that have no index segment (lost, or never written by a writer that

@@ -74,7 +74,7 @@ public enum TreeExport {
     /// Restores `share`'s namespace at its log head (or at `point`) into `destination`, only `subtree`
     /// (a file or folder, with its path kept) when given; existing files are kept.
     public static func run(share: CloudShare, destination: String, at point: PointInTime? = nil, subtree: String? = nil,
-                           parallelFiles: Int = 8, progress: ProgressHandler? = nil) async throws -> Report {
+                           parallelBatches: Int = 4, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
         var selected: Namespace
         if let point { selected = try await point.namespace(of: share) } else { selected = try await share.namespace() }
@@ -116,21 +116,28 @@ public enum TreeExport {
         }
         let files = paths.filter { namespace.entries[$0]!.kind == .file }
         var lastReport = Date()
-        try await BoundedTasks.run(files, width: parallelFiles, work: { path -> (String, Int64, String?) in
-            if let problem = SafePath.problem(with: path) { return (path, 0, problem) }
-            let entry = namespace.entries[path]!
-            do {
-                try await FileWriter.write(share: share, entry: entry, rootFD: rootFD, path: path, replace: false)
-                return (path, entry.size, nil)
-            } catch let error as PosixError {
-                return (path, 0, error.reason)
-            }
-        }, collect: { path, bytes, problem in
-            if let problem {
+        // Files are written in batches whose chunks are read together (small files share packs).
+        var entries: [(path: String, entry: NamespaceEntry)] = []
+        for path in files {
+            if let problem = SafePath.problem(with: path) {
                 report.skipped.append(SkippedItem(path: path, reason: problem))
             } else {
-                report.files += 1
-                report.bytes += bytes
+                entries.append((path, namespace.entries[path]!))
+            }
+        }
+        try await BoundedTasks.run(ShareContentWriter.batches(entries) { $0.entry.size }, width: parallelBatches, work: { batch in
+            await FileWriter.write(share: share, entries: batch, rootFD: rootFD, replace: false)
+        }, collect: { results in
+            for (path, size, result) in results {
+                switch result {
+                case .success:
+                    report.files += 1
+                    report.bytes += size
+                case .failure(let error as PosixError):
+                    report.skipped.append(SkippedItem(path: path, reason: error.reason))
+                case .failure(let error):
+                    throw error
+                }
             }
             if let progress, Date().timeIntervalSince(lastReport) > 0.5 {
                 lastReport = Date()
@@ -142,37 +149,71 @@ public enum TreeExport {
     }
 }
 
-/// Writing one file's content from a share: into a temporary file in the same directory, fsynced, then
+/// Writing files' content from a share: each into a temporary file in its directory, fsynced, then
 /// renamed into place, so that readers never see half a file.
 public enum FileWriter {
-    /// Writes `entry`'s content to `path` beneath `rootFD`, with its mode and mtime. With `replace`
-    /// false an existing file is kept (EEXIST).
-    public static func write(share: CloudShare, entry: NamespaceEntry, rootFD: Int32, path: String, replace: Bool) async throws {
-        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
-        defer { close(parent.fd) }
-        let temporary = ".tg-\(UUID().uuidString.prefix(8))-\(parent.name.prefix(64))"
-        let fd = try Posix.call("open", path: path) { openat(parent.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-        var renamed = false
-        defer {
-            close(fd)
-            if !renamed { unlinkat(parent.fd, temporary, 0) }
+    /// Writes each entry's content to its path beneath `rootFD`, with its mode and mtime, reading the
+    /// chunks of all of them together. With `replace` false an existing file is kept (EEXIST). Returns
+    /// each path with its size and whether it was written.
+    public static func write(share: CloudShare, entries: [(path: String, entry: NamespaceEntry)], rootFD: Int32,
+                             replace: Bool) async -> [(path: String, size: Int64, result: Result<Void, any Error>)] {
+        var results: [(path: String, size: Int64, result: Result<Void, any Error>)] = []
+        var opened: [(path: String, entry: NamespaceEntry, parent: Int32, name: String, temporary: String, fd: Int32)] = []
+        var open: Set<Int> = []     // positions in `opened` not finished yet
+        for (path, entry) in entries {
+            do {
+                let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
+                let temporary = ".tg-\(UUID().uuidString.prefix(8))-\(parent.name.prefix(64))"
+                let fd: Int32
+                do {
+                    fd = try Posix.call("open", path: path) { openat(parent.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+                } catch {
+                    close(parent.fd)
+                    throw error
+                }
+                open.insert(opened.count)
+                opened.append((path, entry, parent.fd, parent.name, temporary, fd))
+            } catch {
+                results.append((path, 0, .failure(error)))
+            }
         }
-        for chunk in entry.chunks {
-            let bytes = try await share.readChunk(chunk.id)
-            try bytes.withUnsafeBytes { try Posix.writeAll(fd, $0, path: path) }
+        func finish(_ position: Int, _ written: Result<ShareContentWriter.Written, any Error>) {
+            let (path, entry, parent, name, temporary, fd) = opened[position]
+            open.remove(position)
+            var renamed = false
+            defer {
+                close(fd)
+                if !renamed { unlinkat(parent, temporary, 0) }
+                close(parent)
+            }
+            do {
+                _ = try written.get()
+                try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode)) }
+                if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
+                var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
+                try Posix.call("futimens", path: path) { futimens(fd, &times) }
+                try Posix.fsync(fd, path: path)
+                if replace {
+                    try Posix.call("rename", path: path) { renameat(parent, temporary, parent, name) }
+                    renamed = true
+                } else {
+                    // link(2) never replaces: the existing file wins and the temporary is removed.
+                    try Posix.call("link", path: path) { linkat(parent, temporary, parent, name, 0) }
+                }
+                results.append((path, entry.size, .success(())))
+            } catch {
+                results.append((path, 0, .failure(error)))
+            }
         }
-        try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode)) }
-        if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
-        var times = [Posix.timespec(nanoseconds: entry.mtime),
-                     Posix.timespec(nanoseconds: entry.mtime)]
-        try Posix.call("futimens", path: path) { futimens(fd, &times) }
-        try Posix.fsync(fd, path: path)
-        if replace {
-            try Posix.call("rename", path: path) { renameat(parent.fd, temporary, parent.fd, parent.name) }
-            renamed = true
-        } else {
-            // link(2) never replaces: the existing file wins and the temporary is removed.
-            try Posix.call("link", path: path) { linkat(parent.fd, temporary, parent.fd, parent.name, 0) }
+        var stopped: any Error = GatewayError("the share's reads ended early")
+        do {
+            try await ShareContentWriter.write(opened.map { ShareContentWriter.Target(fd: $0.fd, path: $0.path, chunks: $0.entry.chunks) },
+                                               share: share) { position, written in finish(position, written) }
+        } catch {
+            stopped = error
         }
+        // Only a cancelled read leaves files unfinished; they are dropped.
+        for position in open.sorted() { finish(position, .failure(stopped)) }
+        return results
     }
 }

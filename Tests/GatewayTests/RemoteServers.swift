@@ -24,6 +24,18 @@ enum RemoteServers {
         return "s3://\(moto.bucket)/sync-\(UUID().uuidString.prefix(8).lowercased())?endpoint=\(moto.endpoint)&region=\(moto.region)"
     }
 
+    /// The requests moto has served for the share at `url` (a URL from ``freshS3URL()``), by method and
+    /// kind of object: `"GET packs"`, `"PUT log"`, … (see `Tests/support/s3_moto_server.py`).
+    static func s3RequestCounts(_ url: String) async throws -> [String: Int] {
+        let moto = try await sharedMoto.value
+        let share = url.dropFirst("s3://".count).prefix { $0 != "?" }
+        let response = try await HTTPClient().execute(HTTPRequest(method: "GET", url: "\(moto.endpoint)/__requests?prefix=\(share)"))
+        guard response.status == 200, let counts = try? JSONDecoder().decode([String: Int].self, from: Data(response.body)) else {
+            throw Failure(description: "moto's request counter answered HTTP \(response.status)")
+        }
+        return counts
+    }
+
     /// A `filerest://` URL of a fresh, existing file share on the emulator.
     static func freshFileRESTURL() async throws -> String {
         let endpoint = try await sharedEmulator.value

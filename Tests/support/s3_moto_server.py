@@ -18,6 +18,10 @@ Three things moto's stock server does differently from S3, and what this helper 
   S3 never allows. Conditional writes (and multipart completion) are serialized here.
 - werkzeug closes every connection after one response. This helper serves moto's WSGI app over
   HTTP/1.1 keep-alive instead, so clients can reuse connections as they do with S3.
+
+Requests are counted by method, share prefix and kind of object (the first key component after the
+prefix: packs, index, log, …): `GET /__requests?prefix=BUCKET/PREFIX` answers them as JSON
+(`{"GET packs": 3, …}`), so a test can count the requests one share received while others run.
 """
 import ctypes
 import io
@@ -40,6 +44,18 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 REGION = "us-east-1"
 BUCKET = "tiergate-test"
 current_target = threading.local()
+request_counts = {}
+request_counts_lock = threading.Lock()
+
+
+def count_request(method, path):
+    """Counts a request to /BUCKET/PREFIX/KIND/… under "BUCKET/PREFIX" as "METHOD KIND"."""
+    parts = unquote_to_bytes(path).decode("utf-8", "replace").lstrip("/").split("/")
+    if len(parts) < 3:
+        return
+    with request_counts_lock:
+        counts = request_counts.setdefault(parts[0] + "/" + parts[1], {})
+        counts[method + " " + parts[2]] = counts.get(method + " " + parts[2], 0) + 1
 
 
 def die_with_parent():
@@ -102,6 +118,17 @@ class KeepAliveWSGIHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path, _, query = self.path.partition("?")
+        if path == "/__requests":
+            prefix = unquote_to_bytes(query.partition("prefix=")[2]).decode()
+            with request_counts_lock:
+                data = json.dumps(request_counts.get(prefix, {})).encode()
+            self.send_response_only(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        count_request(self.command, path)
         host, port = self.server.server_address[:2]
         environ = {
             "REQUEST_METHOD": self.command, "SCRIPT_NAME": "",

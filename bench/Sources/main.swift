@@ -9,6 +9,7 @@ let groups: [BenchGroup] = [
     SyncBench.group,
     TieringBench.group,
     BackendBench.group,
+    DownloadBench.group,
     FanotifyBench.group,
     MountBench.group,
     CheckBench.group,

@@ -324,8 +324,9 @@ public enum Migration {
             let (share, uploader) = (share, uploader)
             try await BoundedTasks.run(files, width: max(8, options.readers), work: { (path, entry) -> Outcome in
                 do {
-                    for chunk in entry.chunks where !share.hasIndexed(chunk.id) {
-                        try await uploader.add(id: chunk.id, bytes: try await source.readChunk(chunk.id))
+                    let missing = entry.chunks.map(\.id).filter { !share.hasIndexed($0) }
+                    try await source.readChunks(missing) { index, chunk in
+                        try await uploader.add(id: missing[index], bytes: Array(try chunk.get()))
                     }
                     return .copied(path, entry)
                 } catch let error as ShareError {
@@ -579,8 +580,8 @@ public enum Migration {
                 let fingerprint = XXH3()
                 var size: Int64 = 0
                 do {
-                    for chunk in copied.entry.chunks {
-                        let bytes = try await share.readChunk(chunk.id)
+                    try await share.readChunks(copied.entry.chunks.map(\.id)) { _, chunk in
+                        let bytes = try chunk.get()
                         fingerprint.update(bytes)
                         size += Int64(bytes.count)
                     }

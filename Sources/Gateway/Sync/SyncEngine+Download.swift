@@ -125,14 +125,18 @@ extension SyncEngine {
         }
         var staged: [Int: StagedFile] = [:]
         var failed: [Int: String] = [:]
-        try await BoundedTasks.run(wanted, width: 16, work: { [share, stagingFD] (index, entry) -> (Int, StagedFile?, String?) in
-            do {
-                return (index, try await Self.stage(entry, share: share, staging: stagingFD), nil)
-            } catch {
-                return (index, nil, "\(error)")
+        // Files are fetched in batches whose chunks are read together (a commit's small files share packs).
+        // A batch of small files is often one read, so several batches run at once to keep the store busy.
+        let batches = ShareContentWriter.batches(wanted) { $0.entry.size }
+        try await BoundedTasks.run(batches, width: ShareContentWriter.parallelBatches, work: { [share, stagingFD] batch in
+            await Self.stage(batch, share: share, staging: stagingFD)
+        }, collect: { results in
+            for (index, result) in results {
+                switch result {
+                case .success(let file): staged[index] = file
+                case .failure(let error): failed[index] = "\(error)"
+                }
             }
-        }, collect: { index, file, failure in
-            if let file { staged[index] = file } else { failed[index] = failure ?? "unknown error" }
         })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
@@ -278,32 +282,50 @@ extension SyncEngine {
         return LocalItem(path: path, info)
     }
 
-    /// Writes `entry`'s content (every chunk verified) to a new file in the staging folder, with its
-    /// mode, owner, ACL and mtime. Not fsynced here: the caller flushes all staged files with one syncfs.
-    static func stage(_ entry: NamespaceEntry, share: CloudShare, staging directory: Int32) async throws -> StagedFile {
-        let name = "f-" + NamespaceEntry.newFileID()
-        let fd = try Posix.call("open", path: stagingFolder + "/" + name) { openat(directory, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
-        var done = false
-        defer {
-            close(fd)
-            if !done { unlinkat(directory, name, 0) }
+    /// Writes the content of `files` (every chunk verified) to new files in the staging folder, with
+    /// their mode, owner, ACL and mtime, reading their chunks together; each file is staged or failed on
+    /// its own. Not fsynced here: the caller flushes all staged files with one syncfs.
+    static func stage(_ files: [(index: Int, entry: NamespaceEntry)], share: CloudShare, staging directory: Int32) async -> [(Int, Result<StagedFile, any Error>)] {
+        var results: [(Int, Result<StagedFile, any Error>)] = []
+        var opened: [(index: Int, entry: NamespaceEntry, name: String, fd: Int32)] = []
+        var open: Set<Int> = []     // positions in `opened` not finished yet
+        for (index, entry) in files {
+            let name = "f-" + NamespaceEntry.newFileID()
+            do {
+                let fd = try Posix.call("open", path: stagingFolder + "/" + name) { openat(directory, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+                open.insert(opened.count)
+                opened.append((index, entry, name, fd))
+            } catch {
+                results.append((index, .failure(error)))
+            }
         }
-        let hash = XXH3()
-        var size: Int64 = 0
-        for chunk in entry.chunks {
-            let bytes = try await share.readChunk(chunk.id)
-            hash.update(bytes)
-            try bytes.withUnsafeBytes { try Posix.writeAll(fd, $0, path: name) }
-            size += Int64(bytes.count)
+        func finish(_ position: Int, _ written: Result<ShareContentWriter.Written, any Error>) {
+            let (index, entry, name, fd) = opened[position]
+            open.remove(position)
+            defer { close(fd) }
+            do {
+                let content = try written.get()
+                try Posix.call("fchmod", path: name) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
+                if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
+                LocalFiles.applyACL(entry.acl, fd: fd)
+                var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
+                try Posix.call("futimens", path: name) { futimens(fd, &times) }
+                results.append((index, .success(StagedFile(name: name, fingerprint: content.fingerprint, size: content.size))))
+            } catch {
+                unlinkat(directory, name, 0)
+                results.append((index, .failure(error)))
+            }
         }
-        try Posix.call("fchmod", path: name) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
-        if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
-        LocalFiles.applyACL(entry.acl, fd: fd)
-        var times = [Posix.timespec(nanoseconds: entry.mtime),
-                     Posix.timespec(nanoseconds: entry.mtime)]
-        try Posix.call("futimens", path: name) { futimens(fd, &times) }
-        done = true
-        return StagedFile(name: name, fingerprint: hash.digest128(), size: size)
+        var stopped: any Error = GatewayError("the share's reads ended early")
+        do {
+            try await ShareContentWriter.write(opened.map { ShareContentWriter.Target(fd: $0.fd, path: $0.name, chunks: $0.entry.chunks) },
+                                               share: share) { position, written in finish(position, written) }
+        } catch {
+            stopped = error
+        }
+        // Only a cancelled read leaves files unfinished; they are dropped.
+        for position in open.sorted() { finish(position, .failure(stopped)) }
+        return results
     }
 
     /// Moves a staged file to `path` (replacing what is there when `replace`, else only if nothing is).

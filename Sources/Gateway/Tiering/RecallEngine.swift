@@ -150,6 +150,8 @@ public final class RecallEngine: Sendable {
             pending.removeFirst(count)
             pendingStart = cut
         }
+        // The chunks that overlap a hole, with the parts of them to write.
+        var needed: [(id: Digest32, span: Range<Int64>, overlaps: [Range<Int64>])] = []
         var offset: Int64 = 0
         for chunk in layout {
             let span = offset..<offset + Int64(chunk.length)
@@ -158,19 +160,26 @@ public final class RecallEngine: Sendable {
                 let lower = max(hole.lowerBound, span.lowerBound), upper = min(hole.upperBound, span.upperBound)
                 return lower < upper ? lower..<upper : nil
             }
-            guard !overlaps.isEmpty else { continue }
-            // Recall is exempt from the network limit: a reader is blocked on these bytes. The mark is a
-            // task-local, set here where every recall (fanotify, mount, CLI, background) reads its chunks.
-            let bytes = try await StoreTraffic.recall { try await connection.share(waitingUpTo: .seconds(10)).readChunk(chunk.id) }
-            for part in overlaps {
-                if part.lowerBound != pendingStart + Int64(pending.count) {
-                    try flush(all: true)    // a new hole: the last one ended on a block boundary
-                    pendingStart = part.lowerBound
+            if !overlaps.isEmpty { needed.append((chunk.id, span, overlaps)) }
+        }
+        // Recall is exempt from the network limit: a reader is blocked on these bytes. The mark is a
+        // task-local, set here where every recall (fanotify, mount, CLI, background) reads its chunks; the
+        // reads of adjacent chunks are coalesced and handed over in file order.
+        let share = try await connection.share(waitingUpTo: .seconds(10))
+        try await StoreTraffic.recall {
+            try await share.readChunks(needed.map(\.id), order: .asRequested) { index, chunk in
+                let bytes = try chunk.get()
+                let (_, span, overlaps) = needed[index]
+                for part in overlaps {
+                    if part.lowerBound != pendingStart + Int64(pending.count) {
+                        try flush(all: true)    // a new hole: the last one ended on a block boundary
+                        pendingStart = part.lowerBound
+                    }
+                    let start = bytes.startIndex + Int(part.lowerBound - span.lowerBound)
+                    pending += bytes[start..<start + Int(part.count)]
                 }
-                let start = Int(part.lowerBound - span.lowerBound)
-                pending += bytes[start..<start + Int(part.count)]
+                if pending.count >= 1 << 20 { try flush(all: false) }
             }
-            if pending.count >= 1 << 20 { try flush(all: false) }
         }
         try flush(all: true)
         return written
