@@ -13,11 +13,7 @@ import Testing
         let folder = scratch.path + "/share", share = "file://" + folder
         @discardableResult
         func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
-            let result = try TiergateProcess.run(arguments, logs: logs)
-            guard result.status == status else {
-                throw GatewayError("tiergate \(arguments.joined(separator: " ")) ended with \(result.status.map(String.init) ?? "a signal"), not \(status): \(result.output)")
-            }
-            return result.output
+            try TiergateProcess.expect(status, arguments, logs: logs)
         }
         func snapshots() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: folder + "/snapshots")) ?? []).sorted() }
 

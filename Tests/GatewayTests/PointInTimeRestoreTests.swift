@@ -35,11 +35,7 @@ import Testing
 
         @discardableResult
         func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
-            let result = try TiergateProcess.run(arguments, logs: logs)
-            guard result.status == status else {
-                throw GatewayError("tiergate \(arguments.joined(separator: " ")) ended with \(result.status.map(String.init) ?? "a signal"), not \(status): \(result.output)")
-            }
-            return result.output
+            try TiergateProcess.expect(status, arguments, logs: logs)
         }
 
         func write(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: endpoint + "/" + path)) }

@@ -64,6 +64,17 @@ final class TiergateProcess {
         let status = child.exitStatus(timeout: 60)
         return (status, child.output + child.errorOutput)
     }
+
+    /// Runs `tiergate arguments…` to its end and returns what it printed; throws, with that output, when
+    /// it ended with another status than `status`.
+    @discardableResult
+    static func expect(_ status: Int32, _ arguments: [String], logs directory: String) throws -> String {
+        let result = try run(arguments, logs: directory)
+        guard result.status == status else {
+            throw GatewayError("tiergate \(arguments.joined(separator: " ")) ended with \(result.status.map(String.init) ?? "a signal"), not \(status): \(result.output)")
+        }
+        return result.output
+    }
 }
 
 /// What the Swift runtime, glibc and libstdc++ print when a process aborts or crashes.
