@@ -166,7 +166,7 @@ public enum FileWriter {
                 let temporary = ".tg-\(UUID().uuidString.prefix(8))-\(parent.name.prefix(64))"
                 let fd: Int32
                 do {
-                    fd = try Posix.call("open", path: path) { openat(parent.fd, temporary, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+                    fd = try Posix.call("open", path: path) { openat(parent.fd, temporary, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
                 } catch {
                     close(parent.fd)
                     throw error

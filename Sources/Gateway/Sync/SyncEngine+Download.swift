@@ -292,7 +292,7 @@ extension SyncEngine {
         for (index, entry) in files {
             let name = "f-" + NamespaceEntry.newFileID()
             do {
-                let fd = try Posix.call("open", path: stagingFolder + "/" + name) { openat(directory, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
+                let fd = try Posix.call("open", path: stagingFolder + "/" + name) { openat(directory, name, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600) }
                 open.insert(opened.count)
                 opened.append((index, entry, name, fd))
             } catch {
