@@ -23,11 +23,9 @@ extension Gateway {
     /// synced yet are refused (the restore would overwrite them); items that exist now but did not then
     /// are left alone: a restore brings back, it never deletes.
     public func restore(path: String, at point: TreeExport.PointInTime) async throws -> RestoreReport {
-        let absolute = Self.canonical(path)
-        guard let endpoint = config.endpoints.first(where: { Self.contains($0.path, absolute) }) else {
+        guard let (endpoint, relative) = try? locate(path) else {
             throw GatewayError("'\(path)' is in no endpoint of this server (see `tiergate endpoint list`)")
         }
-        let relative = absolute == endpoint.path ? "" : String(absolute.dropFirst(endpoint.path.count + 1))
         if !relative.isEmpty, let problem = SafePath.problem(with: relative) { throw GatewayError("'\(path)': \(problem)") }
         let share = try await CloudShare.open(try StoreLocator.open(endpoint.share))
         let past = try await point.namespace(of: share)
@@ -86,21 +84,5 @@ extension Gateway {
             }
         }
         return report
-    }
-
-    /// `path` made absolute and canonical as far as it exists (a deleted file's folder still resolves).
-    static func canonical(_ path: String) -> String {
-        var absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        while absolute.count > 1 && absolute.hasSuffix("/") { absolute.removeLast() }
-        var missing: [Substring] = []
-        var existing = absolute
-        while existing != "/", realpath(existing, nil) == nil, let slash = existing.lastIndex(of: "/") {
-            missing.insert(existing[existing.index(after: slash)...], at: 0)
-            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
-        }
-        guard let resolved = realpath(existing, nil) else { return absolute }
-        defer { free(resolved) }
-        let base = String(cString: resolved)
-        return missing.isEmpty ? base : (base == "/" ? "" : base) + "/" + missing.joined(separator: "/")
     }
 }

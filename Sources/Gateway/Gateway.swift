@@ -312,6 +312,21 @@ public final class Gateway {
         return result
     }
 
+    /// `status()` with every share URL redacted, as `status` prints it and the listener serves it.
+    public func printableStatus() async -> [EndpointStatus] {
+        await Self.printableStatus(config: config, state: state, networkLimit: networkLimit)
+    }
+
+    static func printableStatus(config: GatewayConfig, state: LocalState, networkLimit: NetworkLimit) async -> [EndpointStatus] {
+        let limit = networkLimit.status()
+        return await status(config: config, state: state, now: Date()).map { item in
+            var item = item
+            item.endpoint.share = ShareAdmin.printable(item.endpoint.share)
+            item.networkLimit = limit
+            return item
+        }
+    }
+
     /// An endpoint's health from its last pass, its cursor and the share's head (nil when unknown),
     /// whether the share answered, its pending changes and its item errors.
     static func health(last: SyncReport?, cursor: UInt64, head: UInt64?, reachable: Bool, pending: Int, errors: [ItemError], now: Date) -> String {

@@ -135,9 +135,7 @@ struct StatusCommand: AsyncParsableCommand {
             // once, for the text and the JSON.
             let status = await gateway.printableStatus()
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                print(String(decoding: try encoder.encode(status), as: UTF8.self))
+                try printJSON(status)
                 return
             }
             print("server \(gateway.config.serverName) (\(gateway.config.serverID))")

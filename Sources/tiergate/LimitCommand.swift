@@ -76,9 +76,7 @@ struct LimitCommand: AsyncParsableCommand {
                         ListedRule(number: index + 1, days: rule.days.map(\.rawValue), startHour: rule.startHour, endHour: rule.endHour,
                                    bytesPerSecond: rule.bytesPerSecond)
                     }
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try encoder.encode(Listing(rules: rules, active: now)), as: UTF8.self))
+                    try printJSON(Listing(rules: rules, active: now))
                     return
                 }
                 if schedule.rules.isEmpty { print("no network limits: transfers are unlimited") }

@@ -108,9 +108,7 @@ extension ShareCommand {
             do {
                 let (head, servers) = try await ShareAdmin.servers(url: url)
                 if json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try encoder.encode(servers), as: UTF8.self))
+                    try printJSON(servers)
                     return
                 }
                 print("share \(ShareAdmin.printable(url)): head \(head), \(servers.count) registered endpoints")
@@ -138,9 +136,7 @@ extension ShareCommand {
             do {
                 let versions = try await ShareHistory.versions(of: path, url: url)
                 if json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    print(String(decoding: try encoder.encode(versions), as: UTF8.self))
+                    try printJSON(versions)
                     return
                 }
                 guard !versions.isEmpty else { throw GatewayError("'\(path)' never was in the share") }

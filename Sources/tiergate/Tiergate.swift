@@ -23,6 +23,13 @@ struct Tiergate: AsyncParsableCommand {
 }
 
 /// Prints an error the way every subcommand does: one line naming the item and the cause.
+/// Prints `value` as pretty JSON with sorted keys (every `--json` of the CLI).
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
 func fail(_ error: any Error) -> ExitCode {
     FileHandle.standardError.write(Data("tiergate: error: \(error)\n".utf8))
     return ExitCode(1)

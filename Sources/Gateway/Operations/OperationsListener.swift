@@ -76,20 +76,3 @@ public struct OperationsListener: Service {
         }
     }
 }
-
-extension Gateway {
-    /// `status()` with every share URL redacted, as `status` prints it and the listener serves it.
-    public func printableStatus() async -> [EndpointStatus] {
-        await Self.printableStatus(config: config, state: state, networkLimit: networkLimit)
-    }
-
-    static func printableStatus(config: GatewayConfig, state: LocalState, networkLimit: NetworkLimit) async -> [EndpointStatus] {
-        let limit = networkLimit.status()
-        return await status(config: config, state: state, now: Date()).map { item in
-            var item = item
-            item.endpoint.share = ShareAdmin.printable(item.endpoint.share)
-            item.networkLimit = limit
-            return item
-        }
-    }
-}

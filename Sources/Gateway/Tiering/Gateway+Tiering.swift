@@ -16,16 +16,29 @@ extension Gateway {
 
     /// The endpoint holding `path` and the path relative to its root ("" for the root itself).
     public func locate(_ path: String) throws -> (endpoint: EndpointConfig, relative: String) {
-        var resolved = path
-        if let real = realpath(path, nil) {
-            resolved = String(cString: real)
-            free(real)
-        }
+        let resolved = Self.canonical(path)
         for endpoint in config.endpoints {
             if resolved == endpoint.path { return (endpoint, "") }
             if resolved.hasPrefix(endpoint.path + "/") { return (endpoint, String(resolved.dropFirst(endpoint.path.count + 1))) }
         }
         throw GatewayError("'\(path)' is not inside any endpoint of this server (see `tiergate endpoint list`)")
+    }
+
+    /// `path` made absolute and canonical as far as it exists, so that a deleted file (`restore`) or one
+    /// not created yet still resolves through its folders.
+    static func canonical(_ path: String) -> String {
+        var absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        while absolute.count > 1 && absolute.hasSuffix("/") { absolute.removeLast() }
+        var missing: [Substring] = []
+        var existing = absolute
+        while existing != "/", realpath(existing, nil) == nil, let slash = existing.lastIndex(of: "/") {
+            missing.insert(existing[existing.index(after: slash)...], at: 0)
+            existing = slash == existing.startIndex ? "/" : String(existing[..<slash])
+        }
+        guard let resolved = realpath(existing, nil) else { return absolute }
+        defer { free(resolved) }
+        let base = String(cString: resolved)
+        return missing.isEmpty ? base : (base == "/" ? "" : base) + "/" + missing.joined(separator: "/")
     }
 
     /// Synced files at or below `relative`, with their records.
