@@ -1,5 +1,6 @@
 import Foundation
-import Gateway
+@testable import Gateway
+import Glibc
 import Testing
 
 /// `tiergate share history` and `tiergate get --at … --path …` with the real binary: files, folders, deleted
@@ -118,5 +119,40 @@ import Testing
         #expect(try fixture.cli(["restore", fixture.scratch.path + "/elsewhere.txt", "--at", "1", "--state-dir", state], expect: 1).contains("in no endpoint"))
         #expect(try fixture.cli(["restore", endpoint + "/archive", "--at", "1", "--state-dir", state], expect: 1).contains("was not in the share at that point"))
         _ = share
+    }
+
+    /// Restoring over a stub while the daemon serves it: the stub is replaced by the past content whole
+    /// (never read as zeros, never left half written), and the daemon commits it as a new version.
+    @Test func restoringOverAStubUnderTheDaemonReplacesItWithThePastBytes() throws {
+        let fixture = try Fixture()
+        let (endpoint, state) = (fixture.endpoint, fixture.state)
+        let big1 = (0..<400_000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }, big2 = (0..<500_000).map { UInt8(truncatingIfNeeded: $0 &* 17 &+ 3) }
+        try Data(big1).write(to: URL(fileURLWithPath: endpoint + "/big.bin"))
+        try fixture.cli(["sync", "--state-dir", state])
+        try Data(big2).write(to: URL(fileURLWithPath: endpoint + "/big.bin"))
+        try fixture.cli(["sync", "--state-dir", state])
+        let first = try fixture.history("big.bin")[0].sequence
+        try fixture.cli(["endpoint", "tiering", endpoint, "--state-dir", state, "--free-space", "0"])
+        let daemon = try startDaemon(state: state, log: fixture.logs + "/serve.log")
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        try fixture.cli(["tier", endpoint + "/big.bin", "--state-dir", state])
+        #expect(StubFile.marker(atPath: endpoint + "/big.bin") == .tiered)
+
+        #expect(try fixture.cli(["restore", endpoint + "/big.bin", "--at", String(first), "--state-dir", state]).contains("restored 1 files"))
+        #expect(StubFile.marker(atPath: endpoint + "/big.bin") == nil, "a full file now, not a stub")
+        let restored = FileManager.default.contents(atPath: endpoint + "/big.bin").map { [UInt8]($0) == big1 } ?? false
+        #expect(restored, "the past bytes, whole")
+        // The daemon commits it: the share's newest version is the restored content.
+        let deadline = Date().addingTimeInterval(30)
+        var versions: [ShareHistory.Version] = []
+        while Date() < deadline {
+            versions = try fixture.history("big.bin")
+            if versions.count == 3 { break }
+            usleep(200_000)
+        }
+        #expect(versions.map(\.change) == ["created", "modified", "modified"] && versions.last?.size == Int64(big1.count), "\(versions)")
+        try fixture.cli(["get", fixture.share, fixture.scratch.path + "/head", "--path", "big.bin"])
+        let head = FileManager.default.contents(atPath: fixture.scratch.path + "/head/big.bin").map { [UInt8]($0) == big1 } ?? false
+        #expect(head)
     }
 }
