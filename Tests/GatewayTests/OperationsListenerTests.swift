@@ -255,6 +255,8 @@ import Testing
         let serve = try TiergateProcess(["serve", "--state-dir", server.state, "--poll-interval", "0.2", "--metrics", "127.0.0.1:\(port)"], logs: server.logs)
         defer { serve.send(SIGTERM); _ = serve.exitStatus() }
         #expect(serve.waitFor("the metrics listener on 127.0.0.1:\(port) failed", inErrorOutput: true), "\(serve.errorOutput)")
+        // The first pass uploads the two files; only then is a third written, so it cannot join that pass.
+        #expect(serve.waitFor("uploaded 2", inErrorOutput: true), "the first pass: \(serve.errorOutput)")
         try Data("later\n".utf8).write(to: URL(fileURLWithPath: server.endpoint + "/later.txt"))
         #expect(serve.waitFor("uploaded 1", inErrorOutput: true), "the daemon kept syncing: \(serve.errorOutput)")
     }
