@@ -52,8 +52,17 @@ public final class LocalState: Sendable {
 
     /// Every synced entry of an endpoint, by path.
     public func entries(_ endpoint: UInt32) throws -> [String: EntryRecord] {
+        try entries(keyPrefix: Self.prefix(endpoint))
+    }
+
+    /// The synced entries beneath the folder `path` (not the folder itself), by path.
+    public func entries(_ endpoint: UInt32, under path: String) throws -> [String: EntryRecord] {
+        try entries(keyPrefix: Self.key(endpoint, path + "/"))
+    }
+
+    private func entries(keyPrefix: [UInt8]) throws -> [String: EntryRecord] {
         var result: [String: EntryRecord] = [:]
-        try database.scan(family(.entries), prefix: Self.prefix(endpoint)) { key, value in
+        try database.scan(family(.entries), prefix: keyPrefix) { key, value in
             if let record = EntryRecord(encoded: value) { result[Self.path(fromKey: key)] = record }
             return true
         }

@@ -11,12 +11,18 @@ extension SyncEngine {
         case removeSubtree(String)
     }
 
-    /// Scans the endpoint, uploads changed content and appends one commit at cursor + 1.
-    /// Returns false when another endpoint took that sequence number first (the caller downloads and retries).
-    func upload(_ report: inout SyncReport) async throws -> Bool {
+    /// Looks at the endpoint's local changes within `scope`, uploads changed content and appends one
+    /// commit at cursor + 1. Returns false when another endpoint took that sequence number first (the
+    /// caller downloads and retries).
+    func upload(_ report: inout SyncReport, scope: ChangeScope) async throws -> Bool {
         var errors0: [(path: String, reason: String, kind: String)] = []
-        let walked = try TreeWalker(root: root).walk()
-        var known = try state.entries(endpoint.id)
+        let looked = try lookAt(scope)
+        let walked = looked.walked
+        var known = looked.known
+        report.examined = walked.items.count + walked.skipped.count
+        report.wholeTree = looked.examined == nil
+        /// True when this pass looked at `path` (a pass over changes speaks only of what it saw).
+        func examined(_ path: String) -> Bool { looked.examined?.contains(path) ?? true }
         let interrupted = known.filter { $0.value.residency == .tiering || $0.value.residency == .recalling }
         if !interrupted.isEmpty {
             let tierer = Tierer(share: share, state: state, endpoint: endpoint)
@@ -27,7 +33,7 @@ extension SyncEngine {
                     errors0.append((path, "an interrupted tiering or recall could not be finished: \(error)", "upload"))
                 }
             }
-            known = try state.entries(endpoint.id)
+            for path in interrupted.keys { known[path] = try state.entry(endpoint.id, path) }
         }
         let cursor = try state.cursor(endpoint.id)
         let localPaths = Set(walked.items.map(\.path))
@@ -198,7 +204,7 @@ extension SyncEngine {
         if let extra = try state.value([String].self, endpoint.id, "authoritativeDeletes") {
             vanished.formUnion(extra.filter { !localPaths.contains($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         }
-        for path in vanished.sorted() where !Self.hasAncestor(path, in: vanished) {
+        for path in vanished.sorted() where !ChangeSet.hasAncestor(path, in: vanished) {
             operations.append(.delete(path))
             updates.append(.removeSubtree(path))
             report.deleted += 1
@@ -207,10 +213,10 @@ extension SyncEngine {
         // Skip-list items are reported; those no longer present stop being reported.
         let previous = try state.errors(endpoint.id)
         let skippedNow = Set(walked.skipped.map(\.path))
-        cleared += previous.filter { $0.kind == "skipped" && !skippedNow.contains($0.path) }.map(\.path)
+        cleared += previous.filter { $0.kind == "skipped" && !skippedNow.contains($0.path) && examined($0.path) }.map(\.path)
         let failedNow = Set(errors.map(\.path))
-        // Every pass scans everything: an upload error this pass did not meet again is over.
-        cleared += previous.filter { $0.kind == "upload" && !failedNow.contains($0.path) }.map(\.path)
+        // An upload error this pass looked at again and did not meet is over.
+        cleared += previous.filter { $0.kind == "upload" && !failedNow.contains($0.path) && examined($0.path) }.map(\.path)
 
         if operations.isEmpty {
             var batch = state.batch(endpoint.id)
@@ -259,15 +265,29 @@ extension SyncEngine {
         report.commits += 1
         report.uploaded += operations.count { $0.op == .upsert }
         report.uploadedBytes += uploadedBytes
-        return true
-    }
+        return true    }
 
-    static func hasAncestor(_ path: String, in set: Set<String>) -> Bool {
-        var current = Substring(path)
-        while let slash = current.lastIndex(of: "/") {
-            current = current[..<slash]
-            if set.contains(String(current)) { return true }
+    /// What an upload looks at: the local items within `scope` and what the scan skipped, the database's
+    /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all).
+    func lookAt(_ scope: ChangeScope) throws -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
+        guard case .changes(var changes) = scope else {
+            return (try TreeWalker(root: root).walk(), try state.entries(endpoint.id), nil)
         }
-        return false
+        // Paths the mount marked, and items that did not upload, are looked at again.
+        for path in try state.pendingPaths(endpoint.id) { changes.changed(path) }
+        for error in try state.errors(endpoint.id) where error.kind == "upload" { changes.changed(error.path) }
+        let walked = try TreeWalker(root: root).walk(changes)
+        let folders = Set(walked.items.lazy.filter(\.isDirectory).map(\.path))
+        var known: [String: EntryRecord] = [:]
+        for path in changes.roots {
+            let record = try state.entry(endpoint.id, path)
+            known[path] = record
+            // Beneath a folder walked whole, gone, or no longer a folder: every entry the database has.
+            if changes.subtrees.contains(path) || (record?.kind == .directory && !folders.contains(path)) {
+                known.merge(try state.entries(endpoint.id, under: path)) { recorded, _ in recorded }
+            }
+        }
+        let examined = Set(known.keys).union(changes.roots).union(walked.items.map(\.path)).union(walked.skipped.map(\.path))
+        return (walked, known, examined)
     }
 }

@@ -105,8 +105,9 @@ public final class SyncEngine {
         return fd
     }
 
-    /// One full pass: download, then upload; repeats when another endpoint committed first.
-    public func syncOnce(progress: ProgressHandler? = nil) async throws -> SyncReport {
+    /// One pass: download, then upload the local changes within `scope`; repeats when another endpoint
+    /// committed first.
+    public func syncOnce(progress: ProgressHandler? = nil, scope: ChangeScope = .everything) async throws -> SyncReport {
         self.progress = progress
         var report = SyncReport()
         let started = Date()
@@ -117,9 +118,11 @@ public final class SyncEngine {
                 throw GatewayError("endpoint \(endpoint.id) of this server was released from the share with `tiergate share forget-server`\(when): its stubs may name data the share no longer keeps for it, so it does not sync; remove the endpoint (`tiergate endpoint remove`) and add it again")
             }
             try await prepareFirstSync()
+            // Deletes decided by an authoritative first pass are found by looking at everything.
+            let scope = try state.value([String].self, endpoint.id, "authoritativeDeletes")?.isEmpty == false ? .everything : scope
             for attempt in 0..<20 {
                 try await download(&report)
-                if try await upload(&report) { break }
+                if try await upload(&report, scope: scope) { break }
                 // Another server took the sequence number first: download its commit and append again.
                 report.commitRetries = attempt + 1
             }

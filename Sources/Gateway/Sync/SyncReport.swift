@@ -33,6 +33,10 @@ public struct SyncReport: Codable, Sendable {
     public var itemErrors = 0
     /// Appends retried because another server took the sequence number first.
     public var commitRetries = 0
+    /// Local items the upload looked at (stat'ed or reported as skipped).
+    public var examined = 0
+    /// True when the upload walked the whole tree; false when it looked at the change journal's paths.
+    public var wholeTree = true
     /// The log sequence applied at the end.
     public var cursor: UInt64 = 0
     /// `success`, or the error that stopped the pass.
@@ -57,6 +61,8 @@ public struct SyncReport: Codable, Sendable {
         downloadedBytes = try field(.downloadedBytes, downloadedBytes)
         adopted = try field(.adopted, adopted)
         stubsCreated = try field(.stubsCreated, stubsCreated)
+        examined = try field(.examined, examined)
+        wholeTree = try field(.wholeTree, wholeTree)
         appliedRemovals = try field(.appliedRemovals, appliedRemovals)
         conflicts = try field(.conflicts, conflicts)
         commits = try field(.commits, commits)
@@ -68,6 +74,6 @@ public struct SyncReport: Codable, Sendable {
 
     /// One line for people.
     public var summary: String {
-        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : "")\(adopted > 0 ? ", \(adopted) already here (adopted)" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; cursor \(cursor); \(String(format: "%.2f", seconds)) s"
+        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : "")\(adopted > 0 ? ", \(adopted) already here (adopted)" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; examined \(examined) items (\(wholeTree ? "whole tree" : "changes")); cursor \(cursor); \(String(format: "%.2f", seconds)) s"
     }
 }

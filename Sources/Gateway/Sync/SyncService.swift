@@ -7,7 +7,8 @@ import Logging
 import ServiceLifecycle
 
 /// The daemon's work for one endpoint: a sync pass whenever the local tree changed (inotify), the
-/// share's log moved (polled every `pollInterval`), or `rescanInterval` passed (the safety net).
+/// share's log moved (polled every `pollInterval`), or `rescanInterval` passed (the safety net). A pass
+/// looks at the paths the change journal reported; the first pass and the safety net walk the whole tree.
 public final class SyncService: Service {
     let state: LocalState
     let endpoint: EndpointConfig
@@ -16,8 +17,9 @@ public final class SyncService: Service {
     let logger: Logger
     /// How often the share's log head is polled.
     let pollInterval: Duration
-    /// How often a full pass runs even without any signal of change.
-    let rescanInterval: Duration = .seconds(300)
+    /// How often a pass walks the whole tree even without any signal of change (the safety net for
+    /// what inotify does not report, such as writes through a shared memory map).
+    let rescanInterval: Duration = .seconds(1800)
     /// Quiet time after a local change before the pass starts, so a burst of writes becomes one commit.
     let debounce: Duration = .milliseconds(200)
 
@@ -114,7 +116,7 @@ public final class SyncService: Service {
         var storedFigures: RecallEngine.Figures?
         let clock = ContinuousClock()
         var seenChanges = -1
-        var lastPass = clock.now
+        var lastWholeTree = clock.now
         var lastPoll = clock.now
         logger.info("watching endpoint", metadata: ["share": .string(engine.share.name)])
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -123,7 +125,7 @@ public final class SyncService: Service {
                 reason = "start"
             } else if watcher.changeCount != seenChanges, Self.quietFor(watcher, debounce) {
                 reason = "local change"
-            } else if clock.now - lastPass >= rescanInterval {
+            } else if clock.now - lastWholeTree >= rescanInterval {
                 reason = "periodic rescan"
             } else if clock.now - lastPoll >= pollInterval {
                 lastPoll = clock.now
@@ -132,16 +134,23 @@ public final class SyncService: Service {
                 if let head, head > cursor { reason = "cloud change" }
                 metrics.recordLag(cursor: cursor, head: head)
             }
+            if let notice = watcher.takeNotice() {
+                logger.warning("\(notice)")
+            }
             if let reason {
                 seenChanges = watcher.changeCount
-                lastPass = clock.now
+                // Taken before the pass: what changes while it runs is the next pass's work.
+                let journal = watcher.take()
+                let scope = reason == "start" || reason == "periodic rescan" ? .everything : journal
+                if case .everything = scope { lastWholeTree = clock.now }
                 var report: SyncReport
                 do {
-                    report = try await engine.syncOnce()
+                    report = try await engine.syncOnce(scope: scope)
                     if report.commits > 0 || report.downloaded > 0 || report.appliedRemovals > 0 || reason == "start" {
                         logger.info("\(report.summary)", metadata: ["trigger": .string(reason), "share.seq": .stringConvertible(report.cursor)])
                     }
                 } catch {
+                    watcher.giveBack(scope)
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
                     report = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? SyncReport()
                 }

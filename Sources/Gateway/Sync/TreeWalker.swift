@@ -95,51 +95,111 @@ public struct TreeWalker {
         }
         let directory = dirfd(dir)
         for entry in names.entries {
-            let path = entry.path
-            switch entry.verdict {
-            case .ignored:
+            try visit(entry, in: directory, recursing: true, into: &items, skipped: &skipped)
+        }
+    }
+
+    /// The items at `changes`' paths and everything beneath its folders walked whole, under the same
+    /// rules as ``walk()``: each path is looked up in a listing of its folder (so the rules on sibling
+    /// names apply), never through a symlink. A path whose folder is gone is absent; a path whose
+    /// folder cannot be read is reported as skipped (unknown, never absent).
+    public func walk(_ changes: ChangeSet) throws -> (items: [LocalItem], skipped: [SkippedItem]) {
+        let rootFD = try Posix.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { close(rootFD) }
+        var byFolder: [String: Set<String>] = [:]
+        for path in changes.roots {
+            let folder = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
+            byFolder[folder, default: []].insert(path)
+        }
+        var items: [LocalItem] = []
+        var skipped: [SkippedItem] = []
+        // Folders in path order: a folder's own item comes before the items beneath it.
+        for (folder, wanted) in byFolder.sorted(by: { $0.key < $1.key }) {
+            let fd: Int32
+            do {
+                fd = folder.isEmpty ? try Posix.call("dup", path: root) { dup(rootFD) }
+                    : try SafePath.open(rootFD: rootFD, path: folder, flags: O_RDONLY | O_DIRECTORY)
+            } catch let error as PosixError {
+                // Gone, or something that is not a folder in its place (reported where it is listed).
+                if error.errno == ENOENT || error.errno == ENOTDIR || error.errno == ELOOP { continue }
+                let reason = SyncExclusion.unreadable(function: "open", errno: error.errno).reason
+                skipped += wanted.map { SkippedItem(path: $0, reason: reason) }
                 continue
-            case .excluded(.nameNotUTF8):
-                var info = stat()
-                let found = (entry.raw + [0]).withUnsafeBufferPointer { bytes in
-                    bytes.withMemoryRebound(to: CChar.self) { fstatat(directory, $0.baseAddress!, &info, AT_SYMLINK_NOFOLLOW) == 0 }
-                }
-                skipped.append(SkippedItem(path: path, reason: SyncExclusion.nameNotUTF8.reason, inode: found ? UInt64(info.st_ino) : nil))
-                continue
-            case .excluded(let exclusion):
-                skipped.append(SkippedItem(path: path, reason: exclusion.reason, isNormalizationTwin: exclusion.isNormalizationTwin))
-                continue
-            case .byKind:
-                break
             }
-            let name = entry.name
+            guard let dir = fdopendir(fd) else {
+                let reason = SyncExclusion.unreadable(function: "opendir", errno: errno).reason
+                close(fd)
+                skipped += wanted.map { SkippedItem(path: $0, reason: reason) }
+                continue
+            }
+            defer { closedir(dir) }
+            let names: DirectoryNames
+            do {
+                names = try DirectoryNames(dir, relative: folder)
+            } catch {
+                let reason = SyncExclusion.unreadable(function: "readdir", errno: error.errno).reason
+                skipped += wanted.map { SkippedItem(path: $0, reason: reason) }
+                continue
+            }
+            for entry in names.entries where wanted.contains(entry.path) {
+                try visit(entry, in: dirfd(dir), recursing: changes.subtrees.contains(entry.path), into: &items, skipped: &skipped)
+            }
+        }
+        return (items, skipped)
+    }
+
+    /// Takes one entry of the folder open as `directory`: an item, a skipped item, or nothing; a folder's
+    /// contents are walked when `recursing`.
+    private func visit(_ entry: DirectoryNames.Entry, in directory: Int32, recursing: Bool,
+                       into items: inout [LocalItem], skipped: inout [SkippedItem]) throws {
+        let path = entry.path
+        switch entry.verdict {
+        case .ignored:
+            return
+        case .excluded(.nameNotUTF8):
             var info = stat()
-            guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
-                if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "lstat", errno: errno).reason)) }
-                continue
+            let found = (entry.raw + [0]).withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { fstatat(directory, $0.baseAddress!, &info, AT_SYMLINK_NOFOLLOW) == 0 }
             }
-            if (info.st_mode & S_IFMT) == S_IFDIR {
-                let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-                guard child >= 0 else {
-                    if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "open", errno: errno).reason)) }
-                    continue
-                }
-                var opened = stat()
-                // The name may have been swapped between the stat and the open: record what was opened.
-                guard fstat(child, &opened) == 0, opened.st_ino == info.st_ino, opened.st_dev == info.st_dev else {
-                    close(child)
-                    skipped.append(SkippedItem(path: path, reason: SyncExclusion.changedDuringScan.reason))
-                    continue
-                }
-                items.append(LocalItem(path: path, opened))
+            skipped.append(SkippedItem(path: path, reason: SyncExclusion.nameNotUTF8.reason, inode: found ? UInt64(info.st_ino) : nil))
+            return
+        case .excluded(let exclusion):
+            skipped.append(SkippedItem(path: path, reason: exclusion.reason, isNormalizationTwin: exclusion.isNormalizationTwin))
+            return
+        case .byKind:
+            break
+        }
+        let name = entry.name
+        var info = stat()
+        guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+            if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "lstat", errno: errno).reason)) }
+            return
+        }
+        if (info.st_mode & S_IFMT) == S_IFDIR {
+            let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard child >= 0 else {
+                if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "open", errno: errno).reason)) }
+                return
+            }
+            var opened = stat()
+            // The name may have been swapped between the stat and the open: record what was opened.
+            guard fstat(child, &opened) == 0, opened.st_ino == info.st_ino, opened.st_dev == info.st_dev else {
+                close(child)
+                skipped.append(SkippedItem(path: path, reason: SyncExclusion.changedDuringScan.reason))
+                return
+            }
+            items.append(LocalItem(path: path, opened))
+            if recursing {
                 try walk(child, path, into: &items, skipped: &skipped)
-            } else if let exclusion = SyncExclusion.byKind(info) {
-                // A hard-linked file keeps its inode: its old path must not be taken for a delete.
-                let inode: UInt64? = if case .hardLink = exclusion { UInt64(info.st_ino) } else { nil }
-                skipped.append(SkippedItem(path: path, reason: exclusion.reason, inode: inode))
             } else {
-                items.append(LocalItem(path: path, info))
+                close(child)
             }
+        } else if let exclusion = SyncExclusion.byKind(info) {
+            // A hard-linked file keeps its inode: its old path must not be taken for a delete.
+            let inode: UInt64? = if case .hardLink = exclusion { UInt64(info.st_ino) } else { nil }
+            skipped.append(SkippedItem(path: path, reason: exclusion.reason, inode: inode))
+        } else {
+            items.append(LocalItem(path: path, info))
         }
     }
 }

@@ -1,0 +1,130 @@
+import Backends
+import CloudShare
+import Foundation
+import Gateway
+import Glibc
+import Testing
+
+/// Real processes: two `tiergate serve` daemons on one share. After its first pass a daemon looks only at
+/// what its watcher reported changed (the change journal), not at the whole tree; every kind of change
+/// must still reach the other server, and a pass must cost what changed.
+@Suite(.serialized) struct ChangeJournalProcessTests {
+    static let folders = 40
+    static let filesPerFolder = 50
+
+    /// Two servers with the same 2,000 files, synced, then both serving.
+    final class Pair {
+        let group: SyncGroup
+        var daemons: [TiergateProcess] = []
+
+        init() async throws {
+            group = try await SyncGroup(servers: 2) { index, root in
+                guard index == 0 else { return }
+                for folder in 0..<ChangeJournalProcessTests.folders {
+                    let directory = root + String(format: "/d%02d", folder)
+                    try! FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                    for file in 0..<ChangeJournalProcessTests.filesPerFolder {
+                        try! Data("folder \(folder) file \(file)\n".utf8).write(to: URL(fileURLWithPath: directory + String(format: "/f%03d", file)))
+                    }
+                }
+            }
+            try await group.converge()
+            group.release()
+            for index in 0..<2 {
+                let daemon = try TiergateProcess(["serve", "--state-dir", group.scratch.path + "/state\(index)", "--poll-interval", "0.2"], logs: group.scratch.path)
+                daemons.append(daemon)
+                guard daemon.waitFor("trigger=start", inErrorOutput: true) else {
+                    throw GatewayError("serve \(index) did not finish its first pass: \(daemon.errorOutput.suffix(2000))")
+                }
+            }
+        }
+
+        deinit {
+            for daemon in daemons {
+                daemon.send(SIGTERM)
+                _ = daemon.exitStatus()
+            }
+        }
+
+        /// Waits until both endpoints hold the same tree; returns the differences left after `timeout`.
+        func converged(timeout: Double = 30) -> [String] {
+            let deadline = Date().addingTimeInterval(timeout)
+            var differences: [String] = []
+            repeat {
+                let a = group.tree(0), b = group.tree(1)
+                differences = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
+                if differences.isEmpty { return [] }
+                usleep(200_000)
+            } while Date() < deadline
+            return differences
+        }
+
+        /// The pass summaries a daemon logged after `start` (its first pass).
+        func passes(_ index: Int) -> [String] {
+            daemons[index].errorOutput.split(separator: "\n").map(String.init).filter { $0.contains("sync success") && !$0.contains("trigger=start") }
+        }
+    }
+
+    /// The number after "examined" in a pass summary.
+    static func examined(_ line: String) -> Int? {
+        guard let range = line.range(of: "examined ") else { return nil }
+        return Int(line[range.upperBound...].prefix { $0.isNumber })
+    }
+
+    @Test func onePassExaminesWhatChangedNotTheWholeTree() async throws {
+        let pair = try await Pair()
+        let before = pair.passes(1).count
+        pair.group.write(1, "d07/f013", "edited on server 1\n")
+        #expect(pair.converged().isEmpty, "the edit did not reach server 0")
+        let passes = pair.passes(1).dropFirst(before).filter { $0.contains("uploaded 1 ") }
+        #expect(passes.count == 1, "one pass of server 1 commits the edit: \(pair.passes(1))")
+        let total = Self.folders * (Self.filesPerFolder + 1)
+        for pass in passes {
+            let count = Self.examined(pass)
+            #expect(count != nil && count! <= 10, "the pass examined the whole tree (\(total) items) instead of what changed: \(pass)")
+        }
+    }
+
+    @Test func everyKindOfChangeReachesTheOtherServer() async throws {
+        let pair = try await Pair()
+        let group = pair.group
+        let root = group.root(1)
+        let outside = group.scratch.path + "/outside"
+        func shell(_ command: String) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", command]
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw GatewayError("`\(command)` failed") }
+        }
+
+        // A folder with its files moved into another folder: a rename, not deletes and uploads.
+        try shell("mv '\(root)/d01' '\(root)/d02/inner'")
+        #expect(pair.converged().isEmpty, "the moved folder")
+        // The moved folder is still watched under its new name.
+        group.write(1, "d02/inner/f007", "edited after the move\n")
+        #expect(pair.converged().isEmpty, "an edit inside the moved folder")
+        // A populated folder moved in from outside the endpoint, and folders made with files at once.
+        try FileManager.default.createDirectory(atPath: outside + "/arrived/deeper", withIntermediateDirectories: true)
+        for index in 0..<30 { try Data("arrived \(index)\n".utf8).write(to: URL(fileURLWithPath: outside + "/arrived/deeper/a\(index)")) }
+        try shell("mv '\(outside)/arrived' '\(root)/d03/arrived' && mkdir -p '\(root)/n1/n2/n3' && echo one > '\(root)/n1/one' && echo two > '\(root)/n1/n2/two' && echo three > '\(root)/n1/n2/n3/three'")
+        #expect(pair.converged().isEmpty, "folders moved in and made with their files")
+        // Deletes: a folder removed, a folder moved out of the endpoint; a file renamed across folders; a mode.
+        try shell("rm -rf '\(root)/d04' && mv '\(root)/d05' '\(outside)/d05' && mv '\(root)/d06/f001' '\(root)/d08/renamed' && chmod 600 '\(root)/d09/f002'")
+        #expect(pair.converged().isEmpty, "deletes, a move out, a rename and a mode")
+        var info = stat()
+        #expect(stat(group.root(0) + "/d09/f002", &info) == 0 && info.st_mode & 0o777 == 0o600, "the mode reached server 0")
+        #expect(group.tree(0)["d01"] == nil && group.tree(0)["d04"] == nil && group.tree(0)["d05"] == nil)
+        #expect(group.read(0, "d03/arrived/deeper/a29") == "arrived 29\n" && group.read(0, "n1/n2/n3/three") == "three\n")
+
+        // Every pass after the first looked at its changes only, and the folder move was one rename.
+        for pass in pair.passes(1) {
+            #expect(pass.contains("(changes)"), "a pass walked the whole tree: \(pass)")
+        }
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        let operations = try await share.log.records(after: 0).flatMap(\.operations)
+        #expect(operations.contains { $0.op == .rename && $0.from == "d01" && $0.path == "d02/inner" }, "the folder move was committed as a rename")
+        #expect(!operations.contains { $0.op == .upsert && $0.path.hasPrefix("d02/inner/") && $0.path != "d02/inner/f007" }, "no file of the moved folder was uploaded again")
+    }
+}
