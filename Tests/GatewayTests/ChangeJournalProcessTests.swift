@@ -65,6 +65,14 @@ import Testing
         }
     }
 
+    /// The processes whose parent is `pid`.
+    static func children(of pid: pid_t) -> [pid_t] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.flatMap { task in
+            ((try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8)) ?? "").split(separator: " ").compactMap { pid_t($0) }
+        }
+    }
+
     /// The number after "examined" in a pass summary.
     static func examined(_ line: String) -> Int? {
         guard let range = line.range(of: "examined ") else { return nil }
@@ -126,5 +134,30 @@ import Testing
         let operations = try await share.log.records(after: 0).flatMap(\.operations)
         #expect(operations.contains { $0.op == .rename && $0.from == "d01" && $0.path == "d02/inner" }, "the folder move was committed as a rename")
         #expect(!operations.contains { $0.op == .upsert && $0.path.hasPrefix("d02/inner/") && $0.path != "d02/inner/f007" }, "no file of the moved folder was uploaded again")
+    }
+
+    @Test func anEventQueueOverflowMakesTheNextPassLookAtEverything() async throws {
+        // The kernel sizes a watcher's event queue when the watcher is made: daemons started while the
+        // limit is 16 events lose events to the first burst, and learn only that some were lost.
+        let limit = "/proc/sys/fs/inotify/max_queued_events"
+        let saved = try String(contentsOfFile: limit, encoding: .utf8)
+        try "16".write(toFile: limit, atomically: false, encoding: .utf8)
+        let pair: Pair
+        do {
+            pair = try await Pair()
+            try saved.write(toFile: limit, atomically: false, encoding: .utf8)
+        } catch {
+            try saved.write(toFile: limit, atomically: false, encoding: .utf8)
+            throw error
+        }
+        // Server 1's daemon (and any worker of it) is stopped while the burst is written: its queue overflows.
+        let daemon = pair.daemons[1].process.processIdentifier
+        let processes = [daemon] + Self.children(of: daemon)
+        for pid in processes { kill(pid, SIGSTOP) }
+        for index in 0..<200 { pair.group.write(1, "d10/b\(index)", "burst \(index)\n") }
+        for pid in processes { kill(pid, SIGCONT) }
+        #expect(pair.converged().isEmpty, "files of a burst that overflowed the event queue did not reach server 0")
+        #expect(pair.group.read(0, "d10/b199") == "burst 199\n")
+        #expect(pair.passes(1).contains { $0.contains("(whole tree)") }, "after the overflow a pass walked the whole tree: \(pair.passes(1))")
     }
 }
