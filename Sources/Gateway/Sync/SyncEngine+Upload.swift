@@ -35,7 +35,7 @@ extension SyncEngine {
             }
             for path in interrupted.keys { known[path] = try state.entry(endpoint.id, path) }
         }
-        let cursor = try state.cursor(endpoint.id)
+        var cursor = try state.cursor(endpoint.id)
         let localPaths = Set(walked.items.map(\.path))
         // Paths this pass must leave alone: those with a share operation still to apply (their local
         // bytes are stale), and those the walk could not read (unknown, never absent).
@@ -59,9 +59,11 @@ extension SyncEngine {
         var errors: [(path: String, reason: String, kind: String)] = walked.skipped.map { ($0.path, $0.reason, "skipped") } + errors0
         var cleared: [String] = []
         var uploadedBytes: Int64 = 0
-        let uploader = share.makeUploader()
+        var uploader = share.makeUploader()
         let started = Date()
         var lastProgress = started
+        var lookedAt = 0
+        var batchChunks = 0
 
         var chunkLayouts: [String: [ChunkRef]] = [:]
         for scanned in walked.items where !leftAlone(scanned.path) {
@@ -192,9 +194,25 @@ extension SyncEngine {
             } catch let error as FileReader.UnrecordedStub {
                 errors.append((item.path, error.description, "upload"))
             }
+            lookedAt += 1
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
-                progress(JobProgress(phase: "uploading", items: operations.count, totalItems: walked.items.count, bytes: uploadedBytes, elapsed: lastProgress.timeIntervalSince(started)))
+                progress(JobProgress(phase: "looking at local items (\(report.uploaded + operations.count) to commit)", items: lookedAt, totalItems: walked.items.count,
+                                     bytes: uploadedBytes, elapsed: lastProgress.timeIntervalSince(started), unit: "items"))
+            }
+            // A large upload is committed in bounded records, so other servers see it arrive and no
+            // record grows without limit; what is committed is in the database before the pass goes on.
+            batchChunks += operations.last?.entry?.chunks.count ?? 0
+            if operations.count >= commitLimit.operations || batchChunks >= commitLimit.chunks {
+                guard let sequence = try await commit(operations, updates, after: cursor, uploader: uploader, report: &report) else {
+                    try recordErrors(errors, cleared: [])
+                    return false
+                }
+                cursor = sequence
+                operations = []
+                updates = []
+                batchChunks = 0
+                uploader = share.makeUploader()
             }
         }
 
@@ -228,17 +246,35 @@ extension SyncEngine {
             return true
         }
 
+        let committed = try await commit(operations, updates, after: cursor, uploader: uploader, report: &report) { batch in
+            for (path, record) in statOnly { batch.setEntry(path, record) }
+            for (fileID, chunks) in chunkLayouts { batch.setLayout(fileID, chunks) }
+            for path in pendingMarks { batch.clearPending(path) }
+        }
+        guard committed != nil else {
+            try recordErrors(errors, cleared: [])
+            return false
+        }
+        if try state.value([String].self, endpoint.id, "authoritativeDeletes") != nil {
+            try state.setValue([String](), endpoint.id, "authoritativeDeletes", sync: true)
+        }
+        try recordErrors(errors, cleared: cleared)
+        report.uploadedBytes += uploadedBytes
+        return true
+    }
+
+    /// Appends `operations` as the commit after `cursor` (packs durable first), then records `updates`,
+    /// what `more` adds and the new cursor in the database in one batch. Returns the commit's sequence,
+    /// or nil when another server took it first.
+    func commit(_ operations: [NamespaceOperation], _ updates: [Update], after cursor: UInt64, uploader: PackUploader,
+                report: inout SyncReport, more: (inout StateBatch) -> Void = { _ in }) async throws -> UInt64? {
         let sequence = cursor + 1
         let log = share.log
         // Packs durable first; the append only after checking no chunk is in a pack being collected.
         let appended = try await share.appendCommit(author: author, authorName: serverName, operations: operations, uploader: uploader) {
             try await log.tryAppend($0, at: sequence)
         }
-        guard appended else {
-            try recordErrors(errors, cleared: [])
-            return false
-        }
-
+        guard appended else { return nil }
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         for update in updates {
             switch update {
@@ -253,19 +289,13 @@ extension SyncEngine {
         }
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
-        for (path, record) in statOnly { batch.setEntry(path, record) }
-        for (fileID, chunks) in chunkLayouts { batch.setLayout(fileID, chunks) }
-        for path in pendingMarks { batch.clearPending(path) }
+        more(&batch)
         batch.setCursor(sequence)
         try state.commit(batch, sync: true)
-        if try state.value([String].self, endpoint.id, "authoritativeDeletes") != nil {
-            try state.setValue([String](), endpoint.id, "authoritativeDeletes", sync: true)
-        }
-        try recordErrors(errors, cleared: cleared)
         report.commits += 1
         report.uploaded += operations.count { $0.op == .upsert }
-        report.uploadedBytes += uploadedBytes
-        return true    }
+        return sequence
+    }
 
     /// What an upload looks at: the local items within `scope` and what the scan skipped, the database's
     /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all).

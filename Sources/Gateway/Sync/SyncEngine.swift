@@ -34,6 +34,10 @@ public final class SyncEngine {
     /// Commits name their author as server id + endpoint id, so an endpoint recognizes its own records.
     var author: String { "\(serverID)/\(endpoint.id)" }
 
+    /// Most operations and chunk references in one commit record (a chunk reference is about 100 bytes
+    /// of the record): a larger upload is committed in several.
+    var commitLimit = (operations: 50_000, chunks: 500_000)
+
     /// The cursor at which this engine last looked for the newest snapshot.
     var snapshotChecked: UInt64 = 0
 
