@@ -160,4 +160,22 @@ import Testing
         #expect(pair.group.read(0, "d10/b199") == "burst 199\n")
         #expect(pair.passes(1).contains { $0.contains("(whole tree)") }, "after the overflow a pass walked the whole tree: \(pair.passes(1))")
     }
+
+    @Test func aCloudRenameOfAFileDeletedHereBecomesADeleteEverywhere() async throws {
+        let pair = try await Pair()
+        // Server 1's daemon is stopped while server 0 renames a file and server 1 deletes it: when server
+        // 1 resumes it applies the rename (its entry moves to the new name, where nothing is on disk)
+        // and its journal names only the old path. The new name must still be committed as deleted.
+        let daemon = pair.daemons[1].process.processIdentifier
+        let processes = [daemon] + Self.children(of: daemon)
+        for pid in processes { kill(pid, SIGSTOP) }
+        let before = pair.passes(0).count
+        try FileManager.default.moveItem(atPath: pair.group.root(0) + "/d11/f004", toPath: pair.group.root(0) + "/d12/moved")
+        let deadline = Date().addingTimeInterval(20)
+        while pair.passes(0).count == before && Date() < deadline { usleep(100_000) }
+        try FileManager.default.removeItem(atPath: pair.group.root(1) + "/d11/f004")
+        for pid in processes { kill(pid, SIGCONT) }
+        #expect(pair.converged().isEmpty, "the servers disagree")
+        #expect(pair.group.read(0, "d12/moved") == nil && pair.group.read(1, "d12/moved") == nil, "the delete on server 1 wins over the rename")
+    }
 }

@@ -85,6 +85,19 @@ extension SyncEngine {
     /// cannot be applied becomes a per-item error and a deferred operation; it never holds the cursor.
     /// Re-applying a commit after a crash is harmless: identical content is adopted.
     func apply(_ commit: Commit, _ report: inout SyncReport, deferred: inout DeferredOperations, movesCursor: Bool) async throws {
+        // The upload of this pass looks at every path the commit names: applying it may change the
+        // database where nothing changes locally (a rename whose source was deleted here moves the
+        // entry, and the upload then commits the delete under the new name).
+        // Beyond the journal's bound the upload looks at everything (nil).
+        if var paths = appliedPaths, paths.count + commit.operations.count <= InotifyWatcher.maxJournalPaths {
+            for operation in commit.operations {
+                paths.changed(operation.path)
+                if let from = operation.from { paths.changed(from) }
+            }
+            appliedPaths = paths
+        } else {
+            appliedPaths = nil
+        }
         try await share.ensureIndexed(packs: commit.packs)
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         var chunkLayouts: [String: [ChunkRef]] = [:]

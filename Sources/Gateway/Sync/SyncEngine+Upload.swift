@@ -300,10 +300,12 @@ extension SyncEngine {
     /// What an upload looks at: the local items within `scope` and what the scan skipped, the database's
     /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all).
     func lookAt(_ scope: ChangeScope) throws -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
-        guard case .changes(var changes) = scope else {
+        guard case .changes(var changes) = scope, let applied = appliedPaths else {
             return (try TreeWalker(root: root).walk(), try state.entries(endpoint.id), nil)
         }
-        // Paths the mount marked, and items that did not upload, are looked at again.
+        // Paths the download of this pass applied, paths the mount marked, and items that did not
+        // upload are looked at too.
+        changes.formUnion(applied)
         for path in try state.pendingPaths(endpoint.id) { changes.changed(path) }
         for error in try state.errors(endpoint.id) where error.kind == "upload" { changes.changed(error.path) }
         let walked = try TreeWalker(root: root).walk(changes)

@@ -38,6 +38,10 @@ public final class SyncEngine {
     /// of the record): a larger upload is committed in several.
     var commitLimit = (operations: 50_000, chunks: 500_000)
 
+    /// Paths named by the commits the current pass applied (its upload looks at them too); nil when
+    /// there were too many to keep (the upload then looks at everything).
+    var appliedPaths: ChangeSet? = ChangeSet()
+
     /// The cursor at which this engine last looked for the newest snapshot.
     var snapshotChecked: UInt64 = 0
 
@@ -121,6 +125,7 @@ public final class SyncEngine {
                 let when = marker.forgottenAt > 0 ? " on " + ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: marker.forgottenAt)) : ""
                 throw GatewayError("endpoint \(endpoint.id) of this server was released from the share with `tiergate share forget-server`\(when): its stubs may name data the share no longer keeps for it, so it does not sync; remove the endpoint (`tiergate endpoint remove`) and add it again")
             }
+            appliedPaths = ChangeSet()
             try await prepareFirstSync()
             // Deletes decided by an authoritative first pass are found by looking at everything.
             let scope = try state.value([String].self, endpoint.id, "authoritativeDeletes")?.isEmpty == false ? .everything : scope
