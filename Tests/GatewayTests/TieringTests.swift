@@ -136,6 +136,44 @@ func tieredGroup(size: Int = 3 << 20, download: NamespaceDownloadMode = .avoidTi
         }
     }
 
+    @Test func changedCloudFilesArriveAsStubsOnANamespaceOnlyEndpoint() async throws {
+        let group = try await SyncGroup(servers: 2)
+        _ = try group.gateways[1].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: .namespaceOnly))
+        group.endpoints[1] = try group.gateways[1].endpoint("1")
+        group.scratch.write("ep0/cloud.bin", randomBytes(30_000, seed: 1))
+        group.scratch.write("ep1/local.bin", randomBytes(30_000, seed: 2))
+        group.scratch.write("ep1/both.bin", randomBytes(30_000, seed: 3))
+        try await group.converge()
+        #expect(StubFile.marker(atPath: group.root(1) + "/cloud.bin") == .tiered)
+        #expect(StubFile.marker(atPath: group.root(1) + "/local.bin") == nil, "made here: full")
+
+        // Server 0 changes all three; server 1 changed `both.bin` too, after server 0.
+        let changed = ["cloud.bin": randomBytes(31_000, seed: 4), "local.bin": randomBytes(32_000, seed: 5), "both.bin": randomBytes(33_000, seed: 6)]
+        for (path, bytes) in changed { group.scratch.write("ep0/" + path, bytes) }
+        try await group.sync(0)
+        let ours = randomBytes(34_000, seed: 7)
+        group.scratch.write("ep1/both.bin", ours)
+        let report = try await group.sync(1)
+        #expect(report.stubsCreated == 2, "\(report.summary)")
+        for path in ["cloud.bin", "local.bin"] {
+            #expect(StubFile.marker(atPath: group.root(1) + "/" + path) == .tiered, "\(path) is a stub of the new version")
+            #expect(holdsNoData(group.root(1) + "/" + path))
+        }
+        // A file changed on both sides keeps both versions, with content.
+        let copies = try FileManager.default.contentsOfDirectory(atPath: group.root(1)).filter { $0.hasPrefix("both") }
+        #expect(copies.count == 2, "\(copies)")
+        let kept = try copies.map { try readAll(group.root(1) + "/" + $0) }
+        #expect(kept.contains(ours) && kept.contains(changed["both.bin"]!), "both versions of both.bin are kept")
+
+        guard let runtime = try await runtime(group, 1) else { return }
+        defer { runtime.stop() }
+        try await runtime.markStubs()
+        for path in ["cloud.bin", "local.bin"] {
+            let same = try await readStub(group.root(1) + "/" + path) == changed[path]!
+            #expect(same, "\(path) recalls the new version")
+        }
+    }
+
     @Test func aStubWrittenWithoutADaemonIsKeptAsAConflictCopyAndNeverUploadedOverTheCloudVersion() async throws {
         let (group, content) = try await tieredGroup()
         let share = try await CloudShare.open(try StoreLocator.open(group.url))

@@ -109,6 +109,8 @@ extension SyncEngine {
         //    tiering asks; those are made in step 2). Content already local is not fetched again.
         let stubMode = endpoint.tiering?.downloadsStubs == true
         var stubs: Set<Int> = []
+        // Changed files whose local copy is the synced one: they become stubs of the new version.
+        var restubs: Set<Int> = []
         var identical: Set<Int> = []
         var seeded: [Int: (item: LocalItem, fingerprint: Fingerprint128)] = [:]
         var wanted: [(index: Int, entry: NamespaceEntry)] = []
@@ -131,6 +133,10 @@ extension SyncEngine {
                 if known.fingerprint.description == entry.fingerprint, known.residency == .full,
                    let local = LocalFiles.item(rootFD: rootFD, path: operation.path), known.matches(local) {
                     identical.insert(index)
+                    continue
+                }
+                if stubMode, entry.size > 0, case .clean = try? localCondition(operation.path, known) {
+                    restubs.insert(index)
                     continue
                 }
             }
@@ -189,6 +195,8 @@ extension SyncEngine {
                         try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
                     } else if let file = staged[index] {
                         try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
+                    } else if restubs.contains(index) {
+                        try replaceWithStub(operation.path, entry, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
                     } else if identical.contains(index) {
                         try applyAttributes(operation.path, entry, commit: commit, overlay: &overlay)
                     } else if let local = seeded[index] {
@@ -503,6 +511,33 @@ extension SyncEngine {
             report.stubsCreated += 1
             cleared.append(path)
         })
+    }
+
+    /// Replaces the synced file at `path` with a stub of `entry` (a changed cloud file on an endpoint that
+    /// downloads stubs). The stub is staged whole first; a file changed here meanwhile is not replaced:
+    /// the operation is deferred, and its retry downloads the content and keeps both versions.
+    func replaceWithStub(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay,
+                         chunks: inout [String: [ChunkRef]], report: inout SyncReport) throws {
+        switch try localCondition(path, try overlay.get(path)) {
+        case .clean, .absent:
+            break
+        case .modified, .directory, .other:
+            throw GatewayError("'\(path)' changed here while the share's new version was applied")
+        }
+        let stub = try Self.stageStub(StubAttributes(entry, version: commit.sequence, of: endpoint), staging: stagingFD)
+        let item: LocalItem
+        do {
+            item = try place(stub, at: path, replace: true)
+        } catch {
+            unlinkat(stagingFD, stub.name, 0)
+            throw error
+        }
+        onStubCreated?(root + "/" + path)
+        var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
+        record.residency = .tiered
+        overlay.set(path, record)
+        chunks[entry.fileID] = entry.chunks
+        report.stubsCreated += 1
     }
 
     /// Creates a stub at `path` unless something is there (nil then): an unnamed file (O_TMPFILE) in
