@@ -147,21 +147,30 @@ extension SyncEngine {
         // Files are fetched in batches whose chunks are read together (a commit's small files share packs).
         // A batch of small files is often one read, so several batches run at once to keep the store busy.
         let batches = ShareContentWriter.batches(wanted) { $0.entry.size }
+        let wantedBytes = wanted.reduce(Int64(0)) { $0 + $1.entry.size }
+        var stagedBytes: Int64 = 0
+        var lastProgress = Date()
         try await BoundedTasks.run(batches, width: ShareContentWriter.parallelBatches, work: { [share, stagingFD] batch in
             await Self.stage(batch, share: share, staging: stagingFD)
         }, collect: { results in
             for (index, result) in results {
                 switch result {
-                case .success(let file): staged[index] = file
+                case .success(let file):
+                    staged[index] = file
+                    stagedBytes += file.size
                 case .failure(let error): failed[index] = "\(error)"
                 }
+            }
+            if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
+                lastProgress = Date()
+                progress(JobProgress(phase: "fetching the content of commit \(commit.sequence)", items: staged.count + failed.count, totalItems: wanted.count,
+                                     bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince1970 - report.started, totalBytes: wantedBytes))
             }
         })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
         // 2. Apply the operations in order; a run of new stubs is made in parallel (distinct new paths:
         //    the order among them does not matter).
-        var lastProgress = Date()
         var skipBelow = 0
         for (index, operation) in commit.operations.enumerated() where index >= skipBelow {
             if movesCursor { deferred.supersede(by: operation) }
@@ -183,7 +192,7 @@ extension SyncEngine {
                 skipBelow = index + run.count
                 for later in run.dropFirst() where movesCursor { deferred.supersede(by: commit.operations[later]) }
                 try await makeStubs(run, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report, errors: &errors,
-                                    cleared: &cleared, deferred: &deferred)
+                                    cleared: &cleared, deferred: &deferred, done: index)
                 continue
             }
             do {
@@ -222,7 +231,7 @@ extension SyncEngine {
             }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
-                progress(JobProgress(phase: "downloading", items: report.downloaded, totalItems: nil, bytes: report.downloadedBytes, elapsed: lastProgress.timeIntervalSince1970 - report.started))
+                progress(applying(commit, done: max(index + 1, skipBelow), report: report))
             }
         }
         // Staged files that were not placed (adopted, conflicted away, or failed) are dropped.
@@ -486,7 +495,9 @@ extension SyncEngine {
     /// chunk lists are kept for recall). A path taken meanwhile is left alone: the next pass sees it.
     func makeStubs(_ indices: [Int], commit: Commit, overlay: inout EntryOverlay, chunks: inout [String: [ChunkRef]],
                    report: inout SyncReport, errors: inout [(path: String, reason: String, kind: String)], cleared: inout [String],
-                   deferred: inout DeferredOperations) async throws {
+                   deferred: inout DeferredOperations, done: Int) async throws {
+        var lastProgress = Date()
+        var taken = 0
         let items = indices.compactMap { index -> (path: String, entry: NamespaceEntry)? in
             commit.operations[index].entry.map { (commit.operations[index].path, $0) }
         }
@@ -497,6 +508,7 @@ extension SyncEngine {
                 return (path, entry, nil, "\(error)")
             }
         }, collect: { path, entry, item, failure in
+            taken += 1
             if let failure {
                 errors.append((path, "cannot make the stub (retried at every pass): \(failure)", "download"))
                 deferred.add(.upsert(path, entry), of: commit)
@@ -510,7 +522,19 @@ extension SyncEngine {
             chunks[entry.fileID] = entry.chunks
             report.stubsCreated += 1
             cleared.append(path)
+            if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
+                lastProgress = Date()
+                progress(applying(commit, done: done + taken, report: report))
+            }
         })
+    }
+
+    /// Progress while `commit` is applied: operations done of its total, with the files written and
+    /// stubs made so far.
+    func applying(_ commit: Commit, done: Int, report: SyncReport) -> JobProgress {
+        JobProgress(phase: "applying commit \(commit.sequence) (\(report.downloaded) files written, \(report.stubsCreated) stubs made)",
+                    items: min(done, commit.operations.count), totalItems: commit.operations.count, bytes: report.downloadedBytes,
+                    elapsed: Date().timeIntervalSince1970 - report.started, unit: "operations")
     }
 
     /// Replaces the synced file at `path` with a stub of `entry` (a changed cloud file on an endpoint that
