@@ -52,12 +52,15 @@ let package = Package(
         ]),
         .executableTarget(name: "tiergate-bench", dependencies: ["Gateway", "CloudShare", "Chunking", "Hashing", "Backends", "FUSE", "Fanotify"], path: "bench/Sources"),
 
+        // Test support shared by the test targets: the S3 servers they start on loopback (Tests/support/*.sh).
+        .target(name: "ObjectStoreServers", dependencies: ["Backends"], path: "Tests/ObjectStoreServers"),
+
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),
         .testTarget(name: "RocksDBTests", dependencies: ["RocksDB"]),
         .testTarget(name: "ChunkingTests", dependencies: ["Chunking"]),
-        .testTarget(name: "BackendsTests", dependencies: ["Backends"]),
+        .testTarget(name: "BackendsTests", dependencies: ["Backends", "ObjectStoreServers"]),
         .testTarget(name: "CloudShareTests", dependencies: ["CloudShare", "Backends", "Chunking"]),
-        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Telemetry"]),
+        .testTarget(name: "GatewayTests", dependencies: ["Gateway", "Telemetry", "ObjectStoreServers"]),
         .testTarget(name: "FanotifyTests", dependencies: ["Fanotify", "CLinux"]),
         .testTarget(name: "FUSETests", dependencies: ["FUSE"]),
     ],

@@ -1,11 +1,12 @@
 import Backends
 import Foundation
 import Glibc
-import Synchronization
+import ObjectStoreServers
 
 /// The object-store servers the remote sync tests run against, each started once per test process on a
 /// free loopback port: moto with IAM signature checking (`Tests/support/s3_moto_server.py`) and the
-/// FileREST emulator (`Tests/FileRESTEmulator/filerest_emulator.py`).
+/// FileREST emulator (`Tests/FileRESTEmulator/filerest_emulator.py`). The real S3 stores (SeaweedFS, Ceph
+/// RGW) are ``RealS3Server``s, shared with the backend tests.
 ///
 /// The stores read their credentials from the environment, as `tiergate` does, so each server's keys are
 /// exported with `setenv` once, before any store of that kind is opened. A missing `python3` or Python
@@ -51,7 +52,8 @@ enum RemoteServers {
     }
 
     private static let sharedMoto = Task<Moto, any Error> {
-        let line = try await ServerProcess.start([testsDirectory + "/support/s3_moto_server.py"], name: "moto (s3_moto_server.py)")
+        let line = try await ServerProcess.start(["python3", "-u", testsDirectory + "/support/s3_moto_server.py"], name: "moto (s3_moto_server.py)",
+                                                 remedy: pythonRemedy)
         guard let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
               let endpoint = json["endpoint"] as? String, let region = json["region"] as? String, let bucket = json["bucket"] as? String,
               let keyID = json["accessKeyId"] as? String, let secret = json["secretAccessKey"] as? String else {
@@ -66,66 +68,16 @@ enum RemoteServers {
 
     private static let emulatorAccount = "tiergatesync"
 
+    private static let pythonRemedy = "install Python 3 and run scripts/setup (it installs python3's moto[server], botocore and werkzeug)"
+
     private static let sharedEmulator = Task<String, any Error> {
         let key = Data((0..<64).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-        let line = try await ServerProcess.start([testsDirectory + "/FileRESTEmulator/filerest_emulator.py", "--port", "0",
+        let line = try await ServerProcess.start(["python3", "-u", testsDirectory + "/FileRESTEmulator/filerest_emulator.py", "--port", "0",
                                                   "--account", emulatorAccount, "--key", key, "--exit-with-stdin"],
-                                                 name: "the FileREST emulator")
+                                                 name: "the FileREST emulator", remedy: pythonRemedy)
         let prefix = "FileREST emulator listening on "
         guard line.hasPrefix(prefix) else { throw Failure(description: "the FileREST emulator printed '\(line)' instead of its address") }
         setenv("AZURE_STORAGE_KEY", key, 1)
         return String(line.dropFirst(prefix.count))
-    }
-}
-
-/// A Python server run as a child for the rest of the test process: it exits when its stdin closes, which
-/// happens when this process ends, however it ends.
-private enum ServerProcess {
-    /// Children kept alive (and their stdin open) until the process exits.
-    private static let running = Mutex<[(Process, Pipe)]>([])
-
-    /// Starts `python3 -u arguments` and returns the first line it prints; throws with its stderr when it
-    /// exits or stays silent for two minutes instead.
-    static func start(_ arguments: [String], name: String) async throws -> String {
-        // Reading the pipe blocks, so it happens on a thread of its own, not on the Swift concurrency pool.
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread { continuation.resume(with: Result { try startBlocking(arguments, name: name) }) }
-        }
-    }
-
-    private static func startBlocking(_ arguments: [String], name: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-u"] + arguments
-        let input = Pipe(), output = Pipe()
-        // stderr goes to a file: a pipe nobody drains would stall a chatty server.
-        let errorPath = NSTemporaryDirectory() + "tiergate-server-\(UUID().uuidString).err"
-        _ = FileManager.default.createFile(atPath: errorPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: errorPath) }
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = FileHandle(forWritingAtPath: errorPath)
-        do {
-            try process.run()
-        } catch {
-            throw RemoteServers.Failure(description: "cannot start python3 for \(name) (\(error)); install Python 3 and run scripts/setup")
-        }
-        let watchdog = DispatchWorkItem { process.terminate() }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
-        var line = Data()
-        while true {
-            let byte = output.fileHandleForReading.readData(ofLength: 1)
-            if byte.isEmpty || byte == Data([10]) { break }
-            line.append(byte)
-        }
-        watchdog.cancel()
-        guard !line.isEmpty else {
-            process.terminate()
-            process.waitUntilExit()
-            let errors = (try? String(contentsOfFile: errorPath, encoding: .utf8)) ?? ""
-            throw RemoteServers.Failure(description: "\(name) did not start (status \(process.terminationStatus)): \(errors.suffix(1500)) — run scripts/setup (it installs python3's moto[server], botocore and werkzeug)")
-        }
-        running.withLock { $0.append((process, input)) }
-        return String(decoding: line, as: UTF8.self)
     }
 }

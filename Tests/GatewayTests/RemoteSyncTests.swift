@@ -2,12 +2,17 @@ import Backends
 import Foundation
 import Gateway
 import Glibc
+import ObjectStoreServers
 import Testing
 
 /// A network backend a sync group's cloud share can live on.
 enum RemoteBackend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     /// moto, with every request's SigV4 signature checked against an IAM user's keys.
     case s3
+    /// SeaweedFS, a real object store, in a bucket of its own (see ``RealS3Server``).
+    case seaweedFS
+    /// Ceph's RADOS Gateway on a one-node cluster, in a bucket of its own.
+    case cephRGW
     /// The project's Azure Files emulator, with every request's SharedKey signature checked.
     case fileREST
 
@@ -17,6 +22,8 @@ enum RemoteBackend: String, CaseIterable, Sendable, CustomTestStringConvertible 
     func freshShareURL() async throws -> String {
         switch self {
         case .s3: try await RemoteServers.freshS3URL()
+        case .seaweedFS: try await RealS3Server.seaweedFS.running().freshBucket(prefix: "sync")
+        case .cephRGW: try await RealS3Server.cephRGW.running().freshBucket(prefix: "sync")
         case .fileREST: try await RemoteServers.freshFileRESTURL()
         }
     }
@@ -30,15 +37,16 @@ extension SyncGroup {
 
     /// Proves the share's commit log is on the remote store, so a test cannot pass against some local folder.
     func expectCommitsOnTheRemoteStore(_ backend: RemoteBackend) async throws {
-        #expect(url.hasPrefix(backend == .s3 ? "s3://" : "filerest://"))
+        #expect(url.hasPrefix(backend == .fileREST ? "filerest://" : "s3://"))
         let records = try await StoreLocator.open(url).listAll(prefix: "log/")
         #expect(!records.isEmpty, "the share at \(url) holds no commit records")
     }
 }
 
-/// The sync-group behaviours of `SyncTests` and `ConvergenceTests`, with the cloud share on S3 and on
-/// FileREST instead of `file://`: what differs is every request crossing HTTP with signatures checked,
-/// listings in pages, and `putIfAbsent` being a conditional PUT or a rename without replace.
+/// The sync-group behaviours of `SyncTests` and `ConvergenceTests`, with the cloud share on S3 (moto,
+/// SeaweedFS and Ceph RGW) and on FileREST instead of `file://`: what differs is every request crossing
+/// HTTP with signatures checked, listings in pages, and `putIfAbsent` being a conditional PUT or a rename
+/// without replace.
 @Suite(.serialized) struct RemoteSyncTests {
     @Test(arguments: RemoteBackend.allCases)
     func createModifyDeleteAndRenameReachTheOtherEndpoints(on backend: RemoteBackend) async throws {
