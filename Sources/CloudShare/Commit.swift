@@ -141,6 +141,9 @@ public struct Commit: Codable, Sendable {
     public var packs: [String]
     /// The namespace changes, applied in order.
     public var operations: [NamespaceOperation]
+    /// Set on the record that ends a share's log here because the share moved to another store (see
+    /// ``ShareRedirect``); such a record has no operations and nothing is ever appended after it.
+    public var movedTo: ShareRedirect?
 
     /// A commit to be appended; `sequence` is assigned by the log.
     public init(author: String, authorName: String, packs: [String] = [], operations: [NamespaceOperation]) {
@@ -154,6 +157,6 @@ public struct Commit: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case id, sequence = "seq", author, authorName, time, packs, operations = "ops"
+        case id, sequence = "seq", author, authorName, time, packs, operations = "ops", movedTo
     }
 }

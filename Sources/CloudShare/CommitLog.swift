@@ -20,7 +20,7 @@ public struct CommitLog: Sendable {
         return "log/" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits
     }
 
-    static func sequence(ofKey key: String) -> UInt64? {
+    public static func sequence(ofKey key: String) -> UInt64? {
         guard key.hasPrefix("log/") else { return nil }
         return UInt64(key.dropFirst(4))
     }
@@ -101,11 +101,33 @@ public struct CommitLog: Sendable {
 extension CommitLog {
     /// Appends `commit` at the first free sequence number after `knownHead`, moving past records other
     /// writers won. For commits that need no rebase (direct cloud edits that simply win).
+    /// Throws ``ShareMoved`` when the log ends with the record of a move.
     public func append(_ commit: Commit, knownHead: UInt64 = 0) async throws -> UInt64 {
         var head = try await head(after: knownHead)
-        while !(try await tryAppend(commit, at: head + 1)) {
+        while true {
+            // A moved share's log ends with the move: nothing may follow it.
+            if head > 0, let redirect = try await read(head).movedTo {
+                throw ShareMoved(redirect, from: store.displayName)
+            }
+            if try await tryAppend(commit, at: head + 1) { return head + 1 }
             head = try await self.head(after: head + 1)
         }
-        return head + 1
+    }
+
+    /// Ends the log with the record of a move to `redirect`, at `redirect.through + 1`; false when
+    /// another writer took that number first. Written as JSON whatever the share's format: the binary
+    /// form has no room for it.
+    public func tryAppendMove(_ redirect: ShareRedirect) async throws -> Bool {
+        var record = Commit(author: "move", authorName: "Tiergate", operations: [])
+        record.sequence = redirect.through + 1
+        record.movedTo = redirect
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        do {
+            try await store.putIfAbsent(Self.key(record.sequence), bytes: Array(try encoder.encode(record)))
+            return true
+        } catch let error as StoreError where error.code == .alreadyExists {
+            return (try? await read(record.sequence).movedTo) == redirect
+        }
     }
 }

@@ -224,7 +224,15 @@ public final class Gateway {
             }
             engines[endpoint.id] = engine
         }
-        return try await engine.syncOnce(progress: progress)
+        do {
+            return try await engine.syncOnce(progress: progress)
+        } catch let moved as ShareMoved {
+            // The share moved to another store: follow it, and sync there from the same cursor.
+            let followed = try await Self.follow(moved, endpoint: endpoint, directory: directory)
+            if let reloaded = try directory.loadConfig() { config = reloaded }
+            engines[endpoint.id] = nil
+            return try await sync(followed, progress: progress)
+        }
     }
 
     // MARK: Status

@@ -6,7 +6,7 @@ struct ShareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "share",
         abstract: "Create and inspect cloud shares.",
-        subcommands: [Create.self, Info.self, Verify.self, Collect.self, History.self, Servers.self, ForgetServer.self]
+        subcommands: [Create.self, Info.self, Verify.self, Collect.self, History.self, Servers.self, ForgetServer.self, Copy.self, Move.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -207,6 +207,67 @@ extension ShareCommand {
                 let report = try await ShareAdmin.collectGarbage(url: url, options: options, progress: ProgressPrinter.shared.print)
                 ProgressPrinter.shared.finish()
                 print(json ? try ShareAdmin.json(report) : ShareAdmin.describe(report, options: options))
+            } catch {
+                ProgressPrinter.shared.finish()
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Copy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Copy a share to another store, verified; a rerun copies only what is missing.",
+            discussion: """
+            Copies every object of the share at SOURCE (packs, index segments, log, snapshots, share.json) to \
+            DESTINATION, which may be any store: packs are checked against their ids (SHA-256), log records must \
+            equal any the destination already holds, share.json goes last. The source is not changed; endpoints \
+            keep using it. To move a share its endpoints use, run `tiergate share move`. See docs/stores.md.
+            """
+        )
+
+        @Argument(help: "The URL of the share to copy.") var source: String
+        @Argument(help: "The URL to copy it to.") var destination: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            do {
+                let transfer = try ShareTransfer(sourceURL: source, destinationURL: destination)
+                let report = try await transfer.copy(progress: ProgressPrinter.shared.print)
+                ProgressPrinter.shared.finish()
+                if json { try printJSON(report); return }
+                print("copied \(report.copied) objects (\(ByteFormat.string(report.bytes))), \(report.alreadyThere) already there\(report.goneMeanwhile > 0 ? ", \(report.goneMeanwhile) deleted from the source meanwhile" : ""); the copy's log ends at sequence \(report.through); \(String(format: "%.1f", report.seconds)) s")
+            } catch {
+                ProgressPrinter.shared.finish()
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Move: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Move a share to another store while its endpoints keep working; they follow by themselves.",
+            discussion: """
+            Copies the share to DESTINATION, ends the source's log with a move record (from then on nothing is \
+            appended there), copies the records written meanwhile, and leaves moved.json in the source. Every \
+            endpoint that meets the move record checks that DESTINATION holds the same share up to the move and \
+            carries on there from its cursor: nothing is uploaded or downloaded again. A server that was offline \
+            follows when it comes back. An interrupted move is finished by running it again. Every server needs \
+            credentials for DESTINATION (its environment or the credentials file the URL names). The source keeps \
+            its objects; delete them once every server has followed. See docs/stores.md.
+            """
+        )
+
+        @Argument(help: "The URL of the share to move.") var source: String
+        @Argument(help: "The URL to move it to.") var destination: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            do {
+                let transfer = try ShareTransfer(sourceURL: source, destinationURL: destination)
+                let report = try await transfer.move(destinationURL: destination, progress: ProgressPrinter.shared.print)
+                ProgressPrinter.shared.finish()
+                if json { try printJSON(report); return }
+                print("moved to \(transfer.destinationName) after sequence \(report.through): copied \(report.copied) objects (\(ByteFormat.string(report.bytes))), \(report.alreadyThere) already there; endpoints follow at their next pass; \(String(format: "%.1f", report.seconds)) s")
             } catch {
                 ProgressPrinter.shared.finish()
                 throw fail(error)

@@ -40,6 +40,7 @@ extension SyncEngine {
         if cursor == 0 {
             let namespace = try await share.namespace()
             guard namespace.sequence > 0 else { return }
+            if let redirect = try await share.log.read(namespace.sequence).movedTo { throw ShareMoved(redirect, from: share.name) }
             var commit = Commit(author: "namespace", authorName: "Cloud",
                                 operations: namespace.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
             commit.sequence = namespace.sequence
@@ -48,6 +49,8 @@ extension SyncEngine {
             return
         }
         for commit in try await share.log.records(after: cursor) {
+            // The share moved: its log ends here, and the endpoint follows it (see `Gateway.follow`).
+            if let redirect = commit.movedTo { throw ShareMoved(redirect, from: share.name) }
             try await apply(commit, &report, deferred: &deferred, movesCursor: true)
         }
         // A download error whose operation is no longer deferred (applied, or decided by a newer one) is over.

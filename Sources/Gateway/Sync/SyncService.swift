@@ -104,7 +104,7 @@ public final class SyncService: Service {
                 delay = min(delay * 2, .seconds(60))
             }
         }
-        guard let engine = opened else { return }
+        guard var engine = opened else { return }
         let metrics = EndpointMetrics(endpoint: endpoint.id)
         var lastTieringFigures = ContinuousClock().now - .seconds(3600)
         engine.recallActiveSince = recallActiveSince
@@ -149,6 +149,23 @@ public final class SyncService: Service {
                     if report.commits > 0 || report.downloaded > 0 || report.appliedRemovals > 0 || reason == "start" {
                         logger.info("\(report.summary)", metadata: ["trigger": .string(reason), "share.seq": .stringConvertible(report.cursor)])
                     }
+                } catch let moved as ShareMoved {
+                    watcher.giveBack(scope)
+                    report = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? SyncReport()
+                    do {
+                        // The share moved to another store: follow it from the same cursor, and pass again at once.
+                        let followed = try await Gateway.follow(moved, endpoint: engine.endpoint, directory: directory)
+                        let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(followed.share)))
+                        let next = try SyncEngine(endpoint: followed, share: share, state: state, serverID: serverID, serverName: serverName)
+                        next.recallActiveSince = engine.recallActiveSince
+                        next.onStubCreated = engine.onStubCreated
+                        engine = next
+                        connection.connect(share)
+                        seenChanges = -1
+                        logger.notice("\(moved); following it from sequence \(report.cursor)", metadata: ["share": .string(share.name)])
+                    } catch {
+                        logger.error("\(error)", metadata: ["trigger": .string(reason)])
+                    }
                 } catch {
                     watcher.giveBack(scope)
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
@@ -189,7 +206,7 @@ public final class SyncService: Service {
                     await recallInBackground(tiering, limit: 16)
                 }
             }
-            await serveRequests(tiering: tiering)
+            await serveRequests(tiering: tiering, share: engine.share)
             // Short ticks while a local change settles (the debounce); an idle endpoint wakes 4 times a
             // second, which bounds how late a change or a CLI request is noticed and keeps an idle
             // daemon's CPU low.
@@ -226,13 +243,12 @@ public final class SyncService: Service {
     }
 
     /// Runs `tier`/`recall` requests the CLI queued for this endpoint while the daemon holds the database.
-    func serveRequests(tiering: TieringRuntime?) async {
+    func serveRequests(tiering: TieringRuntime?, share: CloudShare) async {
         for request in ControlRequests.pending(in: directory) where request.path == endpoint.path || request.path.hasPrefix(endpoint.path + "/") {
             let relative = request.path == endpoint.path ? "" : String(request.path.dropFirst(endpoint.path.count + 1))
             var result = Gateway.TieringResult()
             let started = Date()
             do {
-                let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
                 let entries = try state.entries(endpoint.id).filter { $0.value.kind == .file && (relative.isEmpty || $0.key == relative || $0.key.hasPrefix(relative + "/")) }
                 if entries.isEmpty {
                     result.failures.append("'\(request.path)' is no synced file of this endpoint (not synced yet, or not a file)")
