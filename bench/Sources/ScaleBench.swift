@@ -264,7 +264,6 @@ enum ScaleBench {
         try waitUntilIdle([stateA, stateB], since: burstStarted.timeIntervalSince1970, timeout: settleTimeout, servers: servers)
         try verify(a, holds: try BenchFiles.listing(b), like: b, extra: (100..<100 + edits).map { existingFile($0, files: files) },
                    what: "endpoint A after the daemons settled")
-        sleep(3)
         let before = trees.map { $0.cpuSeconds() }
         sleep(UInt32(idleSeconds))
         let cpu = zip(trees, before).map { ($0.cpuSeconds() - $1) / Double(idleSeconds) }
@@ -277,7 +276,8 @@ enum ScaleBench {
     static var idleSeconds: Int { BenchFiles.setting("SCALE_IDLE_SECONDS", 20) }
 
     /// Waits until every state directory's endpoint has passed since `since` and is idle: healthy, its
-    /// cursor at the share's head, nothing pending, nothing failing (as `tiergate status --json` says).
+    /// cursor at the share's head, nothing pending, nothing failing (as `tiergate status --json` says),
+    /// and its daemon quiet.
     static func waitUntilIdle(_ states: [String], since: Double, timeout: Double, servers: [(Process, String)]) throws {
         var last: [String] = []
         do {
@@ -291,7 +291,16 @@ enum ScaleBench {
                         && status.head == status.cursor && status.pendingChanges == 0 && status.filesNotSyncing == 0
                     last.append("\(state): \(status.health), cursor \(status.cursor)/\(status.head.map(String.init) ?? "-"), \(status.pendingChanges) pending, \(status.filesNotSyncing) not syncing, last pass: \(pass?.summary ?? "none")")
                 }
-                return idle
+                guard idle else { return false }
+                // A pass that has begun is not in the status until it ends (a daemon's own downloads can
+                // start one, as a local change): settled also means every daemon spent under 5 % of a core
+                // over 2 s.
+                let trees = servers.map { ProcessTree(root: $0.0.processIdentifier) }
+                let before = trees.map { $0.cpuSeconds() }
+                sleep(2)
+                let busy = zip(trees, before).map { ($0.cpuSeconds() - $1) / 2 }
+                last.append("CPU over 2 s: \(busy.map { BenchTable.format($0 * 100) + " %" }.joined(separator: ", "))")
+                return busy.allSatisfy { $0 < 0.05 }
             }
         } catch {
             throw BenchError("\(error); status: \(last.joined(separator: "; "))")
