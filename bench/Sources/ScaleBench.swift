@@ -369,7 +369,7 @@ enum ScaleBench {
         try remove(partial)
         try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
         say("generating \(grouped(files)) files in \(partial)")
-        var noise = NoiseBytes(seed: 0x5CA1_E000)
+        var noise = NoiseBytes(seed: 0x5CA1_E001)
         for index in 0..<files {
             if index % 1000 == 0 {
                 guard mkdir(partial + "/d\(index / 1000)", 0o755) == 0 else { throw BenchError("mkdir \(partial)/d\(index / 1000): errno \(errno)") }
@@ -469,7 +469,11 @@ enum ScaleBench {
     struct NoiseBytes {
         var state: UInt64
 
-        init(seed: UInt64) { state = seed | 1 }
+        /// Each seed gives its own stream; xorshift needs a state other than zero.
+        init(seed: UInt64) {
+            precondition(seed != 0)
+            state = seed
+        }
 
         mutating func next() -> UInt64 {
             state ^= state << 13; state ^= state >> 7; state ^= state << 17
