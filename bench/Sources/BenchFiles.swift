@@ -116,6 +116,55 @@ enum BenchFiles {
 
     /// Flushes dirty pages so one measurement's writeback does not land in the next one's time.
     static func settle() { sync() }
+
+    /// Every regular file below `root` (relative path → size), without an endpoint's own `.tiergate`
+    /// folder: what two trees are compared by after a copy or a sync.
+    static func listing(_ root: String) throws -> [String: Int] {
+        var files: [String: Int] = [:]
+        var folders = [""]
+        while let folder = folders.popLast() {
+            guard let directory = opendir(folder.isEmpty ? root : root + "/" + folder) else { throw BenchError("opendir \(root)/\(folder): errno \(errno)") }
+            defer { closedir(directory) }
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name == "." || name == ".." || (folder.isEmpty && name == ".tiergate") { continue }
+                let path = folder.isEmpty ? name : folder + "/" + name
+                var info = stat()
+                guard lstat(root + "/" + path, &info) == 0 else { throw BenchError("lstat \(root)/\(path): errno \(errno)") }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: folders.append(path)
+                case S_IFREG: files[path] = Int(info.st_size)
+                default: break
+                }
+            }
+        }
+        return files
+    }
+
+    /// The file system `path` lies on, for the report: type, and for ext4 whether it has a journal (the
+    /// kernel lists a journaled ext4 volume's journal under /proc/fs/jbd2); device and mount point.
+    static func fileSystem(of path: String) -> String {
+        guard let real = realpath(path, nil), let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return "unknown" }
+        let resolved = String(cString: real)
+        free(real)
+        var best: (point: String, type: String, device: String)?
+        for line in mounts.split(separator: "\n") {
+            // "36 35 98:0 /root /mnt/point rw,noatime … - ext4 /dev/vda rw"; spaces in paths are written \040.
+            let halves = line.components(separatedBy: " - ")
+            let fields = halves[0].split(separator: " "), tail = halves.count > 1 ? halves[1].split(separator: " ") : []
+            guard fields.count > 4, tail.count > 1 else { continue }
+            let point = fields[4].replacingOccurrences(of: "\\040", with: " ")
+            guard resolved == point || resolved.hasPrefix(point == "/" ? "/" : point + "/"), point.count >= (best?.point.count ?? 0) else { continue }
+            best = (point, String(tail[0]), String(tail[1]))
+        }
+        guard let best else { return "unknown" }
+        var type = best.type
+        if type == "ext4" {
+            let device = (best.device as NSString).lastPathComponent
+            type += FileManager.default.fileExists(atPath: "/proc/fs/jbd2/\(device)-8") ? " with a journal" : " without a journal"
+        }
+        return "\(type) (\(best.device) at \(best.point))"
+    }
 }
 
 /// A benchmark that could not run, with the reason.

@@ -80,11 +80,12 @@ enum OperationsBench {
         guard process.terminationStatus == 0 else { throw BenchError("tiergate \(arguments.joined(separator: " ")) failed") }
     }
 
-    static func startServe(state: String, metrics: String, log: String) throws -> Process {
-        FileManager.default.createFile(atPath: log, contents: nil)
+    /// Starts `tiergate serve` on `state` (a supervisor and its worker), its standard error into `log`.
+    static func startServe(state: String, metrics: String, log: String, pollInterval: Double = 1) throws -> Process {
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: SyncBench.tiergate)
-        process.arguments = ["serve", "--state-dir", state, "--metrics", metrics]
+        process.arguments = ["serve", "--state-dir", state, "--metrics", metrics, "--poll-interval", String(pollInterval)]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()
@@ -98,29 +99,10 @@ enum OperationsBench {
 
     /// CPU seconds per second of `process` and its children (the worker) over `seconds`.
     static func idleCPU(of process: Process, seconds: Double) throws -> Double {
-        func ticks() -> Double {
-            var total = 0.0
-            let pids = [process.processIdentifier] + children(of: process.processIdentifier)
-            for pid in pids {
-                guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-                      let close = stat.lastIndex(of: ")") else { continue }
-                let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-                total += (Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)   // utime, stime
-            }
-            return total / Double(sysconf(Int32(_SC_CLK_TCK)))
-        }
-        let before = ticks()
+        let tree = ProcessTree(root: process.processIdentifier)
+        let before = tree.cpuSeconds()
         usleep(UInt32(seconds * 1_000_000))
-        return (ticks() - before) / seconds
-    }
-
-    static func children(of parent: pid_t) -> [pid_t] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { pid_t($0) }.filter { pid in
-            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return false }
-            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-            return fields.count > 1 && pid_t(fields[1]) == parent
-        }
+        return (tree.cpuSeconds() - before) / seconds
     }
 
     static func waitForListener(port: Int) async throws {

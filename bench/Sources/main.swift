@@ -15,6 +15,7 @@ let groups: [BenchGroup] = [
     CheckBench.group,
     OperationsBench.group,
     LimitBench.group,
+    ScaleBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
