@@ -150,6 +150,9 @@ extension SyncEngine {
                 known0?.residency = .full
             }
             if let existing = known0, existing.kind == .file {
+                // Unchanged stat (size, mtime, ctime, inode): unchanged content, nothing read. Any write,
+                // and any change of attributes or markers, moves the ctime.
+                if existing.residency == .full && existing.matches(item) { continue }
                 // Stat changed: hash before uploading, so a file whose content and attributes are unchanged
                 // (only its inode or ctime moved) costs no commit. A new mode, owner or mtime is committed
                 // (its chunks dedup) so it converges on every server like content does.
