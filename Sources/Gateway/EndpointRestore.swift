@@ -27,7 +27,7 @@ extension Gateway {
             throw GatewayError("'\(path)' is in no endpoint of this server (see `tiergate endpoint list`)")
         }
         if !relative.isEmpty, let problem = SafePath.problem(with: relative) { throw GatewayError("'\(path)': \(problem)") }
-        let share = try await CloudShare.open(try StoreLocator.open(endpoint.share))
+        let share = try await CloudShare.open(try StoreLocator.open(endpoint.shareURL))
         let past = try await point.namespace(of: share)
         let items = relative.isEmpty ? past.entries.sorted { $0.key < $1.key } : past.tree(relative).sorted { $0.0 < $1.0 }
         guard !items.isEmpty else {

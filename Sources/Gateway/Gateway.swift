@@ -65,7 +65,9 @@ public final class Gateway {
     /// Refused: a path that is not a directory, one that overlaps another endpoint of this server, a second
     /// endpoint of this server on the same share, or a URL where no share exists.
     @discardableResult
-    public func addEndpoint(path: String, shareURL: String, mode: InitialUploadMode = .merge) async throws -> EndpointConfig {
+    public func addEndpoint(path: String, shareURL reference: String, mode: InitialUploadMode = .merge) async throws -> EndpointConfig {
+        // A share in a named store (`store:NAME/prefix`) is kept as that reference, opened at its URL.
+        let shareURL = try config.shareURL(reference)
         guard let resolved = realpath(path, nil) else {
             throw GatewayError("cannot add endpoint '\(path)': \(String(cString: strerror(errno)))")
         }
@@ -79,17 +81,19 @@ public final class Gateway {
             if Self.overlaps(canonical, other.path) {
                 throw GatewayError("cannot add endpoint '\(canonical)': it overlaps endpoint \(other.id) at '\(other.path)' (endpoints of one server must not nest)")
             }
-            if other.share == shareURL {
+            if other.shareURL == shareURL {
                 throw GatewayError("cannot add endpoint '\(canonical)': this server already syncs \(StoreLocator.redacted(shareURL)) through endpoint \(other.id) at '\(other.path)'")
             }
         }
         let share = try await CloudShare.open(StoreLocator.open(shareURL))
-        let endpoint = EndpointConfig(id: config.nextEndpointID, path: canonical, share: shareURL, shareID: share.manifest.shareID, initialUpload: mode)
+        let endpoint = EndpointConfig(id: config.nextEndpointID, path: canonical, share: reference, shareID: share.manifest.shareID, initialUpload: mode)
         config.nextEndpointID += 1
         config.endpoints.append(endpoint)
+        config.resolveStores()
         try directory.saveConfig(config)
-        return endpoint
+        return config.endpoints.last!
     }
+
 
     /// Removes a server endpoint (by id or path): forgets its local state; never touches cloud data or local files.
     /// Refused while the endpoint has stubs (their content lives only in the share, and nothing would
@@ -170,11 +174,11 @@ public final class Gateway {
             let context = "endpoint \(endpoint.id) at '\(endpoint.path)' in \(directory.path)/config.json"
             guard endpoint.path.hasPrefix("/") else { throw GatewayError("\(context): the path must be absolute") }
             do {
-                try StoreLocator.refuseCredentials(in: endpoint.share)
+                try StoreLocator.refuseCredentials(in: try config.shareURL(of: endpoint))
             } catch {
                 throw GatewayError("\(context): \(error)")
             }
-            try Self.checkPlacement(of: Self.canonicalPath(endpoint.path), share: endpoint.share, stateDirectory: directory.path,
+            try Self.checkPlacement(of: Self.canonicalPath(endpoint.path), share: endpoint.shareURL, stateDirectory: directory.path,
                                     refusing: context)
             for other in config.endpoints[(index + 1)...] where Self.overlaps(endpoint.path, other.path) {
                 throw GatewayError("\(context): it overlaps endpoint \(other.id) at '\(other.path)' (endpoints of one server "
@@ -199,7 +203,7 @@ public final class Gateway {
     /// A sync engine for one endpoint (opens its share, and records the share's id in the endpoint's
     /// configuration if it was written before ids were recorded).
     public func engine(for endpoint: EndpointConfig) async throws -> SyncEngine {
-        let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.share)))
+        let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.shareURL)))
         var endpoint = endpoint
         if endpoint.shareID == nil, let index = config.endpoints.firstIndex(where: { $0.id == endpoint.id }) {
             endpoint.shareID = share.manifest.shareID
@@ -300,7 +304,7 @@ public final class Gateway {
             var shareError: String?
             var servers: [ServerRegistration]?
             do {
-                let store = try StoreLocator.open(endpoint.share)
+                let store = try StoreLocator.open(endpoint.shareURL)
                 head = try await CommitLog(store: store).head(after: cursor)
                 servers = try await ServerRegistration.list(in: store)
             } catch {

@@ -8,7 +8,7 @@ struct Tiergate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tiergate",
         abstract: "Sync server endpoints with a cloud share and tier cold files to it.",
-        subcommands: [ShareCommand.self, CheckCommand.self, PutCommand.self, MigrateCommand.self, GetCommand.self, EndpointCommand.self, SyncCommand.self, StatusCommand.self, ErrorsCommand.self, ServeCommand.self, InstallServiceCommand.self, TierCommand.self, RecallCommand.self, HeatCommand.self, RestoreCommand.self, MountCommand.self, LimitCommand.self]
+        subcommands: [ShareCommand.self, CheckCommand.self, PutCommand.self, MigrateCommand.self, GetCommand.self, EndpointCommand.self, SyncCommand.self, StatusCommand.self, ErrorsCommand.self, ServeCommand.self, InstallServiceCommand.self, TierCommand.self, RecallCommand.self, HeatCommand.self, RestoreCommand.self, MountCommand.self, LimitCommand.self, StoreCommand.self]
     )
 
     /// `share verify --read-data` takes an optional value (`--read-data` or `--read-data=25`), a form the

@@ -185,3 +185,59 @@ import Testing
         #expect(refused.status != 0 && refused.output.contains("holds another share"), "\(refused.output)")
     }
 }
+
+/// Real processes: endpoints whose shares name a store (`store:NAME/prefix`); pointing the name at a copy
+/// moves them, and a running daemon follows without a restart, never onto another share or an incomplete copy.
+@Suite(.serialized) struct NamedStoreProcessTests {
+    @Test func repointingANamedStoreMovesItsEndpointsAndARunningDaemonFollows() async throws {
+        let scratch = Scratch()
+        let logs = scratch.path
+        let (first, second, other) = ("file://" + scratch.path + "/first", "file://" + scratch.path + "/second", "file://" + scratch.path + "/other")
+        try TiergateProcess.expect(0, ["share", "create", first + "/projects"], logs: logs)
+        try TiergateProcess.expect(0, ["share", "create", other + "/projects"], logs: logs)
+        for index in 0..<2 {
+            let state = scratch.path + "/state\(index)", root = scratch.path + "/ep\(index)"
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            try TiergateProcess.expect(0, ["store", "set", "main", first, "--state-dir", state], logs: logs)
+            try TiergateProcess.expect(0, ["endpoint", "add", root, "--share", "store:main/projects", "--state-dir", state], logs: logs)
+        }
+        try Data("before\n".utf8).write(to: URL(fileURLWithPath: scratch.path + "/ep0/before.txt"))
+        for index in [0, 1, 0] { try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state\(index)"], logs: logs) }
+        #expect(FileManager.default.fileExists(atPath: scratch.path + "/ep1/before.txt"))
+        let listed = try TiergateProcess.expect(0, ["store", "list", "--state-dir", scratch.path + "/state0"], logs: logs)
+        #expect(listed.contains("main") && listed.contains(first), "\(listed)")
+        let removal = try TiergateProcess.run(["store", "remove", "main", "--state-dir", scratch.path + "/state0"], logs: logs)
+        #expect(removal.status != 0 && removal.output.contains("used by endpoint"), "\(removal.output)")
+
+        let daemons = try (0..<2).map { index in
+            try TiergateProcess(["serve", "--state-dir", scratch.path + "/state\(index)", "--poll-interval", "0.2"], logs: logs)
+        }
+        defer { for daemon in daemons { daemon.send(SIGTERM); _ = daemon.exitStatus() } }
+        for daemon in daemons { #expect(daemon.waitFor("trigger=start", inErrorOutput: true), "\(daemon.errorOutput.suffix(1500))") }
+
+        // A store holding another share, or an empty one, is refused: the daemon stays where it was.
+        try TiergateProcess.expect(0, ["store", "set", "main", other, "--state-dir", scratch.path + "/state0"], logs: logs)
+        #expect(daemons[0].waitFor("which is not used", inErrorOutput: true), "\(daemons[0].errorOutput.suffix(1500))")
+        try Data("still here\n".utf8).write(to: URL(fileURLWithPath: scratch.path + "/ep0/still.txt"))
+        #expect(daemons[1].waitFor("uploaded 0", inErrorOutput: true) || FileManager.default.fileExists(atPath: scratch.path + "/ep1/still.txt"))
+
+        // The share copied to the second store, and the name pointed there on both servers.
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: scratch.path + "/ep1/still.txt") && Date() < deadline { usleep(100_000) }
+        try TiergateProcess.expect(0, ["share", "copy", first + "/projects", second + "/projects"], logs: logs)
+        for index in 0..<2 {
+            try TiergateProcess.expect(0, ["store", "set", "main", second, "--state-dir", scratch.path + "/state\(index)"], logs: logs)
+        }
+        for daemon in daemons {
+            #expect(daemon.waitFor("the share's store is now", inErrorOutput: true), "\(daemon.errorOutput.suffix(1500))")
+        }
+        try Data("after\n".utf8).write(to: URL(fileURLWithPath: scratch.path + "/ep1/after.txt"))
+        let arrived = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: scratch.path + "/ep0/after.txt") && Date() < arrived { usleep(100_000) }
+        #expect(try String(contentsOfFile: scratch.path + "/ep0/after.txt", encoding: .utf8) == "after\n")
+        let moved = try await CloudShare.open(try StoreLocator.open(second + "/projects"))
+        let old = try await CloudShare.open(try StoreLocator.open(first + "/projects"))
+        #expect(try await moved.log.head() > (try await old.log.head()), "the new commit went to the second store only")
+        #expect(try await moved.namespace().entries["after.txt"] != nil)
+    }
+}

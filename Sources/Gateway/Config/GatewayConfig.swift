@@ -16,7 +16,8 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     public var id: UInt32
     /// The absolute, canonical path of the endpoint's root directory.
     public var path: String
-    /// The cloud share URL.
+    /// The cloud share: its URL, or `store:NAME/prefix` for a prefix in a store defined by name (see
+    /// ``GatewayConfig/stores``; ``GatewayConfig/shareURL(of:)`` resolves it).
     public var share: String
     /// The id of the share the endpoint syncs with (`share.json`'s `shareID`): a store holding another
     /// share is refused. Nil only in configurations written before it was recorded (taken at next use).
@@ -27,6 +28,16 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     public var tiering: TieringConfig?
     /// Where `tiergate serve` mounts this endpoint through FUSE, if anywhere.
     public var mountPoint: String?
+    /// The URL `share` stands for, resolved from the named stores when the configuration is loaded.
+    var resolvedShareURL: String?
+
+    /// The share's URL: `share`, or the prefix of the named store it refers to. Everything that opens
+    /// the share uses this.
+    public var shareURL: String { resolvedShareURL ?? share }
+
+    private enum CodingKeys: String, CodingKey {
+        case id, path, share, shareID, initialUpload, tiering, mountPoint
+    }
 
     /// An endpoint.
     public init(id: UInt32, path: String, share: String, shareID: String? = nil, initialUpload: InitialUploadMode,
@@ -56,6 +67,10 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     public var metrics: String?
     /// When and how much the server's transfers are limited (empty: never).
     public var networkLimits: NetworkLimitSchedule
+    /// Stores defined once by name (`tiergate store set NAME URL`), by name: an endpoint whose share is
+    /// `store:NAME/prefix` uses that prefix of the store, so pointing every share of a store elsewhere is
+    /// one edit, which a running daemon applies at its next pass.
+    public var stores: [String: String] = [:]
 
     /// A new configuration for a server called `name`.
     public init(serverName: String) {
@@ -67,7 +82,7 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case serverID, serverName, endpoints, nextEndpointID, metrics, networkLimits
+        case serverID, serverName, endpoints, nextEndpointID, metrics, networkLimits, stores
     }
 
     public init(from decoder: any Decoder) throws {
@@ -79,6 +94,40 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         metrics = try container.decodeIfPresent(String.self, forKey: .metrics)
         // Configurations written before the schedule existed have none: no limit.
         networkLimits = try container.decodeIfPresent(NetworkLimitSchedule.self, forKey: .networkLimits) ?? NetworkLimitSchedule()
+        stores = try container.decodeIfPresent([String: String].self, forKey: .stores) ?? [:]
+        resolveStores()
+    }
+
+    /// Resolves every endpoint's share through the named stores (one that names an undefined store keeps
+    /// its reference, which ``Gateway/checkConfiguration()`` reports).
+    public mutating func resolveStores() {
+        for index in endpoints.indices {
+            endpoints[index].resolvedShareURL = try? shareURL(endpoints[index].share)
+        }
+    }
+
+    /// The prefix that names a store in an endpoint's share.
+    public static let storePrefix = "store:"
+
+    /// The URL of `endpoint`'s share: its `share` itself, or the prefix of the named store it refers to.
+    public func shareURL(of endpoint: EndpointConfig) throws -> String {
+        try shareURL(endpoint.share)
+    }
+
+    /// The URL a share reference (a URL, or `store:NAME/prefix`) stands for.
+    public func shareURL(_ reference: String) throws -> String {
+        guard reference.hasPrefix(Self.storePrefix) else { return reference }
+        let rest = reference.dropFirst(Self.storePrefix.count)
+        let name = String(rest.prefix { $0 != "/" })
+        let prefix = rest.dropFirst(name.count).drop { $0 == "/" }
+        guard let url = stores[name] else {
+            throw GatewayError("the share '\(reference)' names the store '\(name)', which is not defined (define it with `tiergate store set \(name) URL`)")
+        }
+        guard !prefix.isEmpty else { return url }
+        let query = url.firstIndex(of: "?")
+        var base = String(query.map { url[..<$0] } ?? url[...])
+        while base.hasSuffix("/") && !base.hasSuffix("://") { base.removeLast() }
+        return base + "/" + prefix + (query.map { String(url[$0...]) } ?? "")
     }
 }
 

@@ -638,12 +638,12 @@ extension SyncEngine {
         var origin: StubFile.Origin, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64
 
         init(_ entry: NamespaceEntry, version: UInt64, of endpoint: EndpointConfig) {
-            self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.share, fileID: entry.fileID, version: version),
+            self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.shareURL, fileID: entry.fileID, version: version),
                       size: entry.size, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
         }
 
         init(_ record: EntryRecord, of endpoint: EndpointConfig) {
-            self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.share, fileID: record.fileID, version: record.version),
+            self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.shareURL, fileID: record.fileID, version: record.version),
                       size: record.size, mode: record.mode, uid: record.uid, gid: record.gid, mtime: record.mtime)
         }
 

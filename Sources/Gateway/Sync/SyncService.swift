@@ -55,7 +55,7 @@ public final class SyncService: Service {
     public func run() async throws {
         // Tiering first, before the share is even opened: stubs must be marked before anything reads
         // them, and while the share cannot be reached their readers get EIO, never zeros.
-        let connection = ShareConnection(nil, name: StoreLocator.redacted(endpoint.share))
+        let connection = ShareConnection(nil, name: StoreLocator.redacted(endpoint.shareURL))
         var tiering: TieringRuntime?
         if endpoint.tiering != nil {
             do {
@@ -90,7 +90,7 @@ public final class SyncService: Service {
         while opened == nil {
             do {
                 // Paced by the network limit; the recalls this share also serves mark their reads exempt.
-                let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.share)))
+                let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.shareURL)))
                 opened = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
                 connection.connect(share)
             } catch {
@@ -119,7 +119,22 @@ public final class SyncService: Service {
         var lastWholeTree = clock.now
         var lastPoll = clock.now
         logger.info("watching endpoint", metadata: ["share": .string(engine.share.name)])
+        var configChanged = Self.modificationTime(directory.configPath)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            // A named store defined anew in config.json (`tiergate store set`): the share is opened there.
+            let changed = Self.modificationTime(directory.configPath)
+            if changed != configChanged {
+                configChanged = changed
+                if let current = (try? directory.loadConfig())??.endpoints.first(where: { $0.id == endpoint.id }), current.shareURL != engine.endpoint.shareURL {
+                    do {
+                        engine = try await reopen(engine, at: current, connection: connection, holdingAtLeast: try state.cursor(endpoint.id))
+                        seenChanges = -1
+                        logger.notice("the share's store is now \(engine.share.name) (config.json)")
+                    } catch {
+                        logger.error("config.json names another store for this endpoint's share, which is not used: \(error)")
+                    }
+                }
+            }
             var reason: String?
             if seenChanges < 0 {
                 reason = "start"
@@ -154,15 +169,9 @@ public final class SyncService: Service {
                     report = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? SyncReport()
                     do {
                         // The share moved to another store: follow it from the same cursor, and pass again at once.
-                        let followed = try await Gateway.follow(moved, endpoint: engine.endpoint, directory: directory)
-                        let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(followed.share)))
-                        let next = try SyncEngine(endpoint: followed, share: share, state: state, serverID: serverID, serverName: serverName)
-                        next.recallActiveSince = engine.recallActiveSince
-                        next.onStubCreated = engine.onStubCreated
-                        engine = next
-                        connection.connect(share)
+                        engine = try await reopen(engine, at: try await Gateway.follow(moved, endpoint: engine.endpoint, directory: directory), connection: connection)
                         seenChanges = -1
-                        logger.notice("\(moved); following it from sequence \(report.cursor)", metadata: ["share": .string(share.name)])
+                        logger.notice("\(moved); following it from sequence \(report.cursor)", metadata: ["share": .string(engine.share.name)])
                     } catch {
                         logger.error("\(error)", metadata: ["trigger": .string(reason)])
                     }
@@ -213,6 +222,29 @@ public final class SyncService: Service {
             try? await Task.sleep(for: watcher.changeCount != seenChanges ? .milliseconds(50) : .milliseconds(250))
         }
         logger.info("stopped")
+    }
+
+    /// A new engine for `endpoint` (its share at another store), taking over `engine`'s recall settings;
+    /// refused when that store holds another share. The recalls of tiering and the mount use it too.
+    /// With `cursor`, the share there must hold the log at least that far (a copy that missed commits this
+    /// endpoint applied would lose them).
+    func reopen(_ engine: SyncEngine, at endpoint: EndpointConfig, connection: ShareConnection, holdingAtLeast cursor: UInt64? = nil) async throws -> SyncEngine {
+        let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.shareURL)))
+        if let cursor, case let head = try await share.log.head(), head < cursor {
+            throw GatewayError("the share at \(share.name) ends at sequence \(head), before this endpoint's \(cursor): it is not a complete copy (copy it again with `tiergate share copy`)")
+        }
+        let next = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
+        next.recallActiveSince = engine.recallActiveSince
+        next.onStubCreated = engine.onStubCreated
+        connection.connect(share)
+        return next
+    }
+
+    /// The modification time of the file at `path` (nanoseconds), or 0 when it cannot be read.
+    static func modificationTime(_ path: String) -> Int64 {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return 0 }
+        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
     }
 
     /// Adds to the endpoint's activity history (what the status page plots).

@@ -20,7 +20,7 @@ extension Gateway {
         if let recaller {
             engine = recaller
         } else {
-            engine = RecallEngine(share: try await CloudShare.open(StoreLocator.open(endpoint.share)), state: state, endpoint: endpoint)
+            engine = RecallEngine(share: try await CloudShare.open(StoreLocator.open(endpoint.shareURL)), state: state, endpoint: endpoint)
         }
         let hooks = MountRecallHooks(endpoint: endpoint, state: state, recaller: engine)
         let core: PassthroughCore

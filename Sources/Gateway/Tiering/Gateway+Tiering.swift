@@ -71,7 +71,7 @@ extension Gateway {
     /// Stubs made without a running daemon are marked for recall when `tiergate serve` starts.
     public func tier(_ path: String, runtime: TieringRuntime? = nil) async throws -> TieringResult {
         let (endpoint, relative) = try locate(path)
-        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        let share = try await CloudShare.open(StoreLocator.open(endpoint.shareURL))
         let tierer = Tierer(share: share, state: state, endpoint: endpoint)
         let started = Date()
         var result = TieringResult()
@@ -94,7 +94,7 @@ extension Gateway {
     /// Recalls every stub at or below `path` completely, `threads` files at a time (`tiergate recall`).
     public func recall(_ path: String, threads: Int = 8, progress: ProgressHandler? = nil) async throws -> TieringResult {
         let (endpoint, relative) = try locate(path)
-        let share = try await CloudShare.open(StoreLocator.open(endpoint.share))
+        let share = try await CloudShare.open(StoreLocator.open(endpoint.shareURL))
         let recaller = RecallEngine(share: share, state: state, endpoint: endpoint)
         let stubs = try files(of: endpoint, under: relative).filter { $0.1.residency != .full }.map(\.0)
         let started = Date()

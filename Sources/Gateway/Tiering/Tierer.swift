@@ -94,7 +94,7 @@ public final class Tierer: Sendable {
             intent.residency = .tiering
             batch.setEntry(path, intent)
             try state.commit(batch, sync: true)
-            try stub.setMarkers(StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.share, fileID: record.fileID, version: record.version))
+            try stub.setMarkers(StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.shareURL, fileID: record.fileID, version: record.version))
             try stub.sync()
             try punch(stub, path: path, record: record, beforePunch: beforePunch, afterPunch: afterPunch)
             return record.size
