@@ -64,7 +64,8 @@ public struct StubFile: Sendable {
         Int64(try status().st_size)
     }
 
-    /// Bytes the file occupies on disk (`st_blocks` × 512): zero for a stub that holds no data.
+    /// Bytes the file occupies on disk (`st_blocks` × 512), its xattr block included: a stub that holds
+    /// no data may still count one block for its markers (ext4), so "holds no data" is `SEEK_DATA`'s to say.
     public func allocatedBytes() throws -> Int64 {
         Int64(try status().st_blocks) * 512
     }
