@@ -50,9 +50,9 @@ let package = Package(
         .executableTarget(name: "tiergate", dependencies: [
             "Gateway", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "tiergate-bench", dependencies: ["Gateway", "CloudShare", "Chunking", "Hashing", "Backends", "FUSE", "Fanotify"], path: "bench/Sources"),
+        .executableTarget(name: "tiergate-bench", dependencies: ["Gateway", "CloudShare", "Chunking", "Hashing", "Backends", "FUSE", "Fanotify", "ObjectStoreServers"], path: "bench/Sources"),
 
-        // Test support shared by the test targets: the S3 servers they start on loopback (Tests/support/*.sh).
+        // The real S3 servers the tests and benchmarks start on loopback (Tests/support/*.sh).
         .target(name: "ObjectStoreServers", dependencies: ["Backends"], path: "Tests/ObjectStoreServers"),
 
         .testTarget(name: "HashingTests", dependencies: ["Hashing"]),

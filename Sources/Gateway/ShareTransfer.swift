@@ -199,6 +199,7 @@ extension Gateway {
         }
         config.endpoints[index].share = redirect.url
         config.endpoints[index].shareID = redirect.shareID
+        config.resolveStores()
         try directory.saveConfig(config)
         return config.endpoints[index]
     }

@@ -75,6 +75,7 @@ import Testing
                 while daemon.errorOutput.components(separatedBy: "following it from sequence").count < move + 2 && Date() < deadline { usleep(20_000) }
                 let followed = Self.currentURL(group, index) == destination
                 #expect(followed, "server \(index) follows the move to \(name): \(daemon.errorOutput.suffix(2000))")
+                #expect(!daemon.errorOutput.contains("the share's store is now"), "the follow itself opened the destination")
                 print("server \(index) followed the move to \(name) \(String(format: "%.1f", Date().timeIntervalSince(finished))) s after it finished")
             }
             // The daemons wrote the next commits to the new store; the old one ends with the move.

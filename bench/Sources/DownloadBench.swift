@@ -4,14 +4,16 @@ import CloudShare
 import Foundation
 import Gateway
 import Glibc
+import ObjectStoreServers
 
 /// A new endpoint's first sync (the download path) of 1 GiB of small-chunk data, from a share on moto
-/// S3 beside the same from `file://`, in the same run. Half the data is small files (one chunk each),
+/// S3, on Ceph RGW and on SeaweedFS (real stores on loopback, started as the tests start them), beside the
+/// same from `file://`, in the same run. Half the data is small files (one chunk each),
 /// half is large files cut into 64 KiB chunks, so both the batching of small files and the coalescing of
 /// one file's adjacent chunks count. The requests moto served are counted per kind of object, so the row
 /// shows the pack GETs a download sent beside the chunks it read.
 enum DownloadBench {
-    static let group = BenchGroup(name: "downloads", summary: "first sync of 1 GiB of small-chunk data (16 KiB–256 KiB chunks) from S3 (moto) beside file://; MB/s, pack GETs per chunk") { table in
+    static let group = BenchGroup(name: "downloads", summary: "first sync of 1 GiB of small-chunk data (16 KiB–256 KiB chunks) from S3 (moto, Ceph RGW, SeaweedFS) beside file://; MB/s, pack GETs per chunk") { table in
         try await run(table)
     }
 
@@ -43,10 +45,16 @@ enum DownloadBench {
         let chunking = try ChunkingParameters(minSize: 16 << 10, averageSize: 64 << 10, maxSize: 256 << 10)
 
         let local = "file://\(root)/share", s3 = "s3://\(moto.bucket)/downloads?endpoint=\(moto.endpoint)&region=\(moto.region)"
+        // The real stores: their URLs name a credentials file, so moto's keys in the environment do not apply.
+        var real: [(name: String, url: String)] = []
+        for server in RealS3Server.allCases {
+            let running = try await server.running()
+            real.append((running.version, try await running.freshBucket(prefix: "downloads")))
+        }
         var chunks = 0
-        for url in [local, s3] {
+        for (index, url) in ([local, s3] + real.map(\.url)).enumerated() {
             let share = try await CloudShare.create(in: StoreLocator.open(url), manifest: ShareManifest(chunking: chunking))
-            let gateway = try Gateway(directory: StateDirectory(path: root + "/state-upload-\(url.prefix(2))"), serverName: "upload")
+            let gateway = try Gateway(directory: StateDirectory(path: root + "/state-upload-\(index)"), serverName: "upload")
             let endpoint = try await gateway.addEndpoint(path: tree, shareURL: url)
             let report = try await gateway.sync(endpoint)
             guard report.result == "success", report.uploaded >= files else { throw BenchError("the upload to \(StoreLocator.redacted(url)) ended: \(report.result)") }
@@ -55,13 +63,20 @@ enum DownloadBench {
 
         var best: [String: Measurement] = [:], perChunk: [String: Measurement] = [:]
         for run in 0..<runs {
-            for url in [local, s3] {
-                let measured = try await download(url, into: root + "/down-\(run)", state: root + "/state-\(run)-\(url.prefix(2))", files: files,
+            for (index, url) in ([local, s3] + real.map(\.url)).enumerated() {
+                let measured = try await download(url, into: root + "/down-\(run)", state: root + "/state-\(run)-\(index)", files: files,
                                                   moto: url == s3 ? moto : nil)
                 if best[url].map({ measured.seconds < $0.seconds }) ?? true { best[url] = measured }
+                guard url == local || url == s3 else { continue }
                 let old = try await perChunkDownload(url, into: root + "/old-\(run)", moto: url == s3 ? moto : nil)
                 if perChunk[url].map({ old.seconds < $0.seconds }) ?? true { perChunk[url] = old }
             }
+        }
+        for (name, url) in real {
+            let fromFile = best[local]!, fromStore = best[url]!
+            let ratio = fromStore.seconds / fromFile.seconds
+            table.add("downloads: \(mib) MiB, coalesced reads ← \(name), MB/s", Double(bytes) / fromStore.seconds / 1e6, "MB/s", peer: Double(bytes) / fromFile.seconds / 1e6,
+                      note: "\(BenchTable.format(fromStore.seconds)) s, \(BenchTable.format(ratio))× the file:// time (goal ≤ 2×: \(ratio <= 2 ? "met" : "not met")); peer: the same from file://")
         }
         let name = "downloads: \(mib) MiB (\(files) files, \(chunks) chunks of 16–256 KiB)"
         for (label, results) in [("coalesced reads", best), ("one GET per chunk (the replaced loop)", perChunk)] {

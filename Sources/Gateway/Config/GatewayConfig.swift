@@ -18,7 +18,9 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     public var path: String
     /// The cloud share: its URL, or `store:NAME/prefix` for a prefix in a store defined by name (see
     /// ``GatewayConfig/stores``; ``GatewayConfig/shareURL(of:)`` resolves it).
-    public var share: String
+    public var share: String {
+        didSet { resolvedShareURL = nil }
+    }
     /// The id of the share the endpoint syncs with (`share.json`'s `shareID`): a store holding another
     /// share is refused. Nil only in configurations written before it was recorded (taken at next use).
     public var shareID: String?

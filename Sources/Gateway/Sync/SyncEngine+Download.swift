@@ -518,12 +518,7 @@ extension SyncEngine {
                 return
             }
             guard let item else { return }
-            onStubCreated?(root + "/" + path)
-            var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
-            record.residency = .tiered
-            overlay.set(path, record)
-            chunks[entry.fileID] = entry.chunks
-            report.stubsCreated += 1
+            recordStub(path, entry, item, commit: commit, overlay: &overlay, chunks: &chunks, report: &report)
             cleared.append(path)
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
@@ -559,6 +554,13 @@ extension SyncEngine {
             unlinkat(stagingFD, stub.name, 0)
             throw error
         }
+        recordStub(path, entry, item, commit: commit, overlay: &overlay, chunks: &chunks, report: &report)
+    }
+
+    /// Records the stub of `entry` just made at `path` (its chunk list kept for recall) and tells the
+    /// daemon, which marks it for recall.
+    func recordStub(_ path: String, _ entry: NamespaceEntry, _ item: LocalItem, commit: Commit, overlay: inout EntryOverlay,
+                    chunks: inout [String: [ChunkRef]], report: inout SyncReport) {
         onStubCreated?(root + "/" + path)
         var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
         record.residency = .tiered
