@@ -16,6 +16,7 @@ let groups: [BenchGroup] = [
     OperationsBench.group,
     LimitBench.group,
     ScaleBench.group,
+    MoveBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
