@@ -72,8 +72,9 @@ public final class CloudShare: Sendable {
         return CloudShare(store: store, manifest: manifest)
     }
 
-    /// Opens the share in `store` and loads its chunk index.
-    public static func open(_ store: any ObjectStore) async throws -> CloudShare {
+    /// Opens the share in `store` and loads its chunk index (unless `loadingIndex` is false: a caller that
+    /// reads only the manifest and the log, such as a copy of the share, spares the load).
+    public static func open(_ store: any ObjectStore, loadingIndex: Bool = true) async throws -> CloudShare {
         let bytes: [UInt8]
         do {
             bytes = try await store.get(ShareManifest.key)
@@ -95,7 +96,7 @@ public final class CloudShare: Sendable {
             throw ShareError(.corrupt, share: store.displayName, object: ShareManifest.key, cause: "malformed manifest: \(error)")
         }
         let share = CloudShare(store: store, manifest: manifest)
-        try await share.loadIndex()
+        if loadingIndex { try await share.loadIndex() }
         return share
     }
 

@@ -174,7 +174,7 @@ public final class Gateway {
             let context = "endpoint \(endpoint.id) at '\(endpoint.path)' in \(directory.path)/config.json"
             guard endpoint.path.hasPrefix("/") else { throw GatewayError("\(context): the path must be absolute") }
             do {
-                try StoreLocator.refuseCredentials(in: try config.shareURL(of: endpoint))
+                try StoreLocator.refuseCredentials(in: try config.shareURL(endpoint.share))
             } catch {
                 throw GatewayError("\(context): \(error)")
             }

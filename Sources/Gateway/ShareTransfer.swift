@@ -48,10 +48,15 @@ public struct ShareTransfer: Sendable {
     /// or the move marker).
     public func copy(through: UInt64? = nil, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
-        let sourceShare = try await CloudShare.open(source)
+        let sourceShare = try await CloudShare.open(source, loadingIndex: false)
         let shareID = sourceShare.manifest.shareID
-        if let existing = try? await CloudShare.open(destination), existing.manifest.shareID != shareID {
-            throw GatewayError("\(destination.displayName) holds another share (\(existing.manifest.shareID), not \(shareID)); nothing was copied")
+        do {
+            let existing = try await CloudShare.open(destination, loadingIndex: false)
+            guard existing.manifest.shareID == shareID else {
+                throw GatewayError("\(destination.displayName) holds another share (\(existing.manifest.shareID), not \(shareID)); nothing was copied")
+            }
+        } catch let error as ShareError where error.code == .noShare {
+            // No share there yet: the copy makes it.
         }
         // The log first: every pack its records reference is then already in the listing that follows.
         var log = try await source.listAll(prefix: "log/").filter { info in
@@ -140,7 +145,7 @@ public struct ShareTransfer: Sendable {
     /// interrupted (or already done) is finished by running it again.
     public func move(destinationURL: String, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
-        let share = try await CloudShare.open(source)
+        let share = try await CloudShare.open(source, loadingIndex: false)
         var report = try await copy(progress: progress)
         var redirect: ShareRedirect
         while true {
@@ -183,7 +188,7 @@ extension Gateway {
         let name = StoreLocator.redacted(redirect.url)
         let share: CloudShare
         do {
-            share = try await CloudShare.open(StoreLocator.open(redirect.url))
+            share = try await CloudShare.open(StoreLocator.open(redirect.url), loadingIndex: false)
         } catch {
             throw GatewayError("\(moved); but \(name) cannot be opened (\(error)), so endpoint \(endpoint.id) waits (retried at every pass; run `tiergate share move` again to finish a move that was interrupted)")
         }

@@ -241,4 +241,37 @@ import Testing
         #expect(try await moved.log.head() > (try await old.log.head()), "the new commit went to the second store only")
         #expect(try await moved.namespace().entries["after.txt"] != nil)
     }
+
+    @Test func aStoreHoldingACopyThatOthersWroteToIsRefusedNotSyncedInto() async throws {
+        let scratch = Scratch()
+        let logs = scratch.path
+        let (first, second) = ("file://" + scratch.path + "/first", "file://" + scratch.path + "/second")
+        try TiergateProcess.expect(0, ["share", "create", first + "/projects"], logs: logs)
+        func state(_ index: Int) -> String { scratch.path + "/state\(index)" }
+        func write(_ index: Int, _ name: String) throws {
+            try Data("\(name)\n".utf8).write(to: URL(fileURLWithPath: scratch.path + "/ep\(index)/" + name))
+        }
+        for index in 0..<2 {
+            try FileManager.default.createDirectory(atPath: scratch.path + "/ep\(index)", withIntermediateDirectories: true)
+            try TiergateProcess.expect(0, ["store", "set", "main", first, "--state-dir", state(index)], logs: logs)
+            try TiergateProcess.expect(0, ["endpoint", "add", scratch.path + "/ep\(index)", "--share", "store:main/projects", "--state-dir", state(index)], logs: logs)
+        }
+        try write(0, "before.txt")
+        for index in [0, 1] { try TiergateProcess.expect(0, ["sync", "--state-dir", state(index)], logs: logs) }
+        try TiergateProcess.expect(0, ["share", "copy", first + "/projects", second + "/projects"], logs: logs)
+        // Server 1 moves to the copy and commits there; server 0, still on the first store, commits there.
+        try TiergateProcess.expect(0, ["store", "set", "main", second, "--state-dir", state(1)], logs: logs)
+        try write(1, "on-second.txt")
+        try TiergateProcess.expect(0, ["sync", "--state-dir", state(1)], logs: logs)
+        try write(0, "on-first.txt")
+        try TiergateProcess.expect(0, ["sync", "--state-dir", state(0)], logs: logs)
+        // Server 0 is then pointed at the copy: the copy's record at its cursor is not the one it applied.
+        try TiergateProcess.expect(0, ["store", "set", "main", second, "--state-dir", state(0)], logs: logs)
+        let refused = try TiergateProcess.run(["sync", "--state-dir", state(0)], logs: logs)
+        #expect(refused.status != 0 && refused.output.contains("another record"), "\(refused.output)")
+        let copy = try await CloudShare.open(try StoreLocator.open(second + "/projects"))
+        let names = try await copy.namespace().entries.keys.sorted()
+        #expect(names == ["before.txt", "on-second.txt"], "nothing of server 0 was mixed into the copy: \(names)")
+        #expect(FileManager.default.fileExists(atPath: scratch.path + "/ep0/on-first.txt"), "server 0's file stays")
+    }
 }

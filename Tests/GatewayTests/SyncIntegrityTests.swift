@@ -242,7 +242,7 @@ import Testing
         // The crash: the stub is on disk, its entry and the cursor were never recorded.
         var batch = group.gateways[1].state.batch(group.endpoints[1].id)
         batch.removeEntry("f.txt")
-        batch.setCursor(0)
+        batch.setCursor(0, record: "")
         try group.gateways[1].state.commit(batch, sync: true)
         try await group.converge()
         #expect(Set(group.tree(1).keys) == ["f.txt"], "no conflict copy: \(group.tree(1).keys.sorted())")

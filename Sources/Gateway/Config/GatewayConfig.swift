@@ -1,6 +1,7 @@
 import Backends
 import Foundation
 import Glibc
+import Synchronization
 
 /// How a new endpoint's existing local files meet a non-empty share on its first sync.
 public enum InitialUploadMode: String, Codable, Sendable, CaseIterable {
@@ -17,7 +18,7 @@ public struct EndpointConfig: Codable, Sendable, Equatable {
     /// The absolute, canonical path of the endpoint's root directory.
     public var path: String
     /// The cloud share: its URL, or `store:NAME/prefix` for a prefix in a store defined by name (see
-    /// ``GatewayConfig/stores``; ``GatewayConfig/shareURL(of:)`` resolves it).
+    /// ``GatewayConfig/stores``; ``GatewayConfig/shareURL(_:)`` resolves it).
     public var share: String {
         didSet { resolvedShareURL = nil }
     }
@@ -111,11 +112,6 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     /// The prefix that names a store in an endpoint's share.
     public static let storePrefix = "store:"
 
-    /// The URL of `endpoint`'s share: its `share` itself, or the prefix of the named store it refers to.
-    public func shareURL(of endpoint: EndpointConfig) throws -> String {
-        try shareURL(endpoint.share)
-    }
-
     /// The URL a share reference (a URL, or `store:NAME/prefix`) stands for.
     public func shareURL(_ reference: String) throws -> String {
         guard reference.hasPrefix(Self.storePrefix) else { return reference }
@@ -179,6 +175,27 @@ public struct StateDirectory: Sendable {
         try Posix.fsync(fd, path: temporary)
         try Posix.call("rename", path: configPath) { rename(temporary, configPath) }
         try Posix.fsyncDirectory(path)
+    }
+}
+
+/// config.json as it is now, for a running daemon: read again only when the file's identity, size or
+/// mtime changed. A file that cannot be read or decoded (an edit in progress) leaves the last one read
+/// in force (nil before any).
+final class ConfigFile: Sendable {
+    let path: String
+    private let cache = Mutex<(stamp: [Int64], config: GatewayConfig?)>(([], nil))
+
+    init(path: String) { self.path = path }
+
+    func current() -> GatewayConfig? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return cache.withLock { $0.config } }
+        let stamp = [Int64(info.st_ino), Int64(info.st_size), Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec)]
+        if let cached = cache.withLock({ $0.stamp == stamp ? $0.config : nil }) { return cached }
+        guard let data = FileManager.default.contents(atPath: path),
+              let config = try? JSONDecoder().decode(GatewayConfig.self, from: data) else { return cache.withLock { $0.config } }
+        cache.withLock { $0 = (stamp, config) }
+        return config
     }
 }
 

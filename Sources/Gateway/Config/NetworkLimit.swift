@@ -54,7 +54,7 @@ public final class NetworkLimit: Sendable {
         }
 
         func current(at date: Date) -> (bytesPerSecond: Int64, source: Source)? {
-            let rule = configFile?.schedule().activeLimit(at: date)
+            let rule = configFile?.current()?.networkLimits.activeLimit(at: date)
             if let fixed = fixed.withLock({ $0 }), fixed <= rule?.bytesPerSecond ?? .max { return (fixed, .fixed(fixed)) }
             return rule.map { ($0.bytesPerSecond, .rule($0)) }
         }
@@ -65,25 +65,6 @@ public final class NetworkLimit: Sendable {
         ThrottledStore(store, bucket: bucket)
     }
 
-    /// config.json's schedule, read again when the file's identity, size or mtime changed. A file that
-    /// cannot be read or decoded (an edit in progress) leaves the last schedule read in force.
-    final class ConfigFile: Sendable {
-        let path: String
-        private let cache = Mutex<(stamp: [Int64], schedule: NetworkLimitSchedule)>(([], NetworkLimitSchedule()))
-
-        init(path: String) { self.path = path }
-
-        func schedule() -> NetworkLimitSchedule {
-            var info = stat()
-            guard stat(path, &info) == 0 else { return cache.withLock { $0.schedule } }
-            let stamp = [Int64(info.st_ino), Int64(info.st_size), Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec)]
-            if let cached = cache.withLock({ $0.stamp == stamp ? $0.schedule : nil }) { return cached }
-            guard let data = FileManager.default.contents(atPath: path),
-                  let config = try? JSONDecoder().decode(GatewayConfig.self, from: data) else { return cache.withLock { $0.schedule } }
-            cache.withLock { $0 = (stamp, config.networkLimits) }
-            return config.networkLimits
-        }
-    }
 }
 
 extension NetworkLimit.Source {

@@ -92,6 +92,11 @@ public final class LocalState: Sendable {
         return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self)) }
     }
 
+    /// The id of the log record at the cursor, as applied here (nil when recorded by an older build).
+    public func cursorRecord(_ endpoint: UInt32) throws -> String? {
+        try database.get(Self.key(endpoint, "cursorRecord"), in: family(.state)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// A JSON value kept in the state family (last sync result, policies, …).
     public func value<T: Decodable>(_ type: T.Type, _ endpoint: UInt32, _ name: String) throws -> T? {
         guard let bytes = try database.get(Self.key(endpoint, name), in: family(.state)) else { return nil }
@@ -175,9 +180,10 @@ public struct StateBatch {
         batch.delete(LocalState.key(endpoint, path), in: state.family(.entries))
     }
 
-    /// Sets the cursor.
-    public mutating func setCursor(_ sequence: UInt64) {
+    /// Sets the cursor, with the id of the log record at it (`record`; empty before the first record).
+    public mutating func setCursor(_ sequence: UInt64, record: String) {
         batch.put(LocalState.key(endpoint, "cursor"), withUnsafeBytes(of: sequence.littleEndian) { Array($0) }, in: state.family(.state))
+        batch.put(LocalState.key(endpoint, "cursorRecord"), Array(record.utf8), in: state.family(.state))
     }
 
     /// Stores a JSON value in the state family (see ``LocalState/value(_:_:_:)``).

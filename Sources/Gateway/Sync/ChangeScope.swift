@@ -45,16 +45,18 @@ public struct ChangeSet: Sendable, Equatable {
 
     /// The paths to look at, without those beneath a folder that is walked whole.
     public var roots: Set<String> {
-        paths.union(subtrees).filter { !Self.hasAncestor($0, in: subtrees) }
+        paths.union(subtrees).filter { !subtrees.containsAncestor(of: $0) }
     }
+}
 
-    /// True when a proper ancestor of `path` is in `set`.
-    static func hasAncestor(_ path: String, in set: Set<String>) -> Bool {
-        guard !set.isEmpty else { return false }
+extension Set<String> {
+    /// True when a proper ancestor folder of the relative `path` is in the set.
+    func containsAncestor(of path: String) -> Bool {
+        guard !isEmpty else { return false }
         var current = Substring(path)
         while let slash = current.lastIndex(of: "/") {
             current = current[..<slash]
-            if set.contains(String(current)) { return true }
+            if contains(String(current)) { return true }
         }
         return false
     }

@@ -72,13 +72,6 @@ struct DeferredOperations: Codable, Sendable {
 
     /// True when `path` or one of its ancestors is in `paths`.
     static func covers(_ paths: Set<String>, _ path: String) -> Bool {
-        if paths.isEmpty { return false }
-        if paths.contains(path) { return true }
-        var current = Substring(path)
-        while let slash = current.lastIndex(of: "/") {
-            current = current[..<slash]
-            if paths.contains(String(current)) { return true }
-        }
-        return false
+        paths.contains(path) || paths.containsAncestor(of: path)
     }
 }

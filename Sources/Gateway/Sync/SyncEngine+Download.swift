@@ -22,7 +22,7 @@ extension SyncEngine {
             let missing = namespace.entries.keys.filter { !LocalFiles.exists(rootFD: rootFD, path: $0) }
             try state.setValue(missing, endpoint.id, "authoritativeDeletes")
             var batch = state.batch(endpoint.id)
-            batch.setCursor(namespace.sequence)
+            batch.setCursor(namespace.sequence, record: namespace.sequence > 0 ? try await share.log.read(namespace.sequence).id : "")
             try state.commit(batch, sync: true)
         }
         try state.setValue(true, endpoint.id, "started", sync: true)
@@ -40,10 +40,12 @@ extension SyncEngine {
         if cursor == 0 {
             let namespace = try await share.namespace()
             guard namespace.sequence > 0 else { return }
-            if let redirect = try await share.log.read(namespace.sequence).movedTo { throw ShareMoved(redirect, from: share.name) }
+            let head = try await share.log.read(namespace.sequence)
+            if let redirect = head.movedTo { throw ShareMoved(redirect, from: share.name) }
             var commit = Commit(author: "namespace", authorName: "Cloud",
                                 operations: namespace.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
             commit.sequence = namespace.sequence
+            commit.id = head.id
             try await share.loadIndex()
             try await apply(commit, &report, deferred: &deferred, movesCursor: true)
             return
@@ -258,7 +260,7 @@ extension SyncEngine {
             batch.setLayout(fileID, chunks)
         }
         batch.setValue(deferred, DeferredOperations.stateKey)
-        if movesCursor { batch.setCursor(commit.sequence) }
+        if movesCursor { batch.setCursor(commit.sequence, record: commit.id) }
         try state.commit(batch, sync: true)
         try recordErrors(errors, cleared: cleared)
     }

@@ -16,7 +16,9 @@ extension SyncEngine {
     /// caller downloads and retries).
     func upload(_ report: inout SyncReport, scope: ChangeScope) async throws -> Bool {
         var errors0: [(path: String, reason: String, kind: String)] = []
-        let looked = try lookAt(scope)
+        let pendingMarks = try state.pendingPaths(endpoint.id)
+        let previous = try state.errors(endpoint.id)
+        let looked = try lookAt(scope, pending: pendingMarks, errors: previous)
         let walked = looked.walked
         var known = looked.known
         report.examined = walked.items.count + walked.skipped.count
@@ -49,7 +51,6 @@ extension SyncEngine {
         func leftAlone(_ path: String) -> Bool {
             DeferredOperations.covers(deferredPaths, path) || DeferredOperations.covers(unknownPaths, path)
         }
-        let pendingMarks = try state.pendingPaths(endpoint.id)
         var missingByInode: [UInt64: String] = [:]
         for (path, record) in known where !localPaths.contains(path) && !leftAlone(path) { missingByInode[record.inode] = path }
 
@@ -225,14 +226,13 @@ extension SyncEngine {
         if let extra = try state.value([String].self, endpoint.id, "authoritativeDeletes") {
             vanished.formUnion(extra.filter { !localPaths.contains($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         }
-        for path in vanished.sorted() where !ChangeSet.hasAncestor(path, in: vanished) {
+        for path in vanished.sorted() where !vanished.containsAncestor(of: path) {
             operations.append(.delete(path))
             updates.append(.removeSubtree(path))
             report.deleted += 1
         }
 
         // Skip-list items are reported; those no longer present stop being reported.
-        let previous = try state.errors(endpoint.id)
         let skippedNow = Set(walked.skipped.map(\.path))
         cleared += previous.filter { $0.kind == "skipped" && !skippedNow.contains($0.path) && examined($0.path) }.map(\.path)
         let failedNow = Set(errors.map(\.path))
@@ -274,10 +274,10 @@ extension SyncEngine {
         let sequence = cursor + 1
         let log = share.log
         // Packs durable first; the append only after checking no chunk is in a pack being collected.
-        let appended = try await share.appendCommit(author: author, authorName: serverName, operations: operations, uploader: uploader) {
-            try await log.tryAppend($0, at: sequence)
+        let appended = try await share.appendCommit(author: author, authorName: serverName, operations: operations, uploader: uploader) { commit in
+            try await log.tryAppend(commit, at: sequence) ? commit.id : nil
         }
-        guard appended else { return nil }
+        guard let appended else { return nil }
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         for update in updates {
             switch update {
@@ -293,7 +293,7 @@ extension SyncEngine {
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
         more(&batch)
-        batch.setCursor(sequence)
+        batch.setCursor(sequence, record: appended)
         try state.commit(batch, sync: true)
         report.commits += 1
         report.uploaded += operations.count { $0.op == .upsert }
@@ -302,15 +302,16 @@ extension SyncEngine {
 
     /// What an upload looks at: the local items within `scope` and what the scan skipped, the database's
     /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all).
-    func lookAt(_ scope: ChangeScope) throws -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
+    func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) throws
+        -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
         guard case .changes(var changes) = scope, let applied = appliedPaths else {
             return (try TreeWalker(root: root).walk(), try state.entries(endpoint.id), nil)
         }
         // Paths the download of this pass applied, paths the mount marked, and items that did not
         // upload are looked at too.
         changes.formUnion(applied)
-        for path in try state.pendingPaths(endpoint.id) { changes.changed(path) }
-        for error in try state.errors(endpoint.id) where error.kind == "upload" { changes.changed(error.path) }
+        for path in pending { changes.changed(path) }
+        for error in errors where error.kind == "upload" { changes.changed(error.path) }
         let walked = try TreeWalker(root: root).walk(changes)
         let folders = Set(walked.items.lazy.filter(\.isDirectory).map(\.path))
         var known: [String: EntryRecord] = [:]

@@ -42,6 +42,9 @@ public final class SyncEngine {
     /// there were too many to keep (the upload then looks at everything).
     var appliedPaths: ChangeSet? = ChangeSet()
 
+    /// Whether this engine checked that its share's log holds the record the cursor was set at.
+    var logChecked = false
+
     /// The cursor at which this engine last looked for the newest snapshot.
     var snapshotChecked: UInt64 = 0
 
@@ -126,6 +129,10 @@ public final class SyncEngine {
                 throw GatewayError("endpoint \(endpoint.id) of this server was released from the share with `tiergate share forget-server`\(when): its stubs may name data the share no longer keeps for it, so it does not sync; remove the endpoint (`tiergate endpoint remove`) and add it again")
             }
             appliedPaths = ChangeSet()
+            if !logChecked {
+                try await checkLog()
+                logChecked = true
+            }
             try await prepareFirstSync()
             // Deletes decided by an authoritative first pass are found by looking at everything.
             let scope = try state.value([String].self, endpoint.id, "authoritativeDeletes")?.isEmpty == false ? .everything : scope
@@ -156,6 +163,23 @@ public final class SyncEngine {
             }
         }
         return report
+    }
+
+    /// Checks that the share's log holds, at this endpoint's cursor, the record the endpoint applied there.
+    /// A store holding a copy of the share that missed commits, or that others wrote other commits to (a
+    /// named store pointed at a stale copy), would otherwise lose them silently: nothing is synced.
+    func checkLog() async throws {
+        let cursor = try state.cursor(endpoint.id)
+        guard cursor > 0, let applied = try state.cursorRecord(endpoint.id), !applied.isEmpty else { return }
+        let found: Commit
+        do {
+            found = try await share.log.read(cursor)
+        } catch let error as StoreError where error.code == .notFound {
+            throw GatewayError("the share at \(share.name) ends before sequence \(cursor), which endpoint \(endpoint.id) has applied: it is not a complete copy of the share (copy it again with `tiergate share copy`); nothing was synced")
+        }
+        guard found.id == applied else {
+            throw GatewayError("the share at \(share.name) holds another record at sequence \(cursor) than the one endpoint \(endpoint.id) applied: commits were made to two copies of the share, and syncing with this one would lose some; nothing was synced")
+        }
     }
 
     /// Records a pass that failed as the endpoint's last sync (what `status` reports as its health).

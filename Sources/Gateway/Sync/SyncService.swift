@@ -89,10 +89,9 @@ public final class SyncService: Service {
         var delay = Duration.seconds(1)
         while opened == nil {
             do {
-                // Paced by the network limit; the recalls this share also serves mark their reads exempt.
-                let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.shareURL)))
-                opened = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
-                connection.connect(share)
+                let engine = try await openEngine(endpoint)
+                connection.connect(engine.share)
+                opened = engine
             } catch {
                 SyncEngine.recordFailedPass(error, endpoint: endpoint, state: state)
                 logger.error("cannot open the share; retrying in \(delay): \(error)")
@@ -119,20 +118,19 @@ public final class SyncService: Service {
         var lastWholeTree = clock.now
         var lastPoll = clock.now
         logger.info("watching endpoint", metadata: ["share": .string(engine.share.name)])
-        var configChanged = Self.modificationTime(directory.configPath)
+        let configFile = ConfigFile(path: directory.configPath)
+        var refusedURL: String?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             // A named store defined anew in config.json (`tiergate store set`): the share is opened there.
-            let changed = Self.modificationTime(directory.configPath)
-            if changed != configChanged {
-                configChanged = changed
-                if let current = (try? directory.loadConfig())??.endpoints.first(where: { $0.id == endpoint.id }), current.shareURL != engine.endpoint.shareURL {
-                    do {
-                        engine = try await reopen(engine, at: current, connection: connection, holdingAtLeast: try state.cursor(endpoint.id))
-                        seenChanges = -1
-                        logger.notice("the share's store is now \(engine.share.name) (config.json)")
-                    } catch {
-                        logger.error("config.json names another store for this endpoint's share, which is not used: \(error)")
-                    }
+            if let current = configFile.current()?.endpoints.first(where: { $0.id == endpoint.id }),
+               current.shareURL != engine.endpoint.shareURL, current.shareURL != refusedURL {
+                do {
+                    engine = try await reopen(engine, at: current, connection: connection)
+                    seenChanges = -1
+                    logger.notice("the share's store is now \(engine.share.name) (config.json)")
+                } catch {
+                    refusedURL = current.shareURL
+                    logger.error("config.json names another store for this endpoint's share, which is not used: \(error)")
                 }
             }
             var reason: String?
@@ -224,27 +222,24 @@ public final class SyncService: Service {
         logger.info("stopped")
     }
 
-    /// A new engine for `endpoint` (its share at another store), taking over `engine`'s recall settings;
-    /// refused when that store holds another share. The recalls of tiering and the mount use it too.
-    /// With `cursor`, the share there must hold the log at least that far (a copy that missed commits this
-    /// endpoint applied would lose them).
-    func reopen(_ engine: SyncEngine, at endpoint: EndpointConfig, connection: ShareConnection, holdingAtLeast cursor: UInt64? = nil) async throws -> SyncEngine {
+    /// An engine for `endpoint`, its share paced by the network limit (the recalls this share also serves
+    /// mark their reads exempt); refused when the store holds another share.
+    func openEngine(_ endpoint: EndpointConfig) async throws -> SyncEngine {
         let share = try await CloudShare.open(networkLimit.wrap(StoreLocator.open(endpoint.shareURL)))
-        if let cursor, case let head = try await share.log.head(), head < cursor {
-            throw GatewayError("the share at \(share.name) ends at sequence \(head), before this endpoint's \(cursor): it is not a complete copy (copy it again with `tiergate share copy`)")
-        }
-        let next = try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
-        next.recallActiveSince = engine.recallActiveSince
-        next.onStubCreated = engine.onStubCreated
-        connection.connect(share)
-        return next
+        return try SyncEngine(endpoint: endpoint, share: share, state: state, serverID: serverID, serverName: serverName)
     }
 
-    /// The modification time of the file at `path` (nanoseconds), or 0 when it cannot be read.
-    static func modificationTime(_ path: String) -> Int64 {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return 0 }
-        return Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)
+    /// A new engine for `endpoint` (its share at another store), taking over `engine`'s recall settings;
+    /// the recalls of tiering and the mount use it too. Refused when the store there does not hold the
+    /// log this endpoint applied (``SyncEngine/checkLog()``).
+    func reopen(_ engine: SyncEngine, at endpoint: EndpointConfig, connection: ShareConnection) async throws -> SyncEngine {
+        let next = try await openEngine(endpoint)
+        try await next.checkLog()
+        next.logChecked = true
+        next.recallActiveSince = engine.recallActiveSince
+        next.onStubCreated = engine.onStubCreated
+        connection.connect(next.share)
+        return next
     }
 
     /// Adds to the endpoint's activity history (what the status page plots).
