@@ -60,7 +60,7 @@ extension CloudShare {
         var chunks: [(Int, Result<ArraySlice<UInt8>, any Error>)] = []
         for slice in read.chunks {
             let result: Result<ArraySlice<UInt8>, any Error>
-            if let other = location(of: slice.id), other.pack != read.pack {
+            if let other = index.withLock({ $0.preferredLocation(slice.id) }), other.pack != read.pack {
                 do {
                     let bytes = try await store.get(PackFormat.key(other.pack), range: Int64(other.offset)..<Int64(other.offset) + Int64(other.length))
                     if bytes.withUnsafeBytes({ SHA256.hash($0) }) == slice.id {

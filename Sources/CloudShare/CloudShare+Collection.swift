@@ -71,6 +71,9 @@ extension CloudShare {
     /// appended, and the next upload session stores the content again.
     public func appendCommit<Result: Sendable>(author: String, authorName: String, operations: [NamespaceOperation], uploader: PackUploader,
                                                append: @Sendable (Commit) async throws -> Result) async throws -> Result {
+        // The commit names the packs of the chunks it references, and the check below needs their
+        // locations: both come from the index.
+        if operations.contains(where: { !($0.entry?.chunks.isEmpty ?? true) }) { try await ensureIndexLoaded() }
         for _ in 0..<8 {
             try await uploader.finish()
             let checked = ContinuousClock.now

@@ -15,6 +15,8 @@ public final class CloudShare: Sendable {
     let index = Mutex<ChunkTable>(ChunkTable())
 
     struct ChunkTable {
+        /// Whether every index segment in the store was listed and loaded once (see ``ensureIndexLoaded()``).
+        var isLoaded = false
         var locations: [Digest32: ChunkLocation] = [:]
         /// Packs whose chunk list is known (from the index segment, or from the trailer when the segment is damaged).
         var loadedPacks: Set<Digest32> = []
@@ -72,9 +74,10 @@ public final class CloudShare: Sendable {
         return CloudShare(store: store, manifest: manifest)
     }
 
-    /// Opens the share in `store` and loads its chunk index (unless `loadingIndex` is false: a caller that
-    /// reads only the manifest and the log, such as a copy of the share, spares the load).
-    public static func open(_ store: any ObjectStore, loadingIndex: Bool = true) async throws -> CloudShare {
+    /// Opens the share in `store`. Its chunk index is not loaded here: the first question that needs it
+    /// (``hasIndexed(_:)``, ``location(of:)``, a read, a commit that references chunks) loads it, so a pass
+    /// or a command that needs only the manifest and the log never pays for it.
+    public static func open(_ store: any ObjectStore) async throws -> CloudShare {
         let bytes: [UInt8]
         do {
             bytes = try await store.get(ShareManifest.key)
@@ -95,9 +98,7 @@ public final class CloudShare: Sendable {
         } catch {
             throw ShareError(.corrupt, share: store.displayName, object: ShareManifest.key, cause: "malformed manifest: \(error)")
         }
-        let share = CloudShare(store: store, manifest: manifest)
-        if loadingIndex { try await share.loadIndex() }
-        return share
+        return CloudShare(store: store, manifest: manifest)
     }
 
     /// Checks that the store still holds this share (its `share.json`, same id): a share deleted or
@@ -128,6 +129,14 @@ public final class CloudShare: Sendable {
         let known = index.withLock { $0.loadedPacks.union($0.damagedSegments.keys) }
         let missing = segments.compactMap { Digest32(hex: $0.key.dropFirst("index/".count)) }.filter { !known.contains($0) }
         try await loadSegments(missing)
+        index.withLock { $0.isLoaded = true }
+    }
+
+    /// Loads the chunk index unless it was loaded once already (later packs become known through
+    /// ``ensureIndexed(packs:)`` as commits are applied, and through ``loadIndex()`` on a miss).
+    public func ensureIndexLoaded() async throws {
+        guard !index.withLock({ $0.isLoaded }) else { return }
+        try await loadIndex()
     }
 
     /// Loads the index segments of `packs` unless already loaded (called when applying commits).
@@ -198,7 +207,13 @@ public final class CloudShare: Sendable {
 
     /// Whether a writer may reference the stored copy of `chunk` instead of storing it: it is in a pack
     /// whose index segment is whole and that the garbage collector has not marked for deletion.
-    public func hasIndexed(_ chunk: Digest32) -> Bool {
+    public func hasIndexed(_ chunk: Digest32) async throws -> Bool {
+        try await ensureIndexLoaded()
+        return hasIndexedCopy(chunk)
+    }
+
+    /// ``hasIndexed(_:)`` without loading the index: for a caller that loaded it already and must not suspend.
+    func hasIndexedCopy(_ chunk: Digest32) -> Bool {
         index.withLock { table in
             guard let location = table.locations[chunk] else { return false }
             if table.isDedupable(location) { return true }
@@ -211,8 +226,9 @@ public final class CloudShare: Sendable {
     }
 
     /// Where a chunk is stored, if the share has it (a copy outside collected packs when one is known).
-    public func location(of chunk: Digest32) -> ChunkLocation? {
-        index.withLock { $0.preferredLocation(chunk) }
+    public func location(of chunk: Digest32) async throws -> ChunkLocation? {
+        try await ensureIndexLoaded()
+        return index.withLock { $0.preferredLocation(chunk) }
     }
 
     /// Counts of the loaded index: chunks, packs and stored chunk bytes.

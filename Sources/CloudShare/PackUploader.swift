@@ -19,8 +19,9 @@ public actor PackUploader {
     public private(set) var storedBytes: Int64 = 0
     /// Chunks this session skipped because the share already had them.
     public private(set) var dedupedChunks = 0
-    /// Whether the garbage collector's records were read for this session (at its first chunk).
-    private var readCollectionRecords = false
+    /// Reads the garbage collector's records and loads the share's index, once, at the session's first
+    /// chunk; every chunk waits for it (a chunk added meanwhile must not be judged on an empty index).
+    private var opening: Task<Void, any Error>?
 
     init(share: CloudShare, parallelUploads: Int) {
         self.share = share
@@ -31,12 +32,16 @@ public actor PackUploader {
     /// Adds a chunk whose SHA-256 is `id`; returns true when it is new to the share.
     @discardableResult
     public func add(id: Digest32, bytes: [UInt8]) async throws -> Bool {
-        if !readCollectionRecords {
+        if opening == nil {
             // Packs a collector marked for deletion since the share was opened are not deduplicated against.
-            readCollectionRecords = true
-            try await share.refreshCollected()
+            opening = Task { [share] in
+                try await share.refreshCollected()
+                try await share.ensureIndexLoaded()
+            }
         }
-        if sessionChunks.contains(id) || share.hasIndexed(id) {
+        try await opening!.value
+        // No suspension from here to the insert: two readers adding one chunk store it once.
+        if sessionChunks.contains(id) || share.hasIndexedCopy(id) {
             dedupedChunks += 1
             return false
         }

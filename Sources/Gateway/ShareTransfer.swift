@@ -48,10 +48,10 @@ public struct ShareTransfer: Sendable {
     /// or the move marker).
     public func copy(through: UInt64? = nil, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
-        let sourceShare = try await CloudShare.open(source, loadingIndex: false)
+        let sourceShare = try await CloudShare.open(source)
         let shareID = sourceShare.manifest.shareID
         do {
-            let existing = try await CloudShare.open(destination, loadingIndex: false)
+            let existing = try await CloudShare.open(destination)
             guard existing.manifest.shareID == shareID else {
                 throw GatewayError("\(destination.displayName) holds another share (\(existing.manifest.shareID), not \(shareID)); nothing was copied")
             }
@@ -145,7 +145,7 @@ public struct ShareTransfer: Sendable {
     /// interrupted (or already done) is finished by running it again.
     public func move(destinationURL: String, progress: ProgressHandler? = nil) async throws -> Report {
         let started = Date()
-        let share = try await CloudShare.open(source, loadingIndex: false)
+        let share = try await CloudShare.open(source)
         var report = try await copy(progress: progress)
         var redirect: ShareRedirect
         while true {
@@ -188,7 +188,7 @@ extension Gateway {
         let name = StoreLocator.redacted(redirect.url)
         let share: CloudShare
         do {
-            share = try await CloudShare.open(StoreLocator.open(redirect.url), loadingIndex: false)
+            share = try await CloudShare.open(StoreLocator.open(redirect.url))
         } catch {
             throw GatewayError("\(moved); but \(name) cannot be opened (\(error)), so endpoint \(endpoint.id) waits (retried at every pass; run `tiergate share move` again to finish a move that was interrupted)")
         }

@@ -72,7 +72,7 @@ import Testing
             let named = Set(commit.packs)
             for operation in commit.operations {
                 for chunk in operation.entry?.chunks ?? [] {
-                    let pack = share.location(of: chunk.id)?.pack.hex
+                    let pack = try await share.location(of: chunk.id)?.pack.hex
                     #expect(pack.map(named.contains) == true, "commit \(commit.sequence) references a chunk of pack \(pack ?? "?") it does not name")
                 }
             }

@@ -324,7 +324,10 @@ public enum Migration {
             let (share, uploader) = (share, uploader)
             try await BoundedTasks.run(files, width: max(8, options.readers), work: { (path, entry) -> Outcome in
                 do {
-                    let missing = entry.chunks.map(\.id).filter { !share.hasIndexed($0) }
+                    var missing: [Digest32] = []
+                    for chunk in entry.chunks {
+                        if try await !share.hasIndexed(chunk.id) { missing.append(chunk.id) }
+                    }
                     try await source.readChunks(missing) { index, chunk in
                         try await uploader.add(id: missing[index], bytes: Array(try chunk.get()))
                     }

@@ -46,7 +46,6 @@ extension SyncEngine {
                                 operations: namespace.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
             commit.sequence = namespace.sequence
             commit.id = head.id
-            try await share.loadIndex()
             try await apply(commit, &report, deferred: &deferred, movesCursor: true)
             return
         }

@@ -80,8 +80,8 @@ public final class Tierer: Sendable {
             throw Refusal(path: path, reason: "the share's chunk list does not match its size")
         }
         let share = try connection.share()
-        for chunk in layout where share.location(of: chunk.id) == nil {
-            throw Refusal(path: path, reason: "chunk \(chunk.id.hex) is missing from the share")
+        for chunk in layout {
+            if try await share.location(of: chunk.id) == nil { throw Refusal(path: path, reason: "chunk \(chunk.id.hex) is missing from the share") }
         }
 
         return try withLease(path) { stub in
