@@ -127,6 +127,26 @@ import Testing
     // MARK: Rules, as functions
 
     @Test(arguments: [
+        ("a/b/c", nil),
+        ("", "the path is empty"),
+        ("/a", "the path is absolute"),
+        ("a/", "the path has an empty component"),
+        ("a//b", "the path has an empty component"),
+        ("./a", "the path has a '.' component"),
+        ("a/../b", "the path has a '..' component"),
+        ("a/.../b", nil),
+        ("a/.b/c.", nil),
+        ("a\u{0}b", "the path contains a NUL byte"),
+        (String(String(repeating: "é/", count: 1024).dropLast()), nil),
+        (String(repeating: "é", count: 255), "a path component is longer than 255 bytes"),
+        (String(repeating: "ab/", count: 682) + "ab", nil),
+        (String(repeating: "ab/", count: 682) + "abc", "the path is longer than 2048 characters"),
+    ] as [(String, String?)])
+    func pathsAreJudgedByCharactersForLengthAndBytesForComponents(path: String, problem: String?) {
+        #expect(SafePath.problem(with: path) == problem)
+    }
+
+    @Test(arguments: [
         (String(repeating: "n", count: 256), "component-too-long"),
         ("a/" + String(repeating: "é", count: 128), "component-too-long"),
         ((0..<11).map { _ in String(repeating: "p", count: 200) }.joined(separator: "/"), "path-too-long"),

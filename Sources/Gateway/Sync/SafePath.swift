@@ -12,16 +12,24 @@ public enum SafePath {
 
     /// Why `path` is not acceptable as a relative item path, or nil when it is.
     public static func problem(with path: String) -> String? {
-        if path.isEmpty { return "the path is empty" }
-        if path.count > maxPathLength { return "the path is longer than \(maxPathLength) characters" }
-        if path.utf8.contains(0) { return "the path contains a NUL byte" }
-        if path.hasPrefix("/") { return "the path is absolute" }
-        for component in path.split(separator: "/", omittingEmptySubsequences: false) {
+        let bytes = path.utf8
+        if bytes.isEmpty { return "the path is empty" }
+        // A path has at most as many characters as bytes: counting characters (slow) only when it may be too long.
+        if bytes.count > maxPathLength && path.count > maxPathLength { return "the path is longer than \(maxPathLength) characters" }
+        if bytes.contains(0) { return "the path contains a NUL byte" }
+        if bytes.first == UInt8(ascii: "/") { return "the path is absolute" }
+        // Components by bytes: every scan of every tree checks each of its names here.
+        let slash = UInt8(ascii: "/"), dot = UInt8(ascii: ".")
+        var start = bytes.startIndex
+        while true {
+            let end = bytes[start...].firstIndex(of: slash) ?? bytes.endIndex
+            let component = bytes[start..<end]
             if component.isEmpty { return "the path has an empty component" }
-            if component == "." || component == ".." { return "the path has a '\(component)' component" }
-            if component.utf8.count > maxComponentBytes { return "a path component is longer than \(maxComponentBytes) bytes" }
+            if component.allSatisfy({ $0 == dot }) && component.count <= 2 { return "the path has a '\(String(decoding: component, as: UTF8.self))' component" }
+            if component.count > maxComponentBytes { return "a path component is longer than \(maxComponentBytes) bytes" }
+            guard end != bytes.endIndex else { return nil }
+            start = bytes.index(after: end)
         }
-        return nil
     }
 
     /// Opens the directory that will hold `path` (relative to the directory `rootFD`), creating missing
