@@ -378,7 +378,7 @@ public final class CloudShare: Sendable {
     /// Replays the whole log (from the newest snapshot) into a namespace.
     public func namespace() async throws -> Namespace {
         var namespace = try await latestSnapshot() ?? Namespace()
-        for commit in try await log.records(after: namespace.sequence) {
+        for try await commit in log.reading(after: namespace.sequence) {
             namespace.apply(commit)
         }
         return namespace
@@ -388,7 +388,8 @@ public final class CloudShare: Sendable {
     /// up to it); throws when the log has not reached `sequence`.
     public func namespace(through sequence: UInt64) async throws -> Namespace {
         var namespace = try await snapshot(atOrBefore: sequence) ?? Namespace()
-        for commit in try await log.records(after: namespace.sequence) where commit.sequence <= sequence {
+        for try await commit in log.reading(after: namespace.sequence) {
+            guard commit.sequence <= sequence else { break }
             namespace.apply(commit)
         }
         guard namespace.sequence == sequence else {

@@ -60,18 +60,57 @@ public struct CommitLog: Sendable {
         return commit
     }
 
-    /// Reads every record after `cursor`, in order, checking that there is no gap.
+    /// Reads every record after `cursor`, in order, checking that there is no gap. A reader that can
+    /// take the records one at a time iterates ``reading(after:)`` instead and holds only one.
     public func records(after cursor: UInt64) async throws -> [Commit] {
-        var expected = cursor + 1
         var commits: [Commit] = []
-        for sequence in try await sequences(after: cursor) {
-            guard sequence == expected else {
-                throw ShareError(.badLog, share: store.displayName, object: Self.key(expected), cause: "missing log record (next present is \(sequence))")
-            }
-            commits.append(try await read(sequence))
-            expected += 1
-        }
+        for try await commit in reading(after: cursor) { commits.append(commit) }
         return commits
+    }
+
+    /// The records after `cursor`, in order, read one at a time (the next is fetched while the caller
+    /// works on the current one); a gap in the log is an error when the iteration reaches it.
+    public func reading(after cursor: UInt64) -> Records {
+        Records(log: self, cursor: cursor)
+    }
+
+    /// The records after a cursor, as an asynchronous sequence (see ``reading(after:)``).
+    public struct Records: AsyncSequence, Sendable {
+        let log: CommitLog
+        let cursor: UInt64
+
+        /// Lists the log once, at the first element, then reads record after record.
+        public struct AsyncIterator: AsyncIteratorProtocol {
+            let log: CommitLog
+            var expected: UInt64
+            var sequences: [UInt64]?
+            var position = 0
+            var ahead: Task<Commit, any Error>?
+
+            public mutating func next() async throws -> Commit? {
+                if sequences == nil { sequences = try await log.sequences(after: expected - 1) }
+                guard let sequences, position < sequences.count else { return nil }
+                guard sequences[position] == expected else {
+                    ahead?.cancel()
+                    throw ShareError(.badLog, share: log.store.displayName, object: CommitLog.key(expected),
+                                     cause: "missing log record (next present is \(sequences[position]))")
+                }
+                let sequence = expected
+                let commit = try await (ahead ?? Task { [log] in try await log.read(sequence) }).value
+                ahead = nil
+                position += 1
+                expected += 1
+                if position < sequences.count, sequences[position] == expected {
+                    let next = expected
+                    ahead = Task { [log] in try await log.read(next) }
+                }
+                return commit
+            }
+        }
+
+        public func makeAsyncIterator() -> AsyncIterator {
+            AsyncIterator(log: log, expected: cursor + 1)
+        }
     }
 
     /// Tries to write `commit` as record `sequence`. Returns false when another writer owns that number

@@ -230,6 +230,27 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         #expect(try await share.log.records(after: 0).map(\.operations) == [commit.operations, commit.operations])
     }
 
+    @Test func theLogIsReadRecordByRecordAndAGapStopsTheReaderWhereItIs() async throws {
+        let share = try await CloudShare.create(in: MemoryStore())
+        for index in 0..<5 {
+            _ = try await share.log.append(Commit(author: "w", authorName: "w", operations: [.upsert("f\(index)", entry(1))]))
+        }
+        var read: [UInt64] = []
+        for try await commit in share.log.reading(after: 1) { read.append(commit.sequence) }
+        #expect(read == [2, 3, 4, 5])
+
+        try await share.store.delete(CommitLog.key(4))
+        read = []
+        do {
+            for try await commit in share.log.reading(after: 0) { read.append(commit.sequence) }
+            Issue.record("a log with a gap was read to its end")
+        } catch let error as ShareError {
+            #expect(error.code == .badLog && error.object == CommitLog.key(4), "\(error)")
+        }
+        #expect(read == [1, 2, 3], "the records before the gap are handed over, one at a time")
+        await #expect(throws: ShareError.self) { try await share.log.records(after: 0) }
+    }
+
     @Test func aDamagedBinaryRecordIsAnErrorNamingIt() async throws {
         let share = try await CloudShare.create(in: MemoryStore())
         let sequence = try await share.log.append(fullCommit())

@@ -49,7 +49,8 @@ extension SyncEngine {
             try await apply(commit, &report, deferred: &deferred, movesCursor: true)
             return
         }
-        for commit in try await share.log.records(after: cursor) {
+        // One record at a time: a server far behind never holds the log it has to catch up on.
+        for try await commit in share.log.reading(after: cursor) {
             // The share moved: its log ends here, and the endpoint follows it (see `Gateway.follow`).
             if let redirect = commit.movedTo { throw ShareMoved(redirect, from: share.name) }
             try await apply(commit, &report, deferred: &deferred, movesCursor: true)
