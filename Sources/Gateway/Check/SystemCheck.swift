@@ -264,6 +264,7 @@ public struct SystemCheck {
         let share: CloudShare
         do {
             share = try await ShareAdmin.open(url: url)
+            try await share.ensureIndexLoaded()
         } catch {
             return [.system(.shareUnavailable, "\(shown): \(error)")]
         }

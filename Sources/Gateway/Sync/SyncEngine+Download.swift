@@ -103,7 +103,6 @@ extension SyncEngine {
         } else {
             appliedPaths = nil
         }
-        try await share.ensureIndexed(packs: commit.packs)
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         var chunkLayouts: [String: [ChunkRef]] = [:]
         var errors: [(path: String, reason: String, kind: String)] = []
@@ -151,6 +150,8 @@ extension SyncEngine {
         var failed: [Int: String] = [:]
         // Files are fetched in batches whose chunks are read together (a commit's small files share packs).
         // A batch of small files is often one read, so several batches run at once to keep the store busy.
+        // Only content to fetch needs the index: the segments of the packs the commit names.
+        if !wanted.isEmpty { try await share.ensureIndexed(packs: commit.packs) }
         let batches = ShareContentWriter.batches(wanted) { $0.entry.size }
         let wantedBytes = wanted.reduce(Int64(0)) { $0 + $1.entry.size }
         var stagedBytes: Int64 = 0
