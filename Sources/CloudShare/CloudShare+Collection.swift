@@ -72,8 +72,15 @@ extension CloudShare {
     public func appendCommit<Result: Sendable>(author: String, authorName: String, operations: [NamespaceOperation], uploader: PackUploader,
                                                append: @Sendable (Commit) async throws -> Result) async throws -> Result {
         // The commit names the packs of the chunks it references, and the check below needs their
-        // locations: both come from the index.
-        if operations.contains(where: { !($0.entry?.chunks.isEmpty ?? true) }) { try await ensureIndexLoaded() }
+        // locations: both come from the index, loaded again when it does not place a chunk (one stored
+        // since it was loaded, by another server, in a commit this one did not fetch).
+        if operations.contains(where: { !($0.entry?.chunks.isEmpty ?? true) }) {
+            try await ensureIndexLoaded()
+            let unplaced = index.withLock { table in
+                operations.contains { $0.entry?.chunks.contains { table.preferredLocation($0.id) == nil } ?? false }
+            }
+            if unplaced { try await loadIndex() }
+        }
         for _ in 0..<8 {
             try await uploader.finish()
             let checked = ContinuousClock.now

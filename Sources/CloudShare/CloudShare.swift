@@ -15,8 +15,9 @@ public final class CloudShare: Sendable {
     let index = Mutex<ChunkTable>(ChunkTable())
 
     struct ChunkTable {
-        /// Whether every index segment in the store was listed and loaded once (see ``ensureIndexLoaded()``).
-        var isLoaded = false
+        /// The first load of every index segment in the store (see ``ensureIndexLoaded()``): callers that
+        /// need the index at once (parallel download batches) share it; a failed one is tried again.
+        var firstLoad: Task<Void, any Error>?
         var locations: [Digest32: ChunkLocation] = [:]
         /// Packs whose chunk list is known (from the index segment, or from the trailer when the segment is damaged).
         var loadedPacks: Set<Digest32> = []
@@ -129,14 +130,23 @@ public final class CloudShare: Sendable {
         let known = index.withLock { $0.loadedPacks.union($0.damagedSegments.keys) }
         let missing = segments.compactMap { Digest32(hex: $0.key.dropFirst("index/".count)) }.filter { !known.contains($0) }
         try await loadSegments(missing)
-        index.withLock { $0.isLoaded = true }
     }
 
     /// Loads the chunk index unless it was loaded once already (later packs become known through
     /// ``ensureIndexed(packs:)`` as commits are applied, and through ``loadIndex()`` on a miss).
     public func ensureIndexLoaded() async throws {
-        guard !index.withLock({ $0.isLoaded }) else { return }
-        try await loadIndex()
+        let load = index.withLock { table in
+            if let running = table.firstLoad { return running }
+            let load = Task { try await self.loadIndex() }
+            table.firstLoad = load
+            return load
+        }
+        do {
+            try await load.value
+        } catch {
+            index.withLock { table in if table.firstLoad == load { table.firstLoad = nil } }
+            throw error
+        }
     }
 
     /// Loads the index segments of `packs` unless already loaded (called when applying commits).
@@ -228,6 +238,9 @@ public final class CloudShare: Sendable {
     /// Where a chunk is stored, if the share has it (a copy outside collected packs when one is known).
     public func location(of chunk: Digest32) async throws -> ChunkLocation? {
         try await ensureIndexLoaded()
+        if let location = index.withLock({ $0.preferredLocation(chunk) }) { return location }
+        // Stored since the index was loaded (by another server, in a commit this one did not fetch).
+        try await loadIndex()
         return index.withLock { $0.preferredLocation(chunk) }
     }
 
@@ -252,6 +265,12 @@ public final class CloudShare: Sendable {
     func locate(_ ids: some Sequence<Digest32>) async -> [Digest32: Result<ChunkLocation, any Error>] {
         var found: [Digest32: Result<ChunkLocation, any Error>] = [:]
         var missing: Set<Digest32> = []
+        do {
+            try await ensureIndexLoaded()
+        } catch {
+            for id in ids { found[id] = .failure(error) }
+            return found
+        }
         index.withLock { table in
             for id in ids {
                 if let location = table.preferredLocation(id) { found[id] = .success(location) } else { missing.insert(id) }

@@ -1,5 +1,7 @@
 import Backends
+import CloudShare
 import Foundation
+import Gateway
 import Glibc
 import Testing
 
@@ -26,8 +28,12 @@ import Testing
         try tiergate(["endpoint", "add", scratch.path + "/a", "--share", url, "--state-dir", stateA])
         try tiergate(["sync", "--state-dir", stateA])
         try tiergate(["endpoint", "add", scratch.path + "/b", "--share", url, "--state-dir", stateB])
+        let segments = try await StoreLocator.open(url).listAll(prefix: "index/").count
+        let beforeDownload = try await indexGets()
         try tiergate(["sync", "--state-dir", stateB])
         #expect(scratch.read("b/d1/f5") == scratch.read("a/d1/f5"))
+        // The download's batches run at once and all need the index: they share one load.
+        #expect(try await indexGets() - beforeDownload == segments, "a first download reads each of the \(segments) index segments once")
 
         let before = try await indexGets()
         try tiergate(["sync", "--state-dir", stateA])
@@ -41,5 +47,68 @@ import Testing
         #expect(try await indexGets() > before, "a pass with content to store loads the index")
         try tiergate(["sync", "--state-dir", stateB])
         #expect(scratch.read("b/d2/f6") == randomBytes(70_000, seed: 77))
+    }
+}
+
+/// A daemon whose index was loaded before another server stored a file, and that received that file as
+/// a stub (no content fetched, so no index segment read), commits a new mode of the file: the mode
+/// reaches the other server (nothing recalled), and the commit names the pack holding the file's
+/// chunks, as every commit does.
+@Suite(.serialized) struct StaleIndexCommitTests {
+    @Test func aNewModeOfAStubReachesTheOtherServerAndItsCommitNamesAPackStoredSinceTheIndexWasLoaded() async throws {
+        let group = try await SyncGroup(servers: 2) { index, root in
+            if index == 0 { try! Data("first\n".utf8).write(to: URL(fileURLWithPath: root + "/first.txt")) }
+        }
+        try await group.converge()
+        group.release()
+        let state = { (index: Int) in group.scratch.path + "/state\(index)" }
+        _ = try TiergateProcess.expect(0, ["endpoint", "tiering", group.root(1), "--free-space", "0", "--download", "namespace-only", "--state-dir", state(1)],
+                                   logs: group.scratch.path)
+        var daemons: [TiergateProcess] = []
+        defer {
+            for daemon in daemons {
+                daemon.send(SIGTERM)
+                _ = daemon.exitStatus()
+            }
+        }
+        for index in 0..<2 {
+            let daemon = try TiergateProcess(["serve", "--state-dir", state(index), "--poll-interval", "0.2"], logs: group.scratch.path)
+            daemons.append(daemon)
+            #expect(daemon.waitFor("trigger=start", inErrorOutput: true), "serve \(index): \(daemon.errorOutput.suffix(2000))")
+        }
+        func waitUntil(_ what: String, _ condition: () -> Bool) -> Bool {
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline {
+                if condition() { return true }
+                usleep(100_000)
+            }
+            Issue.record("timed out waiting until \(what)")
+            return false
+        }
+        // Server 1 stores content: its daemon loads the index.
+        group.write(1, "from-1.txt", "stored by server 1\n")
+        guard waitUntil("server 0 has from-1.txt", { group.read(0, "from-1.txt") != nil }) else { return }
+        // Server 0 stores a file; server 1 receives it as a stub.
+        let content = randomBytes(200_000, seed: 41)
+        try Data(content).write(to: URL(fileURLWithPath: group.root(0) + "/later.bin"))
+        guard waitUntil("later.bin is a stub on server 1", { StubFile.marker(atPath: group.root(1) + "/later.bin") == .tiered }) else { return }
+        // Server 1 changes its mode: a commit referencing chunks its loaded index never placed.
+        #expect(chmod(group.root(1) + "/later.bin", 0o600) == 0)
+        guard waitUntil("the mode reaches server 0", { (try? FileManager.default.attributesOfItem(atPath: group.root(0) + "/later.bin")[.posixPermissions] as? Int) == 0o600 }) else { return }
+        #expect(FileManager.default.contents(atPath: group.root(0) + "/later.bin").map { [UInt8]($0) } == content)
+
+        let share = try await CloudShare.open(try StoreLocator.open(group.url))
+        var checked = 0
+        for try await commit in share.log.reading(after: 0) {
+            let named = Set(commit.packs)
+            for operation in commit.operations {
+                for chunk in operation.entry?.chunks ?? [] {
+                    let pack = try await share.location(of: chunk.id)?.pack.hex
+                    #expect(pack.map(named.contains) == true, "commit \(commit.sequence) (\(commit.authorName)) references a chunk of pack \(pack ?? "?") it does not name")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 0)
     }
 }

@@ -99,8 +99,25 @@ extension SyncEngine {
                 if existing.matches(item) { continue }
                 if LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil {
                     if existing.size == item.size && existing.mtime == item.mtime {
+                        let newAttributes = existing.mode != item.mode || existing.uid != item.uid || existing.gid != item.gid
                         existing.updateStat(item)
-                        statOnly.append((item.path, existing))
+                        guard newAttributes else {
+                            statOnly.append((item.path, existing))
+                            continue
+                        }
+                        // A new mode or owner of a stub is committed with the chunks the stub stands for
+                        // (nothing is recalled), so it converges like a full file's. The stub keeps its
+                        // version: its markers name the commit that holds its content.
+                        guard let layout = try? recaller.layout(fileID: existing.fileID) else {
+                            errors.append((item.path, "its new mode or owner cannot be committed: the stub's chunk list is not recorded", "upload"))
+                            continue
+                        }
+                        let entry = NamespaceEntry(kind: .file, fileID: existing.fileID, size: existing.size, mode: item.mode, mtime: item.mtime,
+                                                   uid: item.uid, gid: item.gid, chunks: layout, fingerprint: existing.fingerprint.description,
+                                                   acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
+                        operations.append(.upsert(item.path, entry))
+                        updates.append(.set(item.path, existing, contentChanged: false))
+                        cleared.append(item.path)
                         continue
                     }
                     // Changed: a write into the stub, or a fill a crash interrupted before it put the mtime
