@@ -6,8 +6,10 @@ import Hashing
 /// against a doomed chunk never commits a reference to a deleted one (the argument is in docs/gc.md).
 ///
 /// One run, holding the share's lease (``CollectionLease``):
-/// 1. marks every chunk referenced by any commit at any sequence of the log, and by any snapshot
-///    (there is no retention policy yet: every version of every file stays restorable);
+/// 1. marks every chunk a kept version references: by default every commit at any sequence of the log
+///    and every snapshot; under the share's ``RetentionPolicy``, the namespace at every sequence of its
+///    window, at every sequence a registered server may still hold, at those its rules choose, and at
+///    the head (see ``mark(store:now:progress:)``);
 /// 2. finishes pending records older than the safety interval: each of their packs still unreferenced
 ///    by the log as it is now loses its index segment, then its pack object; the record moves to
 ///    `gc/deleted/` (kept as a tombstone for writers whose index predates the deletion);
@@ -67,8 +69,16 @@ public struct GarbageCollector: Sendable {
         public var dryRun: Bool
         /// The log head the mark was taken at.
         public var logHead: UInt64 = 0
-        /// Distinct chunks referenced by some commit or snapshot.
+        /// Distinct chunks referenced by some kept version or snapshot.
         public var markedChunks = 0
+        /// The share's retention policy.
+        public var retention = RetentionPolicy()
+        /// Every version from this sequence through the head was kept (0: every version).
+        public var keptFrom: UInt64 = 0
+        /// Versions before ``keptFrom`` kept by the daily, weekly and monthly rules.
+        public var keptSelected = 0
+        /// The registered endpoint that holds versions the policy alone would not keep, if any.
+        public var heldBy: String?
         /// Every pack object in the store.
         public var packs = Tally()
         /// Packs deleted by this run (dry run: that would be).
@@ -167,9 +177,14 @@ public struct GarbageCollector: Sendable {
         let waiting = pending.filter { !isDue($0) }
         report.nextDeletionDue = waiting.map { $0.created + ($0.packs.contains { $0.modified == nil } ? max($0.safetyInterval, $0.grace) : $0.safetyInterval) }.min()
 
-        let (marked, head) = try await mark(progress: progress)
-        report.logHead = head
+        let mark = try await Self.mark(store: store, now: start, progress: progress)
+        let marked = mark.chunks
+        report.logHead = mark.head
         report.markedChunks = marked.count
+        report.retention = mark.policy
+        report.keptFrom = mark.retained.from
+        report.keptSelected = mark.retained.selected.count
+        report.heldBy = mark.heldBy
         let states = try await survey(marked: marked, progress: progress)
 
         let duePacks = Set(due.flatMap(\.packIDs))
@@ -273,46 +288,125 @@ public struct GarbageCollector: Sendable {
         return records
     }
 
-    /// Every chunk referenced by any record of the log and any snapshot, and the log head. Throws when
-    /// a record or snapshot is unreadable or the log has a gap: what it references is unknown.
-    func mark(progress: (@Sendable (Progress) -> Void)?) async throws -> (Set<Digest32>, UInt64) {
+    /// What a mark found: the chunks to keep and why.
+    struct Mark: Sendable {
+        /// Every chunk some kept version (or a snapshot a new endpoint may start from) references.
+        var chunks: Set<Digest32> = []
+        /// The log head.
+        var head: UInt64 = 0
+        /// The share's retention policy.
+        var policy = RetentionPolicy()
+        /// The versions kept.
+        var retained = RetainedVersions(head: 0, from: 0, selected: [])
+        /// The registered endpoint (or unreadable registration) that holds versions the policy alone
+        /// would not keep, when one does.
+        var heldBy: String?
+    }
+
+    /// Marks every chunk a kept version references: with the default policy, every upsert of every
+    /// record and every snapshot; with a retention policy, the namespace at every kept sequence (the
+    /// window, the versions registered servers may hold, the daily, weekly and monthly rules, the head),
+    /// and the snapshots at kept sequences and the newest one. Throws when a record, a needed snapshot,
+    /// the policy or the log's continuity cannot be read: what they reference is unknown.
+    static func mark(store: any ObjectStore, now: Double, progress: (@Sendable (Progress) -> Void)?) async throws -> Mark {
+        let name = store.displayName
         let refuse = "nothing was collected: what it references is unknown (see `tiergate share verify`)"
-        var marked: Set<Digest32> = []
+        var mark = Mark()
+        mark.policy = try await RetentionPolicy.load(from: store)
         let snapshotKeys = try await store.listAll(prefix: "snapshots/")
-        for object in snapshotKeys {
-            let snapshot: Namespace
+        func snapshot(_ key: String) async throws -> Namespace {
             do {
-                snapshot = try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(object.key)))
+                return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key)))
             } catch is DecodingError {
-                throw ShareError(.corrupt, share: name, object: object.key, cause: "unreadable snapshot; " + refuse)
+                throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot; " + refuse)
             }
-            for entry in snapshot.entries.values where entry.kind == .file {
-                for chunk in entry.chunks { marked.insert(chunk.id) }
+        }
+        func fileChunks(_ entries: some Sequence<NamespaceEntry>) -> [Digest32] {
+            entries.flatMap { $0.kind == .file ? $0.chunks.map(\.id) : [] }
+        }
+        @Sendable func upserted(_ commit: Commit) -> [Digest32] {
+            commit.operations.flatMap { operation -> [Digest32] in
+                guard operation.op == .upsert, let entry = operation.entry, entry.kind == .file else { return [] }
+                return entry.chunks.map(\.id)
             }
         }
         let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
         let sequences = try await store.listAll(prefix: "log/").compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
-        var previous = snapshotSequences.filter { $0 < (sequences.first ?? 0) }.max() ?? 0
+        // The log may start after a snapshot (older records collected): the replay starts from it.
+        let base = snapshotSequences.filter { $0 < (sequences.first ?? 0) }.max() ?? 0
+        var previous = base
         for sequence in sequences {
             guard sequence == previous + 1 else {
                 throw ShareError(.badLog, share: name, object: CommitLog.key(previous + 1), cause: "missing log record; " + refuse)
             }
             previous = sequence
         }
+        mark.head = sequences.last ?? 0
         let log = CommitLog(store: store)
         var done = 0
-        try await ShareVerifier.forEach(sequences, parallel: 8) { sequence -> [Digest32] in
-            let commit = try await log.read(sequence)
-            return commit.operations.flatMap { operation -> [Digest32] in
-                guard operation.op == .upsert, let entry = operation.entry, entry.kind == .file else { return [] }
-                return entry.chunks.map(\.id)
-            }
-        } result: { _, chunks in
-            marked.formUnion(chunks)
+        func step() {
             done += 1
-            if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every commit", done: done, total: sequences.count)) }
+            if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every kept version", done: done, total: sequences.count)) }
         }
-        return (marked, sequences.last ?? 0)
+
+        guard !mark.policy.keepsEverything else {
+            mark.retained = RetainedVersions(head: mark.head, from: 0, selected: [])
+            for object in snapshotKeys { mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values)) }
+            try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
+                upserted(try await log.read(sequence))
+            } result: { _, chunks in
+                mark.chunks.formUnion(chunks)
+                step()
+            }
+            return mark
+        }
+
+        var commits: [UInt64: Commit] = [:]
+        try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
+            try await log.read(sequence)
+        } result: { sequence, commit in
+            commits[sequence] = commit
+        }
+        // Registrations are read after the log: an endpoint registers before it first reads the log, so one
+        // not listed here reads a head at least as new as this mark's (the argument is in docs/gc.md).
+        let (registrations, unreadable) = try await ServerRegistration.listForCollection(in: store)
+        var heldFrom = registrations.map(\.oldestHeldSequence).min()
+        if !unreadable.isEmpty { heldFrom = 0 }
+        let versions = sequences.map { RetentionPolicy.Version(sequence: $0, time: commits[$0]!.time) }
+        let now = now
+        mark.retained = mark.policy.retained(versions, now: now, heldFrom: heldFrom)
+        if mark.retained.from < mark.policy.retained(versions, now: now, heldFrom: nil).from {
+            if let key = unreadable.first {
+                mark.heldBy = "\(key) (unreadable: every version is kept)"
+            } else if let oldest = registrations.min(by: { $0.oldestHeldSequence < $1.oldestHeldSequence }) {
+                mark.heldBy = "server \(oldest.name) (\(oldest.serverID)) endpoint \(oldest.endpoint), which holds versions from #\(oldest.oldestHeldSequence)"
+            }
+        }
+
+        // The namespace at sequence s is kept whole when s is kept. For a run of kept sequences a…b that
+        // is the namespace at a plus every upsert of a+1…b: whatever is in the namespace at some
+        // sequence of the run was there at a or was written after it (renames move entries, never create them).
+        var namespace = base > 0 ? try await snapshot(CloudShare.snapshotKey(base)) : Namespace()
+        var previousKept = base == 0 || mark.retained.contains(base)
+        if base > 0 && previousKept { mark.chunks.formUnion(fileChunks(namespace.entries.values)) }
+        for sequence in sequences {
+            let commit = commits.removeValue(forKey: sequence)!
+            namespace.apply(commit)
+            if mark.retained.contains(sequence) {
+                mark.chunks.formUnion(previousKept ? upserted(commit) : fileChunks(namespace.entries.values))
+                previousKept = true
+            } else {
+                previousKept = false
+            }
+            step()
+        }
+        // New endpoints start from the newest snapshot; restores at a kept sequence from the one at or before it.
+        let newest = snapshotSequences.max()
+        for object in snapshotKeys {
+            guard let sequence = UInt64(object.key.dropFirst("snapshots/".count)), sequence == newest || mark.retained.contains(sequence) else { continue }
+            mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values))
+        }
+        return mark
     }
 
     /// Every pack object with its chunks counted against the mark: from its index segment, else its

@@ -80,7 +80,8 @@ public enum ShareAdmin {
         chunks:       \(info.chunks)
         logical:      \(ByteFormat.string(info.logicalBytes)) (\(info.logicalBytes) bytes)
         stored:       \(ByteFormat.string(info.storedBytes)) (\(info.storedBytes) bytes)
-        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))\(damaged)\(garbage.map { garbage in """
+        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))
+        retention:    \(describe(info.retention))\(damaged)\(garbage.map { garbage in """
 
         referenced:   \(ByteFormat.string(garbage.referencedBytes)) (chunks some version of some file needs)
         garbage:      \(ByteFormat.string(garbage.reclaimableBytes)) in \(garbage.reclaimablePacks) unreferenced packs (`tiergate share gc` reclaims them), \
@@ -201,6 +202,38 @@ public enum ByteRate {
 }
 
 extension ShareAdmin {
+    /// The retention policy of the share at `url` (`tiergate share retention`).
+    public static func retention(url: String) async throws -> RetentionPolicy {
+        let share = try await CloudShare.open(try StoreLocator.open(url), loadingIndex: false)
+        return try await RetentionPolicy.load(from: share.store)
+    }
+
+    /// The rules of a retention policy as the command line gives them.
+    public typealias RetentionRules = RetentionPolicy
+
+    /// Sets the retention policy of the share at `url`; a policy without rules keeps every version.
+    @discardableResult
+    public static func setRetention(_ policy: RetentionPolicy, url: String) async throws -> RetentionPolicy {
+        if let problem = policy.problem { throw GatewayError("invalid retention policy: \(problem)") }
+        let share = try await CloudShare.open(try StoreLocator.open(url), loadingIndex: false)
+        try await policy.save(to: share.store)
+        return policy
+    }
+
+    /// A retention policy in words.
+    public static func describe(_ policy: RetentionPolicy) -> String {
+        guard !policy.keepsEverything else { return "every version of every file" }
+        var parts: [String] = []
+        if let within = policy.keepWithin { parts.append("every version within \(DurationText.string(within))") }
+        var last: [String] = []
+        for (count, unit) in [(policy.keepDaily, "day"), (policy.keepWeekly, "week"), (policy.keepMonthly, "month")] {
+            if let count { last.append("\(count) \(unit)\(count == 1 ? "" : "s")") }
+        }
+        if !last.isEmpty { parts.append("the last version of each of the newest " + last.joined(separator: ", ")) }
+        parts.append("the log head, and every version a registered server may still need")
+        return parts.joined(separator: "; ")
+    }
+
     /// The share's log head and its registered servers (`tiergate share servers`).
     public static func servers(url: String) async throws -> (head: UInt64, servers: [ServerRegistration]) {
         let store = try StoreLocator.open(url)
@@ -274,7 +307,15 @@ extension ShareAdmin {
         func time(_ seconds: Double) -> String { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds)) }
         var lines = ["share:             \(StoreLocator.redacted(report.share))"]
         if report.dryRun { lines.append("dry run:           nothing was recorded or deleted; the figures say what a run would do") }
-        lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by some commit or snapshot; every version of every file is kept)")
+        if report.retention.keepsEverything {
+            lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by some commit or snapshot; every version of every file is kept)")
+        } else {
+            lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by the versions kept)")
+            lines.append("retention:         \(describe(report.retention))")
+            let selected = report.keptSelected > 0 ? ", and \(report.keptSelected) older by the daily, weekly and monthly rules" : ""
+            lines.append("versions kept:     " + (report.keptFrom == 0 ? "every version" : "every version from #\(report.keptFrom)") + selected)
+            if let heldBy = report.heldBy { lines.append("held back by:      \(heldBy)") }
+        }
         lines.append("packs:             \(tally(report.packs))")
         lines.append("deleted:           \(tally(report.deleted))" + (report.recordsFinished > 0 ? " (\(report.recordsFinished) pending record\(report.recordsFinished == 1 ? "" : "s") finished)" : ""))
         var pending = "marked pending:    \(tally(report.markedPending))"
