@@ -16,7 +16,7 @@ import Hashing
 /// 3. records the packs none of whose chunks is marked and which are older than the grace period in a
 ///    new pending record (`gc/pending/<id>.json`); writers stop deduplicating against them.
 ///
-/// Every step is idempotent, so a run killed anywhere leaves a state the next run finishes. Partly
+/// Every step is idempotent, so a run killed (or cancelled) anywhere leaves a state the next run finishes. Partly
 /// used packs stay (repacking is later work); their unused bytes are reported.
 public struct GarbageCollector: Sendable {
     /// How the collector runs.
@@ -225,6 +225,7 @@ public struct GarbageCollector: Sendable {
             try await lease?.keep()
             var deleted: [String] = []
             for pack in record.packs {
+                try Task.checkCancellation()
                 done += 1
                 progress?(Progress(phase: "deleting packs", done: done, total: deletions))
                 guard let id = Digest32(hex: pack.id) else { continue }
@@ -255,6 +256,7 @@ public struct GarbageCollector: Sendable {
 
         // Phase one: record the new garbage; nothing of it is deleted before the safety interval.
         if !nominees.isEmpty && !options.dryRun {
+            try Task.checkCancellation()
             try await lease?.keep()
             let record = CollectionRecord(id: UUID().uuidString.lowercased(), created: options.now().timeIntervalSince1970,
                                           safetyInterval: options.safetyInterval, grace: options.grace, packs: nominees)
@@ -353,7 +355,8 @@ public struct GarbageCollector: Sendable {
             mark.retained = RetainedVersions(head: mark.head, from: 0, selected: [])
             for object in snapshotKeys { mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values)) }
             try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
-                upserted(try await log.read(sequence))
+                try Task.checkCancellation()
+                return upserted(try await log.read(sequence))
             } result: { _, chunks in
                 mark.chunks.formUnion(chunks)
                 step()
@@ -363,7 +366,8 @@ public struct GarbageCollector: Sendable {
 
         var commits: [UInt64: Commit] = [:]
         try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
-            try await log.read(sequence)
+            try Task.checkCancellation()
+            return try await log.read(sequence)
         } result: { sequence, commit in
             commits[sequence] = commit
         }
@@ -419,6 +423,7 @@ public struct GarbageCollector: Sendable {
         let store = store, name = name
         let packs = packObjects.compactMap { object in Digest32(hex: object.key.split(separator: "/").last ?? "").map { (id: $0, object: object) } }
         try await ShareVerifier.forEach(packs, parallel: 8) { pack -> [(Digest32, UInt32)]? in
+            try Task.checkCancellation()
             if segments.contains(IndexSegment.key(pack.id)) {
                 do {
                     let bytes = try await store.get(IndexSegment.key(pack.id))
