@@ -31,6 +31,10 @@ public struct GarbageCollector: Sendable {
         public var safetyInterval: Double = 3_600
         /// Seconds the collector's lease lasts without renewal (a killed collector's lease is taken over after it).
         public var leaseDuration: Double = 600
+        /// Repack packs whose chunks a kept version needs add up to less than this fraction of their chunk
+        /// bytes (0.5: less than half): their needed chunks are copied into new packs, and the old pack is
+        /// recorded for deletion like garbage. Nil: no repacking.
+        public var repackBelow: Double?
         /// The clock (tests move it).
         public var now: @Sendable () -> Date = { Date() }
 
@@ -44,6 +48,12 @@ public struct GarbageCollector: Sendable {
         public var packs = 0
         /// Their bytes.
         public var bytes: Int64 = 0
+
+        /// A tally of `packs` packs holding `bytes`.
+        public init(packs: Int = 0, bytes: Int64 = 0) {
+            self.packs = packs
+            self.bytes = bytes
+        }
 
         mutating func add(_ size: Int64) {
             packs += 1
@@ -59,6 +69,19 @@ public struct GarbageCollector: Sendable {
         public var bytes: Int64
         /// Bytes of its chunks that no commit references.
         public var unusedBytes: Int64
+    }
+
+    /// Old packs that no longer serve a kept version alone and are recorded for deletion although some
+    /// of their chunks are needed: a copy of each of those is in a pack no record names.
+    public struct Repacked: Codable, Sendable, Equatable {
+        /// Packs recorded.
+        public var packs = 0
+        /// Their bytes.
+        public var bytes: Int64 = 0
+        /// Bytes of needed chunks this run copied into new packs (the rest already had copies).
+        public var copiedBytes: Int64 = 0
+        /// New packs written.
+        public var newPacks = 0
     }
 
     /// What a run found and did.
@@ -95,6 +118,8 @@ public struct GarbageCollector: Sendable {
         public var keptUnreadable = Tally()
         /// Packs of pending records that a commit referenced since they were recorded: kept.
         public var keptReferencedAgain = Tally()
+        /// Packs recorded for deletion whose needed chunks have copies elsewhere (repacking, or duplicates).
+        public var repacked = Repacked()
         /// Referenced packs that also hold unreferenced chunks.
         public var partlyUsed = Tally()
         /// Bytes of unreferenced chunks inside partly used packs.
@@ -139,6 +164,26 @@ public struct GarbageCollector: Sendable {
         /// nil: the chunk list could not be read.
         var referencedChunks: Int?
         var unusedBytes: Int64 = 0
+        /// Bytes of all its chunks.
+        var chunkBytes: Int64 = 0
+        /// Its marked chunks.
+        var marked: [Digest32] = []
+        /// Whether its chunk list came from its index segment (readers and writers find its chunks by it).
+        var indexed = false
+    }
+
+    /// The packs of the survey, and for each marked chunk the indexed packs holding it.
+    struct Survey: Sendable {
+        var states: [Digest32: PackState] = [:]
+        var holders: [Digest32: [Digest32]] = [:]
+
+        /// The marked chunks of `pack` that have no copy in another indexed pack outside `collecting`:
+        /// what only this pack keeps readable. A pack with none may go (docs/gc.md, Repacking).
+        func onlyHere(_ pack: Digest32, collecting: Set<Digest32>) -> [Digest32] {
+            (states[pack]?.marked ?? []).filter { chunk in
+                !(holders[chunk] ?? []).contains { $0 != pack && !collecting.contains($0) }
+            }
+        }
     }
 
     /// Runs the collector; throws ``CollectorBusy`` when another one holds the lease, and a
@@ -185,38 +230,62 @@ public struct GarbageCollector: Sendable {
         report.keptFrom = mark.retained.from
         report.keptSelected = mark.retained.selected.count
         report.heldBy = mark.heldBy
-        let states = try await survey(marked: marked, progress: progress)
+        let survey = try await survey(marked: marked, progress: progress)
+        let states = survey.states
 
         let duePacks = Set(due.flatMap(\.packIDs))
         let waitingPacks = Set(waiting.flatMap(\.packIDs))
+        // Packs that will be gone or may be: never counted as another copy of a chunk.
+        var collecting = duePacks.union(waitingPacks)
         var nominees: [CollectionRecord.Pack] = []
+        var sparse: [Digest32] = []
         for (pack, state) in states.sorted(by: { $0.key.hex < $1.key.hex }) {
             report.packs.add(state.size)
             guard let referenced = state.referencedChunks else {
                 report.keptUnreadable.add(state.size)
                 continue
             }
-            if referenced > 0 {
+            let young = state.modified.map { start - $0.timeIntervalSince1970 < options.grace } ?? false
+            // A pack whose needed chunks all have copies elsewhere (a repacked pack whose run was killed
+            // before its record, or duplicates of racing writers) is garbage like an unreferenced one.
+            let needed = referenced > 0 && !survey.onlyHere(pack, collecting: collecting).isEmpty
+            if duePacks.contains(pack) && !needed { continue } // deleted below
+            if needed {
                 report.keptReferenced.add(state.size)
-                if duePacks.contains(pack) || waitingPacks.contains(pack) { report.keptReferencedAgain.add(state.size) }
+                let recorded = duePacks.contains(pack) || waitingPacks.contains(pack)
+                if recorded { report.keptReferencedAgain.add(state.size) }
                 if state.unusedBytes > 0 {
                     report.partlyUsed.add(state.size)
                     report.partlyUsedUnusedBytes += state.unusedBytes
                     report.partlyUsedPacks.append(PartlyUsedPack(pack: PackFormat.key(pack), bytes: state.size, unusedBytes: state.unusedBytes))
+                    if let below = options.repackBelow, state.indexed, !young, !recorded,
+                       Double(state.chunkBytes - state.unusedBytes) < below * Double(state.chunkBytes) {
+                        sparse.append(pack)
+                    }
                 }
                 continue
             }
-            if duePacks.contains(pack) { continue } // deleted below
             if waitingPacks.contains(pack) {
                 report.awaitingDeletion.add(state.size)
-            } else if let modified = state.modified, start - modified.timeIntervalSince1970 < options.grace {
+            } else if young {
                 report.keptYoung.add(state.size)
             } else {
-                nominees.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970))
-                report.markedPending.add(state.size)
+                nominees.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970,
+                                                      neededBytes: referenced > 0 ? state.chunkBytes - state.unusedBytes : nil))
+                collecting.insert(pack)
+                if referenced > 0 {
+                    report.repacked.packs += 1
+                    report.repacked.bytes += state.size
+                } else {
+                    report.markedPending.add(state.size)
+                }
             }
         }
         report.partlyUsedPacks.sort { ($0.unusedBytes, $1.pack) > ($1.unusedBytes, $0.pack) }
+        if !sparse.isEmpty {
+            try await lease?.keep()
+            nominees += try await repack(sparse, survey: survey, collecting: &collecting, report: &report, progress: progress)
+        }
 
         // Phase two: delete what the records named and the log still does not reference.
         let deletions = due.reduce(0) { $0 + $1.packs.count }
@@ -229,7 +298,11 @@ public struct GarbageCollector: Sendable {
                 done += 1
                 progress?(Progress(phase: "deleting packs", done: done, total: deletions))
                 guard let id = Digest32(hex: pack.id) else { continue }
-                if let state = states[id], state.referencedChunks != 0 { continue } // referenced again, or unreadable: kept
+                if let state = states[id] {
+                    // Unreadable, or a chunk a kept version needs has no copy outside the records: kept.
+                    guard let referenced = state.referencedChunks,
+                          referenced == 0 || survey.onlyHere(id, collecting: collecting.union(duePacks)).isEmpty else { continue }
+                }
                 if states[id] == nil, (try? await store.head(IndexSegment.key(id))) != nil {
                     // The pack is gone but its segment is not: never this collector's order (segment
                     // first), so someone else's damage for `share verify` to report. Left alone.
@@ -415,19 +488,19 @@ public struct GarbageCollector: Sendable {
 
     /// Every pack object with its chunks counted against the mark: from its index segment, else its
     /// trailer; a pack whose chunk list is unreadable either way is kept.
-    func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> [Digest32: PackState] {
+    func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
         let packObjects = try await store.listAll(prefix: "packs/")
         let segments = Set(try await store.listAll(prefix: "index/").map(\.key))
-        var states: [Digest32: PackState] = [:]
+        var survey = Survey()
         var done = 0
         let store = store, name = name
         let packs = packObjects.compactMap { object in Digest32(hex: object.key.split(separator: "/").last ?? "").map { (id: $0, object: object) } }
-        try await ShareVerifier.forEach(packs, parallel: 8) { pack -> [(Digest32, UInt32)]? in
+        try await ShareVerifier.forEach(packs, parallel: 8) { pack -> (chunks: [(Digest32, UInt32)], indexed: Bool)? in
             try Task.checkCancellation()
             if segments.contains(IndexSegment.key(pack.id)) {
                 do {
                     let bytes = try await store.get(IndexSegment.key(pack.id))
-                    return try IndexSegment.decode(bytes, share: name, name: IndexSegment.key(pack.id)).map { ($0.id, $0.location.length) }
+                    return (try IndexSegment.decode(bytes, share: name, name: IndexSegment.key(pack.id)).map { ($0.id, $0.location.length) }, true)
                 } catch let error as StoreError where error.code == .notFound {
                     // Deleted meanwhile: the trailer says the same.
                 } catch is ShareError {
@@ -435,25 +508,85 @@ public struct GarbageCollector: Sendable {
                 }
             }
             do {
-                return try await PackFormat.readTrailer(of: pack.id, in: store).map { ($0.id, $0.length) }
+                return (try await PackFormat.readTrailer(of: pack.id, in: store).map { ($0.id, $0.length) }, false)
             } catch is ShareError {
                 return nil
             } catch let error as StoreError where error.code == .notFound {
                 return nil // deleted meanwhile (by a collector's earlier, killed run): not a pack of this survey
             }
-        } result: { pack, chunks in
+        } result: { pack, list in
             var state = PackState(size: pack.object.size, modified: pack.object.modified)
-            if let chunks {
-                var referenced = 0
-                for (id, length) in chunks {
-                    if marked.contains(id) { referenced += 1 } else { state.unusedBytes += Int64(length) }
+            if let list {
+                state.indexed = list.indexed
+                for (id, length) in list.chunks {
+                    state.chunkBytes += Int64(length)
+                    if marked.contains(id) {
+                        state.marked.append(id)
+                        if list.indexed { survey.holders[id, default: []].append(pack.id) }
+                    } else {
+                        state.unusedBytes += Int64(length)
+                    }
                 }
-                state.referencedChunks = referenced
+                state.referencedChunks = state.marked.count
             }
-            states[pack.id] = state
+            survey.states[pack.id] = state
             done += 1
             if done % 64 == 0 || done == packs.count { progress?(Progress(phase: "checking packs against the mark", done: done, total: packs.count)) }
         }
-        return states
+        return survey
+    }
+
+    /// Copies the chunks only `packs` keep readable (``Survey/onlyHere(_:collecting:)``) into new packs,
+    /// each with its index segment, and returns the old packs for the pending record: once the copies
+    /// are durable, the old packs are garbage like any other (the argument is in docs/gc.md). A pack
+    /// that cannot be read whole and verified is left alone. A dry run copies nothing and reports what
+    /// it would do.
+    private func repack(_ packs: [Digest32], survey: Survey, collecting: inout Set<Digest32>, report: inout Report,
+                        progress: (@Sendable (Progress) -> Void)?) async throws -> [CollectionRecord.Pack] {
+        let share = try await CloudShare.open(store, loadingIndex: false)
+        try await share.refreshCollected()
+        let uploader = share.makeUploader()
+        var repacked: [CollectionRecord.Pack] = []
+        for (done, pack) in packs.enumerated() {
+            try Task.checkCancellation()
+            progress?(Progress(phase: "repacking", done: done, total: packs.count))
+            guard let state = survey.states[pack] else { continue }
+            let needed = Set(survey.onlyHere(pack, collecting: collecting))
+            var copied: Int64 = 0
+            if !needed.isEmpty && !options.dryRun {
+                let bytes: [UInt8], check: PackFormat.Check
+                do {
+                    bytes = try await store.get(PackFormat.key(pack))
+                    check = try PackFormat.check(bytes, pack: pack, share: name)
+                } catch is ShareError {
+                    continue // damaged: `share verify` reports it; the pack stays
+                } catch let error as StoreError where error.code == .notFound {
+                    continue
+                }
+                let entries = check.entries.filter { needed.contains($0.id) && !check.badChunks.contains($0.id) }
+                guard Set(entries.map(\.id)) == needed else { continue } // a needed chunk fails its check: kept
+                for entry in entries {
+                    let chunk = Array(bytes[Int(entry.offset)..<Int(entry.offset) + Int(entry.length)])
+                    try await uploader.addAgain(id: entry.id, bytes: chunk)
+                    copied += Int64(entry.length)
+                }
+            } else if !needed.isEmpty {
+                copied = state.chunkBytes - state.unusedBytes // at most
+            }
+            report.repacked.packs += 1
+            report.repacked.bytes += state.size
+            report.repacked.copiedBytes += copied
+            report.keptReferenced.packs -= 1
+            report.keptReferenced.bytes -= state.size
+            repacked.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970,
+                                                  neededBytes: state.chunkBytes - state.unusedBytes))
+            collecting.insert(pack)
+        }
+        // The copies are durable (packs and index segments) before the record names the old packs.
+        if !options.dryRun {
+            try await uploader.finish()
+            report.repacked.newPacks = await uploader.packs.count
+        }
+        return repacked
     }
 }

@@ -279,8 +279,10 @@ public enum DurationText {
 
 extension ShareAdmin {
     /// The collector's options from the command line's values (seconds).
-    public static func collectionOptions(dryRun: Bool, grace: Double, safetyInterval: Double, lease: Double) -> GarbageCollector.Options {
+    public static func collectionOptions(dryRun: Bool, grace: Double, safetyInterval: Double, lease: Double,
+                                         repackBelow: Double? = nil) -> GarbageCollector.Options {
         var options = GarbageCollector.Options()
+        options.repackBelow = repackBelow
         options.dryRun = dryRun
         options.grace = grace
         options.safetyInterval = safetyInterval
@@ -321,6 +323,10 @@ extension ShareAdmin {
         var pending = "marked pending:    \(tally(report.markedPending))"
         if report.markedPending.packs > 0 { pending += " (writers stop reusing their chunks; a run after \(DurationText.string(options.safetyInterval)) deletes those still unreferenced)" }
         lines.append(pending)
+        if report.repacked.packs > 0 || options.repackBelow != nil {
+            let copied = report.repacked.copiedBytes > 0 ? "; \(ByteFormat.string(report.repacked.copiedBytes)) of needed chunks copied into \(report.repacked.newPacks) new pack\(report.repacked.newPacks == 1 ? "" : "s") first" : ""
+            lines.append("repacked:          \(tally(GarbageCollector.Tally(packs: report.repacked.packs, bytes: report.repacked.bytes))) marked pending although partly used\(copied)")
+        }
         if report.awaitingDeletion.packs > 0 {
             lines.append("awaiting deletion: \(tally(report.awaitingDeletion)) (marked by earlier runs)")
         }
@@ -330,7 +336,8 @@ extension ShareAdmin {
         if report.keptUnreadable.packs > 0 {
             lines.append("kept, unreadable:  \(tally(report.keptUnreadable)) (neither index segment nor trailer readable; see `tiergate share verify`)")
         }
-        lines.append("partly used:       \(tally(report.partlyUsed)) holding \(ByteFormat.string(report.partlyUsedUnusedBytes)) of unreferenced chunks (kept: repacking is not done yet)")
+        let repackHint = options.repackBelow.map { "packs used below \(Int(($0 * 100).rounded())) % are repacked" } ?? "`--repack-below` repacks them"
+        lines.append("partly used:       \(tally(report.partlyUsed)) holding \(ByteFormat.string(report.partlyUsedUnusedBytes)) of unreferenced chunks (\(repackHint))")
         for pack in report.partlyUsedPacks.prefix(10) {
             lines.append("  \(pack.pack): \(ByteFormat.string(pack.unusedBytes)) unused of \(ByteFormat.string(pack.bytes))")
         }

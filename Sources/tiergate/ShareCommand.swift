@@ -179,7 +179,8 @@ extension ShareCommand {
             retention`; by default every version of every file stays). Packs none of \
             whose chunks is marked and older than --grace are recorded as pending deletion: writers stop reusing \
             their chunks. A later run, at least --safety-interval after, deletes those still unreferenced. Partly \
-            used packs stay; their unused bytes are reported. One collector at a time (a lease in the share). \
+            used packs stay, unless --repack-below: then the needed chunks of packs used below that fraction are \
+            copied into new packs first, and the old packs go the same way. One collector at a time (a lease in the share). \
             See docs/gc.md.
             """
         )
@@ -192,9 +193,12 @@ extension ShareCommand {
         var safetyInterval = "1h"
         @Option(help: ArgumentHelp("How long the collector's lease lasts unrenewed (a killed collector's lease is taken over after it).", valueName: "duration"))
         var lease = "10m"
+        @Option(help: ArgumentHelp("Repack packs whose needed chunks fill less than this fraction of them (0.5: half): those chunks are copied into new packs and the old pack goes like garbage.", valueName: "fraction"))
+        var repackBelow: Double?
         @Flag(help: "Print JSON.") var json = false
 
         func validate() throws {
+            if let repackBelow, !(repackBelow > 0 && repackBelow <= 1) { throw ValidationError("--repack-below must be a fraction above 0 and at most 1 (got \(repackBelow))") }
             for (name, text) in [("--grace", grace), ("--safety-interval", safetyInterval), ("--lease", lease)] where DurationText.parse(text) == nil {
                 throw ValidationError("\(name) must be a duration such as 24h, 90m, 30s or 2d (got '\(text)')")
             }
@@ -203,7 +207,8 @@ extension ShareCommand {
 
         func run() async throws {
             let options = ShareAdmin.collectionOptions(dryRun: dryRun, grace: DurationText.parse(grace)!,
-                                                       safetyInterval: DurationText.parse(safetyInterval)!, lease: DurationText.parse(lease)!)
+                                                       safetyInterval: DurationText.parse(safetyInterval)!, lease: DurationText.parse(lease)!,
+                                                       repackBelow: repackBelow)
             do {
                 let report = try await ShareAdmin.collectGarbage(url: url, options: options, progress: ProgressPrinter.shared.print)
                 ProgressPrinter.shared.finish()

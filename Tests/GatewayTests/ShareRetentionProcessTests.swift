@@ -10,7 +10,8 @@ import Testing
 /// Retention with real processes: two `serve` daemons write new versions while collectors with a retention
 /// window run (some killed with SIGKILL at random points), a lagging server holds stubs of old versions, and
 /// a namespace-only daemon keeps up. Afterwards every stub on every server recalls its exact bytes, every
-/// kept version restores byte-exact with `get --at`, and a version outside retention fails, saying so.
+/// kept version restores byte-exact with `get --at`, and a version outside retention fails, saying so. The
+/// collectors also repack sparse packs (`--repack-below`).
 @Suite(.serialized) struct ShareRetentionProcessTests {
     /// A stable hash (Swift's `hashValue` changes between processes).
     static func fnv(_ text: String) -> UInt64 {
@@ -70,7 +71,7 @@ import Testing
 
     /// Collectors run one after another until stopped, about half of them killed with SIGKILL at a random point.
     final class CollectorLoop: Sendable {
-        struct Tally: Sendable { var finished = 0, killed = 0, refused = 0, failures: [String] = [] }
+        struct Tally: Sendable { var finished = 0, killed = 0, refused = 0, repacked = 0, failures: [String] = [] }
         let tally = Mutex(Tally())
         let stop = Atomic<Bool>(false)
         let done = Atomic<Bool>(false)
@@ -78,11 +79,13 @@ import Testing
         init(url: String, logs: String, seed: UInt64) {
             let thread = Thread { [self] in
                 var random = SeededGenerator(state: seed)
-                let arguments = ["share", "gc", url, "--grace", "0s", "--safety-interval", "1s", "--lease", "2s"]
+                let arguments = ShareRetentionProcessTests.collect(url)
                 while !stop.load(ordering: .relaxed) {
                     guard let collector = try? TiergateProcess(arguments, logs: logs) else { break }
                     if Bool.random(using: &random) {
-                        usleep(UInt32.random(in: 20_000...400_000, using: &random))
+                        // Killed once it has marked (it holds the lease then), at a random point of what follows.
+                        _ = collector.waitFor("marking chunks", inErrorOutput: true, timeout: 20)
+                        usleep(UInt32.random(in: 0...60_000, using: &random))
                         collector.send(SIGKILL)
                     }
                     let status = collector.exitStatus(timeout: 60)
@@ -90,7 +93,9 @@ import Testing
                     tally.withLock { tally in
                         switch status {
                         case nil: tally.killed += 1
-                        case 0: tally.finished += 1
+                        case 0:
+                            tally.finished += 1
+                            tally.repacked += ShareRetentionProcessTests.repacked(output)
                         case 1 where output.contains("another garbage collector is running"): tally.refused += 1
                         default: tally.failures.append("status \(status.map(String.init) ?? "-"): \(output.suffix(800))")
                         }
@@ -107,6 +112,17 @@ import Testing
             while !done.load(ordering: .relaxed) { usleep(20_000) }
             return tally.withLock { $0 }
         }
+    }
+
+    /// A collector run with a short grace and safety interval that repacks packs used below 60 %.
+    static func collect(_ url: String) -> [String] {
+        ["share", "gc", url, "--grace", "0s", "--safety-interval", "1s", "--lease", "2s", "--repack-below", "0.6"]
+    }
+
+    /// The packs a run's report says it repacked.
+    static func repacked(_ output: String) -> Int {
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("repacked:") }) else { return 0 }
+        return Int(line.dropFirst("repacked:".count).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber }) ?? 0
     }
 
     @Test func noChunkAKeptVersionOrAStubNeedsIsEverCollected() async throws {
@@ -142,11 +158,15 @@ import Testing
         func writeSome(_ count: Int) throws {
             for _ in 0..<count {
                 let writer = Int.random(in: 0..<2, using: &random)
-                let path = "w\(writer + 1)/f\(Int.random(in: 0..<4, using: &random)).bin"
-                versionOf[path, default: 0] += 1
-                let bytes = Self.content(path, versionOf[path]!)
-                try Self.writeAtomically(writers[writer].root + "/" + path, bytes)
-                last[path] = bytes
+                // Now and then a burst: its files share one commit, and one pack that later versions leave sparse.
+                let files = Int.random(in: 0..<3, using: &random) == 0 ? Array(0..<4).shuffled(using: &random).prefix(3) : [Int.random(in: 0..<4, using: &random)]
+                for file in files {
+                    let path = "w\(writer + 1)/f\(file).bin"
+                    versionOf[path, default: 0] += 1
+                    let bytes = Self.content(path, versionOf[path]!)
+                    try Self.writeAtomically(writers[writer].root + "/" + path, bytes)
+                    last[path] = bytes
+                }
                 usleep(UInt32.random(in: 150_000...450_000, using: &random))
             }
         }
@@ -184,11 +204,13 @@ import Testing
         try writeSome(50)
         let tally = collectors.finish()
         #expect(tally.failures.isEmpty, "\(tally.failures)")
-        #expect(tally.killed > 0 && tally.finished > 0, "collectors: \(tally.finished) finished, \(tally.killed) killed, \(tally.refused) refused")
+        let counts = "collectors: \(tally.finished) finished, \(tally.killed) killed, \(tally.refused) refused"
+        #expect(tally.killed > 0 && tally.finished > 0, "\(counts)")
+        var repacked = tally.repacked
         let head = try await settle(["w1", "w2", "follower"])
         try await Task.sleep(for: .seconds(2.1)) // a killed collector's lease expires
         for _ in 0..<3 {
-            try cli(["share", "gc", url, "--grace", "0s", "--safety-interval", "1s", "--lease", "2s"])
+            repacked += Self.repacked(try cli(Self.collect(url)))
             try await Task.sleep(for: .seconds(1.1))
         }
 
@@ -236,10 +258,11 @@ import Testing
 
         // Released, the lagging server holds nothing: later runs keep only the window and the head.
         try cli(["share", "forget-server", url, "lagging"])
-        for _ in 0..<2 {
-            try cli(["share", "gc", url, "--grace", "0s", "--safety-interval", "1s", "--lease", "2s"])
+        for _ in 0..<3 {
+            repacked += Self.repacked(try cli(Self.collect(url)))
             try await Task.sleep(for: .seconds(1.1))
         }
+        #expect(repacked > 0, "no run repacked a pack: the run proved nothing about repacking")
         let final = try cli(["get", url, scratch.path + "/head"])
         #expect(final.contains("restored"), "\(final)")
         #expect(Self.compare(root: scratch.path + "/head", with: try await share.namespace(through: head)) == [])

@@ -11,13 +11,16 @@ public struct CollectionSchedule: Codable, Sendable, Equatable {
     public var grace: String?
     /// The collector's safety interval (`share gc --safety-interval`; default 1h).
     public var safetyInterval: String?
+    /// Repack packs used below this fraction (`share gc --repack-below`); nil: no repacking.
+    public var repackBelow: Double?
 
     /// The default interval: four runs a day; a pack then goes within about a day and a half of
     /// becoming garbage (grace, then two runs a safety interval apart).
     public static let defaultInterval: Double = 6 * 3600
 
     /// A schedule (every field nil: the defaults).
-    public init(interval: String? = nil, grace: String? = nil, safetyInterval: String? = nil) {
+    public init(interval: String? = nil, grace: String? = nil, safetyInterval: String? = nil, repackBelow: Double? = nil) {
+        self.repackBelow = repackBelow
         self.interval = interval
         self.grace = grace
         self.safetyInterval = safetyInterval
@@ -32,7 +35,7 @@ public struct CollectionSchedule: Codable, Sendable, Equatable {
     /// The collector's options from this schedule.
     var options: GarbageCollector.Options {
         ShareAdmin.collectionOptions(dryRun: false, grace: grace.flatMap(DurationText.parse) ?? 86_400,
-                                    safetyInterval: safetyInterval.flatMap(DurationText.parse) ?? 3600, lease: 600)
+                                    safetyInterval: safetyInterval.flatMap(DurationText.parse) ?? 3600, lease: 600, repackBelow: repackBelow)
     }
 
     /// Why the schedule cannot be used, or nil.
@@ -43,6 +46,7 @@ public struct CollectionSchedule: Codable, Sendable, Equatable {
         for (name, value) in [("gc.grace", grace), ("gc.safetyInterval", safetyInterval)] {
             if let value, DurationText.parse(value) == nil { return "\(name) must be a duration such as 24h, 90m or 30s (got '\(value)')" }
         }
+        if let repackBelow, !(repackBelow > 0 && repackBelow <= 1) { return "gc.repackBelow must be a fraction above 0 and at most 1 (got \(repackBelow))" }
         return nil
     }
 }
