@@ -10,14 +10,16 @@ import Hashing
 ///    and every snapshot; under the share's ``RetentionPolicy``, the namespace at every sequence of its
 ///    window, at every sequence a registered server may still hold, at those its rules choose, and at
 ///    the head (see ``mark(store:now:progress:)``);
-/// 2. finishes pending records older than the safety interval: each of their packs still unreferenced
-///    by the log as it is now loses its index segment, then its pack object; the record moves to
-///    `gc/deleted/` (kept as a tombstone for writers whose index predates the deletion);
-/// 3. records the packs none of whose chunks is marked and which are older than the grace period in a
-///    new pending record (`gc/pending/<id>.json`); writers stop deduplicating against them.
+/// 2. finishes pending records older than the safety interval: each of their packs that no kept version
+///    needs as it is now (no marked chunk, or each marked chunk also in an indexed pack no record names)
+///    loses its index segment, then its pack object; the record moves to `gc/deleted/` (kept as a
+///    tombstone for writers whose index predates the deletion);
+/// 3. with ``Options/repackBelow``, copies the needed chunks of sparse packs into new packs first;
+/// 4. records the packs no kept version needs (and the repacked ones) that are older than the grace
+///    period in a new pending record (`gc/pending/<id>.json`); writers stop deduplicating against them.
 ///
-/// Every step is idempotent, so a run killed (or cancelled) anywhere leaves a state the next run finishes. Partly
-/// used packs stay (repacking is later work); their unused bytes are reported.
+/// Every step is idempotent, so a run killed (or cancelled) anywhere leaves a state the next run
+/// finishes. Partly used packs stay unless repacked; their unused bytes are reported.
 public struct GarbageCollector: Sendable {
     /// How the collector runs.
     public struct Options: Sendable {
