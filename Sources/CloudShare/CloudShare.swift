@@ -500,6 +500,8 @@ public struct ShareInfo: Sendable, Codable {
     public var headSequence: UInt64
     /// Packs whose index segment is damaged or missing (their chunks are read from the pack's trailer).
     public var damagedIndexSegments: Int
+    /// Which versions the garbage collector keeps.
+    public var retention: RetentionPolicy
     /// logical / stored (1.0 when nothing is stored).
     public var dedupRatio: Double { storedBytes == 0 ? 1 : Double(logicalBytes) / Double(storedBytes) }
 }
@@ -515,6 +517,6 @@ extension CloudShare {
                          storedBytes: packObjects.reduce(0) { $0 + $1.size }, files: namespace.fileCount,
                          directories: namespace.entries.count - namespace.fileCount,
                          logicalBytes: namespace.logicalBytes, headSequence: namespace.sequence,
-                         damagedIndexSegments: damagedIndexSegments.count)
+                         damagedIndexSegments: damagedIndexSegments.count, retention: try await RetentionPolicy.load(from: store))
     }
 }

@@ -18,6 +18,9 @@ public struct CollectionRecord: Codable, Sendable, Equatable {
         /// When the store says the pack was written (seconds since 1970), nil when it does not say:
         /// then the grace period is counted from the record's creation.
         public var modified: Double?
+        /// Set for a pack some of whose chunks a kept version needs (repacked): their bytes. Each of
+        /// them had a copy in a pack no record names when the record was written.
+        public var neededBytes: Int64?
     }
 
     /// A random id naming the record (and its keys).
@@ -28,7 +31,8 @@ public struct CollectionRecord: Codable, Sendable, Equatable {
     public var safetyInterval: Double
     /// The collector's grace period, for packs whose age the store did not report.
     public var grace: Double
-    /// The packs, each unreferenced by every commit of the log when the record was written.
+    /// The packs, each unreferenced by every kept version when the record was written, or holding only
+    /// chunks that also had a copy in a pack no record names (``Pack/neededBytes``).
     public var packs: [Pack]
     /// Set in `gc/deleted/` records: when the deletion finished (seconds since 1970).
     public var completed: Double?

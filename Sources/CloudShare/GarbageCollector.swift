@@ -6,16 +6,20 @@ import Hashing
 /// against a doomed chunk never commits a reference to a deleted one (the argument is in docs/gc.md).
 ///
 /// One run, holding the share's lease (``CollectionLease``):
-/// 1. marks every chunk referenced by any commit at any sequence of the log, and by any snapshot
-///    (there is no retention policy yet: every version of every file stays restorable);
-/// 2. finishes pending records older than the safety interval: each of their packs still unreferenced
-///    by the log as it is now loses its index segment, then its pack object; the record moves to
-///    `gc/deleted/` (kept as a tombstone for writers whose index predates the deletion);
-/// 3. records the packs none of whose chunks is marked and which are older than the grace period in a
-///    new pending record (`gc/pending/<id>.json`); writers stop deduplicating against them.
+/// 1. marks every chunk a kept version references: by default every commit at any sequence of the log
+///    and every snapshot; under the share's ``RetentionPolicy``, the namespace at every sequence of its
+///    window, at every sequence a registered server may still hold, at those its rules choose, and at
+///    the head (see ``mark(store:now:progress:)``);
+/// 2. finishes pending records older than the safety interval: each of their packs that no kept version
+///    needs as it is now (no marked chunk, or each marked chunk also in an indexed pack no record names)
+///    loses its index segment, then its pack object; the record moves to `gc/deleted/` (kept as a
+///    tombstone for writers whose index predates the deletion);
+/// 3. with ``Options/repackBelow``, copies the needed chunks of sparse packs into new packs first;
+/// 4. records the packs no kept version needs (and the repacked ones) that are older than the grace
+///    period in a new pending record (`gc/pending/<id>.json`); writers stop deduplicating against them.
 ///
-/// Every step is idempotent, so a run killed anywhere leaves a state the next run finishes. Partly
-/// used packs stay (repacking is later work); their unused bytes are reported.
+/// Every step is idempotent, so a run killed (or cancelled) anywhere leaves a state the next run
+/// finishes. Partly used packs stay unless repacked; their unused bytes are reported.
 public struct GarbageCollector: Sendable {
     /// How the collector runs.
     public struct Options: Sendable {
@@ -29,6 +33,10 @@ public struct GarbageCollector: Sendable {
         public var safetyInterval: Double = 3_600
         /// Seconds the collector's lease lasts without renewal (a killed collector's lease is taken over after it).
         public var leaseDuration: Double = 600
+        /// Repack packs whose chunks a kept version needs add up to less than this fraction of their chunk
+        /// bytes (0.5: less than half): their needed chunks are copied into new packs, and the old pack is
+        /// recorded for deletion like garbage. Nil: no repacking.
+        public var repackBelow: Double?
         /// The clock (tests move it).
         public var now: @Sendable () -> Date = { Date() }
 
@@ -42,6 +50,12 @@ public struct GarbageCollector: Sendable {
         public var packs = 0
         /// Their bytes.
         public var bytes: Int64 = 0
+
+        /// A tally of `packs` packs holding `bytes`.
+        public init(packs: Int = 0, bytes: Int64 = 0) {
+            self.packs = packs
+            self.bytes = bytes
+        }
 
         mutating func add(_ size: Int64) {
             packs += 1
@@ -59,6 +73,19 @@ public struct GarbageCollector: Sendable {
         public var unusedBytes: Int64
     }
 
+    /// Old packs that no longer serve a kept version alone and are recorded for deletion although some
+    /// of their chunks are needed: a copy of each of those is in a pack no record names.
+    public struct Repacked: Codable, Sendable, Equatable {
+        /// Packs recorded.
+        public var packs = 0
+        /// Their bytes.
+        public var bytes: Int64 = 0
+        /// Bytes of needed chunks this run copied into new packs (the rest already had copies).
+        public var copiedBytes: Int64 = 0
+        /// New packs written.
+        public var newPacks = 0
+    }
+
     /// What a run found and did.
     public struct Report: Codable, Sendable {
         /// The share, as its store prints it.
@@ -67,8 +94,16 @@ public struct GarbageCollector: Sendable {
         public var dryRun: Bool
         /// The log head the mark was taken at.
         public var logHead: UInt64 = 0
-        /// Distinct chunks referenced by some commit or snapshot.
+        /// Distinct chunks referenced by some kept version or snapshot.
         public var markedChunks = 0
+        /// The share's retention policy.
+        public var retention = RetentionPolicy()
+        /// Every version from this sequence through the head was kept (0: every version).
+        public var keptFrom: UInt64 = 0
+        /// Versions before ``keptFrom`` kept by the daily, weekly and monthly rules.
+        public var keptSelected = 0
+        /// The registered endpoint that holds versions the policy alone would not keep, if any.
+        public var heldBy: String?
         /// Every pack object in the store.
         public var packs = Tally()
         /// Packs deleted by this run (dry run: that would be).
@@ -85,6 +120,8 @@ public struct GarbageCollector: Sendable {
         public var keptUnreadable = Tally()
         /// Packs of pending records that a commit referenced since they were recorded: kept.
         public var keptReferencedAgain = Tally()
+        /// Packs recorded for deletion whose needed chunks have copies elsewhere (repacking, or duplicates).
+        public var repacked = Repacked()
         /// Referenced packs that also hold unreferenced chunks.
         public var partlyUsed = Tally()
         /// Bytes of unreferenced chunks inside partly used packs.
@@ -129,6 +166,26 @@ public struct GarbageCollector: Sendable {
         /// nil: the chunk list could not be read.
         var referencedChunks: Int?
         var unusedBytes: Int64 = 0
+        /// Bytes of all its chunks.
+        var chunkBytes: Int64 = 0
+        /// Its marked chunks.
+        var marked: [Digest32] = []
+        /// Whether its chunk list came from its index segment (readers and writers find its chunks by it).
+        var indexed = false
+    }
+
+    /// The packs of the survey, and for each marked chunk the indexed packs holding it.
+    struct Survey: Sendable {
+        var states: [Digest32: PackState] = [:]
+        var holders: [Digest32: [Digest32]] = [:]
+
+        /// The marked chunks of `pack` that have no copy in another indexed pack outside `collecting`:
+        /// what only this pack keeps readable. A pack with none may go (docs/gc.md, Repacking).
+        func onlyHere(_ pack: Digest32, collecting: Set<Digest32>) -> [Digest32] {
+            (states[pack]?.marked ?? []).filter { chunk in
+                !(holders[chunk] ?? []).contains { $0 != pack && !collecting.contains($0) }
+            }
+        }
     }
 
     /// Runs the collector; throws ``CollectorBusy`` when another one holds the lease, and a
@@ -167,41 +224,70 @@ public struct GarbageCollector: Sendable {
         let waiting = pending.filter { !isDue($0) }
         report.nextDeletionDue = waiting.map { $0.created + ($0.packs.contains { $0.modified == nil } ? max($0.safetyInterval, $0.grace) : $0.safetyInterval) }.min()
 
-        let (marked, head) = try await mark(progress: progress)
-        report.logHead = head
+        let mark = try await Self.mark(store: store, now: start, progress: progress)
+        let marked = mark.chunks
+        report.logHead = mark.head
         report.markedChunks = marked.count
-        let states = try await survey(marked: marked, progress: progress)
+        report.retention = mark.policy
+        report.keptFrom = mark.retained.from
+        report.keptSelected = mark.retained.selected.count
+        report.heldBy = mark.heldBy
+        let survey = try await survey(marked: marked, progress: progress)
+        let states = survey.states
 
         let duePacks = Set(due.flatMap(\.packIDs))
         let waitingPacks = Set(waiting.flatMap(\.packIDs))
+        // Packs that will be gone or may be: never counted as another copy of a chunk.
+        var collecting = duePacks.union(waitingPacks)
         var nominees: [CollectionRecord.Pack] = []
+        var sparse: [Digest32] = []
         for (pack, state) in states.sorted(by: { $0.key.hex < $1.key.hex }) {
             report.packs.add(state.size)
             guard let referenced = state.referencedChunks else {
                 report.keptUnreadable.add(state.size)
                 continue
             }
-            if referenced > 0 {
+            let young = state.modified.map { start - $0.timeIntervalSince1970 < options.grace } ?? false
+            // A pack whose needed chunks all have copies elsewhere (a repacked pack whose run was killed
+            // before its record, or duplicates of racing writers) is garbage like an unreferenced one.
+            let needed = referenced > 0 && !survey.onlyHere(pack, collecting: collecting).isEmpty
+            if duePacks.contains(pack) && !needed { continue } // deleted below
+            if needed {
                 report.keptReferenced.add(state.size)
-                if duePacks.contains(pack) || waitingPacks.contains(pack) { report.keptReferencedAgain.add(state.size) }
+                let recorded = duePacks.contains(pack) || waitingPacks.contains(pack)
+                if recorded { report.keptReferencedAgain.add(state.size) }
                 if state.unusedBytes > 0 {
                     report.partlyUsed.add(state.size)
                     report.partlyUsedUnusedBytes += state.unusedBytes
                     report.partlyUsedPacks.append(PartlyUsedPack(pack: PackFormat.key(pack), bytes: state.size, unusedBytes: state.unusedBytes))
+                    if let below = options.repackBelow, state.indexed, !young, !recorded,
+                       Double(state.chunkBytes - state.unusedBytes) < below * Double(state.chunkBytes) {
+                        sparse.append(pack)
+                    }
                 }
                 continue
             }
-            if duePacks.contains(pack) { continue } // deleted below
             if waitingPacks.contains(pack) {
                 report.awaitingDeletion.add(state.size)
-            } else if let modified = state.modified, start - modified.timeIntervalSince1970 < options.grace {
+            } else if young {
                 report.keptYoung.add(state.size)
             } else {
-                nominees.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970))
-                report.markedPending.add(state.size)
+                nominees.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970,
+                                                      neededBytes: referenced > 0 ? state.chunkBytes - state.unusedBytes : nil))
+                collecting.insert(pack)
+                if referenced > 0 {
+                    report.repacked.packs += 1
+                    report.repacked.bytes += state.size
+                } else {
+                    report.markedPending.add(state.size)
+                }
             }
         }
         report.partlyUsedPacks.sort { ($0.unusedBytes, $1.pack) > ($1.unusedBytes, $0.pack) }
+        if !sparse.isEmpty {
+            try await lease?.keep()
+            nominees += try await repack(sparse, survey: survey, collecting: &collecting, report: &report, progress: progress)
+        }
 
         // Phase two: delete what the records named and the log still does not reference.
         let deletions = due.reduce(0) { $0 + $1.packs.count }
@@ -210,10 +296,15 @@ public struct GarbageCollector: Sendable {
             try await lease?.keep()
             var deleted: [String] = []
             for pack in record.packs {
+                try Task.checkCancellation()
                 done += 1
                 progress?(Progress(phase: "deleting packs", done: done, total: deletions))
                 guard let id = Digest32(hex: pack.id) else { continue }
-                if let state = states[id], state.referencedChunks != 0 { continue } // referenced again, or unreadable: kept
+                if let state = states[id] {
+                    // Unreadable, or a chunk a kept version needs has no copy outside the records: kept.
+                    guard let referenced = state.referencedChunks,
+                          referenced == 0 || survey.onlyHere(id, collecting: collecting.union(duePacks)).isEmpty else { continue }
+                }
                 if states[id] == nil, (try? await store.head(IndexSegment.key(id))) != nil {
                     // The pack is gone but its segment is not: never this collector's order (segment
                     // first), so someone else's damage for `share verify` to report. Left alone.
@@ -240,6 +331,7 @@ public struct GarbageCollector: Sendable {
 
         // Phase one: record the new garbage; nothing of it is deleted before the safety interval.
         if !nominees.isEmpty && !options.dryRun {
+            try Task.checkCancellation()
             try await lease?.keep()
             let record = CollectionRecord(id: UUID().uuidString.lowercased(), created: options.now().timeIntervalSince1970,
                                           safetyInterval: options.safetyInterval, grace: options.grace, packs: nominees)
@@ -273,62 +365,144 @@ public struct GarbageCollector: Sendable {
         return records
     }
 
-    /// Every chunk referenced by any record of the log and any snapshot, and the log head. Throws when
-    /// a record or snapshot is unreadable or the log has a gap: what it references is unknown.
-    func mark(progress: (@Sendable (Progress) -> Void)?) async throws -> (Set<Digest32>, UInt64) {
+    /// What a mark found: the chunks to keep and why.
+    struct Mark: Sendable {
+        /// Every chunk some kept version (or a snapshot a new endpoint may start from) references.
+        var chunks: Set<Digest32> = []
+        /// The log head.
+        var head: UInt64 = 0
+        /// The share's retention policy.
+        var policy = RetentionPolicy()
+        /// The versions kept.
+        var retained = RetainedVersions(head: 0, from: 0, selected: [])
+        /// The registered endpoint (or unreadable registration) that holds versions the policy alone
+        /// would not keep, when one does.
+        var heldBy: String?
+    }
+
+    /// Marks every chunk a kept version references: with the default policy, every upsert of every
+    /// record and every snapshot; with a retention policy, the namespace at every kept sequence (the
+    /// window, the versions registered servers may hold, the daily, weekly and monthly rules, the head),
+    /// and the snapshots at kept sequences and the newest one. Throws when a record, a needed snapshot,
+    /// the policy or the log's continuity cannot be read: what they reference is unknown.
+    static func mark(store: any ObjectStore, now: Double, progress: (@Sendable (Progress) -> Void)?) async throws -> Mark {
+        let name = store.displayName
         let refuse = "nothing was collected: what it references is unknown (see `tiergate share verify`)"
-        var marked: Set<Digest32> = []
+        var mark = Mark()
+        mark.policy = try await RetentionPolicy.load(from: store)
         let snapshotKeys = try await store.listAll(prefix: "snapshots/")
-        for object in snapshotKeys {
-            let snapshot: Namespace
+        func snapshot(_ key: String) async throws -> Namespace {
             do {
-                snapshot = try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(object.key)))
+                return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key)))
             } catch is DecodingError {
-                throw ShareError(.corrupt, share: name, object: object.key, cause: "unreadable snapshot; " + refuse)
+                throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot; " + refuse)
             }
-            for entry in snapshot.entries.values where entry.kind == .file {
-                for chunk in entry.chunks { marked.insert(chunk.id) }
+        }
+        func fileChunks(_ entries: some Sequence<NamespaceEntry>) -> [Digest32] {
+            entries.flatMap { $0.kind == .file ? $0.chunks.map(\.id) : [] }
+        }
+        @Sendable func upserted(_ commit: Commit) -> [Digest32] {
+            commit.operations.flatMap { operation -> [Digest32] in
+                guard operation.op == .upsert, let entry = operation.entry, entry.kind == .file else { return [] }
+                return entry.chunks.map(\.id)
             }
         }
         let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
         let sequences = try await store.listAll(prefix: "log/").compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
-        var previous = snapshotSequences.filter { $0 < (sequences.first ?? 0) }.max() ?? 0
+        // The log may start after a snapshot (older records collected): the replay starts from it.
+        let base = snapshotSequences.filter { $0 < (sequences.first ?? 0) }.max() ?? 0
+        var previous = base
         for sequence in sequences {
             guard sequence == previous + 1 else {
                 throw ShareError(.badLog, share: name, object: CommitLog.key(previous + 1), cause: "missing log record; " + refuse)
             }
             previous = sequence
         }
+        mark.head = sequences.last ?? 0
         let log = CommitLog(store: store)
         var done = 0
-        try await ShareVerifier.forEach(sequences, parallel: 8) { sequence -> [Digest32] in
-            let commit = try await log.read(sequence)
-            return commit.operations.flatMap { operation -> [Digest32] in
-                guard operation.op == .upsert, let entry = operation.entry, entry.kind == .file else { return [] }
-                return entry.chunks.map(\.id)
-            }
-        } result: { _, chunks in
-            marked.formUnion(chunks)
+        func step() {
             done += 1
-            if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every commit", done: done, total: sequences.count)) }
+            if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every kept version", done: done, total: sequences.count)) }
         }
-        return (marked, sequences.last ?? 0)
+
+        guard !mark.policy.keepsEverything else {
+            mark.retained = RetainedVersions(head: mark.head, from: 0, selected: [])
+            for object in snapshotKeys { mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values)) }
+            try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
+                try Task.checkCancellation()
+                return upserted(try await log.read(sequence))
+            } result: { _, chunks in
+                mark.chunks.formUnion(chunks)
+                step()
+            }
+            return mark
+        }
+
+        var commits: [UInt64: Commit] = [:]
+        try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
+            try Task.checkCancellation()
+            return try await log.read(sequence)
+        } result: { sequence, commit in
+            commits[sequence] = commit
+        }
+        // Registrations are read after the log: an endpoint registers before it first reads the log, so one
+        // not listed here reads a head at least as new as this mark's (the argument is in docs/gc.md).
+        let (registrations, unreadable) = try await ServerRegistration.listForCollection(in: store)
+        var heldFrom = registrations.map(\.oldestHeldSequence).min()
+        if !unreadable.isEmpty { heldFrom = 0 }
+        let versions = sequences.map { RetentionPolicy.Version(sequence: $0, time: commits[$0]!.time) }
+        let now = now
+        mark.retained = mark.policy.retained(versions, now: now, heldFrom: heldFrom)
+        if mark.retained.from < mark.policy.retained(versions, now: now, heldFrom: nil).from {
+            if let key = unreadable.first {
+                mark.heldBy = "\(key) (unreadable: every version is kept)"
+            } else if let oldest = registrations.min(by: { $0.oldestHeldSequence < $1.oldestHeldSequence }) {
+                mark.heldBy = "server \(oldest.name) (\(oldest.serverID)) endpoint \(oldest.endpoint), which holds versions from #\(oldest.oldestHeldSequence)"
+            }
+        }
+
+        // The namespace at sequence s is kept whole when s is kept. For a run of kept sequences a…b that
+        // is the namespace at a plus every upsert of a+1…b: whatever is in the namespace at some
+        // sequence of the run was there at a or was written after it (renames move entries, never create them).
+        var namespace = base > 0 ? try await snapshot(CloudShare.snapshotKey(base)) : Namespace()
+        var previousKept = base == 0 || mark.retained.contains(base)
+        if base > 0 && previousKept { mark.chunks.formUnion(fileChunks(namespace.entries.values)) }
+        for sequence in sequences {
+            let commit = commits.removeValue(forKey: sequence)!
+            namespace.apply(commit)
+            if mark.retained.contains(sequence) {
+                mark.chunks.formUnion(previousKept ? upserted(commit) : fileChunks(namespace.entries.values))
+                previousKept = true
+            } else {
+                previousKept = false
+            }
+            step()
+        }
+        // New endpoints start from the newest snapshot; restores at a kept sequence from the one at or before it.
+        let newest = snapshotSequences.max()
+        for object in snapshotKeys {
+            guard let sequence = UInt64(object.key.dropFirst("snapshots/".count)), sequence == newest || mark.retained.contains(sequence) else { continue }
+            mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values))
+        }
+        return mark
     }
 
     /// Every pack object with its chunks counted against the mark: from its index segment, else its
     /// trailer; a pack whose chunk list is unreadable either way is kept.
-    func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> [Digest32: PackState] {
+    func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
         let packObjects = try await store.listAll(prefix: "packs/")
         let segments = Set(try await store.listAll(prefix: "index/").map(\.key))
-        var states: [Digest32: PackState] = [:]
+        var survey = Survey()
         var done = 0
         let store = store, name = name
         let packs = packObjects.compactMap { object in Digest32(hex: object.key.split(separator: "/").last ?? "").map { (id: $0, object: object) } }
-        try await ShareVerifier.forEach(packs, parallel: 8) { pack -> [(Digest32, UInt32)]? in
+        try await ShareVerifier.forEach(packs, parallel: 8) { pack -> (chunks: [(Digest32, UInt32)], indexed: Bool)? in
+            try Task.checkCancellation()
             if segments.contains(IndexSegment.key(pack.id)) {
                 do {
                     let bytes = try await store.get(IndexSegment.key(pack.id))
-                    return try IndexSegment.decode(bytes, share: name, name: IndexSegment.key(pack.id)).map { ($0.id, $0.location.length) }
+                    return (try IndexSegment.decode(bytes, share: name, name: IndexSegment.key(pack.id)).map { ($0.id, $0.location.length) }, true)
                 } catch let error as StoreError where error.code == .notFound {
                     // Deleted meanwhile: the trailer says the same.
                 } catch is ShareError {
@@ -336,25 +510,85 @@ public struct GarbageCollector: Sendable {
                 }
             }
             do {
-                return try await PackFormat.readTrailer(of: pack.id, in: store).map { ($0.id, $0.length) }
+                return (try await PackFormat.readTrailer(of: pack.id, in: store).map { ($0.id, $0.length) }, false)
             } catch is ShareError {
                 return nil
             } catch let error as StoreError where error.code == .notFound {
                 return nil // deleted meanwhile (by a collector's earlier, killed run): not a pack of this survey
             }
-        } result: { pack, chunks in
+        } result: { pack, list in
             var state = PackState(size: pack.object.size, modified: pack.object.modified)
-            if let chunks {
-                var referenced = 0
-                for (id, length) in chunks {
-                    if marked.contains(id) { referenced += 1 } else { state.unusedBytes += Int64(length) }
+            if let list {
+                state.indexed = list.indexed
+                for (id, length) in list.chunks {
+                    state.chunkBytes += Int64(length)
+                    if marked.contains(id) {
+                        state.marked.append(id)
+                        if list.indexed { survey.holders[id, default: []].append(pack.id) }
+                    } else {
+                        state.unusedBytes += Int64(length)
+                    }
                 }
-                state.referencedChunks = referenced
+                state.referencedChunks = state.marked.count
             }
-            states[pack.id] = state
+            survey.states[pack.id] = state
             done += 1
             if done % 64 == 0 || done == packs.count { progress?(Progress(phase: "checking packs against the mark", done: done, total: packs.count)) }
         }
-        return states
+        return survey
+    }
+
+    /// Copies the chunks only `packs` keep readable (``Survey/onlyHere(_:collecting:)``) into new packs,
+    /// each with its index segment, and returns the old packs for the pending record: once the copies
+    /// are durable, the old packs are garbage like any other (the argument is in docs/gc.md). A pack
+    /// that cannot be read whole and verified is left alone. A dry run copies nothing and reports what
+    /// it would do.
+    private func repack(_ packs: [Digest32], survey: Survey, collecting: inout Set<Digest32>, report: inout Report,
+                        progress: (@Sendable (Progress) -> Void)?) async throws -> [CollectionRecord.Pack] {
+        let share = try await CloudShare.open(store, loadingIndex: false)
+        try await share.refreshCollected()
+        let uploader = share.makeUploader()
+        var repacked: [CollectionRecord.Pack] = []
+        for (done, pack) in packs.enumerated() {
+            try Task.checkCancellation()
+            progress?(Progress(phase: "repacking", done: done, total: packs.count))
+            guard let state = survey.states[pack] else { continue }
+            let needed = Set(survey.onlyHere(pack, collecting: collecting))
+            var copied: Int64 = 0
+            if !needed.isEmpty && !options.dryRun {
+                let bytes: [UInt8], check: PackFormat.Check
+                do {
+                    bytes = try await store.get(PackFormat.key(pack))
+                    check = try PackFormat.check(bytes, pack: pack, share: name)
+                } catch is ShareError {
+                    continue // damaged: `share verify` reports it; the pack stays
+                } catch let error as StoreError where error.code == .notFound {
+                    continue
+                }
+                let entries = check.entries.filter { needed.contains($0.id) && !check.badChunks.contains($0.id) }
+                guard Set(entries.map(\.id)) == needed else { continue } // a needed chunk fails its check: kept
+                for entry in entries {
+                    let chunk = Array(bytes[Int(entry.offset)..<Int(entry.offset) + Int(entry.length)])
+                    try await uploader.addAgain(id: entry.id, bytes: chunk)
+                    copied += Int64(entry.length)
+                }
+            } else if !needed.isEmpty {
+                copied = state.chunkBytes - state.unusedBytes // at most
+            }
+            report.repacked.packs += 1
+            report.repacked.bytes += state.size
+            report.repacked.copiedBytes += copied
+            report.keptReferenced.packs -= 1
+            report.keptReferenced.bytes -= state.size
+            repacked.append(CollectionRecord.Pack(id: pack.hex, bytes: state.size, modified: state.modified?.timeIntervalSince1970,
+                                                  neededBytes: state.chunkBytes - state.unusedBytes))
+            collecting.insert(pack)
+        }
+        // The copies are durable (packs and index segments) before the record names the old packs.
+        if !options.dryRun {
+            try await uploader.finish()
+            report.repacked.newPacks = await uploader.packs.count
+        }
+        return repacked
     }
 }

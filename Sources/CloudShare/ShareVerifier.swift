@@ -53,6 +53,7 @@ public struct ShareVerifier: Sendable {
             case missingPack = "missing pack"
             case lostChunk = "lost chunk"
             case orphanPack = "orphan pack"
+            case outsideRetention = "outside retention"
         }
 
         /// What kind of problem.
@@ -320,7 +321,17 @@ public struct ShareVerifier: Sendable {
             for chunk in state.listedButGone { listedInGonePack[chunk] = state.pack }
         }
         let unreadableLists = states.values.filter { $0.size != nil && $0.chunks == nil }.map { PackFormat.key($0.pack) }.sorted()
+        // Under a retention policy, chunks only versions outside it need are the garbage collector's to delete.
+        var kept: Set<Digest32>?
+        if try await !RetentionPolicy.load(from: store).keepsEverything, needs.keys.contains(where: { home[$0] == nil }) {
+            kept = try? await GarbageCollector.mark(store: store, now: Date().timeIntervalSince1970, progress: nil).chunks
+        }
+        var collected: [FileVersion] = []
         for (chunk, versions) in needs where home[chunk] == nil {
+            if let kept, !kept.contains(chunk) {
+                collected += versions
+                continue
+            }
             var problem = "in no pack"
             var fix = "store the files again from a server that holds them (`tiergate put`, `tiergate migrate`, or a sync of an endpoint with full copies); otherwise restore those files from a backup"
             if let gone = listedInGonePack[chunk] {
@@ -331,6 +342,15 @@ public struct ShareVerifier: Sendable {
             }
             problems.append(Problem(kind: .lostChunk, object: "chunk \(chunk.hex)", problem: problem,
                                     consequence: Self.describe(versions.sorted(), or: ""), fix: fix, needs: versions.sorted()))
+        }
+
+        if !collected.isEmpty {
+            let versions = Set(collected).sorted()
+            problems.append(Problem(kind: .outsideRetention, object: RetentionPolicy.key,
+                                    problem: "\(versions.count) file versions outside the share's retention are no longer readable (the garbage collector deleted their data)",
+                                    consequence: "restores of them fail, saying so: " + versions.prefix(10).map { "\($0.path) (version \($0.sequence))" }.joined(separator: ", ")
+                                        + (versions.count > 10 ? " and \(versions.count - 10) more" : ""),
+                                    fix: "none needed", isInfo: true))
         }
 
         // Orphan packs: named by no commit, holding no chunk any file needs. Not judged when a record or

@@ -80,7 +80,7 @@ extension Gateway {
                 report.files += 1
                 report.bytes += size
             case .failure(let error):
-                report.refused.append((item, "\(error)"))
+                report.refused.append((item, "\(await point.explain(error, path: item, sequence: past.sequence, share: share))"))
             }
         }
         return report

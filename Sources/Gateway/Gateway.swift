@@ -170,6 +170,7 @@ public final class Gateway {
     /// re-check what `endpoint add` refuses (placement, endpoints that nest, credentials in a share URL)
     /// before they touch a file.
     public func checkConfiguration() throws {
+        if let problem = config.gc?.problem { throw GatewayError("\(directory.path)/config.json: \(problem)") }
         for (index, endpoint) in config.endpoints.enumerated() {
             let context = "endpoint \(endpoint.id) at '\(endpoint.path)' in \(directory.path)/config.json"
             guard endpoint.path.hasPrefix("/") else { throw GatewayError("\(context): the path must be absolute") }

@@ -80,7 +80,8 @@ public enum ShareAdmin {
         chunks:       \(info.chunks)
         logical:      \(ByteFormat.string(info.logicalBytes)) (\(info.logicalBytes) bytes)
         stored:       \(ByteFormat.string(info.storedBytes)) (\(info.storedBytes) bytes)
-        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))\(damaged)\(garbage.map { garbage in """
+        dedup ratio:  \(String(format: "%.2f", info.dedupRatio))
+        retention:    \(describe(info.retention))\(damaged)\(garbage.map { garbage in """
 
         referenced:   \(ByteFormat.string(garbage.referencedBytes)) (chunks some version of some file needs)
         garbage:      \(ByteFormat.string(garbage.reclaimableBytes)) in \(garbage.reclaimablePacks) unreferenced packs (`tiergate share gc` reclaims them), \
@@ -201,6 +202,38 @@ public enum ByteRate {
 }
 
 extension ShareAdmin {
+    /// The retention policy of the share at `url` (`tiergate share retention`).
+    public static func retention(url: String) async throws -> RetentionPolicy {
+        let share = try await CloudShare.open(try StoreLocator.open(url), loadingIndex: false)
+        return try await RetentionPolicy.load(from: share.store)
+    }
+
+    /// The rules of a retention policy as the command line gives them.
+    public typealias RetentionRules = RetentionPolicy
+
+    /// Sets the retention policy of the share at `url`; a policy without rules keeps every version.
+    @discardableResult
+    public static func setRetention(_ policy: RetentionPolicy, url: String) async throws -> RetentionPolicy {
+        if let problem = policy.problem { throw GatewayError("invalid retention policy: \(problem)") }
+        let share = try await CloudShare.open(try StoreLocator.open(url), loadingIndex: false)
+        try await policy.save(to: share.store)
+        return policy
+    }
+
+    /// A retention policy in words.
+    public static func describe(_ policy: RetentionPolicy) -> String {
+        guard !policy.keepsEverything else { return "every version of every file" }
+        var parts: [String] = []
+        if let within = policy.keepWithin { parts.append("every version within \(DurationText.string(within))") }
+        var last: [String] = []
+        for (count, unit) in [(policy.keepDaily, "day"), (policy.keepWeekly, "week"), (policy.keepMonthly, "month")] {
+            if let count { last.append("\(count) \(unit)\(count == 1 ? "" : "s")") }
+        }
+        if !last.isEmpty { parts.append("the last version of each of the newest " + last.joined(separator: ", ")) }
+        parts.append("the log head, and every version a registered server may still need")
+        return parts.joined(separator: "; ")
+    }
+
     /// The share's log head and its registered servers (`tiergate share servers`).
     public static func servers(url: String) async throws -> (head: UInt64, servers: [ServerRegistration]) {
         let store = try StoreLocator.open(url)
@@ -246,8 +279,10 @@ public enum DurationText {
 
 extension ShareAdmin {
     /// The collector's options from the command line's values (seconds).
-    public static func collectionOptions(dryRun: Bool, grace: Double, safetyInterval: Double, lease: Double) -> GarbageCollector.Options {
+    public static func collectionOptions(dryRun: Bool, grace: Double, safetyInterval: Double, lease: Double,
+                                         repackBelow: Double? = nil) -> GarbageCollector.Options {
         var options = GarbageCollector.Options()
+        options.repackBelow = repackBelow
         options.dryRun = dryRun
         options.grace = grace
         options.safetyInterval = safetyInterval
@@ -274,12 +309,24 @@ extension ShareAdmin {
         func time(_ seconds: Double) -> String { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: seconds)) }
         var lines = ["share:             \(StoreLocator.redacted(report.share))"]
         if report.dryRun { lines.append("dry run:           nothing was recorded or deleted; the figures say what a run would do") }
-        lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by some commit or snapshot; every version of every file is kept)")
+        if report.retention.keepsEverything {
+            lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by some commit or snapshot; every version of every file is kept)")
+        } else {
+            lines.append("log head:          \(report.logHead) (\(report.markedChunks) chunks referenced by the versions kept)")
+            lines.append("retention:         \(describe(report.retention))")
+            let selected = report.keptSelected > 0 ? ", and \(report.keptSelected) older by the daily, weekly and monthly rules" : ""
+            lines.append("versions kept:     " + (report.keptFrom == 0 ? "every version" : "every version from #\(report.keptFrom)") + selected)
+            if let heldBy = report.heldBy { lines.append("held back by:      \(heldBy)") }
+        }
         lines.append("packs:             \(tally(report.packs))")
         lines.append("deleted:           \(tally(report.deleted))" + (report.recordsFinished > 0 ? " (\(report.recordsFinished) pending record\(report.recordsFinished == 1 ? "" : "s") finished)" : ""))
         var pending = "marked pending:    \(tally(report.markedPending))"
         if report.markedPending.packs > 0 { pending += " (writers stop reusing their chunks; a run after \(DurationText.string(options.safetyInterval)) deletes those still unreferenced)" }
         lines.append(pending)
+        if report.repacked.packs > 0 || options.repackBelow != nil {
+            let copied = report.repacked.copiedBytes > 0 ? "; \(ByteFormat.string(report.repacked.copiedBytes)) of needed chunks copied into \(report.repacked.newPacks) new pack\(report.repacked.newPacks == 1 ? "" : "s") first" : ""
+            lines.append("repacked:          \(tally(GarbageCollector.Tally(packs: report.repacked.packs, bytes: report.repacked.bytes))) marked pending although partly used\(copied)")
+        }
         if report.awaitingDeletion.packs > 0 {
             lines.append("awaiting deletion: \(tally(report.awaitingDeletion)) (marked by earlier runs)")
         }
@@ -289,7 +336,8 @@ extension ShareAdmin {
         if report.keptUnreadable.packs > 0 {
             lines.append("kept, unreadable:  \(tally(report.keptUnreadable)) (neither index segment nor trailer readable; see `tiergate share verify`)")
         }
-        lines.append("partly used:       \(tally(report.partlyUsed)) holding \(ByteFormat.string(report.partlyUsedUnusedBytes)) of unreferenced chunks (kept: repacking is not done yet)")
+        let repackHint = options.repackBelow.map { "packs used below \(Int(($0 * 100).rounded())) % are repacked" } ?? "`--repack-below` repacks them"
+        lines.append("partly used:       \(tally(report.partlyUsed)) holding \(ByteFormat.string(report.partlyUsedUnusedBytes)) of unreferenced chunks (\(repackHint))")
         for pack in report.partlyUsedPacks.prefix(10) {
             lines.append("  \(pack.pack): \(ByteFormat.string(pack.unusedBytes)) unused of \(ByteFormat.string(pack.bytes))")
         }

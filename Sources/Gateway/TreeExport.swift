@@ -69,6 +69,26 @@ public enum TreeExport {
             case .time(let date): try await share.namespace(asOf: date)
             }
         }
+
+        /// `#42`, or the time in ISO 8601.
+        public var description: String {
+            switch self {
+            case .sequence(let sequence): "#\(sequence)"
+            case .time(let date): ISO8601DateFormatter().string(from: date)
+            }
+        }
+
+        /// The error to report for `path`, whose content at this point (the namespace at `sequence`) could
+        /// not be read: when a chunk is missing and the share's retention policy does not keep that version,
+        /// it says so (the garbage collector deleted its data); any other error is returned as it is.
+        func explain(_ error: any Error, path: String, sequence: UInt64, share: CloudShare) async -> any Error {
+            guard let shareError = error as? ShareError, shareError.code == .missingChunk,
+                  let policy = try? await RetentionPolicy.load(from: share.store), !policy.keepsEverything,
+                  let commits = try? await share.log.records(after: 0) else { return error }
+            let versions = commits.map { RetentionPolicy.Version(sequence: $0.sequence, time: $0.time) }
+            guard !policy.retained(versions, now: Date().timeIntervalSince1970, heldFrom: nil).contains(sequence) else { return error }
+            return GatewayError("'\(path)' as it was at \(description)\(description == "#\(sequence)" ? "" : " (the share at #\(sequence))") cannot be restored: that version is outside the share's retention (\(ShareAdmin.describe(policy))), and the garbage collector deleted its data; nothing of it was written (`tiergate share history` lists its versions)")
+        }
     }
 
     /// Restores `share`'s namespace at its log head (or at `point`) into `destination`, only `subtree`
@@ -136,7 +156,8 @@ public enum TreeExport {
                 case .failure(let error as PosixError):
                     report.skipped.append(SkippedItem(path: path, reason: error.reason))
                 case .failure(let error):
-                    throw error
+                    guard let point else { throw error }
+                    throw await point.explain(error, path: path, sequence: namespace.sequence, share: share)
                 }
             }
             if let progress, Date().timeIntervalSince(lastReport) > 0.5 {

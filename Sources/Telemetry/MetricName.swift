@@ -32,6 +32,10 @@ public enum MetricName {
     public static let fanotifyQueue = "tiergate_fanotify_queue_depth"
     public static let mountRequests = "tiergate_mount_requests_total"
 
+    // Garbage collection by the daemon (label `result`).
+    public static let gcRuns = "tiergate_gc_runs_total"
+    public static let gcDeletedBytes = "tiergate_gc_deleted_bytes_total"
+
     // The server.
     public static let networkLimit = "tiergate_network_limit_bytes_per_second"
     public static let up = "tiergate_up"
@@ -63,6 +67,8 @@ public enum MetricName {
         lowDisk: "1 while the volume is below its free-space target (recalled files are tiered again).",
         fanotifyQueue: "Pre-content events read from the kernel and waiting for a handler.",
         mountRequests: "Requests the FUSE mount of the endpoint served.",
+        gcRuns: "Garbage collector runs the daemon made, by result (success; busy: another collector held the share's lease; error).",
+        gcDeletedBytes: "Bytes of packs the daemon's garbage collector deleted.",
         networkLimit: "The network limit in force for sync traffic (bytes per second; 0: none).",
         up: "1 while the daemon runs.",
     ]

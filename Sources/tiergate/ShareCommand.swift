@@ -6,7 +6,7 @@ struct ShareCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "share",
         abstract: "Create and inspect cloud shares.",
-        subcommands: [Create.self, Info.self, Verify.self, Collect.self, History.self, Servers.self, ForgetServer.self, Copy.self, Move.self]
+        subcommands: [Create.self, Info.self, Verify.self, Collect.self, Retention.self, History.self, Servers.self, ForgetServer.self, Copy.self, Move.self]
     )
 
     struct Create: AsyncParsableCommand {
@@ -175,10 +175,12 @@ extension ShareCommand {
             commandName: "gc",
             abstract: "Delete packs no version of any file needs, in two phases; exit status 1 on an error.",
             discussion: """
-            Marks every chunk any commit of the log references (every version of every file stays). Packs none of \
+            Marks every chunk a version kept by the share's retention policy references (`tiergate share \
+            retention`; by default every version of every file stays). Packs none of \
             whose chunks is marked and older than --grace are recorded as pending deletion: writers stop reusing \
             their chunks. A later run, at least --safety-interval after, deletes those still unreferenced. Partly \
-            used packs stay; their unused bytes are reported. One collector at a time (a lease in the share). \
+            used packs stay, unless --repack-below: then the needed chunks of packs used below that fraction are \
+            copied into new packs first, and the old packs go the same way. One collector at a time (a lease in the share). \
             See docs/gc.md.
             """
         )
@@ -191,9 +193,12 @@ extension ShareCommand {
         var safetyInterval = "1h"
         @Option(help: ArgumentHelp("How long the collector's lease lasts unrenewed (a killed collector's lease is taken over after it).", valueName: "duration"))
         var lease = "10m"
+        @Option(help: ArgumentHelp("Repack packs whose needed chunks fill less than this fraction of them (0.5: half): those chunks are copied into new packs and the old pack goes like garbage.", valueName: "fraction"))
+        var repackBelow: Double?
         @Flag(help: "Print JSON.") var json = false
 
         func validate() throws {
+            if let repackBelow, !(repackBelow > 0 && repackBelow <= 1) { throw ValidationError("--repack-below must be a fraction above 0 and at most 1 (got \(repackBelow))") }
             for (name, text) in [("--grace", grace), ("--safety-interval", safetyInterval), ("--lease", lease)] where DurationText.parse(text) == nil {
                 throw ValidationError("\(name) must be a duration such as 24h, 90m, 30s or 2d (got '\(text)')")
             }
@@ -202,13 +207,59 @@ extension ShareCommand {
 
         func run() async throws {
             let options = ShareAdmin.collectionOptions(dryRun: dryRun, grace: DurationText.parse(grace)!,
-                                                       safetyInterval: DurationText.parse(safetyInterval)!, lease: DurationText.parse(lease)!)
+                                                       safetyInterval: DurationText.parse(safetyInterval)!, lease: DurationText.parse(lease)!,
+                                                       repackBelow: repackBelow)
             do {
                 let report = try await ShareAdmin.collectGarbage(url: url, options: options, progress: ProgressPrinter.shared.print)
                 ProgressPrinter.shared.finish()
                 print(json ? try ShareAdmin.json(report) : ShareAdmin.describe(report, options: options))
             } catch {
                 ProgressPrinter.shared.finish()
+                throw fail(error)
+            }
+        }
+    }
+
+    struct Retention: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show or set which versions of files the garbage collector keeps.",
+            discussion: """
+            Without options, prints the share's policy. With them, sets it (the options given replace the whole \
+            policy): every version within --keep-within, and the last version of each of the newest N days, weeks \
+            and months (UTC) that have commits, as `restic forget` keeps snapshots. The log head, and every \
+            version from the oldest one a registered server may still hold, are always kept. --keep-everything \
+            (the default of a new share) keeps every version. `tiergate share gc` deletes the rest. See docs/gc.md.
+            """
+        )
+
+        @Argument(help: "The cloud share URL.") var url: String
+        @Option(help: ArgumentHelp("Keep every version that was current within this duration before now (30d, 12h).", valueName: "duration"))
+        var keepWithin: String?
+        @Option(help: "Keep the last version of each of the newest N days that have commits.") var keepDaily: Int?
+        @Option(help: "Keep the last version of each of the newest N weeks that have commits.") var keepWeekly: Int?
+        @Option(help: "Keep the last version of each of the newest N months that have commits.") var keepMonthly: Int?
+        @Flag(help: "Keep every version of every file (no retention rules).") var keepEverything = false
+        @Flag(help: "Print JSON.") var json = false
+
+        var rules: ShareAdmin.RetentionRules {
+            ShareAdmin.RetentionRules(keepWithin: keepWithin.flatMap(DurationText.parse), keepDaily: keepDaily, keepWeekly: keepWeekly, keepMonthly: keepMonthly)
+        }
+
+        func validate() throws {
+            if let keepWithin, DurationText.parse(keepWithin) == nil {
+                throw ValidationError("--keep-within must be a duration such as 30d, 12h or 90m (got '\(keepWithin)')")
+            }
+            if keepEverything && !rules.keepsEverything { throw ValidationError("--keep-everything takes no other rule") }
+            if let problem = rules.problem { throw ValidationError(problem) }
+        }
+
+        func run() async throws {
+            do {
+                let policy = keepEverything || !rules.keepsEverything
+                    ? try await ShareAdmin.setRetention(rules, url: url) : try await ShareAdmin.retention(url: url)
+                if json { try printJSON(policy); return }
+                print("retention of \(ShareAdmin.printable(url)): \(ShareAdmin.describe(policy))")
+            } catch {
                 throw fail(error)
             }
         }

@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import CloudShare
 @testable import Gateway
 import Glibc
 import Telemetry

@@ -1,3 +1,4 @@
+import CloudShare
 import Foundation
 import Gateway
 import Testing

@@ -74,6 +74,8 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     /// `store:NAME/prefix` uses that prefix of the store, so pointing every share of a store elsewhere is
     /// one edit, which a running daemon applies at its next pass.
     public var stores: [String: String] = [:]
+    /// When `serve` runs the garbage collector of its shares (nil: every 6 hours; see ``CollectionSchedule``).
+    public var gc: CollectionSchedule?
 
     /// A new configuration for a server called `name`.
     public init(serverName: String) {
@@ -85,7 +87,7 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case serverID, serverName, endpoints, nextEndpointID, metrics, networkLimits, stores
+        case serverID, serverName, endpoints, nextEndpointID, metrics, networkLimits, stores, gc
     }
 
     public init(from decoder: any Decoder) throws {
@@ -98,6 +100,7 @@ public struct GatewayConfig: Codable, Sendable, Equatable {
         // Configurations written before the schedule existed have none: no limit.
         networkLimits = try container.decodeIfPresent(NetworkLimitSchedule.self, forKey: .networkLimits) ?? NetworkLimitSchedule()
         stores = try container.decodeIfPresent([String: String].self, forKey: .stores) ?? [:]
+        gc = try container.decodeIfPresent(CollectionSchedule.self, forKey: .gc)
         resolveStores()
     }
 

@@ -20,6 +20,9 @@ struct DeferredOperations: Codable, Sendable {
 
     var isEmpty: Bool { items.isEmpty }
 
+    /// The sequence of the oldest pending operation.
+    var oldestSequence: UInt64? { items.map(\.sequence).min() }
+
     mutating func add(_ operation: NamespaceOperation, of commit: Commit) {
         items.append(Item(sequence: commit.sequence, authorName: commit.authorName, operation: operation))
     }

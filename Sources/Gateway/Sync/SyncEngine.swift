@@ -131,6 +131,9 @@ public final class SyncEngine {
             appliedPaths = ChangeSet()
             if !logChecked {
                 try await checkLog()
+                // Registered before this process first reads the log: a garbage collector that did not see
+                // the registration marked a log head no newer than what this endpoint reads (docs/gc.md).
+                try await registerServer(cursor: try state.cursor(endpoint.id))
                 logChecked = true
             }
             try await prepareFirstSync()
@@ -191,10 +194,14 @@ public final class SyncEngine {
         try? state.setValue(report, endpoint.id, "lastSync", sync: true)
     }
 
-    /// Writes the endpoint's ``ServerRegistration``: the server's name, last seen and last applied sequence.
+    /// Writes the endpoint's ``ServerRegistration``: the server's name, last seen, last applied sequence,
+    /// and the oldest sequence whose versions it may still hold: a file whose newer version is deferred
+    /// (not applied yet) is still the version it was one sequence before.
     func registerServer(cursor: UInt64) async throws {
-        try await ServerRegistration(serverID: serverID, name: serverName, endpoint: endpoint.id,
-                                     lastSeen: Date().timeIntervalSince1970, lastAppliedSequence: cursor).write(to: share.store)
+        let deferred = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations()
+        let holdsFrom = min(cursor, deferred.oldestSequence.map { $0 - 1 } ?? cursor)
+        try await ServerRegistration(serverID: serverID, name: serverName, endpoint: endpoint.id, lastSeen: Date().timeIntervalSince1970,
+                                     lastAppliedSequence: cursor, holdsFrom: holdsFrom).write(to: share.store)
     }
 
     /// Records per-item errors and clears the ones of items that synced.

@@ -338,8 +338,13 @@ extension Gateway {
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
                         networkLimit: networkLimit, readiness: readiness, logger: logger)
         }
+        // The collector is stopped first (the group stops services in reverse order).
+        let collection: [any Service] = (config.gc ?? CollectionSchedule()).intervalSeconds.map { interval in
+            [CollectionService(shares: config.endpoints.map(\.shareURL), interval: interval, options: (config.gc ?? CollectionSchedule()).options,
+                               networkLimit: networkLimit, logger: logger)]
+        } ?? []
         let group = ServiceGroup(configuration: .init(
-            services: services.map { .init(service: $0) },
+            services: (services + collection).map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
