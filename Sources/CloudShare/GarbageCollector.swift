@@ -545,7 +545,7 @@ public struct GarbageCollector: Sendable {
     /// it would do.
     private func repack(_ packs: [Digest32], survey: Survey, collecting: inout Set<Digest32>, report: inout Report,
                         progress: (@Sendable (Progress) -> Void)?) async throws -> [CollectionRecord.Pack] {
-        let share = try await CloudShare.open(store, loadingIndex: false)
+        let share = try await CloudShare.open(store)
         try await share.refreshCollected()
         let uploader = share.makeUploader()
         var repacked: [CollectionRecord.Pack] = []

@@ -204,7 +204,7 @@ public enum ByteRate {
 extension ShareAdmin {
     /// The retention policy of the share at `url` (`tiergate share retention`).
     public static func retention(url: String) async throws -> RetentionPolicy {
-        let share = try await CloudShare.open(try StoreLocator.open(url), loadingIndex: false)
+        let share = try await CloudShare.open(try StoreLocator.open(url))
         return try await RetentionPolicy.load(from: share.store)
     }
 
@@ -215,7 +215,7 @@ extension ShareAdmin {
     @discardableResult
     public static func setRetention(_ policy: RetentionPolicy, url: String) async throws -> RetentionPolicy {
         if let problem = policy.problem { throw GatewayError("invalid retention policy: \(problem)") }
-        let share = try await CloudShare.open(try StoreLocator.open(url), loadingIndex: false)
+        let share = try await CloudShare.open(try StoreLocator.open(url))
         try await policy.save(to: share.store)
         return policy
     }

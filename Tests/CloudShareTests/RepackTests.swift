@@ -1,5 +1,5 @@
 import Backends
-import CloudShare
+@testable import CloudShare
 import Foundation
 import Hashing
 import Testing
@@ -121,10 +121,10 @@ import Testing
 
     /// Stores `chunk` again in a new pack although the share has it.
     func orphanPackAgain(_ store: any ObjectStore, _ chunk: [UInt8]) async throws -> [Digest32] {
-        // A share opened without its index does not know the chunk, so the uploader stores it.
-        let share = try await CloudShare.open(store, loadingIndex: false)
+        // Stored although the share has it, as a second writer racing the first would.
+        let share = try await CloudShare.open(store)
         let uploader = share.makeUploader()
-        try await uploader.add(id: SHA256.hash(chunk), bytes: chunk)
+        try await uploader.addAgain(id: SHA256.hash(chunk), bytes: chunk)
         try await uploader.finish()
         return await uploader.packs
     }

@@ -174,7 +174,7 @@ import Testing
         func settle(_ servers: [String]) async throws -> UInt64 {
             let deadline = Date().addingTimeInterval(90)
             while Date() < deadline {
-                let share = try await CloudShare.open(store, loadingIndex: false)
+                let share = try await CloudShare.open(store)
                 let head = try await share.namespace()
                 let registrations = try await ServerRegistration.list(in: store)
                 let applied = servers.allSatisfy { name in registrations.contains { $0.name == name && $0.lastAppliedSequence == head.sequence } }
