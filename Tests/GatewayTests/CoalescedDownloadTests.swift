@@ -45,7 +45,10 @@ final class PackGetCounter: ObjectStore {
         scratch.write("src/large", expected["large"]!)
         let store = LocalStore(root: scratch.path + "/share")
         let share = try await CloudShare.create(in: store, manifest: ShareManifest(chunking: try ChunkingParametersForTests.small()))
-        _ = try await Migration.run(source: scratch.path + "/src", share: share)
+        // One batch whatever the machine's speed: a batch committed on time would seal a pack early.
+        var options = Migration.Options()
+        options.batchSeconds = 3_600
+        _ = try await Migration.run(source: scratch.path + "/src", share: share, options: options)
         let namespace = try await share.namespace()
         let chunks = Set(namespace.entries.values.flatMap { $0.chunks.map(\.id) }).count
         return (store, expected, chunks, try await store.listAll(prefix: "packs/").count)
