@@ -185,9 +185,17 @@ func pseudoRandomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
 
     @Test func theLocatorOpensS3URLsWithEnvironmentCredentials() async throws {
         let moto = try await TestServers.moto()
+        // The environment is the test process's: what other suites exported is put back afterwards.
+        let saved: [(name: String, value: String?)] = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"].map { name in
+            (name, getenv(name).map { String(cString: $0) })
+        }
         setenv("AWS_ACCESS_KEY_ID", moto.credentials.accessKeyId, 1)
         setenv("AWS_SECRET_ACCESS_KEY", moto.secretAccessKey, 1)
-        defer { unsetenv("AWS_ACCESS_KEY_ID"); unsetenv("AWS_SECRET_ACCESS_KEY") }
+        defer {
+            for (name, value) in saved {
+                if let value { setenv(name, value, 1) } else { unsetenv(name) }
+            }
+        }
         let store = try StoreLocator.open(moto.url())
         #expect((store as? MeteredStore)?.base is S3Store, "the locator measures every store it opens")
         try await store.put("via-locator", bytes: [9])
