@@ -3,6 +3,7 @@ import CloudShare
 import Foundation
 @testable import Gateway
 import Glibc
+import Hashing
 import Testing
 
 /// A new mode, owner or mtime of a stub converges to the other servers like a full file's, whatever
@@ -131,6 +132,57 @@ import Testing
             }
             #expect(contents.contains(edited), "server \(index): the edit is lost (\(names))")
             #expect(try readAll(group.root(index) + "/f.bin") == edited, "server \(index): the newer write keeps the name")
+        }
+    }
+}
+
+/// A writer whose chunk index was never loaded (or loaded before a pack was marked for deletion)
+/// commits a reference to a chunk whose only copy is in a pack the garbage collector marked: the
+/// commit must store the chunk again, so that the sweep after the safety interval deletes nothing a
+/// commit references. The reference does not come through the upload session (as a stub's chunk list,
+/// or a chunk a migration found indexed earlier, does not).
+@Suite struct UnloadedIndexCollectionTests {
+    static let safety: Double = 60
+
+    static func collect(_ store: any ObjectStore, now: @escaping @Sendable () -> Date) async throws -> GarbageCollector.Report {
+        var options = GarbageCollector.Options()
+        options.grace = 0
+        options.safetyInterval = safety
+        options.now = now
+        return try await GarbageCollector(store: store, options: options).run()
+    }
+
+    @Test(arguments: [false, true])
+    func aCommitReferencingAChunkOfAMarkedPackStoresItAgain(indexLoadedBefore: Bool) async throws {
+        let store = MemoryStore()
+        _ = try await CloudShare.create(in: store, manifest: ShareManifest(packSize: 1 << 20))
+        let writer = try await CloudShare.open(store)
+        if indexLoadedBefore { try await writer.ensureIndexLoaded() }
+        // An orphan pack (a writer killed before its commit) holding X, marked by a collector.
+        let x = randomBytes(30_000, seed: 91)
+        let orphanWriter = try await CloudShare.open(store)
+        let orphanUploader = orphanWriter.makeUploader()
+        try await orphanUploader.add(id: SHA256.hash(x), bytes: x)
+        try await orphanUploader.finish()
+        let orphan = try #require(await orphanUploader.packs.first)
+        let marked = try await Self.collect(store, now: { Date() })
+        #expect(marked.markedPending.packs == 1)
+
+        // The writer commits a file made of X without storing X through its session.
+        let entry = NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: Int64(x.count), mode: 0o644, mtime: 0, uid: 0, gid: 0,
+                                   chunks: [ChunkRef(id: SHA256.hash(x), length: UInt32(x.count))])
+        let log = writer.log
+        let sequence = try await writer.appendCommit(author: "w", authorName: "W", operations: [.upsert("x.bin", entry)],
+                                                     uploader: writer.makeUploader()) { try await log.append($0) }
+        let commit = try await log.read(sequence)
+        #expect(!commit.packs.isEmpty && !commit.packs.contains(orphan.hex), "the commit names \(commit.packs), orphan \(orphan.hex)")
+
+        // The sweep after the safety interval: the file still reads from a fresh reader.
+        _ = try await Self.collect(store, now: { Date().addingTimeInterval(Self.safety * 2) })
+        let reader = try await CloudShare.open(store)
+        #expect(try await reader.readChunk(SHA256.hash(x)) == x)
+        for name in commit.packs {
+            #expect(try await store.head(PackFormat.key(try #require(Digest32(hex: name)))) != nil, "a pack the commit names is gone")
         }
     }
 }
