@@ -135,19 +135,21 @@ extension SyncEngine {
                         errors.append((item.path, "changed while it was recalled; retried at the next pass", "upload"))
                         continue
                     }
-                    if fingerprint == after.fingerprint {
+                    if fingerprint == after.fingerprint, recalled.mode == after.mode, recalled.uid == after.uid, recalled.gid == after.gid {
                         // Only recall writes: the recorded version, complete again.
                         var clean = after
                         clean.updateStat(recalled)
                         statOnly.append((item.path, clean))
                         continue
                     }
-                    // An application's write. Under a running recall (this daemon's fanotify marks or mount,
-                    // active since before the write) every byte it wrote over was recalled first: the file is
-                    // an edit, committed under its own name. Otherwise the unrecalled bytes of the pages
-                    // around the write read as zeros to it and cannot be told from its own: the file is kept
-                    // as a conflict copy and the path becomes a stub of the share's version again.
-                    if let since = recallActiveSince, item.ctime >= since {
+                    // The recorded content under a new mode or owner: committed as a full file's (its chunks
+                    // dedup), with its mtime. Otherwise an application's write. Under a running recall (this
+                    // daemon's fanotify marks or mount, active since before the write) every byte it wrote over
+                    // was recalled first: the file is an edit, committed under its own name. Otherwise the
+                    // unrecalled bytes of the pages around the write read as zeros to it and cannot be told
+                    // from its own: the file is kept as a conflict copy and the path becomes a stub of the
+                    // share's version again.
+                    if fingerprint == after.fingerprint || recallActiveSince.map({ item.ctime >= $0 }) == true {
                         known0 = after
                         item = recalled
                     } else {

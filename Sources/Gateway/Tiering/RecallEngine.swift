@@ -442,9 +442,12 @@ public final class RecallEngine: Sendable {
         guard let path, let record else { return }
         var updated = record
         let now = LocalItem(path: path, try stub.status())
-        // A stub an application wrote into keeps its recorded stat, so the scan sees the change and
-        // commits it; only a stub holding just the recorded version takes its new stat (ctime, inode).
-        if now.size == record.size && now.mtime == record.mtime { updated.updateStat(now) }
+        // A stub an application wrote into, or whose mode or owner changed, keeps its recorded stat, so
+        // the scan sees the change and commits it; only a stub holding just the recorded version with its
+        // recorded attributes takes its new stat (ctime, inode).
+        if now.size == record.size && now.mtime == record.mtime && now.mode == record.mode && now.uid == record.uid && now.gid == record.gid {
+            updated.updateStat(now)
+        }
         updated.residency = .full
         var batch = state.batch(endpoint.id)
         batch.setEntry(path, updated)
