@@ -61,9 +61,10 @@ final class PackGetCounter: ObjectStore {
         let counter = PackGetCounter(store)
         let report = try await TreeExport.run(share: try await CloudShare.open(counter), destination: scratch.path + "/out")
         #expect(report.files == expected.count && report.skipped.isEmpty)
-        // Each batch reads its part of a pack (up to 16 MiB a GET).
+        // Each batch reads its part of a pack (up to 16 MiB a GET), twice when migrate's parallel readers
+        // stored a chunk it wants more than a gap away from the others. Never one GET per chunk.
         let batches = ShareContentWriter.batches(Array(expected.values)) { Int64($0.count) }.count
-        #expect(counter.packGets <= batches * packs, "\(counter.packGets) pack GETs for \(chunks) chunks in \(packs) packs")
+        #expect(counter.packGets <= 2 * batches * packs && counter.packGets * 10 < chunks, "\(counter.packGets) pack GETs for \(chunks) chunks in \(packs) packs")
         let identical = expected.allSatisfy { scratch.read("out/" + $0.key) == $0.value }
         #expect(identical)
     }
@@ -87,7 +88,7 @@ final class PackGetCounter: ObjectStore {
         }
         #expect(staged == expected.count)
         let batches = ShareContentWriter.batches(files, size: { $0.1.size }).count
-        #expect(counter.packGets <= batches * packs, "\(counter.packGets) pack GETs for \(chunks) chunks in \(packs) packs")
+        #expect(counter.packGets <= 2 * batches * packs && counter.packGets * 10 < chunks, "\(counter.packGets) pack GETs for \(chunks) chunks in \(packs) packs")
     }
 
     @Test func aWholeRecallReadsAdjacentChunksTogether() async throws {
