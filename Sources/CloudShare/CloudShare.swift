@@ -244,6 +244,16 @@ public final class CloudShare: Sendable {
         return index.withLock { $0.preferredLocation(chunk) }
     }
 
+    /// Which of `ids` no pack of the share holds (the index is loaded, and loaded again once when it
+    /// does not place one).
+    public func unstoredChunks(_ ids: Set<Digest32>) async throws -> Set<Digest32> {
+        try await ensureIndexLoaded()
+        func unplaced() -> Set<Digest32> { index.withLock { table in ids.filter { table.preferredLocation($0) == nil } } }
+        guard !unplaced().isEmpty else { return [] }
+        try await loadIndex()
+        return unplaced()
+    }
+
     /// Counts of the loaded index: chunks, packs and stored chunk bytes.
     public func indexFigures() -> (chunks: Int, packs: Int, chunkBytes: Int64) {
         index.withLock { table in

@@ -1,6 +1,7 @@
 import Backends
 import CloudShare
 import Foundation
+import Hashing
 
 /// The versions of one path in a share's log (`tiergate share history`): every commit that created,
 /// changed, renamed or deleted the item at that path, with its sequence (what `get --at` takes), time,
@@ -18,12 +19,25 @@ public enum ShareHistory {
         public var change: String
         /// The file's size after the change (nil for folders and deletions).
         public var size: Int64?
+        /// Whether every chunk of this version is still stored, so `get --at` can restore it; false once
+        /// the garbage collector removed one (the version is outside the share's retention); nil for
+        /// folders and deletions.
+        public var restorable: Bool?
+        /// The chunks of this version of a file, to decide ``restorable``.
+        var chunks: [Digest32] = []
+
+        enum CodingKeys: String, CodingKey { case sequence, time, author, change, size, restorable }
     }
 
     /// The versions of `path` in the share at `url`, oldest first.
     public static func versions(of path: String, url: String) async throws -> [Version] {
         let share = try await CloudShare.open(try StoreLocator.open(url))
-        return versions(of: path, in: try await share.log.records(after: 0))
+        var versions = versions(of: path, in: try await share.log.records(after: 0))
+        let missing = try await share.unstoredChunks(Set(versions.flatMap(\.chunks)))
+        for index in versions.indices where versions[index].size != nil {
+            versions[index].restorable = !versions[index].chunks.contains(where: missing.contains)
+        }
+        return versions
     }
 
     /// The versions of `path` made by `commits` (the log from its start, in order).
@@ -48,7 +62,8 @@ public enum ShareHistory {
                 if after == nil, let new = moved(path, from: from, to: operation.path) { change = "renamed to \(new)" }
             }
             versions.append(Version(sequence: commit.sequence, time: commit.time, author: commit.authorName, change: change,
-                                    size: after.flatMap { $0.kind == .file ? $0.size : nil }))
+                                    size: after.flatMap { $0.kind == .file ? $0.size : nil },
+                                    chunks: after.map { $0.kind == .file ? $0.chunks.map(\.id) : [] } ?? []))
         }
         return versions
     }

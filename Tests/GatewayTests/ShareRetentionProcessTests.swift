@@ -255,6 +255,11 @@ import Testing
         #expect(partial.isEmpty, "\(partial)")
         let onEndpoint = try cli(["restore", writers[0].root + "/" + gone.path, "--at", String(gone.sequence), "--state-dir", writers[0].state], expect: 2)
         #expect(onEndpoint.contains("outside the share's retention"), "\(onEndpoint)")
+        // The file's history says which of its versions were collected; its newest one is stored.
+        let history = try cli(["share", "history", url, gone.path]).split(separator: "\n")
+        let inEffect = history.last { line in UInt64(line.dropFirst().prefix { $0.isNumber }).map { $0 <= gone.sequence } ?? false }
+        #expect(inEffect?.contains("(collected: outside the share's retention)") == true, "\(history)")
+        #expect(history.last?.contains("(collected") == false, "\(history)")
 
         // Released, the lagging server holds nothing: later runs keep only the window and the head.
         try cli(["share", "forget-server", url, "lagging"])
