@@ -13,7 +13,8 @@ import Glibc
 /// Two ways of making garbage, each on its own share: whole folders deleted (their files were uploaded
 /// together, so their chunks fill whole packs), and files spread over the tree overwritten with new content
 /// (their old chunks leave holes in every pack). `GC_FILES` is the size (default 100,000); the tree is the
-/// scale group's, generated once and kept.
+/// scale group's, generated once and kept; `GC_CHANGE` (`folders` or `scattered`) runs one scenario only, and
+/// `GC_REPACK_BELOW` (default 0.5) is the repacking threshold.
 enum GCBench {
     static let group = BenchGroup(name: "gc", summary: "share gc of N files (GC_FILES, default 100,000) with ~30 % of the bytes unreferenced (whole folders deleted; scattered files overwritten): time and peak RSS of both phases, with and without --repack-below, bytes reclaimed; beside share verify") { table in
         try await run(table)
@@ -49,7 +50,11 @@ enum GCBench {
             // GC_KEEP keeps the shares, endpoints and restores of a run to look into.
             if ProcessInfo.processInfo.environment["GC_KEEP"] == nil { try? ScaleBench.remove(scratch) }
         }
-        for change in Change.allCases {
+        let changes = try ProcessInfo.processInfo.environment["GC_CHANGE"].map { setting in
+            guard let change = Change.allCases.first(where: { "\($0)" == setting }) else { throw BenchError("GC_CHANGE=\(setting): give folders or scattered") }
+            return [change]
+        } ?? Change.allCases
+        for change in changes {
             try measure(change, tree: tree, treeFiles: treeFiles, scratch: scratch + "/\(change)", repackBelow: repackBelow,
                         fileSystem: fileSystem, table: table)
         }
@@ -138,6 +143,11 @@ enum GCBench {
         let after = try collect(share, dryRun: true).report
         guard after.markedPending.packs == 0, after.deleted.packs == 0 else { throw BenchError("\(label): a dry run after both phases still finds garbage: \(describe(after))") }
 
+        // The same mark without a retention policy streams the log instead of holding it: its peak RSS
+        // shows what the policy's replay costs.
+        try OperationsBench.tiergate(["share", "retention", share, "--keep-everything"])
+        let everything = try collect(share, dryRun: true)
+
         let reclaimedPlain = storedBefore - storedPlain, reclaimedAll = storedBefore - storedRepacked
         table.add("\(label): unreferenced before gc", Double(unreferenced) / 1_048_576, "MiB",
                   note: "\(percent(Double(unreferenced) / Double(storedBefore))) % of \(mebibytes(storedBefore)) MiB in \(dry.packs.packs) packs (sum of packs/); \(mebibytes(dry.markedPending.bytes)) MiB in \(dry.markedPending.packs) whole packs, \(mebibytes(dry.partlyUsedUnusedBytes)) MiB in \(dry.partlyUsed.packs) partly used; retention --keep-within 0s; on \(fileSystem)")
@@ -147,6 +157,8 @@ enum GCBench {
                   note: "\(plain.second.report.deleted.packs) packs, \(mebibytes(plain.second.report.deleted.bytes)) MiB deleted; peak RSS \(resident(plain.second.maxRSSKiB)) MiB; peer: share verify")
         table.add("\(label): gc peak RSS", Double(max(plain.first.maxRSSKiB, plain.second.maxRSSKiB)) / 1024, "MiB",
                   note: "ru_maxrss of share gc, the larger of the two phases (\(dry.markedChunks) chunks marked before, \(plain.second.report.markedChunks) after); goal at 1,000,000 files: ≤ 256 MiB")
+        table.add("\(label): gc dry run, default policy (every version kept): peak RSS", Double(everything.maxRSSKiB) / 1024, "MiB",
+                  note: "after the runs above; \(BenchTable.format(everything.seconds)) s, \(everything.report.markedChunks) chunks marked (the log streamed, not held)")
         table.add("\(label): reclaimed without repacking", 100 * Double(reclaimedPlain) / Double(unreferenced), "%",
                   note: "\(mebibytes(reclaimedPlain)) of \(mebibytes(unreferenced)) MiB unreferenced; \(mebibytes(plain.second.report.partlyUsedUnusedBytes)) MiB left in \(plain.second.report.partlyUsed.packs) partly used packs (\(usage(plain.second.report)))")
         table.add("\(label): gc with --repack-below \(repackBelow), phase one + two", repacking.first.seconds + repacking.second.seconds, "s", peer: 2 * peer,
