@@ -46,7 +46,9 @@ public struct Namespace: Codable, Sendable {
         // Only a directory has children; skip the scan for files (the common case).
         guard let removed = entries.removeValue(forKey: path), removed.kind == .directory else { return }
         let prefix = path + "/"
-        for key in entries.keys where key.hasPrefix(prefix) { entries[key] = nil }
+        // The keys are collected first: removing while iterating `entries.keys` made the first removal copy
+        // the whole dictionary, for every deleted folder.
+        for key in entries.keys.filter({ $0.hasPrefix(prefix) }) { entries[key] = nil }
     }
 
     /// Number of files (not directories).

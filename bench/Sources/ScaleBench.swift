@@ -35,8 +35,7 @@ enum ScaleBench {
         let parts = setting.split(separator: ",")
         let sizes = parts.compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 >= 1000 }
         guard !sizes.isEmpty, sizes.count == parts.count else { throw BenchError("SCALE_FILES=\(setting): give one size or a comma-separated list, each at least 1000") }
-        let base = environment["SCALE_DIR"] ?? environment["SCALE_VOLUME"].map { $0 + "/tiergate-scale" } ?? "/var/tmp/tiergate-scale"
-        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        let base = try baseDirectory()
         let fileSystem = BenchFiles.fileSystem(of: base)
         say("trees and scratch in \(base), on \(fileSystem)")
 
@@ -60,6 +59,15 @@ enum ScaleBench {
             table.add(name + ": idle daemon RSS, A + B", later.daemonResidentMiB / first.daemonResidentMiB, "×",
                       note: "\(BenchTable.format(first.daemonResidentMiB)) MiB → \(BenchTable.format(later.daemonResidentMiB)) MiB")
         }
+    }
+
+    /// Where generated trees and scratch go (`SCALE_DIR`, else `$SCALE_VOLUME/tiergate-scale`, else
+    /// `/var/tmp/tiergate-scale`), created if missing; other groups that use the scale tree share it.
+    static func baseDirectory() throws -> String {
+        let environment = ProcessInfo.processInfo.environment
+        let base = environment["SCALE_DIR"] ?? environment["SCALE_VOLUME"].map { $0 + "/tiergate-scale" } ?? "/var/tmp/tiergate-scale"
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true)
+        return base
     }
 
     /// Every step at one size; adds its rows and returns what the growth curve compares.

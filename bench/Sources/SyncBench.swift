@@ -67,24 +67,37 @@ enum SyncBench {
 
     /// Runs `tiergate sync` to completion; its wall time and peak RSS.
     static func timedSync(_ stateDirectory: String) throws -> (seconds: Double, maxRSSKiB: Int) {
+        let run = try timedRun(["sync", "--state-dir", stateDirectory])
+        return (run.seconds, run.maxRSSKiB)
+    }
+
+    /// Runs `tiergate arguments` to completion after a `sync(2)`; its wall time (with a `sync(2)` after it),
+    /// peak RSS (`ru_maxrss` from `wait4`) and standard output. Throws with the end of its standard error when
+    /// it fails.
+    static func timedRun(_ arguments: [String]) throws -> (seconds: Double, maxRSSKiB: Int, output: String) {
+        let capture = NSTemporaryDirectory() + "tiergate-bench-\(getpid())"
+        defer { unlink(capture + ".out"); unlink(capture + ".err") }
         BenchFiles.settle()
         let started = Date()
         var pid: pid_t = 0
-        let arguments = [tiergate, "sync", "--state-dir", stateDirectory]
-        var argv = arguments.map { strdup($0) } + [nil]
+        var argv = ([tiergate] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        var devnull = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&devnull)
-        posix_spawn_file_actions_addopen(&devnull, 1, "/dev/null", O_WRONLY, 0)
-        defer { posix_spawn_file_actions_destroy(&devnull) }
-        guard posix_spawn(&pid, tiergate, &devnull, nil, &argv, environ) == 0 else { throw BenchError("cannot start \(tiergate)") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        posix_spawn_file_actions_addopen(&actions, 1, capture + ".out", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, capture + ".err", O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        guard posix_spawn(&pid, tiergate, &actions, nil, &argv, environ) == 0 else { throw BenchError("cannot start \(tiergate)") }
         var status: Int32 = 0
         var usage = rusage()
         wait4(pid, &status, 0, &usage)
         BenchFiles.settle()
         let seconds = Date().timeIntervalSince(started)
-        guard status == 0 else { throw BenchError("tiergate sync --state-dir \(stateDirectory) failed (status \(status))") }
-        return (seconds, usage.ru_maxrss)
+        guard status == 0 else {
+            let errors = ((try? String(contentsOfFile: capture + ".err", encoding: .utf8)) ?? "").split(separator: "\n").suffix(3).joined(separator: "; ")
+            throw BenchError("tiergate \(arguments.joined(separator: " ")) failed (status \(status)): \(errors)")
+        }
+        return (seconds, usage.ru_maxrss, (try? String(contentsOfFile: capture + ".out", encoding: .utf8)) ?? "")
     }
 
     /// Starts `tiergate serve` on both endpoints, writes `changes` files on A one at a time and measures

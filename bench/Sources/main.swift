@@ -17,6 +17,7 @@ let groups: [BenchGroup] = [
     LimitBench.group,
     ScaleBench.group,
     MoveBench.group,
+    GCBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
