@@ -74,13 +74,8 @@ extension CloudShare {
         // The commit names the packs of the chunks it references, and the check below needs their
         // locations: both come from the index, loaded again when it does not place a chunk (one stored
         // since it was loaded, by another server, in a commit this one did not fetch).
-        if operations.contains(where: { !($0.entry?.chunks.isEmpty ?? true) }) {
-            try await ensureIndexLoaded()
-            let unplaced = index.withLock { table in
-                operations.contains { $0.entry?.chunks.contains { table.preferredLocation($0.id) == nil } ?? false }
-            }
-            if unplaced { try await loadIndex() }
-        }
+        let referenced = operations.flatMap { $0.entry?.chunks.map(\.id) ?? [] }
+        if !referenced.isEmpty { _ = try await placements(referenced) }
         for _ in 0..<8 {
             try await uploader.finish()
             let checked = ContinuousClock.now

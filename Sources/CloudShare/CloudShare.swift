@@ -237,21 +237,31 @@ public final class CloudShare: Sendable {
 
     /// Where a chunk is stored, if the share has it (a copy outside collected packs when one is known).
     public func location(of chunk: Digest32) async throws -> ChunkLocation? {
-        try await ensureIndexLoaded()
-        if let location = index.withLock({ $0.preferredLocation(chunk) }) { return location }
-        // Stored since the index was loaded (by another server, in a commit this one did not fetch).
-        try await loadIndex()
-        return index.withLock { $0.preferredLocation(chunk) }
+        try await placements([chunk])[chunk]
     }
 
-    /// Which of `ids` no pack of the share holds (the index is loaded, and loaded again once when it
-    /// does not place one).
+    /// Which of `ids` no pack of the share holds.
     public func unstoredChunks(_ ids: Set<Digest32>) async throws -> Set<Digest32> {
+        let placed = try await placements(ids)
+        return ids.filter { placed[$0] == nil }
+    }
+
+    /// Where each of `ids` is stored, from the index: loaded first, and loaded again once when it does
+    /// not place one of them (stored since it was loaded, by another server, in a commit this process did
+    /// not fetch). A chunk no pack holds is not in the answer.
+    func placements(_ ids: some Collection<Digest32>) async throws -> [Digest32: ChunkLocation] {
         try await ensureIndexLoaded()
-        func unplaced() -> Set<Digest32> { index.withLock { table in ids.filter { table.preferredLocation($0) == nil } } }
-        guard !unplaced().isEmpty else { return [] }
+        func lookUp() -> [Digest32: ChunkLocation] {
+            index.withLock { table in
+                var found: [Digest32: ChunkLocation] = [:]
+                for id in ids { if let location = table.preferredLocation(id) { found[id] = location } }
+                return found
+            }
+        }
+        let found = lookUp()
+        guard ids.contains(where: { found[$0] == nil }) else { return found }
         try await loadIndex()
-        return unplaced()
+        return lookUp()
     }
 
     /// Counts of the loaded index: chunks, packs and stored chunk bytes.
