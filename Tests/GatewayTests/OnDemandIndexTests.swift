@@ -112,3 +112,42 @@ import Testing
         #expect(checked > 0)
     }
 }
+
+/// A daemon that has never loaded the share's index recalls a stub read through the endpoint: its
+/// first load happens under the reader. With the index segments gone it reads the packs' trailers and
+/// the exact bytes; with the packs gone the read fails with an error, never zeros; with them back the
+/// same read gives the exact bytes.
+@Suite(.serialized) struct FirstIndexLoadUnderARecallTests {
+    @Test func aStubReadThroughAFreshDaemonIsExactOrAnErrorNeverZeros() async throws {
+        let content = randomBytes(300_000, seed: 88)
+        let group = try await SyncGroup(servers: 2) { index, root in
+            if index == 0 { try! Data(content).write(to: URL(fileURLWithPath: root + "/cold.bin")) }
+        }
+        try await group.sync(0)
+        group.release()
+        let state = group.scratch.path + "/state1"
+        _ = try TiergateProcess.expect(0, ["endpoint", "tiering", group.root(1), "--free-space", "0", "--download", "namespace-only", "--state-dir", state],
+                                       logs: group.scratch.path)
+        let share = String(group.url.dropFirst("file://".count))
+        // The index segments are gone before the daemon ever reads them: its first load finds none.
+        try FileManager.default.moveItem(atPath: share + "/index", toPath: group.scratch.path + "/index-aside")
+        let daemon = try TiergateProcess(["serve", "--state-dir", state, "--poll-interval", "0.2"], logs: group.scratch.path)
+        defer {
+            daemon.send(SIGTERM)
+            _ = daemon.exitStatus()
+        }
+        #expect(daemon.waitFor("trigger=start", inErrorOutput: true), "\(daemon.errorOutput.suffix(2000))")
+        let path = group.root(1) + "/cold.bin"
+        #expect(StubFile.marker(atPath: path) == .tiered)
+
+        // No pack either: the read fails, and the file is still a stub.
+        try FileManager.default.moveItem(atPath: share + "/packs", toPath: group.scratch.path + "/packs-aside")
+        let failed = FileManager.default.contents(atPath: path)
+        #expect(failed == nil, "a stub whose content is nowhere read \(failed?.count ?? 0) bytes")
+        #expect(StubFile.marker(atPath: path) != nil)
+
+        // The packs back, the segments still gone: the trailers place the chunks, and the bytes are exact.
+        try FileManager.default.moveItem(atPath: group.scratch.path + "/packs-aside", toPath: share + "/packs")
+        #expect(FileManager.default.contents(atPath: path).map { [UInt8]($0) } == content)
+    }
+}
