@@ -85,7 +85,9 @@ import Testing
                     if Bool.random(using: &random) {
                         // Killed once it has marked (it holds the lease then), at a random point of what follows.
                         _ = collector.waitFor("marking chunks", inErrorOutput: true, timeout: 20)
-                        usleep(UInt32.random(in: 0...60_000, using: &random))
+                        // At once until one kill has landed (a quick collector may end within the delay).
+                        let delay = UInt32.random(in: 0...60_000, using: &random)
+                        if tally.withLock({ $0.killed > 0 }) { usleep(delay) }
                         collector.send(SIGKILL)
                     }
                     let status = collector.exitStatus(timeout: 60)
