@@ -273,7 +273,7 @@ extension ShareCommand {
             Copies every object of the share at SOURCE (packs, index segments, log, snapshots, share.json) to \
             DESTINATION, which may be any store: packs are checked against their ids (SHA-256), log records must \
             equal any the destination already holds, share.json goes last. The source is not changed; endpoints \
-            keep using it. To move a share its endpoints use, run `tiergate share move`. See docs/stores.md.
+            keep using it. To move a share its endpoints use, run `tiergate share move`. See docs/backends.md.
             """
         )
 
@@ -305,7 +305,7 @@ extension ShareCommand {
             carries on there from its cursor: nothing is uploaded or downloaded again. A server that was offline \
             follows when it comes back. An interrupted move is finished by running it again. Every server needs \
             credentials for DESTINATION (its environment or the credentials file the URL names). The source keeps \
-            its objects; delete them once every server has followed. See docs/stores.md.
+            its objects; delete them once every server has followed. See docs/backends.md.
             """
         )
 

@@ -11,7 +11,7 @@ struct StoreCommand: AsyncParsableCommand {
         An endpoint added with `--share store:NAME/prefix` uses that prefix of the store NAME. Pointing NAME \
         at another URL (the same objects copied elsewhere with `tiergate share copy`) moves every such endpoint \
         at once: a running daemon opens the share there at its next pass, after checking that it is the same \
-        share. To move one live share and every server with it, use `tiergate share move`. See docs/stores.md.
+        share. To move one live share and every server with it, use `tiergate share move`. See docs/backends.md.
         """,
         subcommands: [Set.self, List.self, Remove.self]
     )
