@@ -13,6 +13,8 @@ public final class CloudShare: Sendable {
     /// The commit log.
     public let log: CommitLog
     let index = Mutex<ChunkTable>(ChunkTable())
+    /// The files of the snapshot the history begins at, by file id (see ``committedEntry(fileID:version:)``).
+    let compacted = Mutex<(base: UInt64, files: [String: NamespaceEntry])?>(nil)
 
     struct ChunkTable {
         /// The first load of every index segment in the store (see ``ensureIndexLoaded()``): callers that
@@ -424,9 +426,16 @@ public final class CloudShare: Sendable {
     }
 
     /// The namespace as it was right after `sequence` (the newest snapshot at or before it, then the log
-    /// up to it); throws when the log has not reached `sequence`.
+    /// up to it); throws when the log has not reached `sequence`, or no longer reaches back to it.
     public func namespace(through sequence: UInt64) async throws -> Namespace {
-        var namespace = try await snapshot(atOrBefore: sequence) ?? Namespace()
+        let base = try await historyBase()
+        guard sequence >= base else {
+            throw ShareError(.badLog, share: name, object: CommitLog.key(sequence),
+                             cause: "version #\(sequence) is older than the share's history, which begins at #\(base): log compaction deleted the records before it (the version is outside the share's retention)")
+        }
+        let start = try await snapshotSequences().filter { $0 >= base && $0 <= sequence }.max()
+        var namespace = Namespace()
+        if let start { namespace = try await snapshot(at: start) }
         for try await commit in log.reading(after: namespace.sequence) {
             guard commit.sequence <= sequence else { break }
             namespace.apply(commit)
@@ -439,24 +448,86 @@ public final class CloudShare: Sendable {
 
     /// The namespace as of `date`: the log applied through its last commit written at or before `date`
     /// (a commit's time is its author's clock; the log's order stays the truth, so an earlier record
-    /// stamped later by a fast clock is still applied before it).
+    /// stamped later by a fast clock is still applied before it). Throws when the share's history (see
+    /// ``historyBase()``) begins after `date`: the namespace then is not known.
     public func namespace(asOf date: Date) async throws -> Namespace {
-        let commits = try await log.records(after: 0)
-        guard let last = commits.lastIndex(where: { $0.time <= date.timeIntervalSince1970 }) else { return Namespace() }
-        var namespace = Namespace()
-        for commit in commits[...last] { namespace.apply(commit) }
+        let base = try await historyBase()
+        var namespace = base > 0 ? try await snapshot(at: base) : Namespace()
+        var found = base == 0
+        // Records stamped after `date` wait here until a later one stamped at or before it applies them.
+        var waiting: [Commit] = []
+        for try await commit in log.reading(after: base) {
+            waiting.append(commit)
+            guard commit.time <= date.timeIntervalSince1970 else { continue }
+            for record in waiting { namespace.apply(record) }
+            waiting.removeAll()
+            found = true
+        }
+        guard found else {
+            throw ShareError(.badLog, share: name, object: CloudShare.snapshotKey(base),
+                             cause: "the share's history begins at #\(base), after \(ISO8601DateFormatter().string(from: date)): log compaction deleted the records before it (that time is outside the share's retention)")
+        }
         return namespace
     }
 
-    /// The newest snapshot at or before `sequence`, if any.
-    func snapshot(atOrBefore sequence: UInt64) async throws -> Namespace? {
-        let limit = Self.snapshotKey(sequence)
-        guard let key = try await store.listAll(prefix: "snapshots/").last(where: { $0.key <= limit })?.key else { return nil }
+    /// The sequence the share's history begins at: every version from it on can be rebuilt (0: the whole
+    /// log is there). Log compaction (`share gc` under a retention policy) deletes the records before it.
+    /// See ``CommitLog/base(firstRecord:snapshots:)``.
+    public func historyBase() async throws -> UInt64 {
+        guard let first = try await log.first(), first > 1 else { return 0 }
+        guard let base = CommitLog.base(firstRecord: first, snapshots: try await snapshotSequences()) else {
+            throw ShareError(.badLog, share: name, object: CommitLog.key(first - 1),
+                             cause: "missing log records: the log begins at \(first) and no snapshot stands for the sequences before it")
+        }
+        return base
+    }
+
+    /// The file entry the share committed for `fileID` at `version` (from the record at `version`,
+    /// whose upsert wrote that content; nil when it names no such file). Once log compaction deleted
+    /// that record, the file is looked up in the snapshot the history begins at: a version some server
+    /// still holds is in every namespace from its commit to that server's cursor, so it is there, under
+    /// its file id with that version (perhaps renamed). The snapshot's files are cached for one base.
+    public func committedEntry(fileID: String, version: UInt64) async throws -> NamespaceEntry? {
+        let base = try await historyBase()
+        if version > base {
+            let commit = try await log.read(version)
+            try await ensureIndexed(packs: commit.packs)
+            return commit.operations.last(where: { $0.op == .upsert && $0.entry?.fileID == fileID && $0.entry?.kind == .file })?.entry
+        }
+        let files: [String: NamespaceEntry]
+        if let cached = compacted.withLock({ $0 }), cached.base == base {
+            files = cached.files
+        } else {
+            var byFileID: [String: NamespaceEntry] = [:]
+            if base > 0 {
+                for entry in try await snapshot(at: base).entries.values where entry.kind == .file { byFileID[entry.fileID] = entry }
+            }
+            compacted.withLock { $0 = (base, byFileID) }
+            files = byFileID
+        }
+        guard let entry = files[fileID], (entry.version ?? base) == version else { return nil }
+        return entry
+    }
+
+    /// The sequences of the share's snapshots, ascending (a listing, no read).
+    public func snapshotSequences() async throws -> [UInt64] {
+        try await store.listAll(prefix: "snapshots/").compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }.sorted()
+    }
+
+    /// The snapshot at `sequence`.
+    func snapshot(at sequence: UInt64) async throws -> Namespace {
+        let key = Self.snapshotKey(sequence)
         do {
             return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key)))
         } catch is DecodingError {
             throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot")
         }
+    }
+
+    /// The newest snapshot at or before `sequence`, if any.
+    func snapshot(atOrBefore sequence: UInt64) async throws -> Namespace? {
+        guard let newest = try await snapshotSequences().last(where: { $0 <= sequence }) else { return nil }
+        return try await snapshot(at: newest)
     }
 
     /// The object key of the snapshot at `sequence`.
@@ -479,7 +550,7 @@ public final class CloudShare: Sendable {
 
     /// The sequence of the newest snapshot, 0 when there is none (a listing, no read).
     public func latestSnapshotSequence() async throws -> UInt64 {
-        try await store.listAll(prefix: "snapshots/").compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }.max() ?? 0
+        try await snapshotSequences().last ?? 0
     }
 
     /// Log compaction: when the log has grown by `interval` commits or more past the newest snapshot by

@@ -59,6 +59,10 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
     /// The log sequence number of the commit that last changed the content (set when applied).
     public var version: UInt64?
 
+    /// The sequence of the commit that wrote this content, for an entry found in the commit at `sequence`
+    /// (an entry taken from a namespace names an older one): where the share keeps the content's chunk list.
+    public func contentVersion(committedAt sequence: UInt64) -> UInt64 { version ?? sequence }
+
     /// An entry.
     public init(kind: Kind, fileID: String, size: Int64, mode: UInt32, mtime: Int64, uid: UInt32, gid: UInt32,
                 chunks: [ChunkRef] = [], fingerprint: String? = nil, acl: [String: String]? = nil, version: UInt64? = nil) {

@@ -25,6 +25,21 @@ public struct CommitLog: Sendable {
         return UInt64(key.dropFirst(4))
     }
 
+    /// Where the namespace of a log whose oldest record is `first` is rebuilt from: 0 when the log begins at
+    /// sequence 1 (or is empty); else the oldest snapshot at or after `first − 1`. Log compaction deletes
+    /// the records up to a snapshot oldest first, so the records a compaction cut short left below that
+    /// snapshot are redundant. Nil when no snapshot covers the sequences before `first` (records are missing).
+    /// The one rule for every reader of a share's history (replays, restores, `share history`, verify, gc).
+    public static func base(firstRecord first: UInt64?, snapshots: some Sequence<UInt64>) -> UInt64? {
+        guard let first, first > 1 else { return 0 }
+        return snapshots.filter { $0 >= first - 1 }.min()
+    }
+
+    /// The oldest record's sequence, nil for an empty log (one listing request).
+    public func first() async throws -> UInt64? {
+        try await store.list(prefix: "log/", startAfter: nil, limit: 1).objects.first.flatMap { Self.sequence(ofKey: $0.key) }
+    }
+
     /// Sequence numbers of the records after `cursor`, ascending (one listing request when up to date).
     public func sequences(after cursor: UInt64) async throws -> [UInt64] {
         try await store.listAll(prefix: "log/", pageSize: 1000).lazy

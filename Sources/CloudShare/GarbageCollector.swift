@@ -134,6 +134,8 @@ public struct GarbageCollector: Sendable {
         public var pendingRecord: String?
         /// When the earliest waiting pending record becomes due (seconds since 1970), if any.
         public var nextDeletionDue: Double?
+        /// Log records and snapshots deleted by log compaction (dry run: that would be).
+        public var compaction = Compaction()
     }
 
     /// Where a run is.
@@ -340,6 +342,9 @@ public struct GarbageCollector: Sendable {
             let wait = nominees.contains { $0.modified == nil } ? max(record.safetyInterval, record.grace) : record.safetyInterval
             report.nextDeletionDue = min(report.nextDeletionDue ?? .infinity, record.created + wait)
         }
+
+        try await lease?.keep()
+        report.compaction = try await compactLog(mark, progress: progress, lease: lease)
         return report
     }
 
@@ -408,9 +413,13 @@ public struct GarbageCollector: Sendable {
             }
         }
         let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
-        let sequences = try await store.listAll(prefix: "log/").compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
-        // The log may start after a snapshot (older records collected): the replay starts from it.
-        let base = snapshotSequences.filter { $0 < (sequences.first ?? 0) }.max() ?? 0
+        let logSequences = try await store.listAll(prefix: "log/").compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
+        // The log may begin after a snapshot (log compaction deleted the records before it): the replay
+        // starts from it, and records a compaction cut short left below it are not needed.
+        guard let base = CommitLog.base(firstRecord: logSequences.first, snapshots: snapshotSequences) else {
+            throw ShareError(.badLog, share: name, object: CommitLog.key(1), cause: "missing log records before \(logSequences.first ?? 0); " + refuse)
+        }
+        let sequences = logSequences.filter { $0 > base }
         var previous = base
         for sequence in sequences {
             guard sequence == previous + 1 else {

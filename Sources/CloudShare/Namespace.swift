@@ -22,7 +22,7 @@ public struct Namespace: Codable, Sendable {
         switch operation.op {
         case .upsert:
             guard var entry = operation.entry else { return }
-            if entry.version == nil { entry.version = sequence }
+            entry.version = entry.contentVersion(committedAt: sequence)
             entries[operation.path] = entry
         case .delete:
             removeTree(operation.path)

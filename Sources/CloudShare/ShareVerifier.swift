@@ -170,9 +170,11 @@ public struct ShareVerifier: Sendable {
         let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
         let replay = "the namespace cannot be replayed past this sequence: new endpoints, `tiergate get` and `share info` fail, and endpoints stop applying the log here"
         let restoreLog = "restore the record from a copy of the share (records cannot be rebuilt from packs)"
+        // The log may begin after the snapshot its history starts at (log compaction deleted the records before it).
+        let base = CommitLog.base(firstRecord: sequences.first, snapshots: snapshotSequences) ?? 0
         var previous: UInt64 = 0
-        for sequence in sequences {
-            let floor = previous == 0 ? (snapshotSequences.filter { $0 < sequence }.max() ?? 0) : previous
+        for sequence in sequences where sequence > base {
+            let floor = previous == 0 ? base : previous
             if sequence > floor + 1 {
                 let range = sequence == floor + 2 ? "\(floor + 1)" : "\(floor + 1) to \(sequence - 1)"
                 problems.append(Problem(kind: .missingLogRecord, object: CommitLog.key(floor + 1),
@@ -217,9 +219,9 @@ public struct ShareVerifier: Sendable {
         }
 
         // A snapshot must be the log replayed to its sequence: new endpoints start from it. Checked where
-        // the log is whole from its start up to the snapshot.
-        var replayed = Namespace()
-        var next = commits.startIndex
+        // the log is whole from where the history begins up to the snapshot.
+        var replayed = snapshots.first { $0.sequence == base } ?? Namespace()
+        var next = commits.firstIndex { $0.sequence > replayed.sequence } ?? commits.endIndex
         for snapshot in snapshots.sorted(by: { $0.sequence < $1.sequence }) {
             while next < commits.endIndex, commits[next].sequence <= snapshot.sequence, commits[next].sequence == replayed.sequence + 1 {
                 replayed.apply(commits[next])

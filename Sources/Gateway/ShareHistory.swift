@@ -11,11 +11,13 @@ public enum ShareHistory {
     public struct Version: Codable, Sendable, Equatable {
         /// The commit's sequence: `tiergate get URL DIR --at SEQUENCE --path PATH` restores the item as it was after it.
         public var sequence: UInt64
-        /// When the commit was written (seconds since the epoch, its author's clock).
-        public var time: Double
+        /// When the commit was written (seconds since the epoch, its author's clock); nil for the item as it
+        /// was where the share's history begins, when log compaction deleted the records before it.
+        public var time: Double?
         /// The server that wrote it (its name; `cloud` edits have their own).
         public var author: String
-        /// `created`, `modified`, `deleted`, `renamed from OTHER` or `renamed to OTHER`.
+        /// `created`, `modified`, `deleted`, `renamed from OTHER` or `renamed to OTHER`; ``ShareHistory/atBase``
+        /// for the item as it was where the share's history begins (its older versions were compacted away).
         public var change: String
         /// The file's size after the change (nil for folders and deletions).
         public var size: Int64?
@@ -29,10 +31,15 @@ public enum ShareHistory {
         enum CodingKeys: String, CodingKey { case sequence, time, author, change, size, restorable }
     }
 
-    /// The versions of `path` in the share at `url`, oldest first.
+    /// The change of the first version listed when the share's history begins after the first commit.
+    public static let atBase = "present where the share's history begins (older versions are outside its retention)"
+
+    /// The versions of `path` in the share at `url`, oldest first, from where the share's history begins.
     public static func versions(of path: String, url: String) async throws -> [Version] {
         let share = try await CloudShare.open(try StoreLocator.open(url))
-        var versions = versions(of: path, in: try await share.log.records(after: 0))
+        let base = try await share.historyBase()
+        var versions = versions(of: path, from: base > 0 ? try await share.namespace(through: base) : Namespace(),
+                                in: try await share.log.records(after: base))
         let missing = try await share.unstoredChunks(Set(versions.flatMap(\.chunks)))
         for index in versions.indices where versions[index].size != nil {
             versions[index].restorable = !versions[index].chunks.contains(where: missing.contains)
@@ -40,10 +47,14 @@ public enum ShareHistory {
         return versions
     }
 
-    /// The versions of `path` made by `commits` (the log from its start, in order).
-    static func versions(of path: String, in commits: [Commit]) -> [Version] {
-        var namespace = Namespace()
+    /// The versions of `path` made by `commits` (the log after `start`, in order), the item in `start` first.
+    static func versions(of path: String, from start: Namespace, in commits: [Commit]) -> [Version] {
+        var namespace = start
         var versions: [Version] = []
+        if start.sequence > 0, let entry = start.entries[path] {
+            versions.append(Version(sequence: start.sequence, time: nil, author: "", change: atBase, size: entry.kind == .file ? entry.size : nil,
+                                    chunks: entry.kind == .file ? entry.chunks.map(\.id) : []))
+        }
         for commit in commits {
             let before = namespace.entries[path]
             namespace.apply(commit)

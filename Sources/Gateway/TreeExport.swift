@@ -84,7 +84,7 @@ public enum TreeExport {
         func explain(_ error: any Error, path: String, sequence: UInt64, share: CloudShare) async -> any Error {
             guard let shareError = error as? ShareError, shareError.code == .missingChunk,
                   let policy = try? await RetentionPolicy.load(from: share.store), !policy.keepsEverything,
-                  let commits = try? await share.log.records(after: 0) else { return error }
+                  let base = try? await share.historyBase(), let commits = try? await share.log.records(after: base) else { return error }
             let versions = commits.map { RetentionPolicy.Version(sequence: $0.sequence, time: $0.time) }
             guard !policy.retained(versions, now: Date().timeIntervalSince1970, heldFrom: nil).contains(sequence) else { return error }
             return GatewayError("'\(path)' as it was at \(description)\(description == "#\(sequence)" ? "" : " (the share at #\(sequence))") cannot be restored: that version is outside the share's retention (\(ShareAdmin.describe(policy))), and the garbage collector deleted its data; nothing of it was written (`tiergate share history` lists its versions)")

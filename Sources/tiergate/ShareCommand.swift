@@ -141,7 +141,7 @@ extension ShareCommand {
                 }
                 guard !versions.isEmpty else { throw GatewayError("'\(path)' never was in the share") }
                 for version in versions {
-                    let time = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: version.time))
+                    let time = version.time.map { ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: $0)) } ?? "-"
                     let collected = version.restorable == false ? "  (collected: outside the share's retention)" : ""
                     print("#\(version.sequence)  \(time)  \(ConsoleText.safe(version.author))  \(ConsoleText.safe(version.change))\(version.size.map { "  \(ByteFormat.string($0))" } ?? "")\(collected)")
                 }

@@ -1,5 +1,6 @@
 import Foundation
-import Gateway
+import Glibc
+@testable import Gateway
 import Testing
 
 /// Log compaction with the real binary: servers write a snapshot every `--snapshot-interval` commits, a new
@@ -52,5 +53,163 @@ import Testing
         let report = try cli(["share", "verify", share], expect: 1)
         #expect(report.contains("snapshot differs from the log") && report.contains("snapshots/00000000000000000006") && report.contains("file-2.txt"), "\(report)")
         #expect(!report.contains("snapshots/00000000000000000003"), "\(report)")
+    }
+
+    /// `share gc` under a retention policy deletes the log records before the newest snapshot older than
+    /// every kept version, never past what a lagging server holds; afterwards every reader follows: new
+    /// endpoints, `get` (head and kept points), `share history`, `share verify`, servers that keep syncing,
+    /// and tiering of a file whose version's record is gone. A compaction cut short (oldest records gone,
+    /// the rest and the old snapshot still there) reads the same.
+    @Test func collectionDeletesTheLogBeforeTheOldestKeptVersionAndEveryReaderFollows() throws {
+        let scratch = Scratch()
+        let logs = scratch.path + "/logs"
+        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+        let folder = scratch.path + "/share", share = "file://" + folder
+        @discardableResult
+        func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
+            try TiergateProcess.expect(status, arguments, logs: logs)
+        }
+        func listing(_ prefix: String) -> [UInt64] {
+            ((try? FileManager.default.contentsOfDirectory(atPath: folder + "/" + prefix)) ?? []).compactMap { UInt64($0) }.sorted()
+        }
+        func endpoint(_ name: String) throws -> (path: String, state: String) {
+            let path = scratch.path + "/" + name, state = scratch.path + "/state-" + name
+            if !FileManager.default.fileExists(atPath: path) {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+                try cli(["endpoint", "add", path, "--share", share, "--state-dir", state, "--server-name", name])
+            }
+            return (path, state)
+        }
+        func sync(_ name: String) throws { try cli(["sync", "--state-dir", try endpoint(name).state]) }
+        func tree(_ root: String) -> [String: Data] {
+            var files: [String: Data] = [:]
+            for case let relative as String in FileManager.default.enumerator(atPath: root)?.allObjects ?? [] where !relative.hasPrefix(".tiergate") {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: root + "/" + relative, isDirectory: &isDirectory), !isDirectory.boolValue {
+                    files[relative] = FileManager.default.contents(atPath: root + "/" + relative)
+                }
+            }
+            return files
+        }
+        struct Collection: Decodable {
+            struct Compaction: Decodable { var historyBegins: UInt64; var recordsDeleted: Int; var snapshotsDeleted: Int }
+            var compaction: Compaction
+        }
+        func collect() throws -> Collection.Compaction {
+            let child = try TiergateProcess(["share", "gc", share, "--grace", "0s", "--safety-interval", "1s", "--json"], logs: logs)
+            let status = child.exitStatus(timeout: 60)
+            guard status == 0 else { throw GatewayError("share gc ended with \(status.map(String.init) ?? "a signal"): \(child.errorOutput)") }
+            return try JSONDecoder().decode(Collection.self, from: Data(child.output.utf8)).compaction
+        }
+
+        try cli(["share", "create", share, "--snapshot-interval", "3"])
+        let alpha = try endpoint("alpha").path
+        func pass(_ number: Int) throws {
+            try Data("pass \(number)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/file-\(number).txt"))
+            try Data("edited in pass \(number)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/edited.txt"))
+            if number == 5 { try FileManager.default.removeItem(atPath: alpha + "/file-2.txt") }
+            try sync("alpha")
+            if number == 2 { try sync("lagging") }    // a server that then stops at sequence 2
+        }
+        for number in 1...7 { try pass(number) }
+        try sync("beta")
+        #expect(listing("log") == Array(1...7) && listing("snapshots") == [3, 6], "\(listing("log")) \(listing("snapshots"))")
+        try cli(["share", "retention", share, "--keep-within", "1s"])
+        Thread.sleep(forTimeInterval: 2)
+
+        // The lagging server holds every version from 2: nothing of the log may go.
+        var compaction = try collect()
+        #expect(compaction.recordsDeleted == 0 && listing("log") == Array(1...7), "held by the lagging server: \(compaction) \(listing("log"))")
+        try sync("lagging")
+        #expect(tree(try endpoint("lagging").path) == tree(alpha), "the lagging server catches up")
+
+        // Every server is at 7: the history begins at snapshot 6.
+        compaction = try collect()
+        #expect(compaction.historyBegins == 6 && compaction.recordsDeleted == 6 && compaction.snapshotsDeleted == 1, "\(compaction)")
+        #expect(listing("log") == [7] && listing("snapshots") == [6], "\(listing("log")) \(listing("snapshots"))")
+        #expect(try cli(["share", "verify", share]).contains("result: clean"), "a compacted share is clean")
+
+        // Readers: a new endpoint, `get` of the head and of kept points, history, a version no longer kept.
+        try sync("gamma")
+        #expect(tree(try endpoint("gamma").path) == tree(alpha), "a new endpoint after compaction")
+        try cli(["get", share, scratch.path + "/head"])
+        #expect(tree(scratch.path + "/head") == tree(alpha))
+        try cli(["get", share, scratch.path + "/at6", "--at", "6"])
+        #expect(FileManager.default.contents(atPath: scratch.path + "/at6/edited.txt") == Data("edited in pass 6\n".utf8))
+        let old = try cli(["get", share, scratch.path + "/at4", "--at", "4"], expect: 1)
+        #expect(old.contains("older than the share's history, which begins at #6"), "\(old)")
+        let history = try cli(["share", "history", share, "edited.txt"])
+        #expect(history.contains("#6") && history.contains("present where the share's history begins") && history.contains("#7"), "\(history)")
+        #expect(!history.contains("#5"), "\(history)")
+
+        // Servers keep syncing; a file whose version's record is gone still tiers and recalls exactly.
+        try pass(8)
+        try sync("beta")
+        #expect(tree(try endpoint("beta").path) == tree(alpha), "a server at the compacted head keeps syncing")
+        let beta = try endpoint("beta")
+        try cli(["endpoint", "tiering", beta.path, "--state-dir", beta.state, "--free-space", "0"])
+        do {
+            let daemon = try startDaemon(state: beta.state, log: logs + "/serve-beta.log")
+            defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+            let tier = try TiergateProcess.run(["tier", beta.path + "/file-1.txt", "--state-dir", beta.state], logs: logs)
+            #expect(tier.status == 0, "\(tier.output) \((try? String(contentsOfFile: logs + "/serve-beta.log", encoding: .utf8)) ?? "")")
+            #expect(StubFile.marker(atPath: beta.path + "/file-1.txt") == .tiered, "version 1 tiers although its record is gone")
+            #expect(FileManager.default.contents(atPath: beta.path + "/file-1.txt") == Data("pass 1\n".utf8), "and reads its bytes")
+        }
+
+        // A compaction cut short: the oldest record gone, the newer ones below the new snapshot and the old
+        // snapshot still there. Every reader starts from the newer snapshot.
+        try pass(9)
+        try pass(10)
+        for name in ["beta", "lagging", "gamma"] { try sync(name) }
+        #expect(listing("log") == Array(7...10) && listing("snapshots") == [6, 9], "\(listing("log")) \(listing("snapshots"))")
+        try FileManager.default.removeItem(atPath: folder + "/log/" + String(format: "%020d", 7))
+        #expect(try cli(["share", "verify", share]).contains("result: clean"), "a compaction cut short is clean")
+        try sync("delta")
+        #expect(tree(try endpoint("delta").path) == tree(alpha), "a new endpoint after a compaction cut short")
+        try cli(["get", share, scratch.path + "/at9", "--at", "9"])
+        #expect(FileManager.default.contents(atPath: scratch.path + "/at9/edited.txt") == Data("edited in pass 9\n".utf8))
+        #expect(try cli(["share", "history", share, "edited.txt"]).contains("#10"))
+        try sync("delta")
+        compaction = try collect()
+        #expect(compaction.historyBegins == 9 && compaction.recordsDeleted == 2 && compaction.snapshotsDeleted == 1, "\(compaction)")
+        #expect(listing("log") == [10] && listing("snapshots") == [9], "\(listing("log")) \(listing("snapshots"))")
+        #expect(try cli(["share", "verify", share]).contains("result: clean"))
+        try pass(11)
+        for name in ["beta", "lagging", "gamma", "delta"] {
+            try sync(name)
+            #expect(tree(try endpoint(name).path) == tree(alpha), "\(name) after the last compaction")
+        }
+    }
+
+    /// A new endpoint takes the namespace at the head as one commit; each file it writes keeps the version
+    /// of the commit that wrote its content, so the share's chunk list for it is found and it tiers (its
+    /// stub then names that version). Before, every such file named the head and was refused ("its version
+    /// is not in the share's log") unless the head commit had written it.
+    @Test func aNewEndpointTiersTheFilesItTookFromTheNamespace() throws {
+        let scratch = Scratch()
+        let logs = scratch.path + "/logs", alpha = scratch.path + "/alpha", beta = scratch.path + "/beta"
+        for directory in [logs, alpha, beta] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        let share = "file://" + scratch.path + "/share"
+        @discardableResult
+        func cli(_ arguments: [String]) throws -> String { try TiergateProcess.expect(0, arguments, logs: logs) }
+        try cli(["share", "create", share])
+        try cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
+        for pass in 1...3 {
+            try Data("pass \(pass)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/file-\(pass).txt"))
+            try cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
+        }
+        let state = scratch.path + "/state-beta"
+        try cli(["endpoint", "add", beta, "--share", share, "--state-dir", state, "--server-name", "beta"])
+        try cli(["sync", "--state-dir", state])
+        try cli(["endpoint", "tiering", beta, "--state-dir", state, "--free-space", "0"])
+        let daemon = try startDaemon(state: state, log: logs + "/serve.log")
+        defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+        for pass in 1...3 {
+            let path = beta + "/file-\(pass).txt"
+            let tier = try TiergateProcess.run(["tier", path, "--state-dir", state], logs: logs)
+            #expect(tier.status == 0 && StubFile.marker(atPath: path) == .tiered, "file-\(pass).txt: \(tier.output)")
+            #expect(FileManager.default.contents(atPath: path) == Data("pass \(pass)\n".utf8), "file-\(pass).txt reads its bytes")
+        }
     }
 }

@@ -130,7 +130,7 @@ extension SyncEngine {
                 continue
             }
             if let known, known.kind == .file {
-                if known.version == commit.sequence && known.fileID == entry.fileID {
+                if known.version == entry.contentVersion(committedAt: commit.sequence) && known.fileID == entry.fileID {
                     identical.insert(index)
                     continue
                 }
@@ -217,9 +217,9 @@ extension SyncEngine {
                     } else if let local = seeded[index] {
                         // Already here (a server seeded from a backup or a copy): adopted as synced, with the
                         // commit's attributes, unless it changed since it was fingerprinted.
-                        let expected = record(entry, local.item, fingerprint: local.fingerprint, version: commit.sequence)
+                        let expected = record(entry, local.item, fingerprint: local.fingerprint, version: entry.contentVersion(committedAt: commit.sequence))
                         overlay.set(operation.path, record(entry, try setAttributes(operation.path, entry, expecting: expected),
-                                                           fingerprint: local.fingerprint, version: commit.sequence))
+                                                           fingerprint: local.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
                         report.adopted += 1
                     }
                 case .delete:
@@ -291,7 +291,7 @@ extension SyncEngine {
         guard var known = try overlay.get(path) else { return }
         known.updateStat(try setAttributes(path, entry, expecting: known))
         known.fileID = entry.fileID
-        known.version = commit.sequence
+        known.version = entry.contentVersion(committedAt: commit.sequence)
         overlay.set(path, known)
     }
 
@@ -458,21 +458,21 @@ extension SyncEngine {
         switch try localCondition(path, known) {
         case .absent, .clean:
             let item = try place(file, at: path, replace: true)
-            overlay.set(path, record(entry, item, fingerprint: file.fingerprint, version: commit.sequence))
+            overlay.set(path, record(entry, item, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
             report.downloaded += 1
             report.downloadedBytes += file.size
         case .modified(_, let fingerprint) where fingerprint == file.fingerprint:
             // Same content on both sides (also: our own commit re-applied after a crash): adopt it, with
             // the commit's attributes, so both sides end with the same mode and mtime.
             let item = try setAttributes(path, entry)
-            overlay.set(path, record(entry, item, fingerprint: fingerprint, version: commit.sequence))
+            overlay.set(path, record(entry, item, fingerprint: fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
         case .modified(let item, _):
             report.conflicts += 1
             if entry.mtime >= item.mtime {
                 // The cloud's write is newer: it keeps the name; ours moves aside and uploads as a new file.
                 _ = try moveAside(path, overlay: overlay, label: serverName)
                 let placed = try place(file, at: path, replace: false)
-                overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: commit.sequence))
+                overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
                 report.downloaded += 1
                 report.downloadedBytes += file.size
             } else {
@@ -480,7 +480,7 @@ extension SyncEngine {
                 // name and, recorded with an impossible stat, uploads over it in this pass.
                 let target = try freeConflictName(for: path, label: commit.authorName, overlay: overlay)
                 _ = try place(file, at: target, replace: false)
-                var stale = record(entry, item, fingerprint: file.fingerprint, version: commit.sequence)
+                var stale = record(entry, item, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence))
                 stale.size = -1
                 overlay.set(path, stale)
                 report.downloaded += 1
@@ -491,7 +491,7 @@ extension SyncEngine {
             _ = try moveAside(path, overlay: overlay, label: serverName)
             try overlay.removeSubtree(path)
             let placed = try place(file, at: path, replace: false)
-            overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: commit.sequence))
+            overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
             report.downloaded += 1
             report.downloadedBytes += file.size
         }
@@ -509,7 +509,7 @@ extension SyncEngine {
         }
         try await BoundedTasks.run(items, width: 4, work: { [rootFD, stagingFD, endpoint, sequence = commit.sequence] (path, entry) -> (String, NamespaceEntry, LocalItem?, String?) in
             do {
-                return (path, entry, try Self.makeStub(StubAttributes(entry, version: sequence, of: endpoint), at: path, rootFD: rootFD, staging: stagingFD), nil)
+                return (path, entry, try Self.makeStub(StubAttributes(entry, version: entry.contentVersion(committedAt: sequence), of: endpoint), at: path, rootFD: rootFD, staging: stagingFD), nil)
             } catch {
                 return (path, entry, nil, "\(error)")
             }
@@ -565,7 +565,7 @@ extension SyncEngine {
     func recordStub(_ path: String, _ entry: NamespaceEntry, _ item: LocalItem, commit: Commit, overlay: inout EntryOverlay,
                     chunks: inout [String: [ChunkRef]], report: inout SyncReport) {
         onStubCreated?(root + "/" + path)
-        var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: commit.sequence)
+        var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: entry.contentVersion(committedAt: commit.sequence))
         record.residency = .tiered
         overlay.set(path, record)
         chunks[entry.fileID] = entry.chunks
@@ -721,7 +721,7 @@ extension SyncEngine {
         var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: entry.mtime)]   // atime: UTIME_OMIT
         _ = utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW)
         try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
-        var synced = record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: commit.sequence)
+        var synced = record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: entry.contentVersion(committedAt: commit.sequence))
         synced.mode = synced.mode & ~0o7777 | entry.mode & 0o7777
         overlay.set(path, synced)
     }

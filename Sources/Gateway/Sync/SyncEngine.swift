@@ -178,6 +178,9 @@ public final class SyncEngine {
         do {
             found = try await share.log.read(cursor)
         } catch let error as StoreError where error.code == .notFound {
+            if let first = try await share.log.first(), first > cursor {
+                throw GatewayError("the share at \(share.name) no longer holds the log after sequence \(cursor), which endpoint \(endpoint.id) applied last: log compaction deleted the records before \(first) (its server registration did not hold them: see `tiergate share servers`); nothing was synced")
+            }
             throw GatewayError("the share at \(share.name) ends before sequence \(cursor), which endpoint \(endpoint.id) has applied: it is not a complete copy of the share (copy it again with `tiergate share copy`); nothing was synced")
         }
         guard found.id == applied else {

@@ -73,9 +73,9 @@ extension Gateway {
         if !origin.shareID.isEmpty && share.manifest.shareID != origin.shareID {
             throw GatewayError("the share at \(share.name) is share \(share.manifest.shareID), but the stub belongs to share \(origin.shareID)")
         }
-        let commit = try await share.log.read(origin.version)
-        guard let entry = commit.operations.compactMap(\.entry).first(where: { $0.fileID == origin.fileID && $0.kind == .file }) else {
-            throw GatewayError("commit \(origin.version) of the share holds no content for its file id \(origin.fileID)")
+        guard let entry = try await share.committedEntry(fileID: origin.fileID, version: origin.version) else {
+            throw GatewayError("the share holds no content of its file id \(origin.fileID) at version \(origin.version)"
+                               + " (the version of a stub whose server no longer syncs is kept only while the share's retention keeps it)")
         }
         let before = try stub.status()
         guard Int64(before.st_size) == entry.size else {

@@ -42,7 +42,13 @@ public final class Tierer: Sendable {
     func chunks(fileID: String, version: UInt64) async throws -> [ChunkRef]? {
         if let cached = commits.withLock({ $0[version] }) { return cached[fileID] }
         let share = try connection.share()
-        let commit = try await share.log.read(version)
+        let commit: Commit
+        do {
+            commit = try await share.log.read(version)
+        } catch let error as StoreError where error.code == .notFound {
+            // Log compaction deleted the record: the share keeps the version in its history's first snapshot.
+            return try await share.committedEntry(fileID: fileID, version: version)?.chunks
+        }
         try await share.ensureIndexed(packs: commit.packs)
         var byID: [String: [ChunkRef]] = [:]
         for operation in commit.operations where operation.op == .upsert {
