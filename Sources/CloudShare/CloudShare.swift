@@ -589,6 +589,8 @@ public struct ShareInfo: Sendable, Codable {
     public var logicalBytes: Int64
     /// The log head.
     public var headSequence: UInt64
+    /// Where the share's history begins (0: at the first commit; else the snapshot log compaction left).
+    public var historyBegins: UInt64
     /// Packs whose index segment is damaged or missing (their chunks are read from the pack's trailer).
     public var damagedIndexSegments: Int
     /// Which versions the garbage collector keeps.
@@ -607,7 +609,7 @@ extension CloudShare {
         return ShareInfo(share: name, manifest: manifest, packs: packObjects.count, chunks: figures.chunks,
                          storedBytes: packObjects.reduce(0) { $0 + $1.size }, files: namespace.fileCount,
                          directories: namespace.entries.count - namespace.fileCount,
-                         logicalBytes: namespace.logicalBytes, headSequence: namespace.sequence,
+                         logicalBytes: namespace.logicalBytes, headSequence: namespace.sequence, historyBegins: try await historyBase(),
                          damagedIndexSegments: damagedIndexSegments.count, retention: try await RetentionPolicy.load(from: store))
     }
 }

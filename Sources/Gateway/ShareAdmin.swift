@@ -74,7 +74,7 @@ public enum ShareAdmin {
         format:       \(info.manifest.format) (id \(info.manifest.shareID), created \(info.manifest.created))
         chunking:     \(info.manifest.chunker) min \(ByteFormat.string(chunking.minSize)) / avg \(ByteFormat.string(chunking.averageSize)) / max \(ByteFormat.string(chunking.maxSize))
         pack size:    \(ByteFormat.string(info.manifest.packSize))
-        log head:     \(info.headSequence)
+        log head:     \(info.headSequence) (history begins \(info.historyBegins == 0 ? "at the first commit" : "at snapshot #\(info.historyBegins)"))
         namespace:    \(info.files) files, \(info.directories) directories
         packs:        \(info.packs)
         chunks:       \(info.chunks)
@@ -317,6 +317,13 @@ extension ShareAdmin {
             let selected = report.keptSelected > 0 ? ", and \(report.keptSelected) older by the daily, weekly and monthly rules" : ""
             lines.append("versions kept:     " + (report.keptFrom == 0 ? "every version" : "every version from #\(report.keptFrom)") + selected)
             if let heldBy = report.heldBy { lines.append("held back by:      \(heldBy)") }
+            let compaction = report.compaction
+            var history = "history begins:    " + (compaction.historyBegins == 0 ? "at the first commit" : "at snapshot #\(compaction.historyBegins)")
+            if compaction.recordsDeleted + compaction.snapshotsDeleted > 0 {
+                history += " (log compaction deleted \(compaction.recordsDeleted) log record\(compaction.recordsDeleted == 1 ? "" : "s"), "
+                    + "\(ByteFormat.string(compaction.recordsBytes)), and \(compaction.snapshotsDeleted) older snapshot\(compaction.snapshotsDeleted == 1 ? "" : "s"), \(ByteFormat.string(compaction.snapshotsBytes)))"
+            }
+            lines.append(history)
         }
         lines.append("packs:             \(tally(report.packs))")
         lines.append("deleted:           \(tally(report.deleted))" + (report.recordsFinished > 0 ? " (\(report.recordsFinished) pending record\(report.recordsFinished == 1 ? "" : "s") finished)" : ""))

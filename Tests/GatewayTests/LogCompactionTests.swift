@@ -128,6 +128,8 @@ import Testing
         #expect(compaction.historyBegins == 6 && compaction.recordsDeleted == 6 && compaction.snapshotsDeleted == 1, "\(compaction)")
         #expect(listing("log") == [7] && listing("snapshots") == [6], "\(listing("log")) \(listing("snapshots"))")
         #expect(try cli(["share", "verify", share]).contains("result: clean"), "a compacted share is clean")
+        let info = try cli(["share", "info", share])
+        #expect(info.contains("log head:     7 (history begins at snapshot #6)"), "\(info)")
 
         // Readers: a new endpoint, `get` of the head and of kept points, history, a version no longer kept.
         try sync("gamma")
