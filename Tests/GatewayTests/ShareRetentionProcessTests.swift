@@ -127,16 +127,38 @@ import Testing
         return Int(line.dropFirst("repacked:".count).trimmingCharacters(in: .whitespaces).prefix { $0.isNumber }) ?? 0
     }
 
-    @Test func noChunkAKeptVersionOrAStubNeedsIsEverCollected() async throws {
+    /// Real servers on one share: `tiergate` processes and the files the test wrote.
+    final class Servers {
         let scratch = Scratch()
-        let logs = scratch.path + "/logs"
-        try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
-        let url = "file://" + scratch.path + "/share"
+        let logs: String
+        let url: String
+        let store: any ObjectStore
+        var random = SeededGenerator(state: UInt64(Date().timeIntervalSince1970 * 1000))
+        /// The last version written of each path, and how many were.
+        var last: [String: [UInt8]] = [:]
+        var versionOf: [String: Int] = [:]
+        /// The two writing servers.
+        var writers: [(root: String, state: String)] = []
+        var daemons: [TiergateProcess] = []
+
+        /// A share (`create` adds its options), with two writing servers running `serve`.
+        init(create: [String]) throws {
+            logs = scratch.path + "/logs"
+            try FileManager.default.createDirectory(atPath: logs, withIntermediateDirectories: true)
+            url = "file://" + scratch.path + "/share"
+            store = try StoreLocator.open(url)
+            try cli(["share", "create", url] + create)
+            writers = [try addServer("w1", namespaceOnly: false), try addServer("w2", namespaceOnly: false)]
+            daemons = try writers.map { try serve($0.state) }
+        }
+
+        deinit { for daemon in daemons { daemon.send(SIGKILL); _ = daemon.exitStatus(timeout: 10) } }
+
         @discardableResult
         func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
             try TiergateProcess.expect(status, arguments, logs: logs)
         }
-        try cli(["share", "create", url, "--pack-size", "1048576"])
+
         func addServer(_ name: String, namespaceOnly: Bool) throws -> (root: String, state: String) {
             let root = scratch.path + "/" + name, state = scratch.path + "/state-" + name
             try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
@@ -146,17 +168,12 @@ import Testing
             }
             return (root, state)
         }
+
         func serve(_ state: String) throws -> TiergateProcess {
             try TiergateProcess(["serve", "--state-dir", state, "--poll-interval", "0.2"], logs: logs)
         }
-        let store = try StoreLocator.open(url)
-        let writers = [try addServer("w1", namespaceOnly: false), try addServer("w2", namespaceOnly: false)]
-        var daemons = try writers.map { try serve($0.state) }
-        defer { for daemon in daemons { daemon.send(SIGKILL); _ = daemon.exitStatus(timeout: 10) } }
 
-        var random = SeededGenerator(state: UInt64(Date().timeIntervalSince1970 * 1000))
-        var last: [String: [UInt8]] = [:]
-        var versionOf: [String: Int] = [:]
+        /// `count` edits on the writers, some of them bursts of three files in one commit.
         func writeSome(_ count: Int) throws {
             for _ in 0..<count {
                 let writer = Int.random(in: 0..<2, using: &random)
@@ -165,13 +182,14 @@ import Testing
                 for file in files {
                     let path = "w\(writer + 1)/f\(file).bin"
                     versionOf[path, default: 0] += 1
-                    let bytes = Self.content(path, versionOf[path]!)
-                    try Self.writeAtomically(writers[writer].root + "/" + path, bytes)
+                    let bytes = ShareRetentionProcessTests.content(path, versionOf[path]!)
+                    try ShareRetentionProcessTests.writeAtomically(writers[writer].root + "/" + path, bytes)
                     last[path] = bytes
                 }
                 usleep(UInt32.random(in: 150_000...450_000, using: &random))
             }
         }
+
         /// Waits until the head holds every file's last version and `servers` have applied the head.
         func settle(_ servers: [String]) async throws -> UInt64 {
             let deadline = Date().addingTimeInterval(90)
@@ -186,6 +204,20 @@ import Testing
             }
             throw GatewayError("the servers did not settle: \(try await ServerRegistration.list(in: store).map { "\($0.name)@\($0.lastAppliedSequence)" })")
         }
+    }
+
+    @Test func noChunkAKeptVersionOrAStubNeedsIsEverCollected() async throws {
+        let servers = try Servers(create: ["--pack-size", "1048576"])
+        defer { withExtendedLifetime(servers) {} }
+        let (scratch, logs, url, store, writers) = (servers.scratch, servers.logs, servers.url, servers.store, servers.writers)
+        @discardableResult
+        func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String { try servers.cli(arguments, expect: status) }
+        func addServer(_ name: String, namespaceOnly: Bool) throws -> (root: String, state: String) { try servers.addServer(name, namespaceOnly: namespaceOnly) }
+        func serve(_ state: String) throws -> TiergateProcess { try servers.serve(state) }
+        func writeSome(_ count: Int) throws { try servers.writeSome(count) }
+        func settle(_ names: [String]) async throws -> UInt64 { try await servers.settle(names) }
+        var last: [String: [UInt8]] { servers.last }
+        var random = servers.random
 
         // Old history, then the lagging server joins, takes stubs of everything, and is killed.
         try writeSome(10)
@@ -200,7 +232,7 @@ import Testing
 
         // A namespace-only server that keeps up, then retention, then writers racing collectors.
         let follower = try addServer("follower", namespaceOnly: true)
-        daemons.append(try serve(follower.state))
+        servers.daemons.append(try serve(follower.state))
         try cli(["share", "retention", url, "--keep-within", "8s"])
         let collectors = CollectorLoop(url: url, logs: logs, seed: random.next())
         try writeSome(50)
@@ -226,8 +258,8 @@ import Testing
         #expect(Self.compare(root: follower.root, with: try await share.namespace(through: head)) == [])
 
         // Every kept version restores byte-exact: the lagging server holds everything from where it joined.
-        let servers = try await ServerRegistration.list(in: store)
-        let heldFrom = try #require(servers.first { $0.name == "lagging" }).oldestHeldSequence
+        let registrations = try await ServerRegistration.list(in: store)
+        let heldFrom = try #require(registrations.first { $0.name == "lagging" }).oldestHeldSequence
         #expect(heldFrom == joined)
         for sequence in heldFrom...head {
             let directory = scratch.path + "/at-\(sequence)"
@@ -277,5 +309,77 @@ import Testing
         #expect(Self.compare(root: follower.root, with: try await share.namespace(through: head)) == [])
         let verify = try TiergateProcess.run(["share", "verify", url, "--read-data"], logs: logs)
         #expect(verify.status == 0 && verify.output.contains("outside retention"), "\(verify.output.suffix(2000))")
+    }
+
+    /// Log compaction under racing writers and collectors killed with SIGKILL at random points: snapshots
+    /// every 3 commits, a retention window of a few seconds, a lagging namespace-only server whose stubs
+    /// name old versions. The history never begins past what the lagging server holds; its stubs recall
+    /// their exact bytes and it catches up; once it has, the history moves on; every version from where it
+    /// begins restores byte-exact, a new endpoint gets the head, and `share verify` finds the share clean.
+    @Test func logCompactionUnderRacingWritersAndKilledCollectorsLosesNothing() async throws {
+        let servers = try Servers(create: ["--pack-size", "1048576", "--snapshot-interval", "3"])
+        defer { withExtendedLifetime(servers) {} }
+        let (scratch, url, store) = (servers.scratch, servers.url, servers.store)
+        try servers.writeSome(8)
+        _ = try await servers.settle(["w1", "w2"])
+        let lagging = try servers.addServer("lagging", namespaceOnly: true)
+        var laggingDaemon = try servers.serve(lagging.state)
+        let joined = try await servers.settle(["w1", "w2", "lagging"])
+        laggingDaemon.send(SIGKILL)
+        _ = laggingDaemon.exitStatus()
+        let stubs = servers.last.keys.filter { StubFile.marker(atPath: lagging.root + "/" + $0) == .tiered }
+        try #require(stubs.count == servers.last.count, "the lagging server holds \(stubs.count) stubs of \(servers.last.count) files")
+
+        try servers.cli(["share", "retention", url, "--keep-within", "4s"])
+        let collectors = CollectorLoop(url: url, logs: servers.logs, seed: servers.random.next())
+        try servers.writeSome(40)
+        let tally = collectors.finish()
+        #expect(tally.failures.isEmpty, "\(tally.failures)")
+        #expect(tally.killed > 0 && tally.finished > 0, "collectors: \(tally.finished) finished, \(tally.killed) killed, \(tally.refused) refused")
+        var head = try await servers.settle(["w1", "w2"])
+        try await Task.sleep(for: .seconds(2.1))    // a killed collector's lease expires
+        try servers.cli(Self.collect(url))
+
+        // The lagging server holds every version from where it joined: the history begins before it.
+        var share = try await CloudShare.open(store)
+        let held = try await share.historyBase()
+        #expect(held < joined, "the history begins at #\(held), past #\(joined) that the lagging server holds")
+        try servers.cli(["recall", lagging.root, "--state-dir", lagging.state])
+        #expect(Self.compare(root: lagging.root, with: try await share.namespace(through: joined)) == [], "the lagging server's stubs")
+        laggingDaemon = try servers.serve(lagging.state)
+        servers.daemons.append(laggingDaemon)
+        head = try await servers.settle(["w1", "w2", "lagging"])
+
+        // Every server at the head, the window past: the history moves up to the newest snapshot before it.
+        try await Task.sleep(for: .seconds(4.5))
+        for _ in 0..<2 {
+            try servers.cli(Self.collect(url))
+            try await Task.sleep(for: .seconds(1.1))
+        }
+        share = try await CloudShare.open(store)
+        let base = try await share.historyBase()
+        #expect(base > held && base > joined && base < head, "the history begins at #\(base) (held at #\(held), head #\(head))")
+        let oldest = try #require(try await share.log.first())
+        #expect(oldest <= base + 1, "records after the snapshot #\(base) are gone: the oldest is #\(oldest)")
+        let verify = try TiergateProcess.run(["share", "verify", url, "--read-data"], logs: servers.logs)
+        #expect(verify.status == 0 && verify.output.contains("result: clean"), "\(verify.output.suffix(2000))")
+        for sequence in base...head {
+            let directory = scratch.path + "/at-\(sequence)"
+            try servers.cli(["get", url, directory, "--at", String(sequence)])
+            let problems = Self.compare(root: directory, with: try await share.namespace(through: sequence))
+            #expect(problems.isEmpty, "#\(sequence): \(problems)")
+        }
+        let refused = try servers.cli(["get", url, scratch.path + "/before", "--at", String(base - 1)], expect: 1)
+        #expect(refused.contains("older than the share's history"), "\(refused)")
+
+        // The servers go on: a new endpoint gets the head, an edit reaches every server.
+        let late = try servers.addServer("late", namespaceOnly: false)
+        servers.daemons.append(try servers.serve(late.state))
+        try servers.writeSome(3)
+        head = try await servers.settle(["w1", "w2", "lagging", "late"])
+        share = try await CloudShare.open(store)
+        #expect(Self.compare(root: late.root, with: try await share.namespace(through: head)) == [], "the new endpoint")
+        try servers.cli(["recall", lagging.root, "--state-dir", lagging.state])
+        #expect(Self.compare(root: lagging.root, with: try await share.namespace(through: head)) == [], "the lagging server, caught up")
     }
 }
