@@ -107,6 +107,14 @@ enum LocalFiles {
         return stubMarker(fd: fd)
     }
 
+    /// The origin the markers of the stub at `path` name (nil for a file that is not a whole stub).
+    static func stubOrigin(rootFD: Int32, path: String) -> StubFile.Origin? {
+        guard let fd = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK) else { return nil }
+        defer { close(fd) }
+        guard stubMarker(fd: fd) == .tiered else { return nil }
+        return try? StubFile(descriptor: fd, path: path).origin()
+    }
+
     /// The stub marker of the open file `fd`, if it carries one.
     static func stubMarker(fd: Int32) -> StubFile.State? {
         var buffer = [UInt8](repeating: 0, count: 16)

@@ -29,8 +29,11 @@ extension SyncEngine {
     }
 
     /// Retries the deferred operations, then applies every commit after the cursor. A new endpoint
-    /// starts from the namespace at the head (newest snapshot plus the log after it), applied as one
-    /// commit: existing local files are compared with the head by content, history is not replayed.
+    /// starts from the namespace at the head (newest snapshot plus the log after it), applied as upserts
+    /// in path order (a folder before what is in it), ``namespaceBatch`` at a time, the last batch moving
+    /// the cursor: existing local files are compared with the head by content, history is not replayed.
+    /// A pass stopped between batches keeps what it applied (recorded with its version, so the next
+    /// pass finds it identical) and starts over from the head.
     func download(_ report: inout SyncReport) async throws {
         var deferred = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations()
         for commit in deferred.takeCommits() {
@@ -42,11 +45,17 @@ extension SyncEngine {
             guard namespace.sequence > 0 else { return }
             let head = try await share.log.read(namespace.sequence)
             if let redirect = head.movedTo { throw ShareMoved(redirect, from: share.name) }
-            var commit = Commit(author: "namespace", authorName: "Cloud",
-                                operations: namespace.entries.sorted { $0.key < $1.key }.map { .upsert($0.key, $0.value) })
-            commit.sequence = namespace.sequence
-            commit.id = head.id
-            try await apply(commit, &report, deferred: &deferred, movesCursor: true)
+            let (sequence, paths) = (namespace.sequence, namespace.entries.keys.sorted())
+            var start = 0
+            repeat {
+                let end = min(start + max(1, namespaceBatch), paths.count)
+                var commit = Commit(author: "namespace", authorName: "Cloud",
+                                    operations: paths[start..<end].map { .upsert($0, namespace.entries[$0]!) })
+                commit.sequence = sequence
+                commit.id = head.id
+                try await apply(commit, &report, deferred: &deferred, movesCursor: end == paths.count)
+                start = end
+            } while start < paths.count
             return
         }
         // One record at a time: a server far behind never holds the log it has to catch up on.
@@ -127,6 +136,11 @@ extension SyncEngine {
             }
             if stubMode, entry.size > 0, known == nil, !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
                 stubs.insert(index)
+                continue
+            }
+            if stubMode, known == nil, let item = unrecordedStub(operation.path, of: entry, committedAt: commit.sequence) {
+                recordStub(operation.path, entry, item, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
+                cleared.append(operation.path)
                 continue
             }
             if let known, known.kind == .file {
@@ -424,6 +438,17 @@ extension SyncEngine {
               let after = LocalFiles.item(rootFD: rootFD, path: path), after.mtime == item.mtime, after.ctime == item.ctime,
               after.size == item.size, after.inode == item.inode else { return nil }
         return (item, local)
+    }
+
+    /// The stub of `entry` at `path` that a pass stopped between making and recording it left (its
+    /// markers name the entry's file id and content version, its size and mtime are the entry's): it is
+    /// recorded as it is, not replaced by the content.
+    func unrecordedStub(_ path: String, of entry: NamespaceEntry, committedAt sequence: UInt64) -> LocalItem? {
+        guard entry.size > 0, let item = LocalFiles.item(rootFD: rootFD, path: path), !item.isDirectory,
+              item.size == entry.size, item.mtime == entry.mtime,
+              let origin = LocalFiles.stubOrigin(rootFD: rootFD, path: path),
+              origin.fileID == entry.fileID, origin.version == entry.contentVersion(committedAt: sequence) else { return nil }
+        return item
     }
 
     /// Whether the local item at `path` still holds what was last synced (`record`).

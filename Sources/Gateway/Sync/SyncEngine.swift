@@ -38,6 +38,10 @@ public final class SyncEngine {
     /// of the record): a larger upload is committed in several.
     var commitLimit = (operations: 50_000, chunks: 500_000)
 
+    /// Most operations a new endpoint applies at once when it takes the namespace at the head: its first
+    /// files and stubs appear within a batch's time, not after the whole share is planned.
+    var namespaceBatch = 20_000
+
     /// Paths named by the commits the current pass applied (its upload looks at them too); nil when
     /// there were too many to keep (the upload then looks at everything).
     var appliedPaths: ChangeSet? = ChangeSet()
