@@ -390,21 +390,23 @@ public struct GarbageCollector: Sendable {
     /// window, the versions registered servers may hold, the daily, weekly and monthly rules, the head),
     /// and the snapshots at kept sequences and the newest one. Throws when a record, a needed snapshot,
     /// the policy or the log's continuity cannot be read: what they reference is unknown.
+    ///
+    /// Under a retention policy the log is read twice, one record at a time, and never held: first for
+    /// each version's time (which versions are kept depends on all of them), then to replay it into a
+    /// ``CompactNamespace`` and mark. Both reads stop at the head of the one listing taken before them,
+    /// and the registrations are listed after the first read, as docs/gc.md's argument needs.
     static func mark(store: any ObjectStore, now: Double, progress: (@Sendable (Progress) -> Void)?) async throws -> Mark {
         let name = store.displayName
         let refuse = "nothing was collected: what it references is unknown (see `tiergate share verify`)"
         var mark = Mark()
         mark.policy = try await RetentionPolicy.load(from: store)
         let snapshotKeys = try await store.listAll(prefix: "snapshots/")
-        func snapshot(_ key: String) async throws -> Namespace {
+        func snapshot(_ key: String) async throws -> CompactNamespace {
             do {
-                return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key)))
+                return try JSONDecoder().decode(CompactNamespace.self, from: Data(try await store.get(key)))
             } catch is DecodingError {
                 throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot; " + refuse)
             }
-        }
-        func fileChunks(_ entries: some Sequence<NamespaceEntry>) -> [Digest32] {
-            entries.flatMap { $0.kind == .file ? $0.chunks.map(\.id) : [] }
         }
         @Sendable func upserted(_ commit: Commit) -> [Digest32] {
             commit.operations.flatMap { operation -> [Digest32] in
@@ -428,40 +430,52 @@ public struct GarbageCollector: Sendable {
             previous = sequence
         }
         mark.head = sequences.last ?? 0
+        let head = mark.head
         let log = CommitLog(store: store)
-        var done = 0
-        func step() {
-            done += 1
-            if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every kept version", done: done, total: sequences.count)) }
-        }
 
         guard !mark.policy.keepsEverything else {
             mark.retained = RetainedVersions(head: mark.head, from: 0, selected: [])
-            for object in snapshotKeys { mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values)) }
+            for object in snapshotKeys { try await snapshot(object.key).markAll(into: &mark.chunks) }
+            var done = 0
             try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
                 try Task.checkCancellation()
                 return upserted(try await log.read(sequence))
             } result: { _, chunks in
                 mark.chunks.formUnion(chunks)
-                step()
+                done += 1
+                if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every kept version", done: done, total: sequences.count)) }
             }
             return mark
         }
 
-        var commits: [UInt64: Commit] = [:]
-        try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
-            try Task.checkCancellation()
-            return try await log.read(sequence)
-        } result: { sequence, commit in
-            commits[sequence] = commit
+        /// Reads the records after `base` through the head, one at a time, in order; a record missing
+        /// since the listing above is an error.
+        func forEachRecord(phase: String, _ body: (Commit) -> Void) async throws {
+            var reached = base
+            for try await commit in log.reading(after: base) {
+                try Task.checkCancellation()
+                guard commit.sequence <= head else { break } // appended after the listing: not this mark's
+                body(commit)
+                reached = commit.sequence
+                let done = Int(reached - base)
+                if done % 64 == 0 || reached == head { progress?(Progress(phase: phase, done: done, total: sequences.count)) }
+            }
+            guard reached == head else {
+                throw ShareError(.badLog, share: name, object: CommitLog.key(reached + 1), cause: "missing log record; " + refuse)
+            }
+        }
+
+        // Which versions are kept depends on every version's time: a first read takes only those.
+        var versions: [RetentionPolicy.Version] = []
+        versions.reserveCapacity(sequences.count)
+        try await forEachRecord(phase: "reading the times of the log") { commit in
+            versions.append(RetentionPolicy.Version(sequence: commit.sequence, time: commit.time))
         }
         // Registrations are read after the log: an endpoint registers before it first reads the log, so one
         // not listed here reads a head at least as new as this mark's (the argument is in docs/gc.md).
         let (registrations, unreadable) = try await ServerRegistration.listForCollection(in: store)
         var heldFrom = registrations.map(\.oldestHeldSequence).min()
         if !unreadable.isEmpty { heldFrom = 0 }
-        let versions = sequences.map { RetentionPolicy.Version(sequence: $0, time: commits[$0]!.time) }
-        let now = now
         mark.retained = mark.policy.retained(versions, now: now, heldFrom: heldFrom)
         if mark.retained.from < mark.policy.retained(versions, now: now, heldFrom: nil).from {
             if let key = unreadable.first {
@@ -473,26 +487,22 @@ public struct GarbageCollector: Sendable {
 
         // The namespace at sequence s is kept whole when s is kept. For a run of kept sequences a…b that
         // is the namespace at a plus every upsert of a+1…b: whatever is in the namespace at some
-        // sequence of the run was there at a or was written after it (renames move entries, never create them).
-        var namespace = base > 0 ? try await snapshot(CloudShare.snapshotKey(base)) : Namespace()
+        // sequence of the run was there at a or was written after it (renames move entries, never create
+        // them). A file whose chunks are marked is held without them from then on.
+        let namespace = base > 0 ? try await snapshot(CloudShare.snapshotKey(base)) : CompactNamespace()
         var previousKept = base == 0 || mark.retained.contains(base)
-        if base > 0 && previousKept { mark.chunks.formUnion(fileChunks(namespace.entries.values)) }
-        for sequence in sequences {
-            let commit = commits.removeValue(forKey: sequence)!
-            namespace.apply(commit)
-            if mark.retained.contains(sequence) {
-                mark.chunks.formUnion(previousKept ? upserted(commit) : fileChunks(namespace.entries.values))
-                previousKept = true
-            } else {
-                previousKept = false
-            }
-            step()
+        if base > 0 && previousKept { namespace.markAll(into: &mark.chunks) }
+        try await forEachRecord(phase: "marking chunks of every kept version") { commit in
+            let kept = mark.retained.contains(commit.sequence)
+            namespace.apply(commit, marksUpserts: kept && previousKept, mark: &mark.chunks)
+            if kept && !previousKept { namespace.markAll(into: &mark.chunks) }
+            previousKept = kept
         }
         // New endpoints start from the newest snapshot; restores at a kept sequence from the one at or before it.
         let newest = snapshotSequences.max()
         for object in snapshotKeys {
             guard let sequence = UInt64(object.key.dropFirst("snapshots/".count)), sequence == newest || mark.retained.contains(sequence) else { continue }
-            mark.chunks.formUnion(fileChunks(try await snapshot(object.key).entries.values))
+            try await snapshot(object.key).markAll(into: &mark.chunks)
         }
         return mark
     }

@@ -314,8 +314,9 @@ import Testing
     /// Log compaction under racing writers and collectors killed with SIGKILL at random points: snapshots
     /// every 3 commits, a retention window of a few seconds, a lagging namespace-only server whose stubs
     /// name old versions. The history never begins past what the lagging server holds; its stubs recall
-    /// their exact bytes and it catches up; once it has, the history moves on; every version from where it
-    /// begins restores byte-exact, a new endpoint gets the head, and `share verify` finds the share clean.
+    /// their exact bytes, every version it holds restores byte-exact, and it catches up; once it has, the
+    /// history moves on, a version before it is refused, a new endpoint gets the head, and `share verify`
+    /// finds the share clean.
     @Test func logCompactionUnderRacingWritersAndKilledCollectorsLosesNothing() async throws {
         let servers = try Servers(create: ["--pack-size", "1048576", "--snapshot-interval", "3"])
         defer { withExtendedLifetime(servers) {} }
@@ -346,6 +347,13 @@ import Testing
         #expect(held < joined, "the history begins at #\(held), past #\(joined) that the lagging server holds")
         try servers.cli(["recall", lagging.root, "--state-dir", lagging.state])
         #expect(Self.compare(root: lagging.root, with: try await share.namespace(through: joined)) == [], "the lagging server's stubs")
+        // Every version it holds restores byte-exact.
+        for sequence in joined...head {
+            let directory = scratch.path + "/held-\(sequence)"
+            try servers.cli(["get", url, directory, "--at", String(sequence)])
+            let problems = Self.compare(root: directory, with: try await share.namespace(through: sequence))
+            #expect(problems.isEmpty, "#\(sequence): \(problems)")
+        }
         laggingDaemon = try servers.serve(lagging.state)
         servers.daemons.append(laggingDaemon)
         head = try await servers.settle(["w1", "w2", "lagging"])
@@ -363,12 +371,8 @@ import Testing
         #expect(oldest <= base + 1, "records after the snapshot #\(base) are gone: the oldest is #\(oldest)")
         let verify = try TiergateProcess.run(["share", "verify", url, "--read-data"], logs: servers.logs)
         #expect(verify.status == 0 && verify.output.contains("result: clean"), "\(verify.output.suffix(2000))")
-        for sequence in base...head {
-            let directory = scratch.path + "/at-\(sequence)"
-            try servers.cli(["get", url, directory, "--at", String(sequence)])
-            let problems = Self.compare(root: directory, with: try await share.namespace(through: sequence))
-            #expect(problems.isEmpty, "#\(sequence): \(problems)")
-        }
+        try servers.cli(["get", url, scratch.path + "/head", "--at", String(head)])
+        #expect(Self.compare(root: scratch.path + "/head", with: try await share.namespace(through: head)) == [], "the head")
         let refused = try servers.cli(["get", url, scratch.path + "/before", "--at", String(base - 1)], expect: 1)
         #expect(refused.contains("older than the share's history"), "\(refused)")
 

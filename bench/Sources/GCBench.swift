@@ -143,8 +143,8 @@ enum GCBench {
         let after = try collect(share, dryRun: true).report
         guard after.markedPending.packs == 0, after.deleted.packs == 0 else { throw BenchError("\(label): a dry run after both phases still finds garbage: \(describe(after))") }
 
-        // The same mark without a retention policy streams the log instead of holding it: its peak RSS
-        // shows what the policy's replay costs.
+        // The same mark without a retention policy marks every upsert of every record, with no replay: its
+        // peak RSS beside the runs above shows what the policy's replay costs.
         try OperationsBench.tiergate(["share", "retention", share, "--keep-everything"])
         let everything = try collect(share, dryRun: true)
 
@@ -158,7 +158,7 @@ enum GCBench {
         table.add("\(label): gc peak RSS", Double(max(plain.first.maxRSSKiB, plain.second.maxRSSKiB)) / 1024, "MiB",
                   note: "ru_maxrss of share gc, the larger of the two phases (\(dry.markedChunks) chunks marked before, \(plain.second.report.markedChunks) after); goal at 1,000,000 files: ≤ 256 MiB")
         table.add("\(label): gc dry run, default policy (every version kept): peak RSS", Double(everything.maxRSSKiB) / 1024, "MiB",
-                  note: "after the runs above; \(BenchTable.format(everything.seconds)) s, \(everything.report.markedChunks) chunks marked (the log streamed, not held)")
+                  note: "after the runs above; \(BenchTable.format(everything.seconds)) s, \(everything.report.markedChunks) chunks marked (every upsert of every record, no replay)")
         table.add("\(label): reclaimed without repacking", 100 * Double(reclaimedPlain) / Double(unreferenced), "%",
                   note: "\(mebibytes(reclaimedPlain)) of \(mebibytes(unreferenced)) MiB unreferenced; \(mebibytes(plain.second.report.partlyUsedUnusedBytes)) MiB left in \(plain.second.report.partlyUsed.packs) partly used packs (\(usage(plain.second.report)))")
         table.add("\(label): gc with --repack-below \(repackBelow), phase one + two", repacking.first.seconds + repacking.second.seconds, "s", peer: 2 * peer,

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Gateway
 import Glibc
 
@@ -147,7 +148,9 @@ enum ScaleBench {
         let addB = try Stopwatch.seconds {
             try OperationsBench.tiergate(["endpoint", "add", b, "--share", share, "--state-dir", stateB, "--server-name", "scale-b"])
         }
+        let firstFile = FirstFileWatch(b)
         let download = try SyncBench.timedSync(stateB)
+        let downloadBegins = firstFile.stop().map { $0.timeIntervalSince(download.started) }
         let downloaded = try lastPass(stateB)
         guard downloaded.result == "success", downloaded.downloaded == files else {
             throw BenchError("the download wrote \(downloaded.downloaded) of \(files) files: \(downloaded.summary)")
@@ -158,6 +161,9 @@ enum ScaleBench {
         table.add("\(label): full download to a new endpoint (endpoint add + sync)", downloadSeconds, "s", peer: rsyncInitial,
                   note: "\(BenchTable.format(Double(files) / downloadSeconds)) files/s; peer: the rsync -a to a fresh folder above (\(BenchTable.format(Double(files) / rsyncInitial)) files/s); \(ratio(downloadSeconds, rsyncInitial))")
         table.add("\(label): full download peak RSS", mebibytes(download.maxRSSKiB), "MiB", note: "ru_maxrss of tiergate sync")
+        if let downloadBegins {
+            table.add("\(label): full download, first file in place", downloadBegins, "s", note: "from the start of tiergate sync on the new endpoint (polled every 10 ms)")
+        }
 
         // 5. Namespace-only download: every file arrives as a stub.
         say("downloaded in \(BenchTable.format(downloadSeconds)) s; namespace-only download of \(grouped(files)) stubs")
@@ -166,7 +172,9 @@ enum ScaleBench {
         try FileManager.default.createDirectory(atPath: stubs, withIntermediateDirectories: true)
         try OperationsBench.tiergate(["endpoint", "add", stubs, "--share", share, "--state-dir", stateStubs, "--server-name", "scale-stubs"])
         try OperationsBench.tiergate(["endpoint", "tiering", stubs, "--state-dir", stateStubs, "--free-space", "0", "--download", "namespace-only"])
+        let firstStub = FirstFileWatch(stubs)
         let namespace = try SyncBench.timedSync(stateStubs)
+        let namespaceBegins = firstStub.stop().map { $0.timeIntervalSince(namespace.started) }
         let namespaceReport = try lastPass(stateStubs)
         guard namespaceReport.result == "success", namespaceReport.stubsCreated == files, namespaceReport.downloaded == 0 else {
             throw BenchError("the namespace-only download made \(namespaceReport.stubsCreated) stubs of \(files): \(namespaceReport.summary)")
@@ -175,6 +183,9 @@ enum ScaleBench {
         table.add("\(label): namespace-only download", Double(files) / namespace.seconds, "stubs/s", peer: Double(files) / cpAttributes,
                   note: "endpoint tiering --download namespace-only, then sync: \(BenchTable.format(namespace.seconds)) s; peer: cp -r --attributes-only (files/s); \(ratio(namespace.seconds, cpAttributes))")
         table.add("\(label): namespace-only download peak RSS", mebibytes(namespace.maxRSSKiB), "MiB", note: "ru_maxrss of tiergate sync")
+        if let namespaceBegins {
+            table.add("\(label): namespace-only download, first stub in place", namespaceBegins, "s", note: "from the start of tiergate sync on the new endpoint (polled every 10 ms)")
+        }
 
         // 6–8. Two daemons: propagation B → A, a burst of new files, then idle.
         let daemons = try serveBoth(a: a, b: b, stateA: stateA, stateB: stateB, files: files, scratch: scratch)
@@ -502,5 +513,46 @@ enum ScaleBench {
             }
             return bytes
         }
+    }
+}
+
+/// When a regular file first appears below a directory: a thread looks every 10 ms (depth first, stopping
+/// at the first file) until stopped.
+final class FirstFileWatch: Sendable {
+    private final class Shared: Sendable { let state = Mutex<(seen: Date?, stopped: Bool)>((nil, false)) }
+    private let shared = Shared()
+
+    /// Starts watching `root`.
+    init(_ root: String) {
+        let thread = Thread { [shared] in
+            while true {
+                let (seen, stopped) = shared.state.withLock { ($0.seen, $0.stopped) }
+                if stopped { return }
+                if seen == nil, Self.holdsAFile(root) { shared.state.withLock { $0.seen = $0.seen ?? Date() } }
+                usleep(10_000)
+            }
+        }
+        thread.start()
+    }
+
+    /// Stops watching; when the first file was seen, if it was.
+    func stop() -> Date? {
+        shared.state.withLock {
+            $0.stopped = true
+            return $0.seen
+        }
+    }
+
+    /// Whether a regular file is below `directory` (names starting with "." are not looked into).
+    static func holdsAFile(_ directory: String) -> Bool {
+        guard let handle = opendir(directory) else { return false }
+        defer { closedir(handle) }
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name.hasPrefix(".") { continue }
+            if entry.pointee.d_type == UInt8(DT_REG) { return true }
+            if entry.pointee.d_type == UInt8(DT_DIR), holdsAFile(directory + "/" + name) { return true }
+        }
+        return false
     }
 }

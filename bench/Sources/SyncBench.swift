@@ -66,15 +66,15 @@ enum SyncBench {
     }
 
     /// Runs `tiergate sync` to completion; its wall time and peak RSS.
-    static func timedSync(_ stateDirectory: String) throws -> (seconds: Double, maxRSSKiB: Int) {
+    static func timedSync(_ stateDirectory: String) throws -> (seconds: Double, maxRSSKiB: Int, started: Date) {
         let run = try timedRun(["sync", "--state-dir", stateDirectory])
-        return (run.seconds, run.maxRSSKiB)
+        return (run.seconds, run.maxRSSKiB, run.started)
     }
 
     /// Runs `tiergate arguments` to completion after a `sync(2)`; its wall time (with a `sync(2)` after it),
-    /// peak RSS (`ru_maxrss` from `wait4`) and standard output. Throws with the end of its standard error when
-    /// it fails.
-    static func timedRun(_ arguments: [String]) throws -> (seconds: Double, maxRSSKiB: Int, output: String) {
+    /// peak RSS (`ru_maxrss` from `wait4`), standard output, and when it was started. Throws with the end of
+    /// its standard error when it fails.
+    static func timedRun(_ arguments: [String]) throws -> (seconds: Double, maxRSSKiB: Int, output: String, started: Date) {
         let capture = NSTemporaryDirectory() + "tiergate-bench-\(getpid())"
         defer { unlink(capture + ".out"); unlink(capture + ".err") }
         BenchFiles.settle()
@@ -97,7 +97,7 @@ enum SyncBench {
             let errors = ((try? String(contentsOfFile: capture + ".err", encoding: .utf8)) ?? "").split(separator: "\n").suffix(3).joined(separator: "; ")
             throw BenchError("tiergate \(arguments.joined(separator: " ")) failed (status \(status)): \(errors)")
         }
-        return (seconds, usage.ru_maxrss, (try? String(contentsOfFile: capture + ".out", encoding: .utf8)) ?? "")
+        return (seconds, usage.ru_maxrss, (try? String(contentsOfFile: capture + ".out", encoding: .utf8)) ?? "", started)
     }
 
     /// Starts `tiergate serve` on both endpoints, writes `changes` files on A one at a time and measures
