@@ -170,23 +170,87 @@ public struct GarbageCollector: Sendable {
         var unusedBytes: Int64 = 0
         /// Bytes of all its chunks.
         var chunkBytes: Int64 = 0
-        /// Its marked chunks.
+        /// Its marked chunks, for a pack known from its trailer only (an indexed pack's are in the survey's
+        /// owners: one list of every marked chunk is enough at a million files).
         var marked: [Digest32] = []
         /// Whether its chunk list came from its index segment (readers and writers find its chunks by it).
         var indexed = false
     }
 
-    /// The packs of the survey, and for each marked chunk the indexed packs holding it.
+    /// The packs of the survey, and for each marked chunk the indexed packs holding it: the first found
+    /// in ``owners`` (which replaces the mark's set, at a few bytes more per chunk), the others, for the
+    /// few chunks stored more than once (racing writers, repacking), in ``moreHolders``.
     struct Survey: Sendable {
         var states: [Digest32: PackState] = [:]
-        var holders: [Digest32: [Digest32]] = [:]
+        /// Indexed packs by number (from 1, in the order surveyed).
+        var packs: [Digest32] = [Digest32()]
+        var numbers: [Digest32: UInt32] = [:]
+        /// Every marked chunk, with the number of the first indexed pack found holding it (0: none).
+        var owners: [Digest32: UInt32] = [:]
+        /// The other indexed packs holding a marked chunk.
+        var moreHolders: [Digest32: [UInt32]] = [:]
+        /// Per indexed pack number: how many marked chunks no other indexed pack holds.
+        var sole: [UInt32: Int] = [:]
+        /// Per indexed pack number: its marked chunks that other indexed packs hold too.
+        var shared: [UInt32: [Digest32]] = [:]
 
-        /// The marked chunks of `pack` that have no copy in another indexed pack outside `collecting`:
-        /// what only this pack keeps readable. A pack with none may go (docs/gc.md, Repacking).
-        func onlyHere(_ pack: Digest32, collecting: Set<Digest32>) -> [Digest32] {
-            (states[pack]?.marked ?? []).filter { chunk in
-                !(holders[chunk] ?? []).contains { $0 != pack && !collecting.contains($0) }
+        /// A survey of the chunks in `marked`.
+        init(marked: Set<Digest32>) {
+            owners.reserveCapacity(marked.count)
+            for chunk in marked { owners[chunk] = 0 }
+        }
+
+        /// Numbers the indexed `pack` (its chunks are then added with ``add(_:heldBy:)``).
+        mutating func number(_ pack: Digest32) -> UInt32 {
+            let number = UInt32(packs.count)
+            packs.append(pack)
+            numbers[pack] = number
+            return number
+        }
+
+        /// Whether `chunk` is marked.
+        func isMarked(_ chunk: Digest32) -> Bool { owners[chunk] != nil }
+
+        /// Records that the indexed pack numbered `number` holds the marked `chunk`.
+        mutating func add(_ chunk: Digest32, heldBy number: UInt32) {
+            guard let owner = owners[chunk] else { return }
+            if owner == 0 {
+                owners[chunk] = number
+            } else if owner != number, !(moreHolders[chunk]?.contains(number) ?? false) {
+                moreHolders[chunk, default: []].append(number)
             }
+        }
+
+        /// Counts, once every pack is surveyed, what each indexed pack alone holds.
+        mutating func finish() {
+            for (chunk, owner) in owners where owner != 0 && moreHolders[chunk] == nil { sole[owner, default: 0] += 1 }
+            for (chunk, more) in moreHolders {
+                for number in [owners[chunk] ?? 0] + more { shared[number, default: []].append(chunk) }
+            }
+        }
+
+        /// Whether no indexed pack other than `pack` and those in `collecting` holds `chunk`: only `pack`
+        /// keeps it readable.
+        func isOnlyHere(_ chunk: Digest32, in pack: Digest32, collecting: Set<Digest32>) -> Bool {
+            guard let owner = owners[chunk], owner != 0 else { return true }
+            return !([owner] + (moreHolders[chunk] ?? [])).contains { packs[Int($0)] != pack && !collecting.contains(packs[Int($0)]) }
+        }
+
+        /// Whether some marked chunk of `pack` has no copy in another indexed pack outside `collecting`:
+        /// then only this pack keeps it readable, and it may not go (docs/gc.md, Repacking).
+        func keepsAChunkAlone(_ pack: Digest32, collecting: Set<Digest32>) -> Bool {
+            guard let number = numbers[pack] else {
+                return (states[pack]?.marked ?? []).contains { isOnlyHere($0, in: pack, collecting: collecting) }
+            }
+            return (sole[number] ?? 0) > 0 || (shared[number] ?? []).contains { isOnlyHere($0, in: pack, collecting: collecting) }
+        }
+
+        /// How many distinct marked chunks only `pack` keeps readable (see ``keepsAChunkAlone(_:collecting:)``).
+        func chunksKeptAlone(_ pack: Digest32, collecting: Set<Digest32>) -> Int {
+            guard let number = numbers[pack] else {
+                return Set((states[pack]?.marked ?? []).filter { isOnlyHere($0, in: pack, collecting: collecting) }).count
+            }
+            return (sole[number] ?? 0) + (shared[number] ?? []).filter { isOnlyHere($0, in: pack, collecting: collecting) }.count
         }
     }
 
@@ -226,15 +290,15 @@ public struct GarbageCollector: Sendable {
         let waiting = pending.filter { !isDue($0) }
         report.nextDeletionDue = waiting.map { $0.created + ($0.packs.contains { $0.modified == nil } ? max($0.safetyInterval, $0.grace) : $0.safetyInterval) }.min()
 
-        let mark = try await Self.mark(store: store, now: start, progress: progress)
-        let marked = mark.chunks
+        var mark = try await Self.mark(store: store, now: start, progress: progress)
         report.logHead = mark.head
-        report.markedChunks = marked.count
+        report.markedChunks = mark.chunks.count
         report.retention = mark.policy
         report.keptFrom = mark.retained.from
         report.keptSelected = mark.retained.selected.count
         report.heldBy = mark.heldBy
-        let survey = try await survey(marked: marked, progress: progress)
+        let survey = try await survey(marked: mark.chunks, progress: progress)
+        mark.chunks = []    // the survey's owners hold them now
         let states = survey.states
 
         let duePacks = Set(due.flatMap(\.packIDs))
@@ -252,7 +316,7 @@ public struct GarbageCollector: Sendable {
             let young = state.modified.map { start - $0.timeIntervalSince1970 < options.grace } ?? false
             // A pack whose needed chunks all have copies elsewhere (a repacked pack whose run was killed
             // before its record, or duplicates of racing writers) is garbage like an unreferenced one.
-            let needed = referenced > 0 && !survey.onlyHere(pack, collecting: collecting).isEmpty
+            let needed = referenced > 0 && survey.keepsAChunkAlone(pack, collecting: collecting)
             if duePacks.contains(pack) && !needed { continue } // deleted below
             if needed {
                 report.keptReferenced.add(state.size)
@@ -305,7 +369,7 @@ public struct GarbageCollector: Sendable {
                 if let state = states[id] {
                     // Unreadable, or a chunk a kept version needs has no copy outside the records: kept.
                     guard let referenced = state.referencedChunks,
-                          referenced == 0 || survey.onlyHere(id, collecting: collecting.union(duePacks)).isEmpty else { continue }
+                          referenced == 0 || !survey.keepsAChunkAlone(id, collecting: collecting.union(duePacks)) else { continue }
                 }
                 if states[id] == nil, (try? await store.head(IndexSegment.key(id))) != nil {
                     // The pack is gone but its segment is not: never this collector's order (segment
@@ -512,7 +576,7 @@ public struct GarbageCollector: Sendable {
     func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
         let packObjects = try await store.listAll(prefix: "packs/")
         let segments = Set(try await store.listAll(prefix: "index/").map(\.key))
-        var survey = Survey()
+        var survey = Survey(marked: marked)
         var done = 0
         let store = store, name = name
         let packs = packObjects.compactMap { object in Digest32(hex: object.key.split(separator: "/").last ?? "").map { (id: $0, object: object) } }
@@ -539,25 +603,28 @@ public struct GarbageCollector: Sendable {
             var state = PackState(size: pack.object.size, modified: pack.object.modified)
             if let list {
                 state.indexed = list.indexed
+                let number = list.indexed ? survey.number(pack.id) : 0
+                var referenced = 0
                 for (id, length) in list.chunks {
                     state.chunkBytes += Int64(length)
-                    if marked.contains(id) {
-                        state.marked.append(id)
-                        if list.indexed { survey.holders[id, default: []].append(pack.id) }
+                    if survey.isMarked(id) {
+                        referenced += 1
+                        if list.indexed { survey.add(id, heldBy: number) } else { state.marked.append(id) }
                     } else {
                         state.unusedBytes += Int64(length)
                     }
                 }
-                state.referencedChunks = state.marked.count
+                state.referencedChunks = referenced
             }
             survey.states[pack.id] = state
             done += 1
             if done % 64 == 0 || done == packs.count { progress?(Progress(phase: "checking packs against the mark", done: done, total: packs.count)) }
         }
+        survey.finish()
         return survey
     }
 
-    /// Copies the chunks only `packs` keep readable (``Survey/onlyHere(_:collecting:)``) into new packs,
+    /// Copies the chunks only `packs` keep readable (``Survey/isOnlyHere(_:in:collecting:)``) into new packs,
     /// each with its index segment, and returns the old packs for the pending record: once the copies
     /// are durable, the old packs are garbage like any other (the argument is in docs/gc.md). A pack
     /// that cannot be read whole and verified is left alone. A dry run copies nothing and reports what
@@ -572,9 +639,9 @@ public struct GarbageCollector: Sendable {
             try Task.checkCancellation()
             progress?(Progress(phase: "repacking", done: done, total: packs.count))
             guard let state = survey.states[pack] else { continue }
-            let needed = Set(survey.onlyHere(pack, collecting: collecting))
+            let keepsAChunk = survey.keepsAChunkAlone(pack, collecting: collecting)
             var copied: Int64 = 0
-            if !needed.isEmpty && !options.dryRun {
+            if keepsAChunk && !options.dryRun {
                 let bytes: [UInt8], check: PackFormat.Check
                 do {
                     bytes = try await store.get(PackFormat.key(pack))
@@ -584,14 +651,17 @@ public struct GarbageCollector: Sendable {
                 } catch let error as StoreError where error.code == .notFound {
                     continue
                 }
-                let entries = check.entries.filter { needed.contains($0.id) && !check.badChunks.contains($0.id) }
-                guard Set(entries.map(\.id)) == needed else { continue } // a needed chunk fails its check: kept
+                var seen: Set<Digest32> = []
+                let entries = check.entries.filter { survey.isMarked($0.id) && survey.isOnlyHere($0.id, in: pack, collecting: collecting) && seen.insert($0.id).inserted }
+                // A needed chunk missing from the pack, or failing its check: the pack is kept.
+                guard entries.count == survey.chunksKeptAlone(pack, collecting: collecting),
+                      !entries.contains(where: { check.badChunks.contains($0.id) }) else { continue }
                 for entry in entries {
                     let chunk = Array(bytes[Int(entry.offset)..<Int(entry.offset) + Int(entry.length)])
                     try await uploader.addAgain(id: entry.id, bytes: chunk)
                     copied += Int64(entry.length)
                 }
-            } else if !needed.isEmpty {
+            } else if keepsAChunk {
                 copied = state.chunkBytes - state.unusedBytes // at most
             }
             report.repacked.packs += 1

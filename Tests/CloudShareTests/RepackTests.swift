@@ -129,3 +129,34 @@ import Testing
         return await uploader.packs
     }
 }
+
+/// The survey's bookkeeping of which indexed packs hold each marked chunk: a chunk one pack alone holds
+/// keeps that pack; a chunk two packs hold keeps neither, unless the other one is being collected; a
+/// pack known from its trailer only counts no copy.
+@Suite struct SurveyTests {
+    @Test func aPackIsNeededExactlyWhileItAloneKeepsAMarkedChunk() {
+        let ids = (0..<6).map { SHA256.hash([UInt8($0)]) }
+        let (a, b, c, unmarked) = (ids[0], ids[1], ids[2], ids[3])
+        let (first, second, trailerOnly) = (ids[4], ids[5], SHA256.hash([9]))
+        var survey = GarbageCollector.Survey(marked: [a, b, c])
+        let one = survey.number(first), two = survey.number(second)
+        survey.add(a, heldBy: one)
+        survey.add(b, heldBy: one)
+        survey.add(b, heldBy: two)
+        survey.add(b, heldBy: two)          // listed twice: one holder
+        survey.add(unmarked, heldBy: two)   // not marked: not held
+        var trailer = GarbageCollector.PackState(size: 1)
+        trailer.marked = [c]
+        survey.states[trailerOnly] = trailer
+        survey.finish()
+
+        #expect(survey.isMarked(a) && !survey.isMarked(unmarked))
+        #expect(survey.keepsAChunkAlone(first, collecting: []) && survey.chunksKeptAlone(first, collecting: []) == 1)
+        #expect(!survey.keepsAChunkAlone(second, collecting: []), "b has a copy in the first pack")
+        #expect(survey.keepsAChunkAlone(second, collecting: [first]) && survey.chunksKeptAlone(second, collecting: [first]) == 1,
+                "the first pack is being collected: the second alone keeps b")
+        #expect(survey.chunksKeptAlone(first, collecting: [second]) == 2)
+        #expect(survey.keepsAChunkAlone(trailerOnly, collecting: []), "no indexed pack holds c")
+        #expect(survey.isOnlyHere(b, in: first, collecting: [second]) && !survey.isOnlyHere(b, in: first, collecting: []))
+    }
+}
