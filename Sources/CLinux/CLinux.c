@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CLinux.h"
+#include <malloc.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -100,4 +101,8 @@ _Static_assert(FANOTIFY_METADATA_VERSION == CLINUX_FANOTIFY_METADATA_VERSION, "F
 
 int CLinux_die_with_parent(void) {
     return prctl(PR_SET_PDEATHSIG, SIGKILL);
+}
+
+int CLinux_malloc_trim(void) {
+    return malloc_trim(0);
 }

@@ -15,6 +15,9 @@ int CLinux_die_with_parent(void);
 int CLinux_fcntl_int(int fd, int cmd, int arg);
 int CLinux_punch_hole(int fd, int64_t offset, int64_t length);
 int CLinux_syncfs(int fd);
+/// malloc_trim(0): gives the free memory of every malloc arena back to the kernel (<malloc.h> is not part
+/// of Swift's Glibc module).
+int CLinux_malloc_trim(void);
 
 #define CLINUX_RENAME_NOREPLACE 1
 #define CLINUX_RENAME_EXCHANGE 2

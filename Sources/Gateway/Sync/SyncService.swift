@@ -1,4 +1,5 @@
 import Backends
+import CLinux
 import CloudShare
 import FUSE
 import Foundation
@@ -181,6 +182,9 @@ public final class SyncService: Service {
                 metrics.recordPass(report)
                 recordActivity { $0.record(report, trigger: reason) }
                 recordStanding(metrics, cursor: report.cursor, head: report.result == "success" ? report.cursor : nil)
+                // A pass over the whole tree frees lists of every item, which malloc keeps: given back, the
+                // idle daemon's RSS is what it holds, not what its largest pass held.
+                if case .everything = scope { _ = CLinux_malloc_trim() }
             }
             // Recall figures for `status`, written when they changed (not on every tick).
             let figures = recaller.currentFigures
