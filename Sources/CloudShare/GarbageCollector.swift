@@ -195,7 +195,7 @@ public struct GarbageCollector: Sendable {
         var shared: [UInt32: [Digest32]] = [:]
 
         /// A survey of the chunks in `marked`.
-        init(marked: Set<Digest32>) {
+        init(marked: [Digest32]) {
             owners.reserveCapacity(marked.count)
             for chunk in marked { owners[chunk] = 0 }
         }
@@ -297,8 +297,11 @@ public struct GarbageCollector: Sendable {
         report.keptFrom = mark.retained.from
         report.keptSelected = mark.retained.selected.count
         report.heldBy = mark.heldBy
-        let survey = try await survey(marked: mark.chunks, progress: progress)
-        mark.chunks = []    // the survey's owners hold them now
+        // The mark's set goes before the survey's map of the same chunks is built: an array of them is a
+        // third of either, so the two are never held at once.
+        var marked = Array(mark.chunks)
+        mark.chunks = []
+        let survey = try await survey(marked: &marked, progress: progress)
         let states = survey.states
 
         let duePacks = Set(due.flatMap(\.packIDs))
@@ -573,10 +576,11 @@ public struct GarbageCollector: Sendable {
 
     /// Every pack object with its chunks counted against the mark: from its index segment, else its
     /// trailer; a pack whose chunk list is unreadable either way is kept.
-    func survey(marked: Set<Digest32>, progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
+    func survey(marked: inout [Digest32], progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
         let packObjects = try await store.listAll(prefix: "packs/")
         let segments = Set(try await store.listAll(prefix: "index/").map(\.key))
         var survey = Survey(marked: marked)
+        marked = []    // in the survey's map now
         var done = 0
         let store = store, name = name
         let packs = packObjects.compactMap { object in Digest32(hex: object.key.split(separator: "/").last ?? "").map { (id: $0, object: object) } }
