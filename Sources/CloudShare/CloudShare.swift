@@ -428,14 +428,13 @@ public final class CloudShare: Sendable {
     /// The namespace as it was right after `sequence` (the newest snapshot at or before it, then the log
     /// up to it); throws when the log has not reached `sequence`, or no longer reaches back to it.
     public func namespace(through sequence: UInt64) async throws -> Namespace {
-        let base = try await historyBase()
-        guard sequence >= base else {
+        let history = try await history()
+        guard sequence >= history.base else {
             throw ShareError(.badLog, share: name, object: CommitLog.key(sequence),
-                             cause: "version #\(sequence) is older than the share's history, which begins at #\(base): log compaction deleted the records before it (the version is outside the share's retention)")
+                             cause: "version #\(sequence) is older than the share's history, which begins at #\(history.base): log compaction deleted the records before it (the version is outside the share's retention)")
         }
-        let start = try await snapshotSequences().filter { $0 >= base && $0 <= sequence }.max()
         var namespace = Namespace()
-        if let start { namespace = try await snapshot(at: start) }
+        if let start = history.snapshots.last(where: { $0 >= history.base && $0 <= sequence }) { namespace = try await snapshot(at: start) }
         for try await commit in log.reading(after: namespace.sequence) {
             guard commit.sequence <= sequence else { break }
             namespace.apply(commit)
@@ -446,13 +445,20 @@ public final class CloudShare: Sendable {
         return namespace
     }
 
+    /// The namespace where the share's history begins (see ``historyBase()``): the snapshot there, or
+    /// the empty namespace when the whole log is there. Its sequence is that beginning.
+    public func historyStart() async throws -> Namespace {
+        let base = try await historyBase()
+        return base > 0 ? try await snapshot(at: base) : Namespace()
+    }
+
     /// The namespace as of `date`: the log applied through its last commit written at or before `date`
     /// (a commit's time is its author's clock; the log's order stays the truth, so an earlier record
     /// stamped later by a fast clock is still applied before it). Throws when the share's history (see
     /// ``historyBase()``) begins after `date`: the namespace then is not known.
     public func namespace(asOf date: Date) async throws -> Namespace {
-        let base = try await historyBase()
-        var namespace = base > 0 ? try await snapshot(at: base) : Namespace()
+        var namespace = try await historyStart()
+        let base = namespace.sequence
         var found = base == 0
         // Records stamped after `date` wait here until a later one stamped at or before it applies them.
         var waiting: [Commit] = []
@@ -474,12 +480,18 @@ public final class CloudShare: Sendable {
     /// log is there). Log compaction (`share gc` under a retention policy) deletes the records before it.
     /// See ``CommitLog/base(firstRecord:snapshots:)``.
     public func historyBase() async throws -> UInt64 {
-        guard let first = try await log.first(), first > 1 else { return 0 }
-        guard let base = CommitLog.base(firstRecord: first, snapshots: try await snapshotSequences()) else {
+        try await history().base
+    }
+
+    /// Where the share's history begins, and the snapshots' sequences (ascending), from one listing of each.
+    private func history() async throws -> (base: UInt64, snapshots: [UInt64]) {
+        let snapshots = try await snapshotSequences()
+        guard let first = try await log.first(), first > 1 else { return (0, snapshots) }
+        guard let base = CommitLog.base(firstRecord: first, snapshots: snapshots) else {
             throw ShareError(.badLog, share: name, object: CommitLog.key(first - 1),
                              cause: "missing log records: the log begins at \(first) and no snapshot stands for the sequences before it")
         }
-        return base
+        return (base, snapshots)
     }
 
     /// The file entry the share committed for `fileID` at `version` (from the record at `version`,
@@ -488,25 +500,27 @@ public final class CloudShare: Sendable {
     /// still holds is in every namespace from its commit to that server's cursor, so it is there, under
     /// its file id with that version (perhaps renamed). The snapshot's files are cached for one base.
     public func committedEntry(fileID: String, version: UInt64) async throws -> NamespaceEntry? {
-        let base = try await historyBase()
-        if version > base {
+        do {
             let commit = try await log.read(version)
             try await ensureIndexed(packs: commit.packs)
             return commit.operations.last(where: { $0.op == .upsert && $0.entry?.fileID == fileID && $0.entry?.kind == .file })?.entry
-        }
-        let files: [String: NamespaceEntry]
-        if let cached = compacted.withLock({ $0 }), cached.base == base {
-            files = cached.files
-        } else {
-            var byFileID: [String: NamespaceEntry] = [:]
-            if base > 0 {
-                for entry in try await snapshot(at: base).entries.values where entry.kind == .file { byFileID[entry.fileID] = entry }
+        } catch let error as StoreError where error.code == .notFound {
+            let base = try await historyBase()
+            guard version <= base else { throw error }
+            let files: [String: NamespaceEntry]
+            if let cached = compacted.withLock({ $0 }), cached.base == base {
+                files = cached.files
+            } else {
+                var byFileID: [String: NamespaceEntry] = [:]
+                if base > 0 {
+                    for entry in try await snapshot(at: base).entries.values where entry.kind == .file { byFileID[entry.fileID] = entry }
+                }
+                compacted.withLock { $0 = (base, byFileID) }
+                files = byFileID
             }
-            compacted.withLock { $0 = (base, byFileID) }
-            files = byFileID
+            guard let entry = files[fileID], (entry.version ?? base) == version else { return nil }
+            return entry
         }
-        guard let entry = files[fileID], (entry.version ?? base) == version else { return nil }
-        return entry
     }
 
     /// The sequences of the share's snapshots, ascending (a listing, no read).
@@ -516,11 +530,16 @@ public final class CloudShare: Sendable {
 
     /// The snapshot at `sequence`.
     func snapshot(at sequence: UInt64) async throws -> Namespace {
-        let key = Self.snapshotKey(sequence)
+        try await Self.readSnapshot(Namespace.self, key: Self.snapshotKey(sequence), from: store)
+    }
+
+    /// Reads the snapshot object `key` as `type` (a ``Namespace``, or a ``CompactNamespace`` where only
+    /// paths and chunks matter); one that does not decode is corrupt, and `consequence` says what that stopped.
+    static func readSnapshot<T: Decodable>(_ type: T.Type, key: String, from store: any ObjectStore, consequence: String? = nil) async throws -> T {
         do {
-            return try JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key)))
+            return try JSONDecoder().decode(T.self, from: Data(try await store.get(key)))
         } catch is DecodingError {
-            throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot")
+            throw ShareError(.corrupt, share: store.displayName, object: key, cause: "unreadable snapshot" + (consequence.map { "; " + $0 } ?? ""))
         }
     }
 

@@ -35,14 +35,17 @@ final class CompactNamespace: Decodable {
     /// Parent of the first components of every path (the path `""` is its child `""`).
     private let root = Node()
 
+    /// The sequence of the snapshot this was decoded from (0: an empty namespace).
+    let sequence: UInt64
+
     /// An empty namespace.
-    init() {}
+    init() { sequence = 0 }
 
     /// The namespace of a snapshot (a JSON-encoded ``Namespace``), decoded one entry at a time: every
     /// entry is checked as ``Namespace`` decoding checks it, and only what the mark needs is kept.
     init(from decoder: any Decoder) throws {
         let snapshot = try decoder.container(keyedBy: SnapshotKey.self)
-        _ = try snapshot.decode(UInt64.self, forKey: .sequence)
+        sequence = try snapshot.decode(UInt64.self, forKey: .sequence)
         let entries = try snapshot.nestedContainer(keyedBy: PathKey.self, forKey: .entries)
         for path in entries.allKeys {
             var unused: Set<Digest32> = []

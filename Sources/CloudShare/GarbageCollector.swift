@@ -450,6 +450,15 @@ public struct GarbageCollector: Sendable {
         /// The registered endpoint (or unreadable registration) that holds versions the policy alone
         /// would not keep, when one does.
         var heldBy: String?
+        /// The snapshots and the log records the mark listed (before it read them), ascending.
+        var snapshots: [Listed] = []
+        var records: [Listed] = []
+
+        /// One snapshot or log record in a listing.
+        struct Listed: Sendable {
+            var sequence: UInt64
+            var size: Int64
+        }
     }
 
     /// Marks every chunk a kept version references: with the default policy, every upsert of every
@@ -467,13 +476,11 @@ public struct GarbageCollector: Sendable {
         let refuse = "nothing was collected: what it references is unknown (see `tiergate share verify`)"
         var mark = Mark()
         mark.policy = try await RetentionPolicy.load(from: store)
-        let snapshotKeys = try await store.listAll(prefix: "snapshots/")
-        func snapshot(_ key: String) async throws -> CompactNamespace {
-            do {
-                return try JSONDecoder().decode(CompactNamespace.self, from: Data(try await store.get(key)))
-            } catch is DecodingError {
-                throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot; " + refuse)
-            }
+        mark.snapshots = try await store.listAll(prefix: "snapshots/")
+            .compactMap { object in UInt64(object.key.dropFirst("snapshots/".count)).map { Mark.Listed(sequence: $0, size: object.size) } }
+            .sorted { $0.sequence < $1.sequence }
+        func snapshot(_ sequence: UInt64) async throws -> CompactNamespace {
+            try await CloudShare.readSnapshot(CompactNamespace.self, key: CloudShare.snapshotKey(sequence), from: store, consequence: refuse)
         }
         @Sendable func upserted(_ commit: Commit) -> [Digest32] {
             commit.operations.flatMap { operation -> [Digest32] in
@@ -481,8 +488,11 @@ public struct GarbageCollector: Sendable {
                 return entry.chunks.map(\.id)
             }
         }
-        let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
-        let logSequences = try await store.listAll(prefix: "log/").compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
+        let snapshotSequences = mark.snapshots.map(\.sequence)
+        mark.records = try await store.listAll(prefix: "log/", pageSize: 1000)
+            .compactMap { object in CommitLog.sequence(ofKey: object.key).map { Mark.Listed(sequence: $0, size: object.size) } }
+            .sorted { $0.sequence < $1.sequence }
+        let logSequences = mark.records.map(\.sequence)
         // The log may begin after a snapshot (log compaction deleted the records before it): the replay
         // starts from it, and records a compaction cut short left below it are not needed.
         guard let base = CommitLog.base(firstRecord: logSequences.first, snapshots: snapshotSequences) else {
@@ -502,7 +512,7 @@ public struct GarbageCollector: Sendable {
 
         guard !mark.policy.keepsEverything else {
             mark.retained = RetainedVersions(head: mark.head, from: 0, selected: [])
-            for object in snapshotKeys { try await snapshot(object.key).markAll(into: &mark.chunks) }
+            for listed in mark.snapshots { try await snapshot(listed.sequence).markAll(into: &mark.chunks) }
             var done = 0
             try await ShareVerifier.forEach(sequences, parallel: 8) { sequence in
                 try Task.checkCancellation()
@@ -556,7 +566,7 @@ public struct GarbageCollector: Sendable {
         // is the namespace at a plus every upsert of a+1…b: whatever is in the namespace at some
         // sequence of the run was there at a or was written after it (renames move entries, never create
         // them). A file whose chunks are marked is held without them from then on.
-        let namespace = base > 0 ? try await snapshot(CloudShare.snapshotKey(base)) : CompactNamespace()
+        let namespace = base > 0 ? try await snapshot(base) : CompactNamespace()
         var previousKept = base == 0 || mark.retained.contains(base)
         if base > 0 && previousKept { namespace.markAll(into: &mark.chunks) }
         try await forEachRecord(phase: "marking chunks of every kept version") { commit in
@@ -566,10 +576,9 @@ public struct GarbageCollector: Sendable {
             previousKept = kept
         }
         // New endpoints start from the newest snapshot; restores at a kept sequence from the one at or before it.
-        let newest = snapshotSequences.max()
-        for object in snapshotKeys {
-            guard let sequence = UInt64(object.key.dropFirst("snapshots/".count)), sequence == newest || mark.retained.contains(sequence) else { continue }
-            try await snapshot(object.key).markAll(into: &mark.chunks)
+        let newest = snapshotSequences.last
+        for sequence in snapshotSequences where sequence == newest || mark.retained.contains(sequence) {
+            try await snapshot(sequence).markAll(into: &mark.chunks)
         }
         return mark
     }

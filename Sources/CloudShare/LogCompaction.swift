@@ -25,12 +25,7 @@ extension GarbageCollector {
     /// The head record is never deleted (the snapshot is older than the head), so writers keep appending.
     func compactLog(_ mark: Mark, progress: (@Sendable (Progress) -> Void)?, lease: HeldLease?) async throws -> Compaction {
         var done = Compaction()
-        let snapshots = try await store.listAll(prefix: "snapshots/")
-            .compactMap { object in UInt64(object.key.dropFirst("snapshots/".count)).map { (sequence: $0, size: object.size) } }
-            .sorted { $0.sequence < $1.sequence }
-        let logRecords = try await store.listAll(prefix: "log/", pageSize: 1000)
-            .compactMap { object in CommitLog.sequence(ofKey: object.key).map { (sequence: $0, size: object.size) } }
-            .sorted { $0.sequence < $1.sequence }
+        let snapshots = mark.snapshots, logRecords = mark.records
         done.historyBegins = CommitLog.base(firstRecord: logRecords.first?.sequence, snapshots: snapshots.map(\.sequence)) ?? 0
         guard !mark.policy.keepsEverything, !mark.retained.keepsEverything else { return done }
         let oldestKept = min(mark.retained.from, mark.retained.selected.min() ?? mark.retained.from)
@@ -40,8 +35,10 @@ extension GarbageCollector {
         guard !records.isEmpty || !older.isEmpty else { return done }
         // The snapshot must be readable and be the namespace at its sequence: the history begins there.
         let key = CloudShare.snapshotKey(base)
-        guard let snapshot = try? JSONDecoder().decode(Namespace.self, from: Data(try await store.get(key))), snapshot.sequence == base else {
-            throw ShareError(.corrupt, share: name, object: key, cause: "unreadable snapshot: the log was not compacted (see `tiergate share verify`)")
+        let snapshot = try await CloudShare.readSnapshot(CompactNamespace.self, key: key, from: store,
+                                                         consequence: "the log was not compacted (see `tiergate share verify`)")
+        guard snapshot.sequence == base else {
+            throw ShareError(.corrupt, share: name, object: key, cause: "the snapshot says sequence \(snapshot.sequence); the log was not compacted (see `tiergate share verify`)")
         }
         done.historyBegins = base
         let total = records.count + older.count

@@ -37,9 +37,8 @@ public enum ShareHistory {
     /// The versions of `path` in the share at `url`, oldest first, from where the share's history begins.
     public static func versions(of path: String, url: String) async throws -> [Version] {
         let share = try await CloudShare.open(try StoreLocator.open(url))
-        let base = try await share.historyBase()
-        var versions = versions(of: path, from: base > 0 ? try await share.namespace(through: base) : Namespace(),
-                                in: try await share.log.records(after: base))
+        let start = try await share.historyStart()
+        var versions = versions(of: path, from: start, in: try await share.log.records(after: start.sequence))
         let missing = try await share.unstoredChunks(Set(versions.flatMap(\.chunks)))
         for index in versions.indices where versions[index].size != nil {
             versions[index].restorable = !versions[index].chunks.contains(where: missing.contains)

@@ -88,20 +88,27 @@ func runTiergate(_ arguments: [String], killAfter: Double? = nil, errorLog: Stri
 }
 
 /// A running `tiergate serve` for the state directory `state`, logging to `log`; returns once it
-/// has announced itself (its pid file names it), so CLI requests reach it.
-func startDaemon(state: String, log: String) throws -> Process {
+/// has announced itself (its pid file names it), so CLI requests reach it, and, with `line`, once it
+/// has also logged that line (e.g. "stubs marked for recall": stubs read before it read as holes).
+func startDaemon(state: String, log: String, waitingFor line: String? = nil) throws -> Process {
     let daemon = Process()
     daemon.executableURL = URL(fileURLWithPath: try tiergateExecutable())
     daemon.arguments = ["serve", "--state-dir", state, "--poll-interval", "0.2"]
     if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
     let handle = FileHandle(forWritingAtPath: log)
-    handle?.seekToEndOfFile()
+    let start = Int(handle?.seekToEndOfFile() ?? 0)
+    func logged() -> Bool {
+        guard let line else { return true }
+        let text = (try? Data(contentsOf: URL(fileURLWithPath: log))) ?? Data()
+        return text.count > start && String(decoding: text[start...], as: UTF8.self).contains(line)
+    }
     daemon.standardOutput = handle
     daemon.standardError = handle
     try daemon.run()
     let deadline = Date().addingTimeInterval(30)
     while Date() < deadline, daemon.isRunning {
-        if (try? String(contentsOfFile: state + "/serve.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == String(daemon.processIdentifier) {
+        if (try? String(contentsOfFile: state + "/serve.pid", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) == String(daemon.processIdentifier),
+           logged() {
             return daemon
         }
         usleep(20_000)

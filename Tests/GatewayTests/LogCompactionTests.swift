@@ -8,29 +8,23 @@ import Testing
 /// snapshot that differs from the log.
 @Suite(.serialized) struct LogCompactionTests {
     @Test func snapshotsFollowTheIntervalAndNewEndpointsAndVerifyAgreeWithTheLog() throws {
-        let scratch = Scratch()
-        let logs = scratch.path + "/logs", alpha = scratch.path + "/alpha", beta = scratch.path + "/beta"
-        for directory in [logs, alpha, beta] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        let folder = scratch.path + "/share", share = "file://" + folder
-        @discardableResult
-        func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
-            try TiergateProcess.expect(status, arguments, logs: logs)
-        }
+        let setup = try TwoEndpoints(), scratch = setup.scratch
+        let logs = setup.logs, alpha = setup.alpha, beta = setup.beta, folder = setup.shareFolder, share = setup.share
         func snapshots() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: folder + "/snapshots")) ?? []).sorted() }
 
-        try cli(["share", "create", share, "--snapshot-interval", "3"])
-        try cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
+        try setup.cli(["share", "create", share, "--snapshot-interval", "3"])
+        try setup.cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
         for pass in 1...7 {
             try Data("pass \(pass)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/file-\(pass).txt"))
             try Data("edited in pass \(pass)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/edited.txt"))
             if pass == 5 { try FileManager.default.removeItem(atPath: alpha + "/file-2.txt") }
-            try cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
+            try setup.cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
         }
         #expect(snapshots() == ["00000000000000000003", "00000000000000000006"], "\(snapshots())")
 
         // A new endpoint starts from the newest snapshot and the log after it: the same tree as alpha.
-        try cli(["endpoint", "add", beta, "--share", share, "--state-dir", scratch.path + "/state-beta", "--server-name", "beta"])
-        try cli(["sync", "--state-dir", scratch.path + "/state-beta"])
+        try setup.cli(["endpoint", "add", beta, "--share", share, "--state-dir", scratch.path + "/state-beta", "--server-name", "beta"])
+        try setup.cli(["sync", "--state-dir", scratch.path + "/state-beta"])
         let alphaNames = try FileManager.default.contentsOfDirectory(atPath: alpha).filter { !$0.hasPrefix(".") }.sorted()
         let betaNames = try FileManager.default.contentsOfDirectory(atPath: beta).filter { !$0.hasPrefix(".") }.sorted()
         #expect(alphaNames == betaNames && !betaNames.contains("file-2.txt"), "\(alphaNames) vs \(betaNames)")
@@ -38,10 +32,10 @@ import Testing
             #expect(FileManager.default.contents(atPath: alpha + "/" + name) == FileManager.default.contents(atPath: beta + "/" + name), "\(name)")
         }
         // A point between snapshots still restores exactly.
-        try cli(["get", share, scratch.path + "/at4", "--at", "4"])
+        try setup.cli(["get", share, scratch.path + "/at4", "--at", "4"])
         #expect(FileManager.default.contents(atPath: scratch.path + "/at4/edited.txt") == Data("edited in pass 4\n".utf8))
         #expect(FileManager.default.fileExists(atPath: scratch.path + "/at4/file-2.txt") && !FileManager.default.fileExists(atPath: scratch.path + "/at4/file-5.txt"))
-        #expect(try cli(["share", "verify", share]).contains("result: clean"), "a clean share with snapshots")
+        #expect(try setup.cli(["share", "verify", share]).contains("result: clean"), "a clean share with snapshots")
 
         // A snapshot that is not the log replayed is reported (and only that one).
         let path = folder + "/snapshots/00000000000000000006"
@@ -50,7 +44,7 @@ import Testing
         entries["file-2.txt"] = entries["file-1.txt"]
         snapshot["entries"] = entries
         try JSONSerialization.data(withJSONObject: snapshot).write(to: URL(fileURLWithPath: path))
-        let report = try cli(["share", "verify", share], expect: 1)
+        let report = try setup.cli(["share", "verify", share], expect: 1)
         #expect(report.contains("snapshot differs from the log") && report.contains("snapshots/00000000000000000006") && report.contains("file-2.txt"), "\(report)")
         #expect(!report.contains("snapshots/00000000000000000003"), "\(report)")
     }
@@ -185,27 +179,89 @@ import Testing
         }
     }
 
+    /// A server that went offline holding stubs of old versions: its cursor keeps their chunks, but log
+    /// compaction may delete the records of those versions (the history begins after them and before the
+    /// cursor). Stubs moved meanwhile still recall their exact bytes, through the mount and through the
+    /// endpoint under `serve`, and so does one moved out of the endpoint (`recall` by its markers alone:
+    /// its chunk list is found in the snapshot the history begins at). Never zeros.
+    @Test func stubsOfVersionsWhoseRecordsWereCompactedRecallExactlyThroughTheMountAndTheEndpoint() async throws {
+        guard FileManager.default.fileExists(atPath: "/dev/fuse") else {
+            Issue.record("/dev/fuse is missing: the mounted cache volume cannot be tested here")
+            return
+        }
+        let setup = try TwoEndpoints(), scratch = setup.scratch
+        let logs = setup.logs, alpha = setup.alpha, beta = setup.beta, share = setup.share
+        let alphaState = scratch.path + "/state-alpha", betaState = scratch.path + "/state-beta"
+        try setup.cli(["share", "create", share, "--snapshot-interval", "3"])
+        try setup.cli(["endpoint", "add", alpha, "--share", share, "--state-dir", alphaState, "--server-name", "alpha"])
+        let viaMount = randomBytes(300_001, seed: 71), viaEndpoint = randomBytes(500_003, seed: 72), orphan = randomBytes(200_005, seed: 73)
+        scratch.write("alpha/old/mount.bin", viaMount)
+        scratch.write("alpha/old/endpoint.bin", viaEndpoint)
+        scratch.write("alpha/old/orphan.bin", orphan)
+        for pass in 1...7 {
+            try Data("edited in pass \(pass)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/edited.txt"))
+            try setup.cli(["sync", "--state-dir", alphaState])
+        }
+        try setup.cli(["endpoint", "add", beta, "--share", share, "--state-dir", betaState, "--server-name", "beta"])
+        try setup.cli(["sync", "--state-dir", betaState])
+        try setup.cli(["endpoint", "tiering", beta, "--state-dir", betaState, "--free-space", "0"])
+        do {
+            let daemon = try startDaemon(state: betaState, log: logs + "/serve-beta.log")
+            defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+            for name in ["mount.bin", "endpoint.bin", "orphan.bin"] {
+                try setup.cli(["tier", beta + "/old/" + name, "--state-dir", betaState])
+                #expect(StubFile.marker(atPath: beta + "/old/" + name) == .tiered, "\(name) is a stub of version 1")
+            }
+        }
+
+        // Beta is offline at #7; the versions before it leave the 1 s window and the history begins at #6.
+        try setup.cli(["share", "retention", share, "--keep-within", "1s"])
+        try await Task.sleep(for: .seconds(2))
+        let report = try setup.cli(["share", "gc", share, "--grace", "0s", "--safety-interval", "1s"])
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: setup.shareFolder + "/log")) ?? []
+        #expect(records == [String(format: "%020d", 7)], "the records of the stubs' version are gone: \(records)\n\(report)")
+        try FileManager.default.moveItem(atPath: beta + "/old", toPath: beta + "/moved")
+        try FileManager.default.createDirectory(atPath: scratch.path + "/outside", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: beta + "/moved/orphan.bin", toPath: scratch.path + "/outside/orphan.bin")
+        let recalled = try setup.cli(["recall", scratch.path + "/outside", "--state-dir", betaState])
+        #expect(FileManager.default.contents(atPath: scratch.path + "/outside/orphan.bin") == Data(orphan), "out of the endpoint: \(recalled)")
+        #expect(StubFile.marker(atPath: scratch.path + "/outside/orphan.bin") == nil, "recalled whole, markers gone")
+        #expect(StubFile.marker(atPath: beta + "/moved/mount.bin") == .tiered && StubFile.marker(atPath: beta + "/moved/endpoint.bin") == .tiered)
+
+        let mountpoint = scratch.path + "/mnt"
+        try FileManager.default.createDirectory(atPath: mountpoint, withIntermediateDirectories: true)
+        do {
+            let mount = try TiergateProcess(["mount", beta, mountpoint, "--state-dir", betaState], logs: logs)
+            defer { mount.send(SIGTERM); _ = mount.exitStatus() }
+            #expect(mount.waitFor("mounted endpoint"), "mounted: \(mount.errorOutput)")
+            let read = try? await readStub(mountpoint + "/moved/mount.bin")
+            #expect(read == viaMount, "through the mount: \(read.map { "\($0.count) bytes, \($0.filter { $0 == 0 }.count) zero" } ?? "an error") \(mount.errorOutput.suffix(600))")
+        }
+        do {
+            let daemon = try startDaemon(state: betaState, log: logs + "/serve-beta.log", waitingFor: "stubs marked for recall")
+            defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
+            let read = try? await readStub(beta + "/moved/endpoint.bin")
+            #expect(read == viaEndpoint, "through the endpoint: \(read.map { "\($0.count) bytes, \($0.filter { $0 == 0 }.count) zero" } ?? "an error") \((try? String(contentsOfFile: logs + "/serve-beta.log", encoding: .utf8))?.suffix(600) ?? "")")
+        }
+    }
+
     /// A new endpoint takes the namespace at the head as one commit; each file it writes keeps the version
     /// of the commit that wrote its content, so the share's chunk list for it is found and it tiers (its
     /// stub then names that version). Before, every such file named the head and was refused ("its version
     /// is not in the share's log") unless the head commit had written it.
     @Test func aNewEndpointTiersTheFilesItTookFromTheNamespace() throws {
-        let scratch = Scratch()
-        let logs = scratch.path + "/logs", alpha = scratch.path + "/alpha", beta = scratch.path + "/beta"
-        for directory in [logs, alpha, beta] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        let share = "file://" + scratch.path + "/share"
-        @discardableResult
-        func cli(_ arguments: [String]) throws -> String { try TiergateProcess.expect(0, arguments, logs: logs) }
-        try cli(["share", "create", share])
-        try cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
+        let setup = try TwoEndpoints(), scratch = setup.scratch
+        let logs = setup.logs, alpha = setup.alpha, beta = setup.beta, share = setup.share
+        try setup.cli(["share", "create", share])
+        try setup.cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
         for pass in 1...3 {
             try Data("pass \(pass)\n".utf8).write(to: URL(fileURLWithPath: alpha + "/file-\(pass).txt"))
-            try cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
+            try setup.cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
         }
         let state = scratch.path + "/state-beta"
-        try cli(["endpoint", "add", beta, "--share", share, "--state-dir", state, "--server-name", "beta"])
-        try cli(["sync", "--state-dir", state])
-        try cli(["endpoint", "tiering", beta, "--state-dir", state, "--free-space", "0"])
+        try setup.cli(["endpoint", "add", beta, "--share", share, "--state-dir", state, "--server-name", "beta"])
+        try setup.cli(["sync", "--state-dir", state])
+        try setup.cli(["endpoint", "tiering", beta, "--state-dir", state, "--free-space", "0"])
         let daemon = try startDaemon(state: state, log: logs + "/serve.log")
         defer { kill(daemon.processIdentifier, SIGTERM); daemon.waitUntilExit() }
         for pass in 1...3 {

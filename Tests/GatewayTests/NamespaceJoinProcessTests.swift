@@ -9,12 +9,8 @@ import Testing
 /// no conflict copies, for a full and for a namespace-only endpoint.
 @Suite(.serialized) struct NamespaceJoinProcessTests {
     @Test(arguments: [false, true]) func aFirstPassKilledBetweenBatchesEndsWithTheSharesTree(namespaceOnly: Bool) throws {
-        let scratch = Scratch()
-        let logs = scratch.path + "/logs", alpha = scratch.path + "/alpha", beta = scratch.path + "/beta"
-        for directory in [logs, alpha, beta] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        let share = "file://" + scratch.path + "/share"
-        @discardableResult
-        func cli(_ arguments: [String]) throws -> String { try TiergateProcess.expect(0, arguments, logs: logs) }
+        let setup = try TwoEndpoints(), scratch = setup.scratch
+        let logs = setup.logs, alpha = setup.alpha, beta = setup.beta, share = setup.share
         // More files than one batch, in folders; each file's bytes name it.
         let files = 25_000
         for index in 0..<files {
@@ -22,14 +18,14 @@ import Testing
             if index < 90 { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             try Data("file \(index)\n".utf8).write(to: URL(fileURLWithPath: folder + "/f\(index).txt"))
         }
-        try cli(["share", "create", share])
-        try cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
-        try cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
+        try setup.cli(["share", "create", share])
+        try setup.cli(["endpoint", "add", alpha, "--share", share, "--state-dir", scratch.path + "/state-alpha", "--server-name", "alpha"])
+        try setup.cli(["sync", "--state-dir", scratch.path + "/state-alpha"])
 
         let state = scratch.path + "/state-beta"
-        try cli(["endpoint", "add", beta, "--share", share, "--state-dir", state, "--server-name", "beta"])
+        try setup.cli(["endpoint", "add", beta, "--share", share, "--state-dir", state, "--server-name", "beta"])
         if namespaceOnly {
-            try cli(["endpoint", "tiering", beta, "--state-dir", state, "--free-space", "0", "--download", "namespace-only"])
+            try setup.cli(["endpoint", "tiering", beta, "--state-dir", state, "--free-space", "0", "--download", "namespace-only"])
         }
         // Killed once its first batch is in place (a file of the first folder in path order exists).
         let first = try TiergateProcess(["sync", "--state-dir", state], logs: logs)
@@ -41,7 +37,7 @@ import Testing
         #expect(status == nil, "the first pass ended before it was killed (\(present) files): the test proved nothing")
         #expect(present > 0 && present < files, "killed with \(present) of \(files) files in place")
 
-        try cli(["sync", "--state-dir", state])
+        try setup.cli(["sync", "--state-dir", state])
         var found = 0
         for case let relative as String in FileManager.default.enumerator(atPath: beta)?.allObjects ?? [] where !relative.hasPrefix(".tiergate") {
             var isDirectory: ObjCBool = false
@@ -55,7 +51,7 @@ import Testing
         #expect(found == files, "\(found) files of \(files)")
         // The files hold their bytes (stubs of two folders recalled first: no daemon is running).
         if namespaceOnly {
-            for folder in ["d0", "d89"] { try cli(["recall", beta + "/" + folder, "--state-dir", state]) }
+            for folder in ["d0", "d89"] { try setup.cli(["recall", beta + "/" + folder, "--state-dir", state]) }
         }
         var wrong: [String] = []
         for index in 0..<files where !namespaceOnly || [0, 89].contains(index % 90) {

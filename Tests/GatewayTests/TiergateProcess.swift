@@ -79,3 +79,25 @@ final class TiergateProcess {
 
 /// What the Swift runtime, glibc and libstdc++ print when a process aborts or crashes.
 let abortMessages = ["Program crashed", "Fatal error", "terminate called", "pthread ", "Bad pointer", "Segmentation fault", "Aborted"]
+
+/// The layout most process tests start from, in a scratch directory: a `file://` share at `share/`, two
+/// endpoint folders `alpha/` and `beta/`, and `logs/` for the processes' output.
+struct TwoEndpoints {
+    let scratch = Scratch()
+    var path: String { scratch.path }
+    var logs: String { path + "/logs" }
+    var alpha: String { path + "/alpha" }
+    var beta: String { path + "/beta" }
+    var shareFolder: String { path + "/share" }
+    var share: String { "file://" + shareFolder }
+
+    init() throws {
+        for directory in [logs, alpha, beta] { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+    }
+
+    /// Runs `tiergate arguments…` to its end and returns its output; throws unless it exits with `status`.
+    @discardableResult
+    func cli(_ arguments: [String], expect status: Int32 = 0) throws -> String {
+        try TiergateProcess.expect(status, arguments, logs: logs)
+    }
+}
