@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "Chunking", dependencies: ["Hashing"]),
         .target(name: "Telemetry", dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]),
         .target(name: "Backends", dependencies: ["Hashing", "CCurl", "Telemetry"]),
-        .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing"]),
+        .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing", "CLinux"]),
         .target(name: "Fanotify", dependencies: ["CLinux"]),
         .target(name: "FUSE", dependencies: ["CFuse3"]),
         .target(name: "Gateway", dependencies: ["CloudShare", "Backends", "Chunking", "Hashing", "RocksDB", "CLinux", "Fanotify", "FUSE",

@@ -1,4 +1,5 @@
 import Backends
+import CLinux
 import Foundation
 import Hashing
 
@@ -519,6 +520,7 @@ public struct GarbageCollector: Sendable {
                 return upserted(try await log.read(sequence))
             } result: { _, chunks in
                 mark.chunks.formUnion(chunks)
+                _ = CLinux_malloc_trim()
                 done += 1
                 if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every kept version", done: done, total: sequences.count)) }
             }
@@ -533,6 +535,10 @@ public struct GarbageCollector: Sendable {
                 try Task.checkCancellation()
                 guard commit.sequence <= head else { break } // appended after the listing: not this mark's
                 body(commit)
+                // A record is decoded whole (up to 50,000 operations) and dropped at once: its memory goes
+                // back to the kernel, not left as holes between the namespace's nodes (about 50 MiB at
+                // 1,000,000 files).
+                _ = CLinux_malloc_trim()
                 reached = commit.sequence
                 let done = Int(reached - base)
                 if done % 64 == 0 || reached == head { progress?(Progress(phase: phase, done: done, total: sequences.count)) }
