@@ -61,6 +61,11 @@ public final class Database: @unchecked Sendable {
         rocksdb_options_set_info_log_level(options, 2)  // WARN
         rocksdb_options_set_keep_log_file_num(options, 3)
         rocksdb_options_set_compression(options, Int32(openOptions.compress ? rocksdb_lz4_compression : rocksdb_no_compression))
+        // Memtables: 16 MiB per family, and all families together flushed beyond 64 MiB. RocksDB's default
+        // (64 MiB per family, no total) left a daemon holding over 100 MiB of memtables after a pass that
+        // wrote a million entries, until the next writes filled them.
+        rocksdb_options_set_write_buffer_size(options, 16 << 20)
+        rocksdb_options_set_db_write_buffer_size(options, 64 << 20)
         readOptions = rocksdb_readoptions_create()
         syncWrite = rocksdb_writeoptions_create()
         rocksdb_writeoptions_set_sync(syncWrite, 1)
