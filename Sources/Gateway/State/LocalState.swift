@@ -50,9 +50,10 @@ public final class LocalState: Sendable {
         try database.get(Self.key(endpoint, path), in: family(.entries)).flatMap(EntryRecord.init(encoded:))
     }
 
-    /// Every synced entry of an endpoint, by path.
-    public func entries(_ endpoint: UInt32) throws -> [String: EntryRecord] {
-        try entries(keyPrefix: Self.prefix(endpoint))
+    /// Every synced entry of an endpoint, by path; `expecting` (about how many there are) sizes the
+    /// dictionary up front.
+    public func entries(_ endpoint: UInt32, expecting: Int = 0) throws -> [String: EntryRecord] {
+        try entries(keyPrefix: Self.prefix(endpoint), expecting: expecting)
     }
 
     /// The synced entries beneath the folder `path` (not the folder itself), by path.
@@ -60,8 +61,9 @@ public final class LocalState: Sendable {
         try entries(keyPrefix: Self.key(endpoint, path + "/"))
     }
 
-    private func entries(keyPrefix: [UInt8]) throws -> [String: EntryRecord] {
+    private func entries(keyPrefix: [UInt8], expecting: Int = 0) throws -> [String: EntryRecord] {
         var result: [String: EntryRecord] = [:]
+        result.reserveCapacity(expecting)
         try database.scan(family(.entries), prefix: keyPrefix) { key, value in
             if let record = EntryRecord(encoded: value) { result[Self.path(fromKey: key)] = record }
             return true

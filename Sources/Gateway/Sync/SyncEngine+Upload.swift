@@ -324,7 +324,10 @@ extension SyncEngine {
     func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) throws
         -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
         guard case .changes(var changes) = scope, let applied = appliedPaths else {
-            return (try TreeWalker(root: root).walk(), try state.entries(endpoint.id), nil)
+            // The database has about as many entries as the tree has items: its dictionary is made that
+            // size at once, not doubled and rehashed a score of times on the way.
+            let walked = try TreeWalker(root: root).walk()
+            return (walked, try state.entries(endpoint.id, expecting: walked.items.count), nil)
         }
         // Paths the download of this pass applied, paths the mount marked, and items that did not
         // upload are looked at too.
