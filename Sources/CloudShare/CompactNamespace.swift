@@ -48,7 +48,7 @@ final class CompactNamespace: Decodable {
         sequence = try snapshot.decode(UInt64.self, forKey: .sequence)
         let entries = try snapshot.nestedContainer(keyedBy: PathKey.self, forKey: .entries)
         for path in entries.allKeys {
-            var unused: Set<Digest32> = []
+            var unused = ChunkMark()
             upsert(path.stringValue, try entries.decode(NamespaceEntry.self, forKey: path), marksUpserts: false, mark: &unused)
         }
     }
@@ -67,12 +67,12 @@ final class CompactNamespace: Decodable {
     /// Applies one commit's operations in order. With `marksUpserts`, the chunks of the files it upserts
     /// go into `mark` as they are applied (also those of a file a later operation of the same commit
     /// replaces, as the replay has always done), and the files are held without them.
-    func apply(_ commit: Commit, marksUpserts: Bool, mark: inout Set<Digest32>) {
+    func apply(_ commit: Commit, marksUpserts: Bool, mark: inout ChunkMark) {
         for operation in commit.operations { apply(operation, marksUpserts: marksUpserts, mark: &mark) }
     }
 
     /// Applies one operation (see ``apply(_:marksUpserts:mark:)``).
-    func apply(_ operation: NamespaceOperation, marksUpserts: Bool, mark: inout Set<Digest32>) {
+    func apply(_ operation: NamespaceOperation, marksUpserts: Bool, mark: inout ChunkMark) {
         switch operation.op {
         case .upsert:
             guard let entry = operation.entry else { return }
@@ -103,7 +103,7 @@ final class CompactNamespace: Decodable {
 
     /// Puts the chunks of every file not marked yet into `mark` (the whole namespace is then in it), and
     /// holds those files without them.
-    func markAll(into mark: inout Set<Digest32>) {
+    func markAll(into mark: inout ChunkMark) {
         mark.reserveCapacity(mark.count + unmarkedChunkCount)
         forEachNode { node in
             switch node.item {
@@ -139,7 +139,7 @@ final class CompactNamespace: Decodable {
         return items
     }
 
-    private func upsert(_ path: String, _ entry: NamespaceEntry, marksUpserts: Bool, mark: inout Set<Digest32>) {
+    private func upsert(_ path: String, _ entry: NamespaceEntry, marksUpserts: Bool, mark: inout ChunkMark) {
         let item: Item
         if entry.kind == .directory {
             item = .directory

@@ -323,10 +323,8 @@ public struct GarbageCollector: Sendable {
         report.keptFrom = mark.retained.from
         report.keptSelected = mark.retained.selected.count
         report.heldBy = mark.heldBy
-        // The mark's set goes before the survey is built: the survey takes the array of its chunks (a
-        // third of the set), so the chunks are never held twice.
-        var marked = Array(mark.chunks)
-        mark.chunks = []
+        // The survey takes the mark's array of chunks, so they are never held twice.
+        var marked = mark.chunks.take()
         let survey = try await survey(marked: &marked, progress: progress)
         let states = survey.states
 
@@ -466,7 +464,7 @@ public struct GarbageCollector: Sendable {
     /// What a mark found: the chunks to keep and why.
     struct Mark: Sendable {
         /// Every chunk some kept version (or a snapshot a new endpoint may start from) references.
-        var chunks: Set<Digest32> = []
+        var chunks = ChunkMark()
         /// The log head.
         var head: UInt64 = 0
         /// The share's retention policy.
@@ -549,6 +547,7 @@ public struct GarbageCollector: Sendable {
                 done += 1
                 if done % 64 == 0 || done == sequences.count { progress?(Progress(phase: "marking chunks of every kept version", done: done, total: sequences.count)) }
             }
+            mark.chunks.compact()
             return mark
         }
 
@@ -611,6 +610,7 @@ public struct GarbageCollector: Sendable {
         for sequence in snapshotSequences where sequence == newest || mark.retained.contains(sequence) {
             try await snapshot(sequence).markAll(into: &mark.chunks)
         }
+        mark.chunks.compact()
         return mark
     }
 

@@ -324,7 +324,7 @@ public struct ShareVerifier: Sendable {
         }
         let unreadableLists = states.values.filter { $0.size != nil && $0.chunks == nil }.map { PackFormat.key($0.pack) }.sorted()
         // Under a retention policy, chunks only versions outside it need are the garbage collector's to delete.
-        var kept: Set<Digest32>?
+        var kept: ChunkMark?
         if try await !RetentionPolicy.load(from: store).keepsEverything, needs.keys.contains(where: { home[$0] == nil }) {
             kept = try? await GarbageCollector.mark(store: store, now: Date().timeIntervalSince1970, progress: nil).chunks
         }
