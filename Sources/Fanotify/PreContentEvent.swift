@@ -45,11 +45,22 @@ public struct PreContentEvent: Sendable {
     /// writable and shared). A write, truncate or fallocate, a copy or splice, io_uring's worker threads,
     /// and anything that cannot be told (the thread's call unreadable) count as writes.
     /// Meaningful only for monitors that report thread ids: `pid` must be the blocked thread.
+    ///
+    /// The thread queues the event before it goes to sleep waiting for the answer, and until it sleeps
+    /// /proc says only "running". So a "running" is read again, for up to 20 ms (a loaded machine may
+    /// not have put the thread to sleep yet), before it counts as a write: read that way at once, a read
+    /// of a few bytes recalled the whole file.
     public var mayWrite: Bool {
         if let name = Self.procText("/proc/\(pid)/comm"), name.hasPrefix("iou-") { return true }   // io_uring workers
-        guard let call = Self.procText("/proc/\(pid)/syscall") else { return true }
+        let deadline = ContinuousClock.now + .milliseconds(20)
+        var call = Self.procText("/proc/\(pid)/syscall")
+        while call == "running", ContinuousClock.now < deadline {
+            usleep(50)
+            call = Self.procText("/proc/\(pid)/syscall")
+        }
+        guard let call else { return true }
         let fields = call.split(separator: " ")
-        guard let number = fields.first.flatMap({ Int($0) }) else { return true }   // "running": cannot be told
+        guard let number = fields.first.flatMap({ Int($0) }) else { return true }   // still "running": cannot be told
         func argument(_ index: Int) -> UInt {
             guard index < fields.count, fields[index].hasPrefix("0x") else { return 0 }
             return UInt(fields[index].dropFirst(2), radix: 16) ?? 0
