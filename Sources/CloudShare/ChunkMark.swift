@@ -48,21 +48,24 @@ struct ChunkMark: Sendable {
     }
 
     /// Whether `id` is marked; only once compacted (the mark compacts before it returns).
-    func contains(_ id: Digest32) -> Bool {
+    func contains(_ id: Digest32) -> Bool { index(of: id) != nil }
+
+    /// Where `id` is in ``ids``, by binary search; only once compacted.
+    func index(of id: Digest32) -> Int? {
         precondition(distinct == ids.count, "a chunk mark is looked up only once compacted")
         var low = 0, high = ids.count
         while low < high {
             let middle = (low + high) / 2
             if ids[middle] < id { low = middle + 1 } else { high = middle }
         }
-        return low < ids.count && ids[low] == id
+        return low < ids.count && ids[low] == id ? low : nil
     }
 
-    /// The distinct ids, ascending; the mark is left empty, so they are not held twice.
-    mutating func take() -> [Digest32] {
+    /// The mark, compacted; this one is left empty, so the ids are not held twice.
+    mutating func take() -> ChunkMark {
         compact()
-        defer { ids = []; distinct = 0 }
-        return ids
+        defer { self = ChunkMark() }
+        return self
     }
 
     /// Compacts a full array, and doubles its storage when it stays more than three quarters full.

@@ -186,12 +186,11 @@ public struct GarbageCollector: Sendable {
         /// Indexed packs by number (from 1, in the order surveyed).
         var packs: [Digest32] = [Digest32()]
         var numbers: [Digest32: UInt32] = [:]
-        /// Every marked chunk, ascending and distinct: found by binary search. Two arrays take 36 bytes a
-        /// chunk, where a dictionary of chunk to owner took 54–108 (a power-of-two table at most three
-        /// quarters full: 72 MiB at a million chunks).
-        private let marked: [Digest32]
+        /// Every marked chunk (the mark's array, ascending and distinct: found by binary search).
+        private let marked: ChunkMark
         /// For each chunk of ``marked``, at the same index, the number of the first indexed pack found
-        /// holding it (0: none).
+        /// holding it (0: none): 4 bytes a chunk beside the mark's 32, where a dictionary of chunk to
+        /// owner took 54–108 (a power-of-two table at most three quarters full: 72 MiB at a million).
         private var owners: [UInt32]
         /// The other indexed packs holding a marked chunk.
         var moreHolders: [Digest32: [UInt32]] = [:]
@@ -200,30 +199,15 @@ public struct GarbageCollector: Sendable {
         /// Per indexed pack number: its marked chunks that other indexed packs hold too.
         var shared: [UInt32: [Digest32]] = [:]
 
-        /// A survey of the chunks in `marked`, which it takes (sorted in place, duplicates dropped; the
-        /// caller's array is left empty, so the chunks are held once).
-        init(marked: inout [Digest32]) {
-            marked.sort()
-            var distinct = 0
-            for index in marked.indices where distinct == 0 || marked[index] != marked[distinct - 1] {
-                marked[distinct] = marked[index]
-                distinct += 1
-            }
-            marked.removeLast(marked.count - distinct)
-            self.marked = marked
-            marked = []
+        /// A survey of the chunks of `marked`, which it takes (the caller's mark is left empty, so the
+        /// chunks are held once).
+        init(marked: inout ChunkMark) {
+            self.marked = marked.take()
             owners = Array(repeating: 0, count: self.marked.count)
         }
 
         /// The index of `chunk` in ``marked``; nil when it is not marked.
-        private func index(_ chunk: Digest32) -> Int? {
-            var low = 0, high = marked.count
-            while low < high {
-                let middle = (low + high) / 2
-                if marked[middle] < chunk { low = middle + 1 } else { high = middle }
-            }
-            return low < marked.count && marked[low] == chunk ? low : nil
-        }
+        private func index(_ chunk: Digest32) -> Int? { marked.index(of: chunk) }
 
         /// Numbers the indexed `pack` (its chunks are then added with ``add(_:heldBy:)``).
         mutating func number(_ pack: Digest32) -> UInt32 {
@@ -249,7 +233,7 @@ public struct GarbageCollector: Sendable {
 
         /// Counts, once every pack is surveyed, what each indexed pack alone holds.
         mutating func finish() {
-            for index in marked.indices where owners[index] != 0 && moreHolders[marked[index]] == nil { sole[owners[index], default: 0] += 1 }
+            for index in owners.indices where owners[index] != 0 && moreHolders[marked.ids[index]] == nil { sole[owners[index], default: 0] += 1 }
             for (chunk, more) in moreHolders {
                 for number in [index(chunk).map { owners[$0] } ?? 0] + more { shared[number, default: []].append(chunk) }
             }
@@ -324,8 +308,7 @@ public struct GarbageCollector: Sendable {
         report.keptSelected = mark.retained.selected.count
         report.heldBy = mark.heldBy
         // The survey takes the mark's array of chunks, so they are never held twice.
-        var marked = mark.chunks.take()
-        let survey = try await survey(marked: &marked, progress: progress)
+        let survey = try await survey(marked: &mark.chunks, progress: progress)
         let states = survey.states
 
         let duePacks = Set(due.flatMap(\.packIDs))
@@ -616,7 +599,7 @@ public struct GarbageCollector: Sendable {
 
     /// Every pack object with its chunks counted against the mark: from its index segment, else its
     /// trailer; a pack whose chunk list is unreadable either way is kept.
-    func survey(marked: inout [Digest32], progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
+    func survey(marked: inout ChunkMark, progress: (@Sendable (Progress) -> Void)?) async throws -> Survey {
         let packObjects = try await store.listAll(prefix: "packs/")
         let segments = Set(try await store.listAll(prefix: "index/").map(\.key))
         var survey = Survey(marked: &marked)

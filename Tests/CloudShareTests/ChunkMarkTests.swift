@@ -28,6 +28,6 @@ import Testing
         #expect(pool.allSatisfy { mark.contains($0) == oracle.contains($0) })
         #expect(!mark.contains(SHA256.hash([1, 2, 3])))
         let taken = mark.take()
-        #expect(taken == oracle.sorted() && mark.count == 0)
+        #expect(taken.ids == oracle.sorted() && mark.count == 0)
     }
 }

@@ -138,9 +138,10 @@ import Testing
         let ids = (0..<6).map { SHA256.hash([UInt8($0)]) }
         let (a, b, c, unmarked) = (ids[0], ids[1], ids[2], ids[3])
         let (first, second, trailerOnly) = (ids[4], ids[5], SHA256.hash([9]))
-        var marked = [c, a, b, a]    // any order; a duplicate counts once
+        var marked = ChunkMark()
+        marked.formUnion([c, a, b, a])    // any order; a duplicate counts once
         var survey = GarbageCollector.Survey(marked: &marked)
-        #expect(marked.isEmpty, "the survey took the chunks")
+        #expect(marked.count == 0, "the survey took the chunks")
         let one = survey.number(first), two = survey.number(second)
         survey.add(a, heldBy: one)
         survey.add(b, heldBy: one)
