@@ -579,14 +579,23 @@ public struct GarbageCollector: Sendable {
         // is the namespace at a plus every upsert of a+1…b: whatever is in the namespace at some
         // sequence of the run was there at a or was written after it (renames move entries, never create
         // them). A file whose chunks are marked is held without them from then on.
-        let namespace = base > 0 ? try await snapshot(base) : CompactNamespace()
-        var previousKept = base == 0 || mark.retained.contains(base)
-        if base > 0 && previousKept { namespace.markAll(into: &mark.chunks) }
-        try await forEachRecord(phase: "marking chunks of every kept version") { commit in
-            let kept = mark.retained.contains(commit.sequence)
-            namespace.apply(commit, marksUpserts: kept && previousKept, mark: &mark.chunks)
-            if kept && !previousKept { namespace.markAll(into: &mark.chunks) }
-            previousKept = kept
+        // When every version from where the history begins is kept (a registered server holds them
+        // all, say), that run is the whole log: the namespace there (its snapshot, marked below with the
+        // kept ones), then every upsert, and no replay.
+        if mark.retained.from <= max(base, 1) {
+            try await forEachRecord(phase: "marking chunks of every kept version") { commit in
+                mark.chunks.formUnion(upserted(commit))
+            }
+        } else {
+            let namespace = base > 0 ? try await snapshot(base) : CompactNamespace()
+            var previousKept = base == 0 || mark.retained.contains(base)
+            if base > 0 && previousKept { namespace.markAll(into: &mark.chunks) }
+            try await forEachRecord(phase: "marking chunks of every kept version") { commit in
+                let kept = mark.retained.contains(commit.sequence)
+                namespace.apply(commit, marksUpserts: kept && previousKept, mark: &mark.chunks)
+                if kept && !previousKept { namespace.markAll(into: &mark.chunks) }
+                previousKept = kept
+            }
         }
         // New endpoints start from the newest snapshot; restores at a kept sequence from the one at or before it.
         let newest = snapshotSequences.last
