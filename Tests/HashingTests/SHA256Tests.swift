@@ -50,6 +50,25 @@ import Testing
         #expect(hasher.finalize() == SHA256.hash(Array("abc".utf8)))
     }
 
+    /// Digests order as their bytes do, whichever byte first differs (one in each 8-byte word, and both
+    /// halves of a byte).
+    @Test func digestsOrderAsTheirBytes() {
+        var digests = (0..<64).map { SHA256.hash([UInt8($0)]) }
+        let base = SHA256.hash([200]).array
+        for position in [0, 7, 8, 15, 16, 24, 31] {
+            for value: UInt8 in [0x00, 0x0f, 0x10, 0xf0, 0xff] {
+                var bytes = base
+                bytes[position] = value
+                digests.append(Digest32(bytes: bytes)!)
+            }
+        }
+        for a in digests {
+            for b in digests {
+                #expect((a < b) == a.array.lexicographicallyPrecedes(b.array), "\(a.hex) < \(b.hex)")
+            }
+        }
+    }
+
     @Test func aDigestRoundTripsThroughHexAndBytes() throws {
         let digest = SHA256.hash(Array("abc".utf8))
         #expect(Digest32(hex: digest.hex) == digest)
