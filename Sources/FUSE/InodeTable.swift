@@ -212,6 +212,17 @@ final class InodeTable: Sendable {
         }
     }
 
+    /// Whether the kernel knows the backing file with `identity` and, when `name` is given, the file was
+    /// last seen under it. Every entry the kernel holds references a known inode, so an unknown file
+    /// (or one last seen under another name) behind a name means the kernel's entry for it is stale.
+    func knows(_ identity: FileIdentity, as name: (parent: UInt64, name: [UInt8])?) -> Bool {
+        state.withLock { state in
+            guard let number = state.numbers[identity] else { return false }
+            guard let name, number != Self.rootNumber, let record = state.records[number] else { return true }
+            return record.parent == name.parent && record.name == name.name
+        }
+    }
+
     /// The inode number of the backing file with `identity`, when the kernel knows it.
     func number(of identity: FileIdentity) -> UInt64? {
         state.withLock { $0.numbers[identity] }

@@ -290,6 +290,8 @@ public final class PassthroughCore: FileSystemCore {
         let target = try inodes.inode(newParent)
         let from = path(in: source, name)
         let to = path(in: target, newName)
+        try requireCurrentEntry(in: source, name)
+        if flags.contains(.exchange) { try requireCurrentEntry(in: target, newName) }
         try at(source, name) { sourceDescriptor, cName throws(Errno) in
             try at(target, newName) { targetDescriptor, cNewName throws(Errno) in
                 _ = try systemCall { CFuse3_renameat2(sourceDescriptor, cName, targetDescriptor, cNewName, flags.rawValue) }
@@ -806,11 +808,27 @@ public final class PassthroughCore: FileSystemCore {
     }
 
     private func identity(in directory: Inode, name: [UInt8]) throws(Errno) -> FileIdentity {
+        FileIdentity(try status(in: directory, name: name))
+    }
+
+    private func status(in directory: Inode, name: [UInt8]) throws(Errno) -> stat {
         var status = stat()
         try at(directory, name) { directory, cName throws(Errno) in
             _ = try systemCall { fstatat(directory, cName, &status, AT_SYMLINK_NOFOLLOW) }
         }
-        return FileIdentity(status)
+        return status
+    }
+
+    /// Throws `ESTALE` when the kernel's entry for `directory/name` cannot be the file the name holds on
+    /// the endpoint now: the name was given another file behind the mount within the entry timeout. A
+    /// rename acts on names, so it would move the endpoint's file while the kernel moved its entry for
+    /// the replaced one, and the new name would read and write a file no name holds. On `ESTALE` the
+    /// kernel looks the names up again and retries the call once.
+    private func requireCurrentEntry(in directory: Inode, _ name: [UInt8]) throws(Errno) {
+        let status = try status(in: directory, name: name)
+        // A file with several names is recorded under the last one seen: only its identity is checked.
+        let manyNames = status.st_mode & S_IFMT != S_IFDIR && status.st_nlink > 1
+        guard inodes.knows(FileIdentity(status), as: manyNames ? nil : (directory.number, name)) else { throw .stale }
     }
 
     /// Calls `body` with a descriptor of `directory` and `name` as a validated C string.

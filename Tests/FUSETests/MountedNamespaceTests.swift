@@ -91,6 +91,34 @@ import Testing
         #expect(try readFile(fixture.backing("y")) == [1])
     }
 
+    /// A name replaced behind the mount, then renamed through it before the kernel looks it up again:
+    /// the kernel's entry still holds the replaced file, while the rename moves what the name holds on
+    /// the endpoint. The new name must then read and write that file, not the replaced one.
+    @Test(arguments: [false, true]) func aNameReplacedBehindTheMountIsRenamedAsItIsNow(exchange: Bool) throws {
+        let fixture = try MountFixture()
+        defer { fixture.stop() }
+        try writeFile(fixture.mounted("a"), pattern(5000, seed: 1))
+        try writeFile(fixture.mounted("c"), pattern(700, seed: 3))
+        #expect(try readFile(fixture.mounted("a")) == pattern(5000, seed: 1))  // the kernel caches "a"
+        try writeFile(fixture.backing("b"), pattern(3000, seed: 2))
+        #expect(rename(fixture.backing("b"), fixture.backing("a")) == 0)  // behind the mount
+        if exchange {
+            #expect(CFuse3_renameat2(AT_FDCWD, fixture.mounted("a"), AT_FDCWD, fixture.mounted("c"), RenameFlags.exchange.rawValue) == 0)
+            #expect(try readFile(fixture.mounted("a")) == pattern(700, seed: 3))
+        } else {
+            #expect(rename(fixture.mounted("a"), fixture.mounted("c")) == 0)
+        }
+        #expect(try readFile(fixture.mounted("c")) == pattern(3000, seed: 2))
+        var status = stat()
+        #expect(stat(fixture.mounted("c"), &status) == 0 && status.st_size == 3000)
+        let descriptor = open(fixture.mounted("c"), O_WRONLY | O_APPEND | O_CLOEXEC)
+        try #require(descriptor >= 0)
+        #expect(write(descriptor, [UInt8]([9, 9]), 2) == 2)
+        #expect(fsync(descriptor) == 0)  // close does not wait for the daemon
+        close(descriptor)
+        #expect(try readFile(fixture.backing("c")) == pattern(3000, seed: 2) + [9, 9])
+    }
+
     @Test func hardLinksShareOneFile() throws {
         let fixture = try MountFixture()
         defer { fixture.stop() }
