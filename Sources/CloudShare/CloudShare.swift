@@ -20,7 +20,7 @@ public final class CloudShare: Sendable {
         /// The first load of every index segment in the store (see ``ensureIndexLoaded()``): callers that
         /// need the index at once (parallel download batches) share it; a failed one is tried again.
         var firstLoad: Task<Void, any Error>?
-        var locations: [Digest32: ChunkLocation] = [:]
+        var locations = ChunkLocations()
         /// Packs whose chunk list is known (from the index segment, or from the trailer when the segment is damaged).
         var loadedPacks: Set<Digest32> = []
         /// Packs whose index segment could not be read, with the reason; their chunks are found from the
@@ -212,7 +212,7 @@ public final class CloudShare: Sendable {
                     }
                     if keepKnown { continue }
                 }
-                table.locations[chunk.id] = chunk.location
+                table.locations.set(chunk.location, for: chunk.id)
             }
         }
     }
@@ -232,7 +232,7 @@ public final class CloudShare: Sendable {
             guard let other = table.alternates[chunk]?.first(where: { table.isDedupable($0) }) else { return false }
             table.alternates[chunk]?.removeAll { $0.pack == other.pack }
             table.alternates[chunk, default: []].append(location)
-            table.locations[chunk] = other
+            table.locations.set(other, for: chunk)
             return true
         }
     }
@@ -269,7 +269,7 @@ public final class CloudShare: Sendable {
     /// Counts of the loaded index: chunks, packs and stored chunk bytes.
     public func indexFigures() -> (chunks: Int, packs: Int, chunkBytes: Int64) {
         index.withLock { table in
-            (table.locations.count, table.loadedPacks.count, table.locations.values.reduce(0) { $0 + Int64($1.length) })
+            (table.locations.count, table.loadedPacks.count, table.locations.totalLength)
         }
     }
 
