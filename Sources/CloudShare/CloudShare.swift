@@ -525,7 +525,7 @@ public final class CloudShare: Sendable {
 
     /// The sequences of the share's snapshots, ascending (a listing, no read).
     public func snapshotSequences() async throws -> [UInt64] {
-        try await store.listAll(prefix: "snapshots/").compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }.sorted()
+        try await store.listAll(prefix: Self.snapshotPrefix).compactMap { Self.snapshotSequence(ofKey: $0.key) }.sorted()
     }
 
     /// The snapshot at `sequence`.
@@ -549,9 +549,18 @@ public final class CloudShare: Sendable {
         return try await snapshot(at: newest)
     }
 
+    /// Where snapshots are stored.
+    static let snapshotPrefix = "snapshots/"
+
     /// The object key of the snapshot at `sequence`.
     public static func snapshotKey(_ sequence: UInt64) -> String {
-        "snapshots/" + CommitLog.key(sequence).dropFirst("log/".count)
+        snapshotPrefix + CommitLog.key(sequence).dropFirst("log/".count)
+    }
+
+    /// The sequence of the snapshot stored as `key`; nil for any other key.
+    static func snapshotSequence(ofKey key: String) -> UInt64? {
+        guard key.hasPrefix(snapshotPrefix) else { return nil }
+        return UInt64(key.dropFirst(snapshotPrefix.count))
     }
 
     /// Stores `namespace` as a snapshot (a compacted namespace at its sequence number). Encoded with sorted

@@ -483,8 +483,8 @@ public struct GarbageCollector: Sendable {
         let refuse = "nothing was collected: what it references is unknown (see `tiergate share verify`)"
         var mark = Mark()
         mark.policy = try await RetentionPolicy.load(from: store)
-        mark.snapshots = try await store.listAll(prefix: "snapshots/")
-            .compactMap { object in UInt64(object.key.dropFirst("snapshots/".count)).map { Mark.Listed(sequence: $0, size: object.size) } }
+        mark.snapshots = try await store.listAll(prefix: CloudShare.snapshotPrefix)
+            .compactMap { object in CloudShare.snapshotSequence(ofKey: object.key).map { Mark.Listed(sequence: $0, size: object.size) } }
             .sorted { $0.sequence < $1.sequence }
         func snapshot(_ sequence: UInt64) async throws -> CompactNamespace {
             try await CloudShare.readSnapshot(CompactNamespace.self, key: CloudShare.snapshotKey(sequence), from: store, consequence: refuse)

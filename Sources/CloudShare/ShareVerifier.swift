@@ -166,8 +166,8 @@ public struct ShareVerifier: Sendable {
         // The log: contiguous sequences, every record readable.
         let logKeys = try await store.listAll(prefix: "log/", pageSize: 1000)
         let sequences = logKeys.compactMap { CommitLog.sequence(ofKey: $0.key) }.sorted()
-        let snapshotKeys = try await store.listAll(prefix: "snapshots/")
-        let snapshotSequences = snapshotKeys.compactMap { UInt64($0.key.dropFirst("snapshots/".count)) }
+        let snapshotKeys = try await store.listAll(prefix: CloudShare.snapshotPrefix)
+        let snapshotSequences = snapshotKeys.compactMap { CloudShare.snapshotSequence(ofKey: $0.key) }
         let replay = "the namespace cannot be replayed past this sequence: new endpoints, `tiergate get` and `share info` fail, and endpoints stop applying the log here"
         let restoreLog = "restore the record from a copy of the share (records cannot be rebuilt from packs)"
         // The log may begin after the snapshot its history starts at (log compaction deleted the records before it).
