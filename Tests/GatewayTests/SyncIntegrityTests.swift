@@ -294,6 +294,24 @@ import Testing
         #expect(Set(group.tree(1).keys) == ["a.txt", "b.txt"], "no conflict copies: \(group.tree(1).keys.sorted())")
     }
 
+    /// A new endpoint whose folder holds other bytes under a name the share has: the download never
+    /// places the share's file over them (the database does not know the name, so the file is placed
+    /// without replacing); both versions are kept, under the name and a conflict name.
+    @Test func aNewEndpointKeepsItsOwnFileUnderANameTheShareHas() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "a.txt", "the share's")
+        group.write(0, "b.txt", "only in the share")
+        try await group.converge()
+        _ = try group.gateways[1].removeEndpoint(group.root(1))
+        group.write(1, "a.txt", "this server's own, written while it was not an endpoint")
+        group.endpoints[1] = try await group.gateways[1].addEndpoint(path: group.root(1), shareURL: group.url)
+        try await group.converge()
+        let tree = group.tree(1)
+        #expect(tree.count == 3, "a.txt, b.txt and one conflict copy: \(tree.keys.sorted())")
+        #expect(Set(tree.values) == ["the share's", "only in the share", "this server's own, written while it was not an endpoint"])
+        #expect(group.tree(0) == tree)
+    }
+
     @Test func anEndpointRefusesAStoreHoldingAnotherShare() async throws {
         let group = try await SyncGroup(servers: 1)
         group.write(0, "a.txt", "mine")

@@ -33,12 +33,23 @@ public enum SafePath {
     }
 
     /// Opens the directory that will hold `path` (relative to the directory `rootFD`), creating missing
-    /// directories, one component at a time with `O_NOFOLLOW`: a symlink anywhere on the way is refused
-    /// (ELOOP/ENOTDIR) rather than followed. Returns the parent's descriptor (the caller closes it)
-    /// and the last component's name.
+    /// directories: a symlink anywhere on the way is refused (ELOOP/ENOTDIR) rather than followed.
+    /// Returns the parent's descriptor (the caller closes it) and the last component's name.
+    ///
+    /// An existing parent is opened with one `openat2` (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); missing
+    /// folders to create, a kernel without openat2, a path too long for it, or a rename racing the
+    /// lookup (EAGAIN) take the walk of one component at a time with `O_NOFOLLOW`.
     public static func openParent(rootFD: Int32, path: String, create: Bool, mode: mode_t = 0o755) throws -> (fd: Int32, name: String) {
         var components = path.split(separator: "/").map(String.init)
         guard let name = components.popLast() else { throw PosixError("open", path: path, errno: EINVAL) }
+        if !components.isEmpty {
+            let fd = CLinux_openat2_beneath(rootFD, components.joined(separator: "/"), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
+            if fd >= 0 { return (fd, name) }
+            let failure = errno
+            guard failure == ENOSYS || failure == ENAMETOOLONG || failure == EAGAIN || (failure == ENOENT && create) else {
+                throw PosixError("open", path: path, errno: failure)
+            }
+        }
         var fd = try Posix.call("dup", path: path) { dup(rootFD) }
         for component in components {
             var next = openat(fd, component, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

@@ -112,6 +112,8 @@ extension SyncEngine {
         } else {
             appliedPaths = nil
         }
+        // Progress counts this commit's (or namespace batch's) work: its rate is taken since it began.
+        let started = (time: Date(), bytes: report.downloadedBytes)
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         var chunkLayouts: [String: [ChunkRef]] = [:]
         var errors: [(path: String, reason: String, kind: String)] = []
@@ -184,7 +186,7 @@ extension SyncEngine {
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
                 progress(JobProgress(phase: "fetching the content of commit \(commit.sequence)", items: staged.count + failed.count, totalItems: wanted.count,
-                                     bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince1970 - report.started, totalBytes: wantedBytes))
+                                     bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince(started.time), totalBytes: wantedBytes))
             }
         })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
@@ -212,7 +214,7 @@ extension SyncEngine {
                 skipBelow = index + run.count
                 for later in run.dropFirst() where movesCursor { deferred.supersede(by: commit.operations[later]) }
                 try await makeStubs(run, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report, errors: &errors,
-                                    cleared: &cleared, deferred: &deferred, done: index)
+                                    cleared: &cleared, deferred: &deferred, done: index, since: started)
                 continue
             }
             do {
@@ -251,7 +253,7 @@ extension SyncEngine {
             }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
-                progress(applying(commit, done: max(index + 1, skipBelow), report: report))
+                progress(applying(commit, done: max(index + 1, skipBelow), report: report, since: started))
             }
         }
         // Staged files that were not placed (adopted, conflicted away, or failed) are dropped.
@@ -480,12 +482,23 @@ extension SyncEngine {
 
     func applyFile(_ path: String, _ entry: NamespaceEntry, _ file: StagedFile, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {
         let known = try overlay.get(path)
-        switch try localCondition(path, known) {
-        case .absent, .clean:
-            let item = try place(file, at: path, replace: true)
+        func placed(_ item: LocalItem) {
             overlay.set(path, record(entry, item, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
             report.downloaded += 1
             report.downloadedBytes += file.size
+        }
+        if known == nil {
+            // A path the database does not know is mostly absent (a new endpoint): the file is placed
+            // without replacing anything, which also never overwrites a file made there since the pass
+            // looked. One that is there (EEXIST; EINVAL where the file system cannot refuse to replace)
+            // is judged below.
+            do {
+                return placed(try place(file, at: path, replace: false))
+            } catch let error as PosixError where error.errno == EEXIST || error.errno == EINVAL {}
+        }
+        switch try localCondition(path, known) {
+        case .absent, .clean:
+            placed(try place(file, at: path, replace: true))
         case .modified(_, let fingerprint) where fingerprint == file.fingerprint:
             // Same content on both sides (also: our own commit re-applied after a crash): adopt it, with
             // the commit's attributes, so both sides end with the same mode and mtime.
@@ -496,10 +509,7 @@ extension SyncEngine {
             if entry.mtime >= item.mtime {
                 // The cloud's write is newer: it keeps the name; ours moves aside and uploads as a new file.
                 _ = try moveAside(path, overlay: overlay, label: serverName)
-                let placed = try place(file, at: path, replace: false)
-                overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
-                report.downloaded += 1
-                report.downloadedBytes += file.size
+                placed(try place(file, at: path, replace: false))
             } else {
                 // Ours is newer: the cloud's version lands under the author's conflict name; ours keeps the
                 // name and, recorded with an impossible stat, uploads over it in this pass.
@@ -515,10 +525,7 @@ extension SyncEngine {
             report.conflicts += 1
             _ = try moveAside(path, overlay: overlay, label: serverName)
             try overlay.removeSubtree(path)
-            let placed = try place(file, at: path, replace: false)
-            overlay.set(path, record(entry, placed, fingerprint: file.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
-            report.downloaded += 1
-            report.downloadedBytes += file.size
+            placed(try place(file, at: path, replace: false))
         }
     }
 
@@ -526,7 +533,7 @@ extension SyncEngine {
     /// chunk lists are kept for recall). A path taken meanwhile is left alone: the next pass sees it.
     func makeStubs(_ indices: [Int], commit: Commit, overlay: inout EntryOverlay, chunks: inout [String: [ChunkRef]],
                    report: inout SyncReport, errors: inout [(path: String, reason: String, kind: String)], cleared: inout [String],
-                   deferred: inout DeferredOperations, done: Int) async throws {
+                   deferred: inout DeferredOperations, done: Int, since started: (time: Date, bytes: Int64)) async throws {
         var lastProgress = Date()
         var taken = 0
         let items = indices.compactMap { index -> (path: String, entry: NamespaceEntry)? in
@@ -550,17 +557,19 @@ extension SyncEngine {
             cleared.append(path)
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
-                progress(applying(commit, done: done + taken, report: report))
+                progress(applying(commit, done: done + taken, report: report, since: started))
             }
         })
     }
 
     /// Progress while `commit` is applied: operations done of its total, with the files written and
     /// stubs made so far.
-    func applying(_ commit: Commit, done: Int, report: SyncReport) -> JobProgress {
+    /// Progress of applying `commit`, `done` operations in, counted from `started` (when and at how many
+    /// downloaded bytes its apply began).
+    func applying(_ commit: Commit, done: Int, report: SyncReport, since started: (time: Date, bytes: Int64)) -> JobProgress {
         JobProgress(phase: "applying commit \(commit.sequence) (\(report.downloaded) files written, \(report.stubsCreated) stubs made)",
-                    items: min(done, commit.operations.count), totalItems: commit.operations.count, bytes: report.downloadedBytes,
-                    elapsed: Date().timeIntervalSince1970 - report.started, unit: "operations")
+                    items: min(done, commit.operations.count), totalItems: commit.operations.count, bytes: report.downloadedBytes - started.bytes,
+                    elapsed: Date().timeIntervalSince(started.time), unit: "operations")
     }
 
     /// Replaces the synced file at `path` with a stub of `entry` (a changed cloud file on an endpoint that
