@@ -557,10 +557,12 @@ public final class CloudShare: Sendable {
         snapshotPrefix + CommitLog.key(sequence).dropFirst("log/".count)
     }
 
-    /// The sequence of the snapshot stored as `key`; nil for any other key.
+    /// The sequence of the snapshot stored as `key`; nil for any other key (one not written by
+    /// ``snapshotKey(_:)``, such as `snapshots/5`, would be read under another name).
     static func snapshotSequence(ofKey key: String) -> UInt64? {
-        guard key.hasPrefix(snapshotPrefix) else { return nil }
-        return UInt64(key.dropFirst(snapshotPrefix.count))
+        guard key.hasPrefix(snapshotPrefix), let sequence = UInt64(key.dropFirst(snapshotPrefix.count)),
+              snapshotKey(sequence) == key else { return nil }
+        return sequence
     }
 
     /// Stores `namespace` as a snapshot (a compacted namespace at its sequence number). Encoded with sorted

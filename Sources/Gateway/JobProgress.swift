@@ -8,7 +8,7 @@ public struct JobProgress: Sendable {
     public var totalItems: Int?
     /// Bytes done so far.
     public var bytes: Int64
-    /// Seconds since the job started.
+    /// Seconds since the step `items` and `bytes` count began (the rate and the ETA are taken over them).
     public var elapsed: Double
     /// Bytes in total, when known (then an ETA can be given).
     public var totalBytes: Int64? = nil

@@ -1,5 +1,5 @@
 import Backends
-import CloudShare
+@testable import CloudShare
 import Foundation
 import Hashing
 import Testing
@@ -157,6 +157,13 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         ])
         #expect(commit.packs == stored.map(\.hex), "the commit names \(commit.packs), not the indexed pack")
         #expect(try await store.head(IndexSegment.key(stored[0])).size > 0)
+    }
+
+    @Test func onlyKeysAsSnapshotsAreWrittenNameSnapshots() {
+        #expect(CloudShare.snapshotSequence(ofKey: CloudShare.snapshotKey(42)) == 42)
+        #expect(CloudShare.snapshotSequence(ofKey: "snapshots/42") == nil)  // would be read as snapshots/000…042
+        #expect(CloudShare.snapshotSequence(ofKey: "snapshots/+0000000000000000042") == nil)
+        #expect(CloudShare.snapshotSequence(ofKey: "log/00000000000000000042") == nil)
     }
 
     @Test func creatingTwiceIsRefused() async throws {

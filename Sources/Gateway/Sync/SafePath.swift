@@ -37,8 +37,9 @@ public enum SafePath {
     /// Returns the parent's descriptor (the caller closes it) and the last component's name.
     ///
     /// An existing parent is opened with one `openat2` (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`); missing
-    /// folders to create, a kernel without openat2, a path too long for it, or a rename racing the
-    /// lookup (EAGAIN) take the walk of one component at a time with `O_NOFOLLOW`.
+    /// folders to create, a kernel without openat2 (ENOSYS, or EPERM from a seccomp filter), a path too
+    /// long for it, or a rename racing the lookup (EAGAIN) take the walk of one component at a time with
+    /// `O_NOFOLLOW`.
     public static func openParent(rootFD: Int32, path: String, create: Bool, mode: mode_t = 0o755) throws -> (fd: Int32, name: String) {
         var components = path.split(separator: "/").map(String.init)
         guard let name = components.popLast() else { throw PosixError("open", path: path, errno: EINVAL) }
@@ -46,7 +47,7 @@ public enum SafePath {
             let fd = CLinux_openat2_beneath(rootFD, components.joined(separator: "/"), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0)
             if fd >= 0 { return (fd, name) }
             let failure = errno
-            guard failure == ENOSYS || failure == ENAMETOOLONG || failure == EAGAIN || (failure == ENOENT && create) else {
+            guard failure == ENOSYS || failure == EPERM || failure == ENAMETOOLONG || failure == EAGAIN || (failure == ENOENT && create) else {
                 throw PosixError("open", path: path, errno: failure)
             }
         }
@@ -73,11 +74,12 @@ public enum SafePath {
 
     /// Opens the item at the relative `path` beneath the directory `rootFD` without following any
     /// symlink on the way or at the end (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`; an
-    /// `O_NOFOLLOW` walk where the kernel has no openat2 or the path is too long for it).
+    /// `O_NOFOLLOW` walk where the kernel has no openat2, a seccomp filter refuses it, or the path is too
+    /// long for it).
     public static func open(rootFD: Int32, path: String, flags: Int32) throws -> Int32 {
         let fd = CLinux_openat2_beneath(rootFD, path, flags | O_NOFOLLOW | O_CLOEXEC, 0)
         if fd >= 0 { return fd }
-        guard errno == ENOSYS || errno == ENAMETOOLONG else { throw PosixError("open", path: path, errno: errno) }
+        guard errno == ENOSYS || errno == EPERM || errno == ENAMETOOLONG else { throw PosixError("open", path: path, errno: errno) }
         let parent = try openParent(rootFD: rootFD, path: path, create: false)
         defer { close(parent.fd) }
         return try Posix.call("open", path: path) { openat(parent.fd, parent.name, flags | O_NOFOLLOW | O_CLOEXEC) }

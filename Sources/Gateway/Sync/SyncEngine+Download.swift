@@ -112,8 +112,8 @@ extension SyncEngine {
         } else {
             appliedPaths = nil
         }
-        // Progress counts this commit's (or namespace batch's) work: its rate is taken since it began.
-        let started = (time: Date(), bytes: report.downloadedBytes)
+        // Progress counts this commit's (or namespace batch's) work: each step's rate is taken since it began.
+        let fetchStarted = Date()
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
         var chunkLayouts: [String: [ChunkRef]] = [:]
         var errors: [(path: String, reason: String, kind: String)] = []
@@ -186,13 +186,14 @@ extension SyncEngine {
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
                 progress(JobProgress(phase: "fetching the content of commit \(commit.sequence)", items: staged.count + failed.count, totalItems: wanted.count,
-                                     bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince(started.time), totalBytes: wantedBytes))
+                                     bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince(fetchStarted), totalBytes: wantedBytes))
             }
         })
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
         // 2. Apply the operations in order; a run of new stubs is made in parallel (distinct new paths:
         //    the order among them does not matter).
+        let started = (time: Date(), bytes: report.downloadedBytes)
         var skipBelow = 0
         for (index, operation) in commit.operations.enumerated() where index >= skipBelow {
             if movesCursor { deferred.supersede(by: operation) }
