@@ -46,9 +46,12 @@ extension SyncEngine {
             let head = try await share.log.read(namespace.sequence)
             if let redirect = head.movedTo { throw ShareMoved(redirect, from: share.name) }
             let (sequence, paths) = (namespace.sequence, namespace.entries.keys.sorted())
-            var start = 0
+            // The first batches are small (1,000, doubling up to namespaceBatch): the first files land
+            // after a thousand files' content is fetched, not twenty thousand.
+            var start = 0, size = min(max(1, namespaceBatch), 1_000)
             repeat {
-                let end = min(start + max(1, namespaceBatch), paths.count)
+                let end = min(start + size, paths.count)
+                size = min(2 * size, max(1, namespaceBatch))
                 var commit = Commit(author: "namespace", authorName: "Cloud",
                                     operations: paths[start..<end].map { .upsert($0, namespace.entries[$0]!) })
                 commit.sequence = sequence

@@ -39,7 +39,8 @@ public final class SyncEngine {
     var commitLimit = (operations: 50_000, chunks: 500_000)
 
     /// Most operations a new endpoint applies at once when it takes the namespace at the head: its first
-    /// files and stubs appear within a batch's time, not after the whole share is planned.
+    /// files and stubs appear within a batch's time, not after the whole share is planned. (The first
+    /// batches are smaller still: see ``download(_:)``.)
     var namespaceBatch = 20_000
 
     /// Paths named by the commits the current pass applied (its upload looks at them too); nil when
