@@ -67,12 +67,7 @@ struct ChunkLocations: Sendable {
 
     private func sortedIndex(of id: Digest32) -> Int? {
         let bucket = bucket(of: id)
-        var low = Int(starts[bucket]), high = Int(starts[bucket + 1])
-        while low < high {
-            let middle = (low + high) / 2
-            if ids[middle] < id { low = middle + 1 } else { high = middle }
-        }
-        return low < Int(starts[bucket + 1]) && ids[low] == id ? low : nil
+        return ids.sortedIndex(of: id, in: Int(starts[bucket])..<Int(starts[bucket + 1]))
     }
 
     /// Moves the recent chunks into the sorted arrays, and sizes the buckets for the new count.

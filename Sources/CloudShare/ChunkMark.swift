@@ -53,12 +53,7 @@ struct ChunkMark: Sendable {
     /// Where `id` is in ``ids``, by binary search; only once compacted.
     func index(of id: Digest32) -> Int? {
         precondition(distinct == ids.count, "a chunk mark is looked up only once compacted")
-        var low = 0, high = ids.count
-        while low < high {
-            let middle = (low + high) / 2
-            if ids[middle] < id { low = middle + 1 } else { high = middle }
-        }
-        return low < ids.count && ids[low] == id ? low : nil
+        return ids.sortedIndex(of: id, in: ids.indices)
     }
 
     /// The mark, compacted; this one is left empty, so the ids are not held twice.
@@ -72,5 +67,17 @@ struct ChunkMark: Sendable {
     private mutating func makeRoom() {
         compact()
         if ids.count >= ids.capacity / 4 * 3 { ids.reserveCapacity(max(2 * ids.capacity, 1024)) }
+    }
+}
+
+extension Array where Element == Digest32 {
+    /// Where `id` is within `range` of these ids, which is sorted and distinct: a binary search.
+    func sortedIndex(of id: Digest32, in range: Range<Int>) -> Int? {
+        var low = range.lowerBound, high = range.upperBound
+        while low < high {
+            let middle = (low + high) / 2
+            if self[middle] < id { low = middle + 1 } else { high = middle }
+        }
+        return low < range.upperBound && self[low] == id ? low : nil
     }
 }

@@ -24,6 +24,49 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: victim + "/staging") == ["precious"])
     }
 
+    /// A synced folder replaced by a symlink to a folder outside the endpoint, then new files from the
+    /// share under it: the download never writes through the link (the parent folders are opened
+    /// beneath the root without following any symlink, however many levels deep).
+    @Test func aDownloadUnderAFolderReplacedByASymlinkWritesNothingOutside() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/e/old.txt", "old")
+        try await group.converge()
+        let outside = group.scratch.path + "/outside"
+        try FileManager.default.createDirectory(atPath: outside + "/e", withIntermediateDirectories: true)
+        try FileManager.default.removeItem(atPath: group.root(1) + "/d")
+        try FileManager.default.createSymbolicLink(atPath: group.root(1) + "/d", withDestinationPath: outside)
+        group.write(0, "d/e/new.txt", "new")
+        group.write(0, "d/top.txt", "top")
+        try await group.sync(0)
+        try? await group.sync(1)
+        try? await group.sync(1)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside + "/e") == [])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["e"])
+    }
+
+    /// The parent of a path is opened beneath the root without following a symlink at any level, whether
+    /// it exists (one openat2) or has folders to create (the walk); a real parent opens.
+    @Test func parentFoldersAreNeverReachedThroughASymlink() throws {
+        let scratch = Scratch()
+        let root = scratch.path + "/root", outside = scratch.path + "/outside"
+        try FileManager.default.createDirectory(atPath: root + "/a/b", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: outside + "/b", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: root + "/link", withDestinationPath: outside)
+        try FileManager.default.createSymbolicLink(atPath: root + "/a/deep", withDestinationPath: outside)
+        let rootFD = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try #require(rootFD >= 0)
+        defer { close(rootFD) }
+        for path in ["link/x", "link/b/x", "a/deep/x", "a/deep/b/x", "link/new/x"] {
+            for create in [false, true] {
+                #expect(throws: PosixError.self, "\(path), create: \(create)") { _ = try SafePath.openParent(rootFD: rootFD, path: path, create: create) }
+            }
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside) == ["b"])
+        let parent = try SafePath.openParent(rootFD: rootFD, path: "a/b/x", create: false)
+        close(parent.fd)
+        #expect(parent.name == "x")
+    }
+
     @Test func reservedAndSkippedNamesFromTheShareAreNeitherWrittenNorDeleted() async throws {
         let group = try await SyncGroup(servers: 1)
         let names = [".tiergate", ".tiergate/staging/x", "thumbs.db", "x.tmp", "~$doc.docx", "Desktop.ini", "lost+found", ".nfs1234", "dir/.tiergate"]

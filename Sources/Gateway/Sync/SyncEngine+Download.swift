@@ -567,9 +567,8 @@ extension SyncEngine {
     }
 
     /// Progress while `commit` is applied: operations done of its total, with the files written and
-    /// stubs made so far.
-    /// Progress of applying `commit`, `done` operations in, counted from `started` (when and at how many
-    /// downloaded bytes its apply began).
+    /// stubs made so far; rate and bytes count from `started` (when, and at how many downloaded bytes,
+    /// its apply step began).
     func applying(_ commit: Commit, done: Int, report: SyncReport, since started: (time: Date, bytes: Int64)) -> JobProgress {
         JobProgress(phase: "applying commit \(commit.sequence) (\(report.downloaded) files written, \(report.stubsCreated) stubs made)",
                     items: min(done, commit.operations.count), totalItems: commit.operations.count, bytes: report.downloadedBytes - started.bytes,
