@@ -32,32 +32,46 @@ public struct ChunkRef: Codable, Sendable, Hashable {
 }
 
 /// One item of a namespace: a file or a directory with its attributes.
+///
+/// A namespace holds one of these per path (a million at a million files), so the file id and the
+/// fingerprint, 32 hex digits each, are held in 16 bytes each (see ``CompactHex``), and the stored
+/// properties are declared in the order that leaves the least padding.
 public struct NamespaceEntry: Codable, Sendable, Equatable {
     /// File or directory.
     public enum Kind: String, Codable, Sendable { case file, directory }
 
+    private var storedFileID: CompactHex
     /// File or directory.
     public var kind: Kind
-    /// A stable id that follows the item across renames.
-    public var fileID: String
-    /// Size in bytes (0 for directories).
-    public var size: Int64
     /// Permission bits (`st_mode & 0o7777`).
     public var mode: UInt32
-    /// Modification time, nanoseconds since the epoch.
-    public var mtime: Int64
+    private var storedFingerprint: CompactHex?
     /// Owner user id.
     public var uid: UInt32
     /// Owner group id.
     public var gid: UInt32
+    /// Size in bytes (0 for directories).
+    public var size: Int64
+    /// Modification time, nanoseconds since the epoch.
+    public var mtime: Int64
     /// The file's content as chunks, in order.
     public var chunks: [ChunkRef]
-    /// xxh3-128 of the content (hex), for change detection.
-    public var fingerprint: String?
     /// POSIX ACL xattrs (`system.posix_acl_access`, `…_default`), base64, when present.
     public var acl: [String: String]?
     /// The log sequence number of the commit that last changed the content (set when applied).
     public var version: UInt64?
+
+    /// A stable id that follows the item across renames.
+    public var fileID: String {
+        get { storedFileID.string }
+        set { storedFileID = CompactHex(newValue) }
+    }
+
+    /// xxh3-128 of the content (hex), for change detection.
+    public var fingerprint: String? {
+        get { storedFingerprint?.string }
+        set { storedFingerprint = newValue.map(CompactHex.init) }
+    }
 
     /// The sequence of the commit that wrote this content, for an entry found in the commit at `sequence`
     /// (an entry taken from a namespace names an older one): where the share keeps the content's chunk list.
@@ -66,15 +80,15 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
     /// An entry.
     public init(kind: Kind, fileID: String, size: Int64, mode: UInt32, mtime: Int64, uid: UInt32, gid: UInt32,
                 chunks: [ChunkRef] = [], fingerprint: String? = nil, acl: [String: String]? = nil, version: UInt64? = nil) {
+        self.storedFileID = CompactHex(fileID)
         self.kind = kind
-        self.fileID = fileID
-        self.size = size
         self.mode = mode
-        self.mtime = mtime
+        self.storedFingerprint = fingerprint.map(CompactHex.init)
         self.uid = uid
         self.gid = gid
+        self.size = size
+        self.mtime = mtime
         self.chunks = chunks
-        self.fingerprint = fingerprint
         self.acl = acl
         self.version = version
     }
@@ -88,7 +102,62 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case kind = "k", fileID = "id", size = "s", mode = "m", mtime = "t", uid = "u", gid = "g", chunks = "c", fingerprint = "f", acl = "a", version = "v"
+        case kind = "k", storedFileID = "id", size = "s", mode = "m", mtime = "t", uid = "u", gid = "g", chunks = "c", storedFingerprint = "f", acl = "a", version = "v"
+    }
+}
+
+/// A string held in 16 bytes, without an allocation of its own, when it is 32 lowercase hex digits (a file
+/// id, a fingerprint); any other string is held as it is. It reads back exactly as it was given, and it is
+/// encoded as that string.
+public enum CompactHex: Codable, Sendable, Equatable {
+    /// The 32 digits as two numbers: the first 16 digits, then the last 16.
+    case hex(UInt64, UInt64)
+    /// Any other string.
+    case text(String)
+
+    public init(_ string: String) {
+        var halves: (UInt64, UInt64) = (0, 0)
+        var count = 0
+        for byte in string.utf8 {
+            let digit: UInt8
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = byte - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = byte - UInt8(ascii: "a") + 10
+            default:
+                self = .text(string)
+                return
+            }
+            if count < 16 { halves.0 = halves.0 << 4 | UInt64(digit) } else { halves.1 = halves.1 << 4 | UInt64(digit) }
+            count += 1
+            if count > 32 { break }
+        }
+        self = count == 32 ? .hex(halves.0, halves.1) : .text(string)
+    }
+
+    /// The string, exactly as it was given.
+    public var string: String {
+        switch self {
+        case .text(let text):
+            return text
+        case .hex(let high, let low):
+            return String(unsafeUninitializedCapacity: 32) { buffer in
+                for index in 0..<32 {
+                    let half = index < 16 ? high : low
+                    let digit = UInt8(truncatingIfNeeded: half >> (4 * UInt64(15 - index % 16))) & 0xf
+                    buffer[index] = digit < 10 ? UInt8(ascii: "0") + digit : UInt8(ascii: "a") + digit - 10
+                }
+                return 32
+            }
+        }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        self.init(try decoder.singleValueContainer().decode(String.self))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(string)
     }
 }
 

@@ -237,6 +237,36 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         #expect(try await share.log.records(after: 0).map(\.operations) == [commit.operations, commit.operations])
     }
 
+    /// File ids and fingerprints of 32 lowercase hex digits are held in two numbers; every id and
+    /// fingerprint, of that form or not, reads back and is encoded exactly as it was given.
+    @Test func idsAndFingerprintsReadBackExactlyAsGiven() async throws {
+        #expect(CompactHex("00112233445566778899aabbccddeeff") == .hex(0x0011_2233_4455_6677, 0x8899_aabb_ccdd_eeff))
+        #expect(CompactHex(NamespaceEntry.newFileID()).string.count == 32)
+        if case .text = CompactHex(NamespaceEntry.newFileID()) { Issue.record("a new file id is held as text") }
+        let texts = ["00112233445566778899aabbccddeeff", "ffffffffffffffffffffffffffffffff", "00000000000000000000000000000000",
+                     "00112233445566778899AABBCCDDEEFF", "00112233445566778899aabbccddeef", "00112233445566778899aabbccddeeff0",
+                     "0011223344556677 899aabbccddeeff", "", "d1", UUID().uuidString, "ünïcode-id-☃-0123456789abcdef0123"]
+        var operations: [NamespaceOperation] = []
+        for (index, text) in texts.enumerated() {
+            var entry = NamespaceEntry(kind: .file, fileID: text, size: 0, mode: 0o644, mtime: 0, uid: 0, gid: 0, fingerprint: text)
+            #expect(entry.fileID == text && entry.fingerprint == text)
+            entry.fingerprint = nil
+            #expect(entry.fingerprint == nil && entry.fileID == text)
+            entry.fingerprint = text
+            let json = try JSONEncoder().encode(entry)
+            let object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+            #expect(object["id"] as? String == text && object["f"] as? String == text)
+            let decoded = try JSONDecoder().decode(NamespaceEntry.self, from: json)
+            #expect(decoded == entry && decoded.fileID == text && decoded.fingerprint == text)
+            operations.append(.upsert("f\(index)", entry))
+        }
+        let share = try await CloudShare.create(in: MemoryStore())
+        let sequence = try await share.log.append(Commit(author: "a", authorName: "a", operations: operations))
+        let back = try await share.log.read(sequence)
+        #expect(back.operations == operations)
+        #expect(back.operations.map { $0.entry?.fileID } == texts && back.operations.map { $0.entry?.fingerprint } == texts)
+    }
+
     @Test func theLogIsReadRecordByRecordAndAGapStopsTheReaderWhereItIs() async throws {
         let share = try await CloudShare.create(in: MemoryStore())
         for index in 0..<5 {

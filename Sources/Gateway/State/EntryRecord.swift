@@ -22,12 +22,17 @@ public struct EntryRecord: Sendable, Equatable {
         case recalling = 4
     }
 
+    /// Declared first: the two one-byte fields fit beside it.
+    private var storedFileID: CompactHex
     /// File or directory.
     public var kind: NamespaceEntry.Kind
     /// Residency of the content.
     public var residency: Residency = .full
-    /// The share's file id (32 hex digits).
-    public var fileID: String
+    /// The share's file id (32 hex digits), held in 16 bytes (a server holds a record per file).
+    public var fileID: String {
+        get { storedFileID.string }
+        set { storedFileID = CompactHex(newValue) }
+    }
     /// Size at the last sync.
     public var size: Int64
     /// mtime (ns) at the last sync.
@@ -51,7 +56,7 @@ public struct EntryRecord: Sendable, Equatable {
     public init(kind: NamespaceEntry.Kind, fileID: String, size: Int64, mtime: Int64, ctime: Int64, inode: UInt64,
                 mode: UInt32, uid: UInt32, gid: UInt32, fingerprint: Fingerprint128, version: UInt64, residency: Residency = .full) {
         self.kind = kind
-        self.fileID = fileID
+        self.storedFileID = CompactHex(fileID)
         self.size = size
         self.mtime = mtime
         self.ctime = ctime
@@ -115,7 +120,7 @@ public struct EntryRecord: Sendable, Equatable {
         kind = bytes[1] == 0 ? .file : .directory
         guard let residency = Residency(rawValue: bytes[2]) else { return nil }
         self.residency = residency
-        fileID = String(decoding: bytes[4..<4 + Int(bytes[3])], as: UTF8.self)
+        storedFileID = CompactHex(String(decoding: bytes[4..<4 + Int(bytes[3])], as: UTF8.self))
         size = read(Int64.self); mtime = read(Int64.self); ctime = read(Int64.self); inode = read(UInt64.self)
         mode = read(UInt32.self); uid = read(UInt32.self); gid = read(UInt32.self)
         let high = read(UInt64.self), low = read(UInt64.self)

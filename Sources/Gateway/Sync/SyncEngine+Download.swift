@@ -135,18 +135,21 @@ extension SyncEngine {
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && problems[index] == nil {
             guard let entry = operation.entry, entry.kind == .file else { continue }
             let known = try state.entry(endpoint.id, operation.path)
-            if known == nil, let local = seededCopy(operation.path, of: entry) {
-                seeded[index] = local
-                continue
-            }
-            if stubMode, entry.size > 0, known == nil, !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
-                stubs.insert(index)
-                continue
-            }
-            if stubMode, known == nil, let item = unrecordedStub(operation.path, of: entry, committedAt: commit.sequence) {
-                recordStub(operation.path, entry, item, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
-                cleared.append(operation.path)
-                continue
+            if known == nil {
+                // A path the database does not know is mostly free (a new endpoint): one look decides.
+                if !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
+                    if stubMode, entry.size > 0 { stubs.insert(index) } else { wanted.append((index, entry)) }
+                    continue
+                }
+                if let local = seededCopy(operation.path, of: entry) {
+                    seeded[index] = local
+                    continue
+                }
+                if stubMode, let item = unrecordedStub(operation.path, of: entry, committedAt: commit.sequence) {
+                    recordStub(operation.path, entry, item, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
+                    cleared.append(operation.path)
+                    continue
+                }
             }
             if let known, known.kind == .file {
                 if known.version == entry.contentVersion(committedAt: commit.sequence) && known.fileID == entry.fileID {
