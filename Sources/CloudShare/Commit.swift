@@ -33,44 +33,118 @@ public struct ChunkRef: Codable, Sendable, Hashable {
 
 /// One item of a namespace: a file or a directory with its attributes.
 ///
-/// A namespace holds one of these per path (a million at a million files), so the file id and the
-/// fingerprint, 32 hex digits each, are held in 16 bytes each (see ``CompactHex``), and the stored
-/// properties are declared in the order that leaves the least padding.
+/// A namespace holds one of these per path, in a dictionary (a million at a million files). So that
+/// dictionary's slots stay small, and its growth (old and new table side by side) with them, an entry
+/// holds its fields in one shared, copy-on-write allocation: a slot holds a reference, not 104 bytes.
+/// Within it, the file id and the fingerprint, 32 hex digits each, are held in 16 bytes each (see
+/// ``CompactHex``), and the fields are declared in the order that leaves the least padding.
 public struct NamespaceEntry: Codable, Sendable, Equatable {
     /// File or directory.
     public enum Kind: String, Codable, Sendable { case file, directory }
 
-    private var storedFileID: CompactHex
-    /// File or directory.
-    public var kind: Kind
-    /// Permission bits (`st_mode & 0o7777`).
-    public var mode: UInt32
-    private var storedFingerprint: CompactHex?
-    /// Owner user id.
-    public var uid: UInt32
-    /// Owner group id.
-    public var gid: UInt32
-    /// Size in bytes (0 for directories).
-    public var size: Int64
-    /// Modification time, nanoseconds since the epoch.
-    public var mtime: Int64
-    /// The file's content as chunks, in order.
-    public var chunks: [ChunkRef]
-    /// POSIX ACL xattrs (`system.posix_acl_access`, `…_default`), base64, when present.
-    public var acl: [String: String]?
-    /// The log sequence number of the commit that last changed the content (set when applied).
-    public var version: UInt64?
+    /// The stored fields, encoded as the entry.
+    private struct Fields: Codable, Equatable {
+        var fileID: CompactHex
+        var kind: Kind
+        var mode: UInt32
+        var fingerprint: CompactHex?
+        var uid: UInt32
+        var gid: UInt32
+        var size: Int64
+        var mtime: Int64
+        var chunks: [ChunkRef]
+        var acl: [String: String]?
+        var version: UInt64?
 
-    /// A stable id that follows the item across renames.
-    public var fileID: String {
-        get { storedFileID.string }
-        set { storedFileID = CompactHex(newValue) }
+        enum CodingKeys: String, CodingKey {
+            case kind = "k", fileID = "id", size = "s", mode = "m", mtime = "t", uid = "u", gid = "g", chunks = "c", fingerprint = "f", acl = "a", version = "v"
+        }
     }
 
+    /// The fields' one allocation. Only an entry that holds the sole reference changes it; any other
+    /// copies it first, so entries keep value semantics.
+    private final class Box: @unchecked Sendable {
+        var fields: Fields
+        init(_ fields: Fields) { self.fields = fields }
+    }
+
+    private var box: Box
+
+    /// The fields, to change: copied first unless this entry holds the sole reference.
+    private var fields: Fields {
+        get { box.fields }
+        _modify {
+            if !isKnownUniquelyReferenced(&box) { box = Box(box.fields) }
+            yield &box.fields
+        }
+    }
+
+    /// File or directory.
+    public var kind: Kind {
+        get { box.fields.kind }
+        set { fields.kind = newValue }
+    }
+    /// A stable id that follows the item across renames.
+    public var fileID: String {
+        get { box.fields.fileID.string }
+        set { fields.fileID = CompactHex(newValue) }
+    }
+    /// Size in bytes (0 for directories).
+    public var size: Int64 {
+        get { box.fields.size }
+        set { fields.size = newValue }
+    }
+    /// Permission bits (`st_mode & 0o7777`).
+    public var mode: UInt32 {
+        get { box.fields.mode }
+        set { fields.mode = newValue }
+    }
+    /// Modification time, nanoseconds since the epoch.
+    public var mtime: Int64 {
+        get { box.fields.mtime }
+        set { fields.mtime = newValue }
+    }
+    /// Owner user id.
+    public var uid: UInt32 {
+        get { box.fields.uid }
+        set { fields.uid = newValue }
+    }
+    /// Owner group id.
+    public var gid: UInt32 {
+        get { box.fields.gid }
+        set { fields.gid = newValue }
+    }
+    /// The file's content as chunks, in order.
+    public var chunks: [ChunkRef] {
+        get { box.fields.chunks }
+        set { fields.chunks = newValue }
+    }
     /// xxh3-128 of the content (hex), for change detection.
     public var fingerprint: String? {
-        get { storedFingerprint?.string }
-        set { storedFingerprint = newValue.map(CompactHex.init) }
+        get { box.fields.fingerprint?.string }
+        set { fields.fingerprint = newValue.map(CompactHex.init) }
+    }
+    /// POSIX ACL xattrs (`system.posix_acl_access`, `…_default`), base64, when present.
+    public var acl: [String: String]? {
+        get { box.fields.acl }
+        set { fields.acl = newValue }
+    }
+    /// The log sequence number of the commit that last changed the content (set when applied).
+    public var version: UInt64? {
+        get { box.fields.version }
+        set { fields.version = newValue }
+    }
+
+    public static func == (lhs: NamespaceEntry, rhs: NamespaceEntry) -> Bool {
+        lhs.box === rhs.box || lhs.box.fields == rhs.box.fields
+    }
+
+    public init(from decoder: any Decoder) throws {
+        box = Box(try Fields(from: decoder))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try box.fields.encode(to: encoder)
     }
 
     /// The sequence of the commit that wrote this content, for an entry found in the commit at `sequence`
@@ -80,17 +154,8 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
     /// An entry.
     public init(kind: Kind, fileID: String, size: Int64, mode: UInt32, mtime: Int64, uid: UInt32, gid: UInt32,
                 chunks: [ChunkRef] = [], fingerprint: String? = nil, acl: [String: String]? = nil, version: UInt64? = nil) {
-        self.storedFileID = CompactHex(fileID)
-        self.kind = kind
-        self.mode = mode
-        self.storedFingerprint = fingerprint.map(CompactHex.init)
-        self.uid = uid
-        self.gid = gid
-        self.size = size
-        self.mtime = mtime
-        self.chunks = chunks
-        self.acl = acl
-        self.version = version
+        box = Box(Fields(fileID: CompactHex(fileID), kind: kind, mode: mode, fingerprint: fingerprint.map(CompactHex.init), uid: uid, gid: gid,
+                         size: size, mtime: mtime, chunks: chunks, acl: acl, version: version))
     }
 
     /// A new random file id: 32 hex digits (16 random bytes).
@@ -99,10 +164,6 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
         var generator = SystemRandomNumberGenerator()
         let (high, low) = (generator.next(), generator.next())
         return Hex.encode(withUnsafeBytes(of: (high, low)) { Array($0) })
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case kind = "k", storedFileID = "id", size = "s", mode = "m", mtime = "t", uid = "u", gid = "g", chunks = "c", storedFingerprint = "f", acl = "a", version = "v"
     }
 }
 

@@ -267,6 +267,38 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         #expect(back.operations.map { $0.entry?.fileID } == texts && back.operations.map { $0.entry?.fingerprint } == texts)
     }
 
+    /// Entries share their fields until one changes: a changed copy, or an entry changed inside a
+    /// dictionary, never changes another entry.
+    @Test func aChangedCopyOfAnEntryLeavesTheOriginalAsItWas() throws {
+        let original = NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: 5, mode: 0o644, mtime: 7, uid: 1, gid: 2,
+                                      chunks: [ChunkRef(id: SHA256.hash(Array("a".utf8)), length: 5)],
+                                      fingerprint: "00112233445566778899aabbccddeeff", acl: ["k": "v"], version: 3)
+        let changes: [(String, (inout NamespaceEntry) -> Void)] = [
+            ("kind", { $0.kind = .directory }), ("fileID", { $0.fileID = "other" }), ("size", { $0.size = 6 }),
+            ("mode", { $0.mode = 0o600 }), ("mtime", { $0.mtime = 8 }), ("uid", { $0.uid = 9 }), ("gid", { $0.gid = 9 }),
+            ("chunks", { $0.chunks = [] }), ("fingerprint", { $0.fingerprint = nil }), ("acl", { $0.acl = nil }),
+            ("version", { $0.version = nil }),
+        ]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let encoded = try encoder.encode(original)
+        for (field, change) in changes {
+            var copy = original
+            change(&copy)
+            #expect(copy != original, "changing \(field) changes the copy")
+            #expect(try encoder.encode(original) == encoded, "changing \(field) of a copy leaves the original")
+            var namespace = Namespace()
+            namespace.entries["a"] = original
+            namespace.entries["b"] = original
+            change(&namespace.entries["a"]!)
+            #expect(namespace.entries["a"] == copy && namespace.entries["b"] == original, "\(field) changed in a dictionary")
+        }
+        var twice = original
+        twice.size = 6
+        twice.size = 5
+        #expect(twice == original)
+    }
+
     @Test func theLogIsReadRecordByRecordAndAGapStopsTheReaderWhereItIs() async throws {
         let share = try await CloudShare.create(in: MemoryStore())
         for index in 0..<5 {

@@ -41,24 +41,10 @@ extension SyncEngine {
         }
         let cursor = try state.cursor(endpoint.id)
         if cursor == 0 {
-            let namespace = try await share.namespace()
-            guard namespace.sequence > 0 else { return }
-            let head = try await share.log.read(namespace.sequence)
-            if let redirect = head.movedTo { throw ShareMoved(redirect, from: share.name) }
-            let (sequence, paths) = (namespace.sequence, namespace.entries.keys.sorted())
-            // The first batches are small (1,000, doubling up to namespaceBatch): the first files land
-            // after a thousand files' content is fetched, not twenty thousand.
-            var start = 0, size = min(max(1, namespaceBatch), 1_000)
-            repeat {
-                let end = min(start + size, paths.count)
-                size = min(2 * size, max(1, namespaceBatch))
-                var commit = Commit(author: "namespace", authorName: "Cloud",
-                                    operations: paths[start..<end].map { .upsert($0, namespace.entries[$0]!) })
-                commit.sequence = sequence
-                commit.id = head.id
-                try await apply(commit, &report, deferred: &deferred, movesCursor: end == paths.count)
-                start = end
-            } while start < paths.count
+            try await downloadHead(&report, deferred: &deferred)
+            // The head namespace, a million small allocations at a million files, is freed: given back,
+            // the scan that follows does not stand on top of it.
+            _ = CLinux_malloc_trim()
             return
         }
         // One record at a time: a server far behind never holds the log it has to catch up on.
@@ -71,6 +57,29 @@ extension SyncEngine {
         let pending = deferred.paths
         let over = try state.errors(endpoint.id).filter { $0.kind == "download" && !pending.contains($0.path) }.map(\.path)
         if !over.isEmpty { try recordErrors([], cleared: over) }
+    }
+
+    /// A new endpoint's download: the namespace at the head, applied as upserts in path order (see
+    /// ``download(_:)``).
+    private func downloadHead(_ report: inout SyncReport, deferred: inout DeferredOperations) async throws {
+        let namespace = try await share.namespace()
+        guard namespace.sequence > 0 else { return }
+        let head = try await share.log.read(namespace.sequence)
+        if let redirect = head.movedTo { throw ShareMoved(redirect, from: share.name) }
+        let (sequence, paths) = (namespace.sequence, namespace.entries.keys.sorted())
+        // The first batches are small (1,000, doubling up to namespaceBatch): the first files land
+        // after a thousand files' content is fetched, not twenty thousand.
+        var start = 0, size = min(max(1, namespaceBatch), 1_000)
+        repeat {
+            let end = min(start + size, paths.count)
+            size = min(2 * size, max(1, namespaceBatch))
+            var commit = Commit(author: "namespace", authorName: "Cloud",
+                                operations: paths[start..<end].map { .upsert($0, namespace.entries[$0]!) })
+            commit.sequence = sequence
+            commit.id = head.id
+            try await apply(commit, &report, deferred: &deferred, movesCursor: end == paths.count)
+            start = end
+        } while start < paths.count
     }
 
     /// Why an operation from the share cannot be applied as written, or nil when it can.
