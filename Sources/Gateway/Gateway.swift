@@ -300,7 +300,7 @@ public final class Gateway {
         var result: [EndpointStatus] = []
         for endpoint in config.endpoints {
             let cursor = (try? state.cursor(endpoint.id)) ?? 0
-            let last = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? nil
+            let last = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? nil
             var head: UInt64?
             var shareError: String?
             var servers: [ServerRegistration]?
@@ -357,7 +357,7 @@ public final class Gateway {
         var result: [(EndpointConfig, ItemError)] = []
         for candidate in config.endpoints where endpoint == nil || endpoint!.id == candidate.id {
             // A last pass that failed as a whole (share unreachable, refused) is listed first.
-            if let last = try state.value(SyncReport.self, candidate.id, "lastSync"), last.result.hasPrefix("error") {
+            if let last = try state.value(SyncReport.self, candidate.id, SyncReport.stateKey), last.result.hasPrefix("error") {
                 result.append((candidate, ItemError(path: "", reason: "the last sync failed: " + last.result.dropFirst("error: ".count),
                                                     kind: "sync", firstSeen: last.started, lastSeen: last.started, attempts: 1)))
             }

@@ -27,11 +27,7 @@ public struct CheckReport: Sendable {
     /// Checks the folder at `path` (never modified, but for one probe file that is removed) and the
     /// system, and the share at `shareURL` when given. Throws only when `path` cannot be opened or listed.
     public static func evaluate(path: String, shareURL: String? = nil) async throws -> CheckReport {
-        // The walk blocks on the file system for as long as the tree takes: on a thread of its own, not
-        // the cooperative pool.
-        let dataset = try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try DatasetCheck(root: path).run() }) }.start()
-        }
+        let dataset = try await OwnThread.run { try DatasetCheck(root: path).run() }
         let system = await SystemCheck(path: path, shareURL: shareURL).run(items: dataset.totals.files + dataset.totals.directories)
         return CheckReport(root: path, share: shareURL.map(StoreLocator.redacted), findings: system + dataset.findings, totals: dataset.totals)
     }

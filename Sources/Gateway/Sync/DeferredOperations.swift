@@ -75,6 +75,6 @@ struct DeferredOperations: Codable, Sendable {
 
     /// True when `path` or one of its ancestors is in `paths`.
     static func covers(_ paths: Set<String>, _ path: String) -> Bool {
-        paths.contains(path) || paths.containsAncestor(of: path)
+        !paths.isEmpty && (paths.contains(path) || paths.containsAncestor(of: path))
     }
 }

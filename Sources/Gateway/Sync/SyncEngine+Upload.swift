@@ -18,7 +18,7 @@ extension SyncEngine {
         var errors0: [(path: String, reason: String, kind: String)] = []
         let pendingMarks = try state.pendingPaths(endpoint.id)
         let previous = try state.errors(endpoint.id)
-        let looked = try lookAt(scope, pending: pendingMarks, errors: previous)
+        let looked = try await lookAt(scope, pending: pendingMarks, errors: previous)
         let walked = looked.walked
         var known = looked.known
         report.examined = walked.items.count + walked.skipped.count
@@ -38,7 +38,14 @@ extension SyncEngine {
             for path in interrupted.keys { known[path] = try state.entry(endpoint.id, path) }
         }
         var cursor = try state.cursor(endpoint.id)
-        let localPaths = Set(walked.items.map(\.path))
+        // Every recorded path met by the walk (the usual pass; the walk's paths are distinct, normalization
+        // twins excluded): nothing vanished or moved, and no set of the walked paths is built to say so.
+        let everyRecordMet = walked.items.count { known[$0.path] != nil } == known.count
+        var walkedPaths: Set<String>?
+        func isLocal(_ path: String) -> Bool {
+            if walkedPaths == nil { walkedPaths = Set(walked.items.map(\.path)) }
+            return walkedPaths!.contains(path)
+        }
         // Paths this pass must leave alone: those with a share operation still to apply (their local
         // bytes are stale), and those the walk could not read (unknown, never absent).
         let deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
@@ -52,7 +59,9 @@ extension SyncEngine {
             DeferredOperations.covers(deferredPaths, path) || DeferredOperations.covers(unknownPaths, path)
         }
         var missingByInode: [UInt64: String] = [:]
-        for (path, record) in known where !localPaths.contains(path) && !leftAlone(path) { missingByInode[record.inode] = path }
+        if !everyRecordMet {
+            for (path, record) in known where !isLocal(path) && !leftAlone(path) { missingByInode[record.inode] = path }
+        }
 
         var operations: [NamespaceOperation] = []
         var updates: [Update] = []
@@ -241,9 +250,10 @@ extension SyncEngine {
 
         // Deletes: entries whose item vanished (only the topmost of a vanished subtree). An item the
         // walk could not read, or with a share operation still pending, is not known to be gone.
-        var vanished = Set(known.keys.filter { !localPaths.contains($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
+        // (A rename needs a record the walk did not meet, so with every record met, `known` is as loaded.)
+        var vanished = everyRecordMet ? [] : Set(known.keys.filter { !isLocal($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         if let extra = try state.value([String].self, endpoint.id, "authoritativeDeletes") {
-            vanished.formUnion(extra.filter { !localPaths.contains($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
+            vanished.formUnion(extra.filter { !isLocal($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         }
         for path in vanished.sorted() where !vanished.containsAncestor(of: path) {
             operations.append(.delete(path))
@@ -321,13 +331,18 @@ extension SyncEngine {
 
     /// What an upload looks at: the local items within `scope` and what the scan skipped, the database's
     /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all).
-    func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) throws
+    func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) async throws
         -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
         guard case .changes(var changes) = scope, let applied = appliedPaths else {
-            // The database has about as many entries as the tree has items: its dictionary is made that
-            // size at once, not doubled and rehashed a score of times on the way.
-            let walked = try TreeWalker(root: root).walk()
-            return (walked, try state.entries(endpoint.id, expecting: walked.items.count), nil)
+            // The walk waits on the file system and the database's scan on its own decoding: on two
+            // threads, side by side. The database has about as many entries as the last whole walk saw
+            // items: its dictionary is made that size at once, not doubled and rehashed on the way.
+            let (root, state, id) = (root, state, endpoint.id)
+            let last = try state.value(SyncReport.self, id, SyncReport.stateKey)
+            let expected = last.map { $0.wholeTree ? $0.examined : 0 } ?? 0
+            async let known = OwnThread.run { try state.entries(id, expecting: expected) }
+            let walked = try await OwnThread.run { try TreeWalker(root: root).walk() }
+            return (walked, try await known, nil)
         }
         // Paths the download of this pass applied, paths the mount marked, and items that did not
         // upload are looked at too.

@@ -157,7 +157,7 @@ public final class SyncEngine {
         }
         report.itemErrors = try state.errors(endpoint.id).count
         report.seconds = Date().timeIntervalSince(started)
-        try state.setValue(report, endpoint.id, "lastSync", sync: true)
+        try state.setValue(report, endpoint.id, SyncReport.stateKey, sync: true)
         try await registerServer(cursor: report.cursor)
         // Log compaction: the server that first passes the next multiple of the interval writes the
         // snapshot; the others find it (a listing once per interval of commits, not per pass).
@@ -199,7 +199,7 @@ public final class SyncEngine {
         report.result = "error: \(error)"
         report.seconds = Date().timeIntervalSince1970 - report.started
         report.cursor = (try? state.cursor(endpoint.id)) ?? 0
-        try? state.setValue(report, endpoint.id, "lastSync", sync: true)
+        try? state.setValue(report, endpoint.id, SyncReport.stateKey, sync: true)
     }
 
     /// Writes the endpoint's ``ServerRegistration``: the server's name, last seen, last applied sequence,

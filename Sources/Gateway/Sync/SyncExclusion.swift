@@ -96,12 +96,14 @@ struct DirectoryNames {
     /// throws the `readdir` errno when it cannot be listed whole.
     init(_ dir: OpaquePointer, relative: String) throws(PosixError) {
         var names: [(raw: [UInt8], name: String, valid: Bool)] = []
+        var beyondASCII = false
         errno = 0
         while let entry = readdir(dir) {
             let raw = Posix.entryName(entry)
             if raw == [46] || raw == [46, 46] { continue }
             let valid = String(validating: raw, as: UTF8.self)
             names.append((raw, valid ?? String(decoding: raw, as: UTF8.self), valid != nil))
+            beyondASCII = beyondASCII || raw.contains { $0 >= 0x80 }
         }
         if errno != 0 { throw PosixError("readdir", path: relative, errno: errno) }
         names.sort { $0.raw.lexicographicallyPrecedes($1.raw) }
@@ -109,17 +111,19 @@ struct DirectoryNames {
         let atRoot = relative.isEmpty
         // Names that differ only in Unicode normalization are one name to the share (Swift compares
         // strings by canonical equivalence): the first in byte order syncs, the others are reported.
-        var seen: [String: String] = [:]
+        // Twins need a name beyond ASCII (two ASCII names are equivalent only when equal, and a folder
+        // lists a name once), so a folder of ASCII names is not searched for them.
+        var seen: [String: String]? = beyondASCII ? [:] : nil
         for (raw, name, valid) in names {
             let path = atRoot ? name : relative + "/" + name
             entries.append(Entry(raw: raw, name: name, path: path, verdict: Self.verdict(name, path: path, valid: valid, atRoot: atRoot, seen: &seen)))
         }
     }
 
-    private static func verdict(_ name: String, path: String, valid: Bool, atRoot: Bool, seen: inout [String: String]) -> Verdict {
+    private static func verdict(_ name: String, path: String, valid: Bool, atRoot: Bool, seen: inout [String: String]?) -> Verdict {
         guard valid else { return .excluded(.nameNotUTF8) }
-        if let twin = seen[name] { return .excluded(.normalizationTwin(of: twin)) }
-        seen[name] = name
+        if let twin = seen?[name] { return .excluded(.normalizationTwin(of: twin)) }
+        seen?[name] = name
         if atRoot && name == SkipRules.stateFolder { return .ignored }
         if let reason = SkipRules.reason(forName: name, atRoot: atRoot) { return .excluded(.skipList(reason)) }
         // The rule every server applies to names from the share, applied where the name is made.

@@ -2,6 +2,9 @@ import Foundation
 
 /// What one sync pass of an endpoint did; the last one is kept for `tiergate status`.
 public struct SyncReport: Codable, Sendable {
+    /// The key under which an endpoint's last pass is kept in its state.
+    public static let stateKey = "lastSync"
+
     /// When the pass started (seconds since the epoch).
     public var started: Double = Date().timeIntervalSince1970
     /// Seconds taken.

@@ -165,7 +165,7 @@ public final class SyncService: Service {
                     }
                 } catch let moved as ShareMoved {
                     watcher.giveBack(scope)
-                    report = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? SyncReport()
+                    report = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? SyncReport()
                     do {
                         // The share moved to another store: follow it from the same cursor, and pass again at once.
                         engine = try await reopen(engine, at: try await Gateway.follow(moved, endpoint: engine.endpoint, directory: directory), connection: connection)
@@ -177,7 +177,7 @@ public final class SyncService: Service {
                 } catch {
                     watcher.giveBack(scope)
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
-                    report = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? SyncReport()
+                    report = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? SyncReport()
                 }
                 metrics.recordPass(report)
                 recordActivity { $0.record(report, trigger: reason) }
@@ -257,7 +257,7 @@ public final class SyncService: Service {
     func recordStanding(_ metrics: EndpointMetrics, cursor: UInt64, head: UInt64?) {
         let errors = (try? state.errors(endpoint.id)) ?? []
         let pending = (try? state.pendingCount(endpoint.id)) ?? 0
-        let last = (try? state.value(SyncReport.self, endpoint.id, "lastSync")) ?? nil
+        let last = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? nil
         let health = Gateway.health(last: last, cursor: cursor, head: head, reachable: head != nil, pending: pending, errors: errors, now: Date())
         metrics.recordStanding(cursor: cursor, head: head, pending: pending, notSyncing: errors.count, health: health)
     }
