@@ -49,6 +49,9 @@ import Testing
             if namespaceOnly { #expect(StubFile.marker(atPath: beta + "/" + relative) == .tiered, "\(relative) is not a stub") }
         }
         #expect(found == files, "\(found) files of \(files)")
+        // Content staged ahead of the batch being placed when the first pass was killed is gone.
+        let staged = (try? FileManager.default.contentsOfDirectory(atPath: beta + "/.tiergate/staging")) ?? ["(unreadable)"]
+        #expect(staged.isEmpty, "left in the staging folder: \(staged.prefix(5))")
         // The files hold their bytes (stubs of two folders recalled first: no daemon is running).
         if namespaceOnly {
             for folder in ["d0", "d89"] { try setup.cli(["recall", beta + "/" + folder, "--state-dir", state]) }

@@ -70,16 +70,44 @@ extension SyncEngine {
         // The first batches are small (1,000, doubling up to namespaceBatch): the first files land
         // after a thousand files' content is fetched, not twenty thousand.
         var start = 0, size = min(max(1, namespaceBatch), 1_000)
-        repeat {
+        func nextBatch() -> Commit? {
+            guard start < paths.count else { return nil }
             let end = min(start + size, paths.count)
             size = min(2 * size, max(1, namespaceBatch))
             var commit = Commit(author: "namespace", authorName: "Cloud",
                                 operations: paths[start..<end].map { .upsert($0, namespace.entries[$0]!) })
             commit.sequence = sequence
             commit.id = head.id
-            try await apply(commit, &report, deferred: &deferred, movesCursor: end == paths.count)
             start = end
-        } while start < paths.count
+            return commit
+        }
+        // The batches name distinct paths, so the next one is planned, and its content fetched into the
+        // staging folder, while this one is moved into place: the fetch and the file system's work on
+        // the tree overlap. Only the last batch moves the cursor.
+        typealias Staging = Task<StagedContent, any Error>
+        func startStaging(_ commit: Commit, _ report: inout SyncReport) throws -> (Commit, ApplyPlan, Staging) {
+            let plan = try plan(commit, &report)
+            let (wanted, share, staging, progress) = (plan.wanted, share, stagingFD, progress)
+            return (commit, plan, Task { try await Self.stageContent(wanted, of: commit, share: share, staging: staging, progress: progress) })
+        }
+        guard var current = try nextBatch().map({ try startStaging($0, &report) }) else { return }
+        while true {
+            var next: (Commit, ApplyPlan, Staging)?
+            do {
+                next = try nextBatch().map { try startStaging($0, &report) }
+                let content = try await current.2.value
+                try await finish(current.0, current.1, content, &report, deferred: &deferred, movesCursor: next == nil)
+            } catch {
+                // The fetch ahead is stopped, and what it staged is dropped.
+                if let next {
+                    next.2.cancel()
+                    for file in (try? await next.2.value)?.staged.values ?? [:].values { unlinkat(stagingFD, file.name, 0) }
+                }
+                throw error
+            }
+            guard let following = next else { return }
+            current = following
+        }
     }
 
     /// Why an operation from the share cannot be applied as written, or nil when it can.
@@ -105,12 +133,46 @@ extension SyncEngine {
         return nil
     }
 
+    /// What applying a commit decided before its operations run (``plan(_:_:)``): how each file upsert
+    /// arrives, and the files whose content is fetched.
+    struct ApplyPlan {
+        /// Why each operation cannot be applied as written, or nil.
+        var problems: [String?]
+        /// New files made as stubs (when tiering asks), in step 2.
+        var stubs: Set<Int> = []
+        /// Changed files whose local copy is the synced one: they become stubs of the new version.
+        var restubs: Set<Int> = []
+        /// Files whose content is already the commit's.
+        var identical: Set<Int> = []
+        /// Files already here (seeded), adopted once their fingerprint matches.
+        var seeded: [Int: (item: LocalItem, fingerprint: Fingerprint128)] = [:]
+        /// Files whose content is fetched and staged.
+        var wanted: [(index: Int, entry: NamespaceEntry)] = []
+        var overlay: EntryOverlay
+        var chunkLayouts: [String: [ChunkRef]] = [:]
+        var cleared: [String] = []
+    }
+
+    /// A plan's wanted files, staged (not yet flushed), or why each could not be.
+    struct StagedContent: Sendable {
+        var staged: [Int: StagedFile] = [:]
+        var failed: [Int: String] = [:]
+    }
+
     /// Applies one commit: stage the new content in parallel, flush it with one syncfs, move it into
     /// place operation by operation (resolving conflicts), flush again, then record entries, the
     /// deferred operations and (when `movesCursor`) the cursor in one durable batch. An operation that
     /// cannot be applied becomes a per-item error and a deferred operation; it never holds the cursor.
     /// Re-applying a commit after a crash is harmless: identical content is adopted.
     func apply(_ commit: Commit, _ report: inout SyncReport, deferred: inout DeferredOperations, movesCursor: Bool) async throws {
+        let plan = try plan(commit, &report)
+        let content = try await Self.stageContent(plan.wanted, of: commit, share: share, staging: stagingFD, progress: progress)
+        try await finish(commit, plan, content, &report, deferred: &deferred, movesCursor: movesCursor)
+    }
+
+    /// Step 1 of applying `commit`: decides how each file upsert arrives. It looks only at the paths the
+    /// commit names, so the plan of a batch of distinct paths holds while an earlier batch is applied.
+    func plan(_ commit: Commit, _ report: inout SyncReport) throws -> ApplyPlan {
         // The upload of this pass looks at every path the commit names: applying it may change the
         // database where nothing changes locally (a rename whose source was deleted here moves the
         // entry, and the upload then commits the delete under the new name).
@@ -124,86 +186,93 @@ extension SyncEngine {
         } else {
             appliedPaths = nil
         }
-        // Progress counts this commit's (or namespace batch's) work: each step's rate is taken since it began.
-        let fetchStarted = Date()
-        var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
-        var chunkLayouts: [String: [ChunkRef]] = [:]
-        var errors: [(path: String, reason: String, kind: String)] = []
-        var cleared: [String] = []
-        let problems = commit.operations.map(Self.problem(with:))
-
-        // 1. Stage content for file upserts that need it, in parallel (new files arrive as stubs when
-        //    tiering asks; those are made in step 2). Content already local is not fetched again.
+        var plan = ApplyPlan(problems: commit.operations.map(Self.problem(with:)), overlay: EntryOverlay(state: state, endpoint: endpoint.id))
+        // New files arrive as stubs when tiering asks; those are made in step 2. Content already local is
+        // not fetched again.
         let stubMode = endpoint.tiering?.downloadsStubs == true
-        var stubs: Set<Int> = []
-        // Changed files whose local copy is the synced one: they become stubs of the new version.
-        var restubs: Set<Int> = []
-        var identical: Set<Int> = []
-        var seeded: [Int: (item: LocalItem, fingerprint: Fingerprint128)] = [:]
-        var wanted: [(index: Int, entry: NamespaceEntry)] = []
-        for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && problems[index] == nil {
+        for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && plan.problems[index] == nil {
             guard let entry = operation.entry, entry.kind == .file else { continue }
             let known = try state.entry(endpoint.id, operation.path)
             if known == nil {
                 // A path the database does not know is mostly free (a new endpoint): one look decides.
                 if !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
-                    if stubMode, entry.size > 0 { stubs.insert(index) } else { wanted.append((index, entry)) }
+                    if stubMode, entry.size > 0 { plan.stubs.insert(index) } else { plan.wanted.append((index, entry)) }
                     continue
                 }
                 if let local = seededCopy(operation.path, of: entry) {
-                    seeded[index] = local
+                    plan.seeded[index] = local
                     continue
                 }
                 if stubMode, let item = unrecordedStub(operation.path, of: entry, committedAt: commit.sequence) {
-                    recordStub(operation.path, entry, item, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
-                    cleared.append(operation.path)
+                    recordStub(operation.path, entry, item, commit: commit, overlay: &plan.overlay, chunks: &plan.chunkLayouts, report: &report)
+                    plan.cleared.append(operation.path)
                     continue
                 }
             }
             if let known, known.kind == .file {
                 if known.version == entry.contentVersion(committedAt: commit.sequence) && known.fileID == entry.fileID {
-                    identical.insert(index)
+                    plan.identical.insert(index)
                     continue
                 }
                 if known.fingerprint.description == entry.fingerprint, known.residency == .full,
                    let local = LocalFiles.item(rootFD: rootFD, path: operation.path), known.matches(local) {
-                    identical.insert(index)
+                    plan.identical.insert(index)
                     continue
                 }
                 if stubMode, entry.size > 0, case .clean = try? localCondition(operation.path, known) {
-                    restubs.insert(index)
+                    plan.restubs.insert(index)
                     continue
                 }
             }
-            wanted.append((index, entry))
+            plan.wanted.append((index, entry))
         }
-        var staged: [Int: StagedFile] = [:]
-        var failed: [Int: String] = [:]
-        // Files are fetched in batches whose chunks are read together (a commit's small files share packs).
-        // A batch of small files is often one read, so several batches run at once to keep the store busy.
+        return plan
+    }
+
+    /// Step 1's fetch: writes the content of `wanted` (files of `commit`) to new files in the staging
+    /// folder, in batches whose chunks are read together (a commit's small files share packs). A batch of
+    /// small files is often one read, so several batches run at once to keep the store busy. Touches
+    /// nothing but the staging folder, so it may run beside the application of an earlier batch.
+    static func stageContent(_ wanted: [(index: Int, entry: NamespaceEntry)], of commit: Commit, share: CloudShare, staging: Int32,
+                             progress: ProgressHandler?) async throws -> StagedContent {
+        var content = StagedContent()
+        guard !wanted.isEmpty else { return content }
+        // Progress counts this commit's (or namespace batch's) work: each step's rate is taken since it began.
+        let started = Date()
         // Only content to fetch needs the index: the segments of the packs the commit names.
-        if !wanted.isEmpty { try await share.ensureIndexed(packs: commit.packs) }
+        try await share.ensureIndexed(packs: commit.packs)
         let batches = ShareContentWriter.batches(wanted) { $0.entry.size }
         let wantedBytes = wanted.reduce(Int64(0)) { $0 + $1.entry.size }
         var stagedBytes: Int64 = 0
         var lastProgress = Date()
-        try await BoundedTasks.run(batches, width: ShareContentWriter.parallelBatches, work: { [share, stagingFD] batch in
-            await Self.stage(batch, share: share, staging: stagingFD)
+        try await BoundedTasks.run(batches, width: ShareContentWriter.parallelBatches, work: { batch in
+            await Self.stage(batch, share: share, staging: staging)
         }, collect: { results in
             for (index, result) in results {
                 switch result {
                 case .success(let file):
-                    staged[index] = file
+                    content.staged[index] = file
                     stagedBytes += file.size
-                case .failure(let error): failed[index] = "\(error)"
+                case .failure(let error): content.failed[index] = "\(error)"
                 }
             }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
-                progress(JobProgress(phase: "fetching the content of commit \(commit.sequence)", items: staged.count + failed.count, totalItems: wanted.count,
-                                     bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince(fetchStarted), totalBytes: wantedBytes))
+                progress(JobProgress(phase: "fetching the content of commit \(commit.sequence)", items: content.staged.count + content.failed.count,
+                                     totalItems: wanted.count, bytes: stagedBytes, elapsed: lastProgress.timeIntervalSince(started), totalBytes: wantedBytes))
             }
         })
+        return content
+    }
+
+    /// Steps 2 and 3 of applying `commit` as `plan` decided, with its staged `content`.
+    func finish(_ commit: Commit, _ plan: ApplyPlan, _ content: StagedContent, _ report: inout SyncReport,
+                deferred: inout DeferredOperations, movesCursor: Bool) async throws {
+        var plan = plan
+        var errors: [(path: String, reason: String, kind: String)] = []
+        let (problems, stubs, restubs, identical, seeded) = (plan.problems, plan.stubs, plan.restubs, plan.identical, plan.seeded)
+        let (staged, failed) = (content.staged, content.failed)
+        var lastProgress = Date()
         if !staged.isEmpty { try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) } }
 
         // 2. Apply the operations in order; a run of new stubs is made in parallel (distinct new paths:
@@ -229,37 +298,37 @@ extension SyncEngine {
                 }
                 skipBelow = index + run.count
                 for later in run.dropFirst() where movesCursor { deferred.supersede(by: commit.operations[later]) }
-                try await makeStubs(run, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report, errors: &errors,
-                                    cleared: &cleared, deferred: &deferred, done: index, since: started)
+                try await makeStubs(run, commit: commit, overlay: &plan.overlay, chunks: &plan.chunkLayouts, report: &report, errors: &errors,
+                                    cleared: &plan.cleared, deferred: &deferred, done: index, since: started)
                 continue
             }
             do {
-                if operation.op != .delete { try clearWay(to: operation.path, overlay: &overlay, report: &report) }
+                if operation.op != .delete { try clearWay(to: operation.path, overlay: &plan.overlay, report: &report) }
                 switch operation.op {
                 case .upsert:
                     let entry = operation.entry!
                     if entry.kind == .directory {
-                        try applyDirectory(operation.path, entry, commit: commit, overlay: &overlay, report: &report)
+                        try applyDirectory(operation.path, entry, commit: commit, overlay: &plan.overlay, report: &report)
                     } else if let file = staged[index] {
-                        try applyFile(operation.path, entry, file, commit: commit, overlay: &overlay, report: &report)
+                        try applyFile(operation.path, entry, file, commit: commit, overlay: &plan.overlay, report: &report)
                     } else if restubs.contains(index) {
-                        try replaceWithStub(operation.path, entry, commit: commit, overlay: &overlay, chunks: &chunkLayouts, report: &report)
+                        try replaceWithStub(operation.path, entry, commit: commit, overlay: &plan.overlay, chunks: &plan.chunkLayouts, report: &report)
                     } else if identical.contains(index) {
-                        try applyAttributes(operation.path, entry, commit: commit, overlay: &overlay)
+                        try applyAttributes(operation.path, entry, commit: commit, overlay: &plan.overlay)
                     } else if let local = seeded[index] {
                         // Already here (a server seeded from a backup or a copy): adopted as synced, with the
                         // commit's attributes, unless it changed since it was fingerprinted.
                         let expected = record(entry, local.item, fingerprint: local.fingerprint, version: entry.contentVersion(committedAt: commit.sequence))
-                        overlay.set(operation.path, record(entry, try setAttributes(operation.path, entry, expecting: expected),
+                        plan.overlay.set(operation.path, record(entry, try setAttributes(operation.path, entry, expecting: expected),
                                                            fingerprint: local.fingerprint, version: entry.contentVersion(committedAt: commit.sequence)))
                         report.adopted += 1
                     }
                 case .delete:
-                    try applyDelete(operation.path, overlay: &overlay, report: &report)
+                    try applyDelete(operation.path, overlay: &plan.overlay, report: &report)
                 case .rename:
-                    try applyRename(from: operation.from!, to: operation.path, overlay: &overlay, report: &report)
+                    try applyRename(from: operation.from!, to: operation.path, overlay: &plan.overlay, report: &report)
                 }
-                cleared.append(operation.path)
+                plan.cleared.append(operation.path)
             } catch let error as ConflictLimitReached {
                 errors.append((operation.path, error.description + " (retried at every pass)", "download"))
                 deferred.add(operation, of: commit)
@@ -283,19 +352,19 @@ extension SyncEngine {
                 if let slash = path.lastIndex(of: "/") { touched.insert(String(path[..<slash])) }
             }
         }
-        restoreFolderTimes(touched, overlay: &overlay)
+        restoreFolderTimes(touched, overlay: &plan.overlay)
         try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) }
 
         // 3. Record entries, deferred operations and the cursor together, durably.
         var batch = state.batch(endpoint.id)
-        overlay.flush(into: &batch)
-        for (fileID, chunks) in chunkLayouts {
+        plan.overlay.flush(into: &batch)
+        for (fileID, chunks) in plan.chunkLayouts {
             batch.setLayout(fileID, chunks)
         }
         batch.setValue(deferred, DeferredOperations.stateKey)
         if movesCursor { batch.setCursor(commit.sequence, record: commit.id) }
         try state.commit(batch, sync: true)
-        try recordErrors(errors, cleared: cleared)
+        try recordErrors(errors, cleared: plan.cleared)
     }
 
     /// Gives each folder of `paths` that the database knows its recorded mtime (the share's) again, and
