@@ -18,6 +18,13 @@ struct DeferredOperations: Codable, Sendable {
 
     private(set) var items: [Item] = []
 
+    /// Every item's path and rename source, with their ancestors: an operation on none of them supersedes
+    /// nothing, so applying a large commit beside many pending items (a full disk) costs a lookup per
+    /// operation, not a scan of the items. Made when first needed, dropped when the items change.
+    private var touched: Set<String>?
+
+    private enum CodingKeys: String, CodingKey { case items }
+
     var isEmpty: Bool { items.isEmpty }
 
     /// The sequence of the oldest pending operation.
@@ -25,6 +32,7 @@ struct DeferredOperations: Codable, Sendable {
 
     mutating func add(_ operation: NamespaceOperation, of commit: Commit) {
         items.append(Item(sequence: commit.sequence, authorName: commit.authorName, operation: operation))
+        touched = nil
     }
 
     /// Takes every item out, grouped into one commit per source sequence, in log order.
@@ -39,12 +47,27 @@ struct DeferredOperations: Codable, Sendable {
             commits[commits.count - 1].operations.append(item.operation)
         }
         items = []
+        touched = nil
         return commits
     }
 
     /// A newer operation on the same paths decides them instead: an upsert or delete of a path drops
     /// what was pending at (or, for a delete, below) it; a rename carries pending items along.
     mutating func supersede(by operation: NamespaceOperation) {
+        guard !items.isEmpty else { return }
+        if touched == nil {
+            var paths: Set<String> = []
+            for item in items {
+                for path in [item.operation.path] + (item.operation.from.map { [$0] } ?? []) {
+                    var current = Substring(path)
+                    while paths.insert(String(current)).inserted, let slash = current.lastIndex(of: "/") { current = current[..<slash] }
+                }
+            }
+            touched = paths
+        }
+        // An upsert, delete or rename acts on items at or below its path (or rename source) only.
+        guard touched!.contains(operation.path) || operation.from.map({ touched!.contains($0) }) == true else { return }
+        touched = nil
         switch operation.op {
         case .upsert:
             items.removeAll { $0.operation.path == operation.path && $0.operation.op != .rename }
