@@ -162,8 +162,7 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
     public static func newFileID() -> String {
         // Two 64-bit draws: one random source call each, not one per byte.
         var generator = SystemRandomNumberGenerator()
-        let (high, low) = (generator.next(), generator.next())
-        return Hex.encode(withUnsafeBytes(of: (high, low)) { Array($0) })
+        return CompactHex.hex(generator.next(), generator.next()).string
     }
 }
 

@@ -14,6 +14,8 @@ public struct StoredContent: Sendable {
     public var size: Int64
     /// Status at the end of the read (size, mtime, ctime, inode), which the content matches.
     public var item: LocalItem
+    /// The POSIX ACLs of the file read (from its descriptor), when it has any.
+    public var acl: [String: String]?
 }
 
 /// Reading a local file into a share: FastCDC over a sliding buffer, SHA-256 per chunk, the new chunks
@@ -80,6 +82,7 @@ public enum FileReader {
               before.st_mtim.tv_nsec == after.st_mtim.tv_nsec, before.st_ctim.tv_nsec == after.st_ctim.tv_nsec else {
             throw ChangedWhileReading(path: relative)
         }
-        return StoredContent(chunks: chunks, fingerprint: fingerprint.digest128(), size: offset, item: LocalItem(path: relative, after))
+        return StoredContent(chunks: chunks, fingerprint: fingerprint.digest128(), size: offset, item: LocalItem(path: relative, after),
+                             acl: LocalFiles.acl(fd: fd))
     }
 }

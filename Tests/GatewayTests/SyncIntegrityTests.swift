@@ -210,6 +210,56 @@ import Testing
         #expect(Self.mode(group.root(0) + "/d") == 0o750)
     }
 
+    /// A file's access ACL (read from the descriptor its content is read from) and a folder's default ACL
+    /// reach the other server, and so does a later change of the file's ACL alone.
+    @Test func posixACLsReachTheOtherServer() async throws {
+        for program in ["setfacl", "getfacl"] where access("/usr/bin/\(program)", X_OK) != 0 {
+            Issue.record("\(program) is not installed (package acl): the ACL test cannot run")
+            return
+        }
+        func setfacl(_ arguments: [String]) throws {
+            let process = try Process.run(URL(fileURLWithPath: "/usr/bin/setfacl"), arguments: arguments)
+            process.waitUntilExit()
+            #expect(process.terminationStatus == 0, "setfacl \(arguments)")
+        }
+        /// `getfacl`'s entries for `path` (numeric ids, no header), or nil when it fails.
+        func acl(_ path: String) throws -> String? {
+            let process = Process(), output = Pipe()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/getfacl")
+            process.arguments = ["-n", "--omit-header", path]
+            process.standardOutput = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return process.terminationStatus == 0 ? text : nil
+        }
+        let group = try await SyncGroup(servers: 2)
+        try FileManager.default.createDirectory(atPath: group.root(0) + "/d", withIntermediateDirectories: true)
+        group.write(0, "d/f.txt", "guarded")
+        try setfacl(["-m", "u:65534:rw", group.root(0) + "/d/f.txt"])
+        try setfacl(["-d", "-m", "u:65534:rx", group.root(0) + "/d"])
+        try await group.converge()
+        for (path, entry) in [("d/f.txt", "user:65534:rw-"), ("d", "default:user:65534:r-x")] {
+            let source = try acl(group.root(0) + "/" + path)
+            #expect(source?.contains(entry) == true, "\(path) has \(entry) here: \(source ?? "no ACL")")
+            let copy = try acl(group.root(1) + "/" + path)
+            #expect(copy == source, "\(path): the same ACL on the other server: \(copy ?? "none") vs \(source ?? "none")")
+        }
+        try setfacl(["-m", "u:65534:r", group.root(0) + "/d/f.txt"])
+        try await group.converge()
+        #expect(try acl(group.root(1) + "/d/f.txt")?.contains("user:65534:r--") == true, "the changed ACL on the other server")
+        #expect(group.read(1, "d/f.txt") == "guarded")
+        // A folder's ACL changed alone (its mtime stays), and a file's ACL removed.
+        try setfacl(["-d", "-m", "u:65534:rwx", group.root(0) + "/d"])
+        try setfacl(["-b", group.root(0) + "/d/f.txt"])
+        try await group.converge()
+        #expect(try acl(group.root(1) + "/d")?.contains("default:user:65534:rwx") == true, "the folder's changed default ACL")
+        #expect(try acl(group.root(1) + "/d/f.txt")?.contains("65534") == false, "the file's ACL removed on the other server")
+        #expect(try acl(group.root(1) + "/d/f.txt") == acl(group.root(0) + "/d/f.txt"))
+        #expect(try await group.sync(0).commits == 0, "settled: no commit back and forth")
+        #expect(try await group.sync(1).commits == 0)
+    }
+
     /// Pairs of names one to the share: composed and decomposed, and an ASCII name beside one that is
     /// canonically equivalent to it (GREEK QUESTION MARK is a semicolon), so a folder is searched for
     /// twins whenever one of its names is beyond ASCII.

@@ -485,8 +485,7 @@ public enum Migration {
                 report.bytesRead += content.size
                 batchBytes += content.size
                 let file = NamespaceEntry(kind: .file, fileID: "", size: content.size, mode: item.mode, mtime: item.mtime, uid: item.uid, gid: item.gid,
-                                          chunks: content.chunks, fingerprint: content.fingerprint.description,
-                                          acl: LocalFiles.acl(rootFD: sourceFD, path: item.path))
+                                          chunks: content.chunks, fingerprint: content.fingerprint.description, acl: content.acl)
                 place(item.path, file, identity: item)
             case .copied(let relative, let file):
                 let unchanged = report.unchanged

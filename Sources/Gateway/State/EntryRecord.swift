@@ -6,7 +6,7 @@ import Hashing
 ///
 /// Encoded compactly (≈ 90 bytes) because a server holds one per file:
 /// version 1 byte, kind 1, state 1, file id length 1 + its bytes (32), size 8, mtime 8, ctime 8, inode 8, mode 4, uid 4, gid 4,
-/// fingerprint 16, synced sequence 8.
+/// fingerprint 16, synced sequence 8, ACL digest 8 (from version 2; a version 1 record reads as no ACL).
 public struct EntryRecord: Sendable, Equatable {
     /// Residency of a file's content on the endpoint.
     public enum Residency: UInt8, Sendable {
@@ -51,6 +51,17 @@ public struct EntryRecord: Sendable, Equatable {
     public var fingerprint: Fingerprint128
     /// The log sequence number that last set the content: also where its chunk list is recorded.
     public var version: UInt64
+    /// The POSIX ACLs at the last sync, as ``aclDigest(_:)``: a change of the ACLs alone moves only the
+    /// ctime, and is told from another such change by this.
+    public var aclDigest: UInt64 = 0
+
+    /// A digest of `acl` (xattr name to base64 value): 0 for none, never 0 otherwise.
+    public static func aclDigest(_ acl: [String: String]?) -> UInt64 {
+        guard let acl, !acl.isEmpty else { return 0 }
+        let hash = XXH3()
+        for (name, value) in acl.sorted(by: { $0.key < $1.key }) { hash.update(Array((name + "=" + value + "\n").utf8)) }
+        return max(1, hash.digest128().low)
+    }
 
     /// A record.
     public init(kind: NamespaceEntry.Kind, fileID: String, size: Int64, mtime: Int64, ctime: Int64, inode: UInt64,
@@ -85,7 +96,7 @@ public struct EntryRecord: Sendable, Equatable {
         gid = item.gid
     }
 
-    static let encodingVersion: UInt8 = 1
+    static let encodingVersion: UInt8 = 2
 
     /// The compact binary form.
     public var encoded: [UInt8] {
@@ -102,12 +113,14 @@ public struct EntryRecord: Sendable, Equatable {
         append(mode); append(uid); append(gid)
         append(fingerprint.high); append(fingerprint.low)
         append(version)
+        append(aclDigest)
         return out
     }
 
     /// Decodes the compact form; nil when malformed.
     public init?(encoded bytes: [UInt8]) {
-        guard bytes.count >= 4, bytes[0] == Self.encodingVersion, bytes.count == 4 + Int(bytes[3]) + 32 + 12 + 16 + 8 else { return nil }
+        guard bytes.count >= 4, bytes[0] == 1 || bytes[0] == Self.encodingVersion,
+              bytes.count == 4 + Int(bytes[3]) + 32 + 12 + 16 + 8 + (bytes[0] == 1 ? 0 : 8) else { return nil }
         var position = 4 + Int(bytes[3])
         func read<T: FixedWidthInteger>(_: T.Type) -> T {
             var value: T = 0
@@ -126,5 +139,6 @@ public struct EntryRecord: Sendable, Equatable {
         let high = read(UInt64.self), low = read(UInt64.self)
         fingerprint = Fingerprint128(high: high, low: low)
         version = read(UInt64.self)
+        aclDigest = bytes[0] == 1 ? 0 : read(UInt64.self)
     }
 }

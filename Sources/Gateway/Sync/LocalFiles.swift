@@ -89,8 +89,13 @@ enum LocalFiles {
     static func acl(rootFD: Int32, path: String) -> [String: String]? {
         guard let fd = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_NONBLOCK) else { return nil }
         defer { close(fd) }
+        return acl(fd: fd)
+    }
+
+    /// The POSIX ACLs of the file open as `fd`, base64-encoded by xattr name; nil when it has none.
+    static func acl(fd: Int32) -> [String: String]? {
         var result: [String: String] = [:]
-        for name in ["system.posix_acl_access", "system.posix_acl_default"] {
+        for name in aclNames {
             let size = fgetxattr(fd, name, nil, 0)
             guard size > 0 else { continue }
             var buffer = [UInt8](repeating: 0, count: size)
@@ -123,14 +128,19 @@ enum LocalFiles {
         return StubFile.State(rawValue: String(decoding: buffer.prefix(count), as: UTF8.self))
     }
 
-    /// Applies POSIX ACL xattrs to an open file or directory.
-    static func applyACL(_ acl: [String: String]?, fd: Int32) {
-        guard let acl else { return }
-        for (name, value) in acl where name.hasPrefix("system.posix_acl_") {
+    /// Applies POSIX ACL xattrs to an open file or directory; when `replacing`, removes those `acl` does not
+    /// name (a file made for the content has none to remove).
+    static func applyACL(_ acl: [String: String]?, fd: Int32, replacing: Bool = false) {
+        for (name, value) in acl ?? [:] where aclNames.contains(name) {
             guard let bytes = Base64.decode(value) else { continue }
             _ = fsetxattr(fd, name, bytes, bytes.count, 0)
         }
+        guard replacing else { return }
+        for name in aclNames where acl?[name] == nil { _ = fremovexattr(fd, name) }
     }
+
+    /// The xattrs that hold POSIX ACLs: the access ACL, and a folder's default ACL.
+    static let aclNames = ["system.posix_acl_access", "system.posix_acl_default"]
 }
 
 /// Standard base64 without Foundation's Data round trips.

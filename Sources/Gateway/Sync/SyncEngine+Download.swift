@@ -410,7 +410,7 @@ extension SyncEngine {
             try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
         }
         if geteuid() == 0, info.st_uid != entry.uid || info.st_gid != entry.gid { _ = fchown(fd, entry.uid, entry.gid) }
-        LocalFiles.applyACL(entry.acl, fd: fd)
+        LocalFiles.applyACL(entry.acl, fd: fd, replacing: true)
         if LocalItem(path: path, info).mtime != entry.mtime {
             var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
             try Posix.call("futimens", path: path) { futimens(fd, &times) }
@@ -561,8 +561,10 @@ extension SyncEngine {
     }
 
     func record(_ entry: NamespaceEntry, _ item: LocalItem, fingerprint: Fingerprint128, version: UInt64) -> EntryRecord {
-        EntryRecord(kind: entry.kind, fileID: entry.fileID, size: item.size, mtime: item.mtime, ctime: item.ctime, inode: item.inode,
-                    mode: item.mode, uid: item.uid, gid: item.gid, fingerprint: fingerprint, version: version)
+        var record = EntryRecord(kind: entry.kind, fileID: entry.fileID, size: item.size, mtime: item.mtime, ctime: item.ctime, inode: item.inode,
+                                 mode: item.mode, uid: item.uid, gid: item.gid, fingerprint: fingerprint, version: version)
+        record.aclDigest = EntryRecord.aclDigest(entry.acl)
+        return record
     }
 
     func applyFile(_ path: String, _ entry: NamespaceEntry, _ file: StagedFile, commit: Commit, overlay: inout EntryOverlay, report: inout SyncReport) throws {
@@ -836,11 +838,20 @@ extension SyncEngine {
         // commits it (the record takes the share's mode, so the scan sees the difference).
         let changedHere = known?.kind == .directory && UInt32(info.st_mode) & 0o7777 != known!.mode & 0o7777
         if !changedHere { _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0) }
+        // The share's ACLs too (a default ACL decides what new items here inherit), unless they changed
+        // here since the last sync: then the record keeps a stale ctime, so the scan reads and commits them.
+        var aclChangedHere = false
+        if let folder = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_DIRECTORY) {
+            defer { close(folder) }
+            aclChangedHere = known?.kind == .directory && EntryRecord.aclDigest(LocalFiles.acl(fd: folder)) != known!.aclDigest
+            if !aclChangedHere { LocalFiles.applyACL(entry.acl, fd: folder, replacing: true) }
+        }
         var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: entry.mtime)]   // atime: UTIME_OMIT
         _ = utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW)
         try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
         var synced = record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: entry.contentVersion(committedAt: commit.sequence))
         synced.mode = synced.mode & ~0o7777 | entry.mode & 0o7777
+        if aclChangedHere { synced.ctime = 0 }
         overlay.set(path, synced)
     }
 

@@ -94,7 +94,16 @@ extension SyncEngine {
                 report.renamed += 1
             }
             if item.isDirectory {
-                if let existing = known0, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime { continue }
+                if let existing = known0, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime {
+                    if existing.ctime == item.ctime { continue }
+                    // Only the ctime moved (ACLs set, or attributes reapplied): committed when the ACLs differ.
+                    if EntryRecord.aclDigest(LocalFiles.acl(rootFD: rootFD, path: item.path)) == existing.aclDigest {
+                        var refreshed = existing
+                        refreshed.updateStat(item)
+                        statOnly.append((item.path, refreshed))
+                        continue
+                    }
+                }
                 let entry = NamespaceEntry(kind: .directory, fileID: known0?.fileID ?? NamespaceEntry.newFileID(), size: 0, mode: item.mode,
                                            mtime: item.mtime, uid: item.uid, gid: item.gid, acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
                 operations.append(.upsert(item.path, entry))
@@ -185,8 +194,10 @@ extension SyncEngine {
                 // Stat changed: hash before uploading, so a file whose content and attributes are unchanged
                 // (only its inode or ctime moved) costs no commit. A new mode, owner or mtime is committed
                 // (its chunks dedup) so it converges on every server like content does.
+                // A change of ACLs alone moves the ctime too: new ACLs are committed with the content.
                 if existing.size == item.size, existing.mode == item.mode, existing.mtime == item.mtime,
                    existing.uid == item.uid, existing.gid == item.gid,
+                   EntryRecord.aclDigest(LocalFiles.acl(rootFD: rootFD, path: item.path)) == existing.aclDigest,
                    let fingerprint = try? LocalFiles.fingerprint(rootFD: rootFD, path: item.path), fingerprint == existing.fingerprint {
                     var refreshed = existing
                     refreshed.updateStat(item)
@@ -214,7 +225,7 @@ extension SyncEngine {
                 let entry = NamespaceEntry(kind: .file, fileID: known0?.kind == .file ? known0!.fileID : NamespaceEntry.newFileID(),
                                            size: content.size, mode: content.item.mode, mtime: content.item.mtime,
                                            uid: content.item.uid, gid: content.item.gid, chunks: content.chunks,
-                                           fingerprint: content.fingerprint.description, acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
+                                           fingerprint: content.fingerprint.description, acl: content.acl)
                 operations.append(.upsert(item.path, entry))
                 updates.append(.set(item.path, record(entry, content.item, fingerprint: content.fingerprint, version: 0), contentChanged: true))
                 cleared.append(item.path)
