@@ -212,7 +212,7 @@ import Testing
 
     /// A file's access ACL (read from the descriptor its content is read from) and a folder's default ACL
     /// reach the other server, and so does a later change of the file's ACL alone.
-    @Test func posixACLsReachTheOtherServer() async throws {
+    @Test(arguments: [false, true]) func posixACLsReachTheOtherServer(namespaceOnly: Bool) async throws {
         for program in ["setfacl", "getfacl"] where access("/usr/bin/\(program)", X_OK) != 0 {
             Issue.record("\(program) is not installed (package acl): the ACL test cannot run")
             return
@@ -234,6 +234,10 @@ import Testing
             return process.terminationStatus == 0 ? text : nil
         }
         let group = try await SyncGroup(servers: 2)
+        if namespaceOnly {
+            // The other server's files arrive as stubs: a stub carries the file's ACLs.
+            group.endpoints[1] = try group.gateways[1].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: .namespaceOnly))
+        }
         try FileManager.default.createDirectory(atPath: group.root(0) + "/d", withIntermediateDirectories: true)
         group.write(0, "d/f.txt", "guarded")
         try setfacl(["-m", "u:65534:rw", group.root(0) + "/d/f.txt"])
@@ -248,7 +252,12 @@ import Testing
         try setfacl(["-m", "u:65534:r", group.root(0) + "/d/f.txt"])
         try await group.converge()
         #expect(try acl(group.root(1) + "/d/f.txt")?.contains("user:65534:r--") == true, "the changed ACL on the other server")
+        if namespaceOnly {
+            #expect(StubFile.marker(atPath: group.root(1) + "/d/f.txt") == .tiered, "a stub")
+            _ = try await group.gateways[1].recall(group.root(1) + "/d/f.txt")
+        }
         #expect(group.read(1, "d/f.txt") == "guarded")
+        #expect(try await group.sync(1).commits == 0, "a recalled stub has the share's ACL: nothing to commit")
         // A folder's ACL changed alone (its mtime stays), and a file's ACL removed.
         try setfacl(["-d", "-m", "u:65534:rwx", group.root(0) + "/d"])
         try setfacl(["-b", group.root(0) + "/d/f.txt"])

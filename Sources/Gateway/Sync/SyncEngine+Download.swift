@@ -733,7 +733,9 @@ extension SyncEngine {
     /// first, so a full disk changes nothing; a failed placement moves the file back. Returns the
     /// conflict name and the new record.
     func setAsideForStub(_ path: String, _ record: EntryRecord) throws -> (copy: String, record: EntryRecord) {
-        let stub = try Self.stageStub(StubAttributes(record, of: endpoint), staging: stagingFD)
+        var attributes = StubAttributes(record, of: endpoint)
+        attributes.acl = LocalFiles.acl(rootFD: rootFD, path: path)     // the ACLs of the file it stands for
+        let stub = try Self.stageStub(attributes, staging: stagingFD)
         var placed = false
         defer { if !placed { unlinkat(stagingFD, stub.name, 0) } }
         let copy = try moveAside(path, overlay: EntryOverlay(state: state, endpoint: endpoint.id), label: serverName)
@@ -761,10 +763,13 @@ extension SyncEngine {
     /// What a stub carries: its markers and the attributes of the file it stands for.
     struct StubAttributes: Sendable {
         var origin: StubFile.Origin, size: Int64, mode: UInt32, uid: UInt32, gid: UInt32, mtime: Int64
+        /// The POSIX ACLs the file has (a stub carries them like the file would).
+        var acl: [String: String]?
 
         init(_ entry: NamespaceEntry, version: UInt64, of endpoint: EndpointConfig) {
             self.init(origin: StubFile.Origin(shareID: endpoint.shareID ?? "", share: endpoint.shareURL, fileID: entry.fileID, version: version),
                       size: entry.size, mode: entry.mode, uid: entry.uid, gid: entry.gid, mtime: entry.mtime)
+            acl = entry.acl
         }
 
         init(_ record: EntryRecord, of endpoint: EndpointConfig) {
@@ -793,13 +798,14 @@ extension SyncEngine {
         return StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: stub.size)
     }
 
-    /// Gives the new file `fd` a stub's size, markers, mode, owner and mtime.
+    /// Gives the new file `fd` a stub's size, markers, mode, owner, ACLs and mtime.
     static func writeStub(_ stub: StubAttributes, fd: Int32, path: String) throws {
         try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(stub.size)) }
         let file = StubFile(descriptor: fd, path: path)
         try file.setMarkers(stub.origin)
         try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(stub.mode & 0o7777)) }
         if geteuid() == 0 { _ = fchown(fd, stub.uid, stub.gid) }
+        LocalFiles.applyACL(stub.acl, fd: fd)
         let time = Posix.timespec(nanoseconds: stub.mtime)
         var times = [time, time]
         try Posix.call("futimens", path: path) { futimens(fd, &times) }
