@@ -84,24 +84,30 @@ extension SyncEngine {
         // The batches name distinct paths, so the next one is planned, and its content fetched into the
         // staging folder, while this one is moved into place: the fetch and the file system's work on
         // the tree overlap. Only the last batch moves the cursor.
-        typealias Staging = Task<StagedContent, any Error>
-        func startStaging(_ commit: Commit, _ report: inout SyncReport) throws -> (Commit, ApplyPlan, Staging) {
+        struct Batch {
+            let commit: Commit
+            let plan: ApplyPlan
+            let content: Task<StagedContent, any Error>
+        }
+        func begin(_ commit: Commit, _ report: inout SyncReport) throws -> Batch {
             let plan = try plan(commit, &report)
             let (wanted, share, staging, progress) = (plan.wanted, share, stagingFD, progress)
-            return (commit, plan, Task { try await Self.stageContent(wanted, of: commit, share: share, staging: staging, progress: progress) })
+            return Batch(commit: commit, plan: plan, content: Task {
+                try await Self.stageContent(wanted, of: commit, share: share, staging: staging, progress: progress)
+            })
         }
-        guard var current = try nextBatch().map({ try startStaging($0, &report) }) else { return }
+        guard var current = try nextBatch().map({ try begin($0, &report) }) else { return }
         while true {
-            var next: (Commit, ApplyPlan, Staging)?
+            var next: Batch?
             do {
-                next = try nextBatch().map { try startStaging($0, &report) }
-                let content = try await current.2.value
-                try await finish(current.0, current.1, content, &report, deferred: &deferred, movesCursor: next == nil)
+                next = try nextBatch().map { try begin($0, &report) }
+                let content = try await current.content.value
+                try await finish(current.commit, current.plan, content, &report, deferred: &deferred, movesCursor: next == nil)
             } catch {
                 // The fetch ahead is stopped, and what it staged is dropped.
                 if let next {
-                    next.2.cancel()
-                    for file in (try? await next.2.value)?.staged.values ?? [:].values { unlinkat(stagingFD, file.name, 0) }
+                    next.content.cancel()
+                    for file in (try? await next.content.value)?.staged.values.map({ $0 }) ?? [] { unlinkat(stagingFD, file.name, 0) }
                 }
                 throw error
             }
@@ -391,6 +397,7 @@ extension SyncEngine {
     func applyAttributes(_ path: String, _ entry: NamespaceEntry, commit: Commit, overlay: inout EntryOverlay) throws {
         guard var known = try overlay.get(path) else { return }
         known.updateStat(try setAttributes(path, entry, expecting: known))
+        known.aclDigest = EntryRecord.aclDigest(entry.acl)
         known.fileID = entry.fileID
         known.version = entry.contentVersion(committedAt: commit.sequence)
         overlay.set(path, known)
@@ -847,7 +854,8 @@ extension SyncEngine {
         // The share's ACLs too (a default ACL decides what new items here inherit), unless they changed
         // here since the last sync: then the record keeps a stale ctime, so the scan reads and commits them.
         var aclChangedHere = false
-        if let folder = try? SafePath.open(rootFD: rootFD, path: path, flags: O_RDONLY | O_DIRECTORY) {
+        let folder = openat(parent.fd, parent.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        if folder >= 0 {
             defer { close(folder) }
             aclChangedHere = known?.kind == .directory && EntryRecord.aclDigest(LocalFiles.acl(fd: folder)) != known!.aclDigest
             if !aclChangedHere { LocalFiles.applyACL(entry.acl, fd: folder, replacing: true) }

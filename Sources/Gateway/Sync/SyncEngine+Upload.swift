@@ -133,6 +133,7 @@ extension SyncEngine {
                         let entry = NamespaceEntry(kind: .file, fileID: existing.fileID, size: existing.size, mode: item.mode, mtime: item.mtime,
                                                    uid: item.uid, gid: item.gid, chunks: layout, fingerprint: existing.fingerprint.description,
                                                    acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
+                        existing.aclDigest = EntryRecord.aclDigest(entry.acl)
                         operations.append(.upsert(item.path, entry))
                         updates.append(.set(item.path, existing, contentChanged: false))
                         cleared.append(item.path)
@@ -350,14 +351,13 @@ extension SyncEngine {
             // both tables: 116 MiB more at the peak). When the last whole walk gave the count, the walk,
             // which waits on the file system, and the database's scan run on two threads side by side;
             // otherwise (a new endpoint's first scan, a daemon's) the walk gives it first.
-            let (root, state, id) = (root, state, endpoint.id)
+            let (state, id, walker) = (state, endpoint.id, TreeWalker(root: root))
             guard let last = try state.value(SyncReport.self, id, SyncReport.stateKey), last.wholeTree, last.examined > 0 else {
-                let walked = try await OwnThread.run { try TreeWalker(root: root).walk() }
+                let walked = try await OwnThread.run { try walker.walk() }
                 return (walked, try state.entries(id, expecting: walked.items.count), nil)
             }
             async let known = OwnThread.run { try state.entries(id, expecting: last.examined) }
-            let walked = try await OwnThread.run { try TreeWalker(root: root).walk() }
-            return (walked, try await known, nil)
+            return (try await OwnThread.run { try walker.walk() }, try await known, nil)
         }
         // Paths the download of this pass applied, paths the mount marked, and items that did not
         // upload are looked at too.

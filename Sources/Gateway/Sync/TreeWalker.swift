@@ -54,7 +54,7 @@ public struct SkippedItem: Sendable, Codable, Hashable {
 /// no path is ever longer than one name. Applies ``SkipRules`` and the rules on file kinds (symlinks,
 /// hard links, sockets, FIFOs and devices are never synced). What cannot be read or stat'ed is
 /// reported as skipped: it is unknown, never absent.
-public struct TreeWalker {
+public struct TreeWalker: Sendable {
     /// The tree's root directory.
     public let root: String
 
