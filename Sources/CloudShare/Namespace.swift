@@ -9,11 +9,20 @@ public struct Namespace: Codable, Sendable {
     /// An empty namespace.
     public init() {}
 
-    /// Applies one commit's operations in order.
+    /// Applies one commit's operations in order. A run of deletes removes the contents of its folders in
+    /// one sweep of the paths: one sweep for each deleted folder made deleting a thousand folders of a
+    /// million-file share a billion comparisons.
     public mutating func apply(_ commit: Commit) {
+        var deletedFolders: Set<String> = []
         for operation in commit.operations {
+            if operation.op == .delete {
+                remove(operation.path, contentsInto: &deletedFolders)
+                continue
+            }
+            removeContents(of: &deletedFolders)
             apply(operation, sequence: commit.sequence)
         }
+        removeContents(of: &deletedFolders)
         sequence = commit.sequence
     }
 
@@ -25,7 +34,9 @@ public struct Namespace: Codable, Sendable {
             entry.version = entry.contentVersion(committedAt: sequence)
             entries[operation.path] = entry
         case .delete:
-            removeTree(operation.path)
+            var deletedFolders: Set<String> = []
+            remove(operation.path, contentsInto: &deletedFolders)
+            removeContents(of: &deletedFolders)
         case .rename:
             guard let from = operation.from, from != operation.path else { return }
             let moved = tree(from)
@@ -42,17 +53,44 @@ public struct Namespace: Codable, Sendable {
         return entries.filter { $0.key == path || $0.key.hasPrefix(prefix) }.map { ($0.key, $0.value) }
     }
 
-    private mutating func removeTree(_ path: String) {
-        // Only a directory has children; skip the scan for files (the common case).
-        guard let removed = entries.removeValue(forKey: path), removed.kind == .directory else { return }
-        let prefix = path + "/"
+    /// Removes the item at `path`; a folder's path joins `folders`, whose contents ``removeContents(of:)``
+    /// removes.
+    private mutating func remove(_ path: String, contentsInto folders: inout Set<String>) {
+        // Only a directory has children; a file's delete (the common case) needs no sweep.
+        if entries.removeValue(forKey: path)?.kind == .directory { folders.insert(path) }
+    }
+
+    /// Removes every item beneath one of `folders`, in one sweep, and empties `folders`.
+    private mutating func removeContents(of folders: inout Set<String>) {
+        guard !folders.isEmpty else { return }
         // The keys are collected first: removing while iterating `entries.keys` made the first removal copy
         // the whole dictionary, for every deleted folder.
-        for key in entries.keys.filter({ $0.hasPrefix(prefix) }) { entries[key] = nil }
+        let doomed: [String]
+        if folders.count == 1, let folder = folders.first {
+            let prefix = folder + "/"
+            doomed = entries.keys.filter { $0.hasPrefix(prefix) }
+        } else {
+            doomed = entries.keys.filter { folders.containsAncestor(of: $0) }
+        }
+        for key in doomed { entries[key] = nil }
+        folders.removeAll()
     }
 
     /// Number of files (not directories).
     public var fileCount: Int { entries.values.reduce(0) { $0 + ($1.kind == .file ? 1 : 0) } }
     /// Sum of file sizes.
     public var logicalBytes: Int64 { entries.values.reduce(0) { $0 + ($1.kind == .file ? $1.size : 0) } }
+}
+
+extension Set<String> {
+    /// True when a proper ancestor folder of the relative `path` is in the set.
+    public func containsAncestor(of path: String) -> Bool {
+        guard !isEmpty else { return false }
+        var current = Substring(path)
+        while let slash = current.lastIndex(of: "/") {
+            current = current[..<slash]
+            if contains(String(current)) { return true }
+        }
+        return false
+    }
 }

@@ -365,6 +365,29 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         #expect(namespace.logicalBytes == 5)
     }
 
+    @Test func aCommitOfManyFolderDeletesKeepsItsOrder() async throws {
+        let folder = NamespaceEntry(kind: .directory, fileID: "d", size: 0, mode: 0o755, mtime: 0, uid: 0, gid: 0)
+        var namespace = Namespace()
+        var made = Commit(author: "a", authorName: "a", operations: ["p", "q", "r", "pq"].flatMap { name in
+            [.upsert(name, folder), .upsert("\(name)/sub", folder), .upsert("\(name)/sub/f", entry(1)), .upsert("\(name)/g", entry(2))]
+        })
+        made.sequence = 1
+        namespace.apply(made)
+        // Deletes of folders (and of an item inside one already deleted), a folder made again inside a
+        // deleted one, then more deletes: the result is that of applying them one by one.
+        var commit = Commit(author: "a", authorName: "a", operations: [
+            .delete("p"), .delete("q/sub"), .delete("p/g"), .upsert("q/sub", folder), .upsert("q/sub/new", entry(3)),
+            .delete("r"), .delete("q/g"),
+        ])
+        commit.sequence = 2
+        var oneByOne = namespace
+        for operation in commit.operations { oneByOne.apply(operation, sequence: 2) }
+        namespace.apply(commit)
+        #expect(Set(namespace.entries.keys) == ["q", "q/sub", "q/sub/new", "pq", "pq/sub", "pq/sub/f", "pq/g"])
+        #expect(Set(namespace.entries.keys) == Set(oneByOne.entries.keys))
+        #expect(namespace.sequence == 2)
+    }
+
     @Test func snapshotsShortenReplay() async throws {
         let share = try await CloudShare.create(in: MemoryStore())
         for index in 1...3 {

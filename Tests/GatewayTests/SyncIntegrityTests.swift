@@ -210,6 +210,35 @@ import Testing
         #expect(Self.mode(group.root(0) + "/d") == 0o750)
     }
 
+    /// A `chown` of a file or a folder reaches the other servers (run as root, as the daemon is), a
+    /// folder's owner changed where a download meets it first still does, and a settled group commits
+    /// nothing.
+    @Test func ownersOfFilesAndFoldersConverge() async throws {
+        try #require(geteuid() == 0, "owners are applied only by root: run the tests as root")
+        func owner(_ path: String) -> String {
+            var info = stat()
+            return stat(path, &info) == 0 ? "\(info.st_uid):\(info.st_gid)" : "missing"
+        }
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/a.txt", "a")
+        group.write(0, "e/b.txt", "b")
+        try await group.converge()
+        #expect(chown(group.root(0) + "/d/a.txt", 65534, 65534) == 0)
+        #expect(chown(group.root(0) + "/d", 65534, 65533) == 0)
+        try await group.converge()
+        #expect(owner(group.root(1) + "/d/a.txt") == "65534:65534", "the file's owner reached the other server")
+        #expect(owner(group.root(1) + "/d") == "65534:65533", "the folder's owner reached the other server")
+        // A folder's chown here, then a download into it before the scan: the owner still goes out.
+        group.write(1, "e/c.txt", "c")
+        try await group.sync(1)
+        #expect(chown(group.root(0) + "/e", 65533, 65533) == 0)
+        try await group.converge()
+        #expect(owner(group.root(0) + "/e") == "65533:65533", "the folder keeps the owner given here")
+        #expect(owner(group.root(1) + "/e") == "65533:65533", "and it reached the other server")
+        #expect(try await group.sync(0).commits == 0, "settled: no commit back and forth")
+        #expect(try await group.sync(1).commits == 0)
+    }
+
     /// A file's access ACL (read from the descriptor its content is read from) and a folder's default ACL
     /// reach the other server, and so does a later change of the file's ACL alone.
     @Test(arguments: [false, true]) func posixACLsReachTheOtherServer(namespaceOnly: Bool) async throws {

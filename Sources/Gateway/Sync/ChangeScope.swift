@@ -1,3 +1,5 @@
+import CloudShare
+
 /// What part of an endpoint's tree a sync pass looks at for local changes.
 public enum ChangeScope: Sendable {
     /// The whole tree: the first pass, the safety net, and whenever the change journal may have missed
@@ -46,18 +48,5 @@ public struct ChangeSet: Sendable, Equatable {
     /// The paths to look at, without those beneath a folder that is walked whole.
     public var roots: Set<String> {
         paths.union(subtrees).filter { !subtrees.containsAncestor(of: $0) }
-    }
-}
-
-extension Set<String> {
-    /// True when a proper ancestor folder of the relative `path` is in the set.
-    func containsAncestor(of path: String) -> Bool {
-        guard !isEmpty else { return false }
-        var current = Substring(path)
-        while let slash = current.lastIndex(of: "/") {
-            current = current[..<slash]
-            if contains(String(current)) { return true }
-        }
-        return false
     }
 }

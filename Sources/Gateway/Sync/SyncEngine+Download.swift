@@ -851,6 +851,11 @@ extension SyncEngine {
         // commits it (the record takes the share's mode, so the scan sees the difference).
         let changedHere = known?.kind == .directory && UInt32(info.st_mode) & 0o7777 != known!.mode & 0o7777
         if !changedHere { _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0) }
+        // The owner likewise (only root can give a folder away; elsewhere the local owner is what is synced).
+        let ownerChangedHere = known?.kind == .directory && (info.st_uid != known!.uid || info.st_gid != known!.gid)
+        if !ownerChangedHere, geteuid() == 0, info.st_uid != entry.uid || info.st_gid != entry.gid {
+            _ = fchownat(parent.fd, parent.name, entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW)
+        }
         // The share's ACLs too (a default ACL decides what new items here inherit), unless they changed
         // here since the last sync: then the record keeps a stale ctime, so the scan reads and commits them.
         var aclChangedHere = false
@@ -866,6 +871,7 @@ extension SyncEngine {
         var synced = record(entry, LocalItem(path: path, info), fingerprint: Fingerprint128(high: 0, low: 0), version: entry.contentVersion(committedAt: commit.sequence))
         synced.mode = synced.mode & ~0o7777 | entry.mode & 0o7777
         if aclChangedHere { synced.ctime = 0 }
+        if ownerChangedHere { (synced.uid, synced.gid) = (entry.uid, entry.gid) }
         overlay.set(path, synced)
     }
 

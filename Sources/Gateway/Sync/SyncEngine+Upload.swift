@@ -94,7 +94,8 @@ extension SyncEngine {
                 report.renamed += 1
             }
             if item.isDirectory {
-                if let existing = known0, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime {
+                if let existing = known0, existing.kind == .directory, existing.mode == item.mode, existing.mtime == item.mtime,
+                   existing.uid == item.uid, existing.gid == item.gid {
                     if existing.ctime == item.ctime { continue }
                     // Only the ctime moved (ACLs set, or attributes reapplied): committed when the ACLs differ.
                     if EntryRecord.aclDigest(LocalFiles.acl(rootFD: rootFD, path: item.path)) == existing.aclDigest {
