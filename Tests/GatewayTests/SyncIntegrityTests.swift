@@ -213,16 +213,26 @@ import Testing
     /// A `chown` of a file or a folder reaches the other servers (run as root, as the daemon is), a
     /// folder's owner changed where a download meets it first still does, and a settled group commits
     /// nothing.
-    @Test func ownersOfFilesAndFoldersConverge() async throws {
+    /// A set-user-ID program given to another owner keeps its mode there (a change of owner clears the
+    /// set-ID bits, so the owner goes first), as a file and as a stub.
+    @Test(arguments: [false, true]) func ownersOfFilesAndFoldersConverge(namespaceOnly: Bool) async throws {
         try #require(geteuid() == 0, "owners are applied only by root: run the tests as root")
         func owner(_ path: String) -> String {
             var info = stat()
             return stat(path, &info) == 0 ? "\(info.st_uid):\(info.st_gid)" : "missing"
         }
         let group = try await SyncGroup(servers: 2)
+        if namespaceOnly {
+            group.endpoints[1] = try group.gateways[1].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: .namespaceOnly))
+        }
         group.write(0, "d/a.txt", "a")
         group.write(0, "e/b.txt", "b")
+        group.write(0, "bin/tool", "#!/bin/sh\n")
+        #expect(chown(group.root(0) + "/bin/tool", 65534, 65533) == 0 && chmod(group.root(0) + "/bin/tool", 0o6755) == 0)
         try await group.converge()
+        #expect(owner(group.root(1) + "/bin/tool") == "65534:65533")
+        #expect(Self.mode(group.root(1) + "/bin/tool") == 0o6755, "the set-ID bits survive the change of owner")
+        if namespaceOnly { #expect(StubFile.marker(atPath: group.root(1) + "/bin/tool") == .tiered, "a stub") }
         #expect(chown(group.root(0) + "/d/a.txt", 65534, 65534) == 0)
         #expect(chown(group.root(0) + "/d", 65534, 65533) == 0)
         try await group.converge()

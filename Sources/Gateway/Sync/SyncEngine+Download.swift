@@ -413,10 +413,11 @@ extension SyncEngine {
         guard (info.st_mode & S_IFMT) == S_IFREG, known.map({ $0.matches(LocalItem(path: path, info)) }) ?? true else {
             throw GatewayError("'\(path)' changed while its new attributes were applied")
         }
-        if UInt32(info.st_mode & 0o7777) != entry.mode & 0o7777 {
+        // The owner before the mode: a change of owner clears the set-user-ID and set-group-ID bits.
+        let chowned = Self.runsAsRoot && (info.st_uid != entry.uid || info.st_gid != entry.gid) && fchown(fd, entry.uid, entry.gid) == 0
+        if chowned || UInt32(info.st_mode & 0o7777) != entry.mode & 0o7777 {
             try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
         }
-        if geteuid() == 0, info.st_uid != entry.uid || info.st_gid != entry.gid { _ = fchown(fd, entry.uid, entry.gid) }
         LocalFiles.applyACL(entry.acl, fd: fd, replacing: true)
         if LocalItem(path: path, info).mtime != entry.mtime {
             var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
@@ -449,8 +450,8 @@ extension SyncEngine {
             defer { close(fd) }
             do {
                 let content = try written.get()
+                if Self.runsAsRoot { _ = fchown(fd, entry.uid, entry.gid) }     // before the mode: it clears set-ID bits
                 try Posix.call("fchmod", path: name) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
-                if geteuid() == 0 { _ = fchown(fd, entry.uid, entry.gid) }
                 LocalFiles.applyACL(entry.acl, fd: fd)
                 var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
                 try Posix.call("futimens", path: name) { futimens(fd, &times) }
@@ -633,22 +634,55 @@ extension SyncEngine {
         let items = indices.compactMap { index -> (path: String, entry: NamespaceEntry)? in
             commit.operations[index].entry.map { (commit.operations[index].path, $0) }
         }
-        try await BoundedTasks.run(items, width: 4, work: { [rootFD, stagingFD, endpoint, sequence = commit.sequence] (path, entry) -> (String, NamespaceEntry, LocalItem?, String?) in
+        let prefixes = items.first.map {
+            StubFile.MarkerPrefixes(in: stagingFD, like: StubAttributes($0.entry, version: 0, of: endpoint).origin)
+        }
+        defer { prefixes?.close() }
+        // A task makes the stubs of one folder (at most 512): its folder is opened once, and tasks at once
+        // work in different folders rather than queueing for one folder's lock (a large folder's second
+        // part comes after every folder's first).
+        var parts: [[[(path: String, entry: NamespaceEntry)]]] = []
+        var partsOfFolder: [Substring: Int] = [:]
+        for item in items {
+            let folder = item.path.lastIndex(of: "/").map { item.path[..<$0] } ?? ""
+            if let index = partsOfFolder[folder] {
+                if parts[index][parts[index].count - 1].count == 512 { parts[index].append([]) }
+                parts[index][parts[index].count - 1].append(item)
+            } else {
+                partsOfFolder[folder] = parts.count
+                parts.append([[item]])
+            }
+        }
+        let groups = (0..<(parts.map(\.count).max() ?? 0)).flatMap { round in parts.compactMap { round < $0.count ? $0[round] : nil } }
+        typealias Made = (path: String, entry: NamespaceEntry, item: LocalItem?, failure: String?)
+        try await BoundedTasks.run(groups, width: 4, work: { [rootFD, stagingFD, endpoint, sequence = commit.sequence] group -> [Made] in
+            let stubs = group.map { StubAttributes($0.entry, version: $0.entry.contentVersion(committedAt: sequence), of: endpoint) }
+            let folder: StubFolder
             do {
-                return (path, entry, try Self.makeStub(StubAttributes(entry, version: entry.contentVersion(committedAt: sequence), of: endpoint), at: path, rootFD: rootFD, staging: stagingFD), nil)
+                folder = try StubFolder(rootFD: rootFD, path: group[0].path, staging: stagingFD)
             } catch {
-                return (path, entry, nil, "\(error)")
+                return group.map { ($0.path, $0.entry, nil, "\(error)") }
             }
-        }, collect: { path, entry, item, failure in
-            taken += 1
-            if let failure {
-                errors.append((path, "cannot make the stub (retried at every pass): \(failure)", "download"))
-                deferred.add(.upsert(path, entry), of: commit)
-                return
+            defer { folder.close() }
+            return zip(group, stubs).map { item, stub in
+                do {
+                    return (item.path, item.entry, try folder.makeStub(stub, at: item.path), nil)
+                } catch {
+                    return (item.path, item.entry, nil, "\(error)")
+                }
             }
-            guard let item else { return }
-            recordStub(path, entry, item, commit: commit, overlay: &overlay, chunks: &chunks, report: &report)
-            cleared.append(path)
+        }, collect: { made in
+            for (path, entry, item, failure) in made {
+                taken += 1
+                if let failure {
+                    errors.append((path, "cannot make the stub (retried at every pass): \(failure)", "download"))
+                    deferred.add(.upsert(path, entry), of: commit)
+                    continue
+                }
+                guard let item else { continue }
+                recordStub(path, entry, item, commit: commit, overlay: &overlay, chunks: &chunks, report: &report)
+                cleared.append(path)
+            }
             if let progress, Date().timeIntervalSince(lastProgress) > 0.5 {
                 lastProgress = Date()
                 progress(applying(commit, done: done + taken, report: report, since: started))
@@ -699,40 +733,62 @@ extension SyncEngine {
         report.stubsCreated += 1
     }
 
-    /// Creates a stub at `path` unless something is there (nil then): an unnamed file (O_TMPFILE) in
-    /// the path's directory gets the size, markers and attributes and is then linked in, so a stub only
-    /// ever appears complete, and stubs in parallel contend only for their own directory. Where the
-    /// file system has no unnamed files, the stub is staged and renamed into place.
-    static func makeStub(_ stub: StubAttributes, at path: String, rootFD: Int32, staging: Int32) throws -> LocalItem? {
-        let parent = try SafePath.openParent(rootFD: rootFD, path: path, create: true)
-        defer { close(parent.fd) }
-        let fd = openat(parent.fd, ".", CLINUX_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            guard errno == EOPNOTSUPP || errno == EISDIR else { throw PosixError("open(O_TMPFILE)", path: path, errno: errno) }
-            let file = try stageStub(stub, staging: staging)
-            if CLinux_renameat2(staging, file.name, parent.fd, parent.name, UInt32(CLINUX_RENAME_NOREPLACE)) != 0 {
-                let failure = errno
-                unlinkat(staging, file.name, 0)
-                if failure == EEXIST { return nil }
-                throw PosixError("rename", path: path, errno: failure)
+    /// A folder new stubs are made in, opened once for all of them.
+    struct StubFolder {
+        let fd: Int32
+        let staging: Int32
+        /// The group new files in the folder get (its own, when it is set-group-ID), and their owner.
+        let newFileOwner: (uid: uid_t, gid: gid_t)
+
+        /// Opens (making it if need be) the folder of `path`, beneath the endpoint's root.
+        init(rootFD: Int32, path: String, staging: Int32) throws {
+            fd = try SafePath.openParent(rootFD: rootFD, path: path, create: true).fd
+            self.staging = staging
+            var info = stat()
+            guard fstat(fd, &info) == 0 else {
+                let error = PosixError("fstat", path: path, errno: errno)
+                Glibc.close(fd)
+                throw error
+            }
+            newFileOwner = (geteuid(), info.st_mode & S_ISGID != 0 ? info.st_gid : getegid())
+        }
+
+        func close() { Glibc.close(fd) }
+
+        /// Creates a stub at `path` (a name in this folder) unless something is there (nil then): an
+        /// unnamed file (O_TMPFILE) in the folder gets the size, markers and attributes and is then linked
+        /// in, so a stub only ever appears complete, and stubs in parallel contend only for their own
+        /// folder. Where the file system has no unnamed files, the stub is staged and renamed into place.
+        func makeStub(_ stub: StubAttributes, at path: String) throws -> LocalItem? {
+            let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
+            let file = openat(fd, ".", CLINUX_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
+            guard file >= 0 else {
+                guard errno == EOPNOTSUPP || errno == EISDIR else { throw PosixError("open(O_TMPFILE)", path: path, errno: errno) }
+                let staged = try SyncEngine.stageStub(stub, staging: staging)
+                if CLinux_renameat2(staging, staged.name, fd, name, UInt32(CLINUX_RENAME_NOREPLACE)) != 0 {
+                    let failure = errno
+                    unlinkat(staging, staged.name, 0)
+                    if failure == EEXIST { return nil }
+                    throw PosixError("rename", path: path, errno: failure)
+                }
+                var info = stat()
+                try Posix.call("fstatat", path: path) { fstatat(fd, name, &info, AT_SYMLINK_NOFOLLOW) }
+                return LocalItem(path: path, info)
+            }
+            defer { Glibc.close(file) }
+            try SyncEngine.writeStub(stub, fd: file, path: path, owner: newFileOwner)
+            // Linking an unnamed file by descriptor: AT_EMPTY_PATH where permitted, else through /proc.
+            if linkat(file, "", fd, name, CLINUX_AT_EMPTY_PATH) != 0 {
+                guard errno != EEXIST else { return nil }
+                if linkat(AT_FDCWD, "/proc/self/fd/\(file)", fd, name, AT_SYMLINK_FOLLOW) != 0 {
+                    if errno == EEXIST { return nil }
+                    throw PosixError("link", path: path, errno: errno)
+                }
             }
             var info = stat()
-            try Posix.call("fstatat", path: path) { fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) }
+            try Posix.call("fstat", path: path) { fstat(file, &info) }
             return LocalItem(path: path, info)
         }
-        defer { close(fd) }
-        try writeStub(stub, fd: fd, path: path)
-        // Linking an unnamed file by descriptor: AT_EMPTY_PATH where permitted, else through /proc.
-        if linkat(fd, "", parent.fd, parent.name, CLINUX_AT_EMPTY_PATH) != 0 {
-            guard errno != EEXIST else { return nil }
-            if linkat(AT_FDCWD, "/proc/self/fd/\(fd)", parent.fd, parent.name, AT_SYMLINK_FOLLOW) != 0 {
-                if errno == EEXIST { return nil }
-                throw PosixError("link", path: path, errno: errno)
-            }
-        }
-        var info = stat()
-        try Posix.call("fstat", path: path) { fstat(fd, &info) }
-        return LocalItem(path: path, info)
     }
 
     /// Moves the file at `path` aside to a free conflict name and makes `path` a stub of `record` again
@@ -805,13 +861,15 @@ extension SyncEngine {
         return StagedFile(name: name, fingerprint: Fingerprint128(high: 0, low: 0), size: stub.size)
     }
 
-    /// Gives the new file `fd` a stub's size, markers, mode, owner, ACLs and mtime.
-    static func writeStub(_ stub: StubAttributes, fd: Int32, path: String) throws {
+    /// Gives the new file `fd` a stub's size, markers, mode, owner, ACLs and mtime. `owner` is the one
+    /// it was created with, when known (a change of owner is then made only when it differs).
+    static func writeStub(_ stub: StubAttributes, fd: Int32, path: String, owner: (uid: uid_t, gid: gid_t)? = nil) throws {
         try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(stub.size)) }
         let file = StubFile(descriptor: fd, path: path)
-        try file.setMarkers(stub.origin)
+        try file.setMarkersOfNewFile(stub.origin)
+        // The owner before the mode: a change of owner clears the set-user-ID and set-group-ID bits.
+        if Self.runsAsRoot, owner.map({ $0.uid != stub.uid || $0.gid != stub.gid }) ?? true { _ = fchown(fd, stub.uid, stub.gid) }
         try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(stub.mode & 0o7777)) }
-        if geteuid() == 0 { _ = fchown(fd, stub.uid, stub.gid) }
         LocalFiles.applyACL(stub.acl, fd: fd)
         let time = Posix.timespec(nanoseconds: stub.mtime)
         var times = [time, time]
@@ -853,7 +911,7 @@ extension SyncEngine {
         if !changedHere { _ = fchmodat(parent.fd, parent.name, mode_t(entry.mode & 0o7777), 0) }
         // The owner likewise (only root can give a folder away; elsewhere the local owner is what is synced).
         let ownerChangedHere = known?.kind == .directory && (info.st_uid != known!.uid || info.st_gid != known!.gid)
-        if !ownerChangedHere, geteuid() == 0, info.st_uid != entry.uid || info.st_gid != entry.gid {
+        if !ownerChangedHere, Self.runsAsRoot, info.st_uid != entry.uid || info.st_gid != entry.gid {
             _ = fchownat(parent.fd, parent.name, entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW)
         }
         // The share's ACLs too (a default ACL decides what new items here inherit), unless they changed

@@ -55,6 +55,8 @@ public final class SyncEngine {
 
     /// The folder inside the endpoint where downloads are staged (same filesystem, so renames are atomic).
     static let stagingFolder = SkipRules.stateFolder + "/staging"
+    /// Whether owners can be given away (set on files and folders as the share has them).
+    static let runsAsRoot = geteuid() == 0
 
     init(endpoint: EndpointConfig, share: CloudShare, state: LocalState, serverID: String, serverName: String) throws {
         if let expected = endpoint.shareID, expected != share.manifest.shareID {
