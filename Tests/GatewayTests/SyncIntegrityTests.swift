@@ -281,6 +281,10 @@ import Testing
         group.write(0, "d/f.txt", "guarded")
         try setfacl(["-m", "u:65534:rw", group.root(0) + "/d/f.txt"])
         try setfacl(["-d", "-m", "u:65534:rx", group.root(0) + "/d"])
+        // A file without ACLs moved into the folder: made on the other server in a folder whose default
+        // ACL new files inherit, it still has none.
+        group.write(0, "e.txt", "moved in")
+        #expect(rename(group.root(0) + "/e.txt", group.root(0) + "/d/e.txt") == 0)
         try await group.converge()
         for (path, entry) in [("d/f.txt", "user:65534:rw-"), ("d", "default:user:65534:r-x")] {
             let source = try acl(group.root(0) + "/" + path)
@@ -288,6 +292,7 @@ import Testing
             let copy = try acl(group.root(1) + "/" + path)
             #expect(copy == source, "\(path): the same ACL on the other server: \(copy ?? "none") vs \(source ?? "none")")
         }
+        #expect(try acl(group.root(1) + "/d/e.txt") == acl(group.root(0) + "/d/e.txt"), "no inherited ACL on the other server")
         try setfacl(["-m", "u:65534:r", group.root(0) + "/d/f.txt"])
         try await group.converge()
         #expect(try acl(group.root(1) + "/d/f.txt")?.contains("user:65534:r--") == true, "the changed ACL on the other server")
@@ -296,7 +301,11 @@ import Testing
         #expect(stat(group.root(1) + "/d/f.txt", &info) == 0 && chmod(group.root(1) + "/d/f.txt", info.st_mode & 0o7777) == 0)
         #expect(try await group.sync(1).commits == 0, "the ACL the share gave is not committed back")
         if namespaceOnly {
-            #expect(StubFile.marker(atPath: group.root(1) + "/d/f.txt") == .tiered, "a stub")
+            // An ACL changed on a stub reaches the share (only its ctime moves; nothing is recalled).
+            try setfacl(["-m", "u:65533:r", group.root(1) + "/d/f.txt"])
+            try await group.converge()
+            #expect(try acl(group.root(0) + "/d/f.txt")?.contains("user:65533:r--") == true, "the stub's new ACL on the other server")
+            #expect(StubFile.marker(atPath: group.root(1) + "/d/f.txt") == .tiered, "still a stub")
             _ = try await group.gateways[1].recall(group.root(1) + "/d/f.txt")
         }
         #expect(group.read(1, "d/f.txt") == "guarded")

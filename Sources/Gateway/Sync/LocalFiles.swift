@@ -139,6 +139,12 @@ enum LocalFiles {
         for name in aclNames where acl?[name] == nil { _ = fremovexattr(fd, name) }
     }
 
+    /// Whether new items in the folder open as `fd` inherit ACLs (it has a default ACL): an item made
+    /// there with the share's ACLs must then lose what the share does not name.
+    static func passesOnACLs(folder fd: Int32) -> Bool {
+        fgetxattr(fd, "system.posix_acl_default", nil, 0) > 0
+    }
+
     /// The xattrs that hold POSIX ACLs: the access ACL, and a folder's default ACL.
     static let aclNames = ["system.posix_acl_access", "system.posix_acl_default"]
 }

@@ -433,6 +433,7 @@ extension SyncEngine {
     static func stage(_ files: [(index: Int, entry: NamespaceEntry)], share: CloudShare, staging directory: Int32) async -> [(Int, Result<StagedFile, any Error>)] {
         var results: [(Int, Result<StagedFile, any Error>)] = []
         var opened: [(index: Int, entry: NamespaceEntry, name: String, fd: Int32)] = []
+        let inheritedACL = LocalFiles.passesOnACLs(folder: directory)
         var open: Set<Int> = []     // positions in `opened` not finished yet
         for (index, entry) in files {
             let name = "f-" + NamespaceEntry.newFileID()
@@ -452,7 +453,7 @@ extension SyncEngine {
                 let content = try written.get()
                 if Self.runsAsRoot { _ = fchown(fd, entry.uid, entry.gid) }     // before the mode: it clears set-ID bits
                 try Posix.call("fchmod", path: name) { fchmod(fd, mode_t(entry.mode & 0o7777)) }
-                LocalFiles.applyACL(entry.acl, fd: fd)
+                LocalFiles.applyACL(entry.acl, fd: fd, replacing: inheritedACL)
                 var times = [Posix.timespec(nanoseconds: entry.mtime), Posix.timespec(nanoseconds: entry.mtime)]
                 try Posix.call("futimens", path: name) { futimens(fd, &times) }
                 results.append((index, .success(StagedFile(name: name, fingerprint: content.fingerprint, size: content.size))))
@@ -739,6 +740,8 @@ extension SyncEngine {
         let staging: Int32
         /// The group new files in the folder get (its own, when it is set-group-ID), and their owner.
         let newFileOwner: (uid: uid_t, gid: gid_t)
+        /// Whether new files in the folder inherit ACLs.
+        let passesOnACLs: Bool
 
         /// Opens (making it if need be) the folder of `path`, beneath the endpoint's root.
         init(rootFD: Int32, path: String, staging: Int32) throws {
@@ -751,6 +754,7 @@ extension SyncEngine {
                 throw error
             }
             newFileOwner = (geteuid(), info.st_mode & S_ISGID != 0 ? info.st_gid : getegid())
+            passesOnACLs = LocalFiles.passesOnACLs(folder: fd)
         }
 
         func close() { Glibc.close(fd) }
@@ -776,7 +780,7 @@ extension SyncEngine {
                 return LocalItem(path: path, info)
             }
             defer { Glibc.close(file) }
-            try SyncEngine.writeStub(stub, fd: file, path: path, owner: newFileOwner)
+            try SyncEngine.writeStub(stub, fd: file, path: path, owner: newFileOwner, inheritedACL: passesOnACLs)
             // Linking an unnamed file by descriptor: AT_EMPTY_PATH where permitted, else through /proc.
             if linkat(file, "", fd, name, CLINUX_AT_EMPTY_PATH) != 0 {
                 guard errno != EEXIST else { return nil }
@@ -862,15 +866,17 @@ extension SyncEngine {
     }
 
     /// Gives the new file `fd` a stub's size, markers, mode, owner, ACLs and mtime. `owner` is the one
-    /// it was created with, when known (a change of owner is then made only when it differs).
-    static func writeStub(_ stub: StubAttributes, fd: Int32, path: String, owner: (uid: uid_t, gid: gid_t)? = nil) throws {
+    /// it was created with, when known (a change of owner is then made only when it differs);
+    /// `inheritedACL` says whether it may have inherited ACLs its folder passes on.
+    static func writeStub(_ stub: StubAttributes, fd: Int32, path: String, owner: (uid: uid_t, gid: gid_t)? = nil,
+                          inheritedACL: Bool = true) throws {
         try Posix.call("ftruncate", path: path) { ftruncate(fd, off_t(stub.size)) }
         let file = StubFile(descriptor: fd, path: path)
         try file.setMarkersOfNewFile(stub.origin)
         // The owner before the mode: a change of owner clears the set-user-ID and set-group-ID bits.
         if Self.runsAsRoot, owner.map({ $0.uid != stub.uid || $0.gid != stub.gid }) ?? true { _ = fchown(fd, stub.uid, stub.gid) }
         try Posix.call("fchmod", path: path) { fchmod(fd, mode_t(stub.mode & 0o7777)) }
-        LocalFiles.applyACL(stub.acl, fd: fd)
+        LocalFiles.applyACL(stub.acl, fd: fd, replacing: inheritedACL)
         let time = Posix.timespec(nanoseconds: stub.mtime)
         var times = [time, time]
         try Posix.call("futimens", path: path) { futimens(fd, &times) }

@@ -118,22 +118,25 @@ extension SyncEngine {
                 if existing.matches(item) { continue }
                 if LocalFiles.stubMarker(rootFD: rootFD, path: item.path) != nil {
                     if existing.size == item.size && existing.mtime == item.mtime {
+                        // Only the ctime moved: a new mode, owner or ACL (a recall's writes put the mtime back).
+                        let acl = LocalFiles.acl(rootFD: rootFD, path: item.path)
                         let newAttributes = existing.mode != item.mode || existing.uid != item.uid || existing.gid != item.gid
+                            || EntryRecord.aclDigest(acl) != existing.aclDigest
                         existing.updateStat(item)
                         guard newAttributes else {
                             statOnly.append((item.path, existing))
                             continue
                         }
-                        // A new mode or owner of a stub is committed with the chunks the stub stands for
+                        // A new mode, owner or ACL of a stub is committed with the chunks the stub stands for
                         // (nothing is recalled), so it converges like a full file's. The stub keeps its
                         // version: its markers name the commit that holds its content.
                         guard let layout = try? recaller.layout(fileID: existing.fileID) else {
-                            errors.append((item.path, "its new mode or owner cannot be committed: the stub's chunk list is not recorded", "upload"))
+                            errors.append((item.path, "its new mode, owner or ACL cannot be committed: the stub's chunk list is not recorded", "upload"))
                             continue
                         }
                         let entry = NamespaceEntry(kind: .file, fileID: existing.fileID, size: existing.size, mode: item.mode, mtime: item.mtime,
                                                    uid: item.uid, gid: item.gid, chunks: layout, fingerprint: existing.fingerprint.description,
-                                                   acl: LocalFiles.acl(rootFD: rootFD, path: item.path))
+                                                   acl: acl)
                         existing.aclDigest = EntryRecord.aclDigest(entry.acl)
                         operations.append(.upsert(item.path, entry))
                         updates.append(.set(item.path, existing, contentChanged: false))
