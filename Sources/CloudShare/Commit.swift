@@ -124,6 +124,17 @@ public struct NamespaceEntry: Codable, Sendable, Equatable {
         get { box.fields.fingerprint?.string }
         set { fields.fingerprint = newValue.map(CompactHex.init) }
     }
+
+    /// The fingerprint as a value, without the round trip through its 32 digits; nil when there is none
+    /// or it is not 32 hex digits.
+    public var fingerprintValue: Fingerprint128? {
+        switch box.fields.fingerprint {
+        case .hex(let high, let low): Fingerprint128(high: high, low: low)
+        case .text(let text): Fingerprint128(hex: text)
+        case nil: nil
+        }
+    }
+
     /// POSIX ACL xattrs (`system.posix_acl_access`, `…_default`), base64, when present.
     public var acl: [String: String]? {
         get { box.fields.acl }

@@ -61,7 +61,7 @@ extension Gateway {
                         continue
                     }
                     // The same content (its fingerprint, or the very version) needs no write.
-                    let sameContent = entry.fingerprint.flatMap(Fingerprint128.init(hex:)).map { $0 == record.fingerprint && record.size == entry.size }
+                    let sameContent = entry.fingerprintValue.map { $0 == record.fingerprint && record.size == entry.size }
                         ?? (record.fileID == entry.fileID && record.version == entry.version)
                     if sameContent && record.residency == .full {
                         report.unchanged += 1

@@ -250,7 +250,9 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
         for (index, text) in texts.enumerated() {
             var entry = NamespaceEntry(kind: .file, fileID: text, size: 0, mode: 0o644, mtime: 0, uid: 0, gid: 0, fingerprint: text)
             #expect(entry.fileID == text && entry.fingerprint == text)
+            #expect(entry.fingerprintValue == Fingerprint128(hex: text), "the value of '\(text)'")
             entry.fingerprint = nil
+            #expect(entry.fingerprintValue == nil)
             #expect(entry.fingerprint == nil && entry.fileID == text)
             entry.fingerprint = text
             let json = try JSONEncoder().encode(entry)

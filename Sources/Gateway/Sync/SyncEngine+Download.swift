@@ -727,7 +727,7 @@ extension SyncEngine {
     func recordStub(_ path: String, _ entry: NamespaceEntry, _ item: LocalItem, commit: Commit, overlay: inout EntryOverlay,
                     chunks: inout [String: [ChunkRef]], report: inout SyncReport) {
         onStubCreated?(root + "/" + path)
-        var record = record(entry, item, fingerprint: entry.fingerprint.flatMap(Fingerprint128.init(hex:)) ?? Fingerprint128(high: 0, low: 0), version: entry.contentVersion(committedAt: commit.sequence))
+        var record = record(entry, item, fingerprint: entry.fingerprintValue ?? Fingerprint128(high: 0, low: 0), version: entry.contentVersion(committedAt: commit.sequence))
         record.residency = .tiered
         overlay.set(path, record)
         chunks[entry.fileID] = entry.chunks

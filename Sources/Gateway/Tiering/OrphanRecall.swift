@@ -84,7 +84,7 @@ extension Gateway {
         let written = try await RecallEngine.fill(from: ShareConnection(share, name: share.name), fd: fd, size: entry.size, layout: entry.chunks, range: nil) { bytes, offset in
             try Posix.pwriteAll(fd, bytes, offset: offset, path: file)
         }
-        if let expected = entry.fingerprint.flatMap(Fingerprint128.init(hex:)) {
+        if let expected = entry.fingerprintValue {
             let got = try LocalFiles.fingerprint(fd: fd, path: file)
             guard got == expected else {
                 throw GatewayError("the recalled content does not match the share's fingerprint (\(got) instead of \(expected)); its markers stay")
