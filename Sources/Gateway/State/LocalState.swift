@@ -167,7 +167,7 @@ public final class LocalState: Sendable {
 }
 
 /// Changes to one endpoint's state, applied atomically.
-public struct StateBatch {
+public struct StateBatch: Sendable {
     let state: LocalState
     let endpoint: UInt32
     var batch = WriteBatch()

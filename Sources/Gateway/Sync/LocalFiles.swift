@@ -33,10 +33,49 @@ enum LocalFiles {
     /// True when something of any kind is at `path`, or something in the way of it (a file or symlink
     /// where a folder should be): only a definite "no such item" is absence.
     static func exists(rootFD: Int32, path: String) -> Bool {
-        do {
-            return try status(rootFD: rootFD, path: path) != nil
-        } catch {
-            return true
+        var lookup = Lookup(rootFD: rootFD)
+        defer { lookup.close() }
+        return lookup.exists(path)
+    }
+
+    /// ``exists(rootFD:path:)`` for many paths, folder by folder: a folder is opened once for the paths
+    /// in it that come one after another, and a folder that does not exist holds nothing (a new
+    /// endpoint's download asks this of every path).
+    struct Lookup {
+        let rootFD: Int32
+        /// The folder of the last path asked about, and the folder open (-1 when it does not exist);
+        /// `blocked`: something else is in its way.
+        private var folder: Substring?
+        private var folderFD: Int32 = -1
+        private var blocked = false
+
+        init(rootFD: Int32) { self.rootFD = rootFD }
+
+        mutating func exists(_ path: String) -> Bool {
+            let slash = path.lastIndex(of: "/")
+            let folderPath = slash.map { path[..<$0] } ?? ""
+            if folderPath != folder {
+                close()
+                folder = folderPath
+                do {
+                    folderFD = try SafePath.openParent(rootFD: rootFD, path: path, create: false).fd
+                } catch let error as PosixError where error.errno == ENOENT {
+                    folderFD = -1
+                } catch {
+                    blocked = true
+                }
+            }
+            if blocked { return true }
+            guard folderFD >= 0 else { return false }
+            let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+            var info = stat()
+            return fstatat(folderFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0 || errno != ENOENT
+        }
+
+        /// Closes the folder open, if any.
+        mutating func close() {
+            if folderFD >= 0 { Glibc.close(folderFD) }
+            (folder, folderFD, blocked) = (nil, -1, false)
         }
     }
 

@@ -96,15 +96,21 @@ extension SyncEngine {
                 try await Self.stageContent(wanted, of: commit, share: share, staging: staging, progress: progress)
             })
         }
+        // A batch's entries are recorded while the next one is planned and made (its paths are others),
+        // and before that one's folders are looked up; the last batch waits for its record.
         guard var current = try nextBatch().map({ try begin($0, &report) }) else { return }
+        var recording: Task<Void, any Error>?
         while true {
             var next: Batch?
             do {
                 next = try nextBatch().map { try begin($0, &report) }
                 let content = try await current.content.value
-                try await finish(current.commit, current.plan, content, &report, deferred: &deferred, movesCursor: next == nil)
+                recording = try await finish(current.commit, current.plan, content, &report, deferred: &deferred, movesCursor: next == nil,
+                                             after: recording, recordsAhead: next != nil)
             } catch {
-                // The fetch ahead is stopped, and what it staged is dropped.
+                // A record under way ends before the pass does; the fetch ahead is stopped, and what it
+                // staged is dropped.
+                _ = await recording?.result
                 if let next {
                     next.content.cancel()
                     for file in (try? await next.content.value)?.staged.values.map({ $0 }) ?? [] { unlinkat(stagingFD, file.name, 0) }
@@ -196,12 +202,14 @@ extension SyncEngine {
         // New files arrive as stubs when tiering asks; those are made in step 2. Content already local is
         // not fetched again.
         let stubMode = endpoint.tiering?.downloadsStubs == true
+        var lookup = LocalFiles.Lookup(rootFD: rootFD)
+        defer { lookup.close() }
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && plan.problems[index] == nil {
             guard let entry = operation.entry, entry.kind == .file else { continue }
             let known = try state.entry(endpoint.id, operation.path)
             if known == nil {
                 // A path the database does not know is mostly free (a new endpoint): one look decides.
-                if !LocalFiles.exists(rootFD: rootFD, path: operation.path) {
+                if !lookup.exists(operation.path) {
                     if stubMode, entry.size > 0 { plan.stubs.insert(index) } else { plan.wanted.append((index, entry)) }
                     continue
                 }
@@ -272,8 +280,14 @@ extension SyncEngine {
     }
 
     /// Steps 2 and 3 of applying `commit` as `plan` decided, with its staged `content`.
+    /// Applies `commit` as `plan` says, with the staged `content`, and records it. The record of the
+    /// batch before (`previous`) ends before this one's folders are looked up. With `recordsAhead`, this
+    /// batch's record is returned under way (its entries are not read until the next batch's record);
+    /// otherwise it has ended when this returns.
+    @discardableResult
     func finish(_ commit: Commit, _ plan: ApplyPlan, _ content: StagedContent, _ report: inout SyncReport,
-                deferred: inout DeferredOperations, movesCursor: Bool) async throws {
+                deferred: inout DeferredOperations, movesCursor: Bool, after previous: Task<Void, any Error>? = nil,
+                recordsAhead: Bool = false) async throws -> Task<Void, any Error>? {
         var plan = plan
         var errors: [(path: String, reason: String, kind: String)] = []
         let (problems, stubs, restubs, identical, seeded) = (plan.problems, plan.stubs, plan.restubs, plan.identical, plan.seeded)
@@ -352,12 +366,17 @@ extension SyncEngine {
         // Applying moved the mtimes of the folders it changed; they take the share's back, so folders
         // converge like files do (a folder's own change of mtime is uploaded by the scan).
         var touched: Set<String> = []
+        var lastFolder: Substring?
         for operation in commit.operations {
-            touched.insert(operation.path)      // a folder made, changed or moved here (files are skipped)
+            // A folder made, changed or moved here (a file's upsert is none), and the folders they are in.
+            if operation.op != .upsert || operation.entry?.kind != .file { touched.insert(operation.path) }
             for path in [operation.path, operation.from].compactMap({ $0 }) {
-                if let slash = path.lastIndex(of: "/") { touched.insert(String(path[..<slash])) }
+                guard let slash = path.lastIndex(of: "/"), path[..<slash] != lastFolder else { continue }
+                lastFolder = path[..<slash]
+                touched.insert(String(path[..<slash]))
             }
         }
+        try await previous?.value
         restoreFolderTimes(touched, overlay: &plan.overlay)
         try Posix.call("syncfs", path: root) { CLinux_syncfs(rootFD) }
 
@@ -369,8 +388,17 @@ extension SyncEngine {
         }
         batch.setValue(deferred, DeferredOperations.stateKey)
         if movesCursor { batch.setCursor(commit.sequence, record: commit.id) }
-        try state.commit(batch, sync: true)
-        try recordErrors(errors, cleared: plan.cleared)
+        let (state, entries) = (state, batch)
+        let record = Task { try await OwnThread.run { try state.commit(entries, sync: true) } }
+        do {
+            try recordErrors(errors, cleared: plan.cleared)
+        } catch {
+            _ = await record.result
+            throw error
+        }
+        if recordsAhead { return record }
+        try await record.value
+        return nil
     }
 
     /// Gives each folder of `paths` that the database knows its recorded mtime (the share's) again, and
