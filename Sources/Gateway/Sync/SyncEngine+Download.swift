@@ -67,6 +67,7 @@ extension SyncEngine {
         let head = try await share.log.read(namespace.sequence)
         if let redirect = head.movedTo { throw ShareMoved(redirect, from: share.name) }
         let (sequence, paths) = (namespace.sequence, namespace.entries.keys.sorted())
+        namespaceTaken = paths.count
         // The first batches are small (1,000, doubling up to namespaceBatch): the first files land
         // after a thousand files' content is fetched, not twenty thousand.
         var start = 0, size = min(max(1, namespaceBatch), 1_000)

@@ -352,15 +352,17 @@ extension SyncEngine {
         guard case .changes(var changes) = scope, let applied = appliedPaths else {
             // The database has about as many entries as the tree has items: its dictionary is made that
             // size at once, not doubled and rehashed on the way (at a million entries the growth held
-            // both tables: 116 MiB more at the peak). When the last whole walk gave the count, the walk,
-            // which waits on the file system, and the database's scan run on two threads side by side;
-            // otherwise (a new endpoint's first scan, a daemon's) the walk gives it first.
+            // both tables: 116 MiB more at the peak). When the count is known (the last whole walk's, or
+            // the namespace's this pass took whole), the walk, which waits on the file system, and the
+            // database's scan run on two threads side by side; otherwise (a daemon's first scan) the walk
+            // gives it first.
             let (state, id, walker) = (state, endpoint.id, TreeWalker(root: root))
-            guard let last = try state.value(SyncReport.self, id, SyncReport.stateKey), last.wholeTree, last.examined > 0 else {
+            let last = try state.value(SyncReport.self, id, SyncReport.stateKey).flatMap { $0.wholeTree && $0.examined > 0 ? $0.examined : nil }
+            guard let count = last ?? namespaceTaken else {
                 let walked = try await OwnThread.run { try walker.walk() }
                 return (walked, try state.entries(id, expecting: walked.items.count), nil)
             }
-            async let known = OwnThread.run { try state.entries(id, expecting: last.examined) }
+            async let known = OwnThread.run { try state.entries(id, expecting: count) }
             return (try await OwnThread.run { try walker.walk() }, try await known, nil)
         }
         // Paths the download of this pass applied, paths the mount marked, and items that did not

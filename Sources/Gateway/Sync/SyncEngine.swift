@@ -47,6 +47,10 @@ public final class SyncEngine {
     /// there were too many to keep (the upload then looks at everything).
     var appliedPaths: ChangeSet? = ChangeSet()
 
+    /// The number of items in the share's namespace when this pass took it whole (a new endpoint): about
+    /// what the database holds afterwards, so the scan that follows can size its table of entries by it.
+    var namespaceTaken: Int?
+
     /// Whether this engine checked that its share's log holds the record the cursor was set at.
     var logChecked = false
 
