@@ -280,11 +280,10 @@ extension SyncEngine {
         return content
     }
 
-    /// Steps 2 and 3 of applying `commit` as `plan` decided, with its staged `content`.
-    /// Applies `commit` as `plan` says, with the staged `content`, and records it. The record of the
-    /// batch before (`previous`) ends before this one's folders are looked up. With `recordsAhead`, this
-    /// batch's record is returned under way (its entries are not read until the next batch's record);
-    /// otherwise it has ended when this returns.
+    /// Steps 2 and 3 of applying `commit` as `plan` decided, with its staged `content`: applies and
+    /// records it. The record of the batch before (`previous`) ends before this one's folders are looked
+    /// up. With `recordsAhead`, this batch's record is returned under way (its entries are not read until
+    /// the next batch's record); otherwise it has ended when this returns.
     @discardableResult
     func finish(_ commit: Commit, _ plan: ApplyPlan, _ content: StagedContent, _ report: inout SyncReport,
                 deferred: inout DeferredOperations, movesCursor: Bool, after previous: Task<Void, any Error>? = nil,
