@@ -388,6 +388,11 @@ extension SyncEngine {
         }
         batch.setValue(deferred, DeferredOperations.stateKey)
         if movesCursor { batch.setCursor(commit.sequence, record: commit.id) }
+        guard recordsAhead else {
+            try state.commit(batch, sync: true)
+            try recordErrors(errors, cleared: plan.cleared)
+            return nil
+        }
         let (state, entries) = (state, batch)
         let record = Task { try await OwnThread.run { try state.commit(entries, sync: true) } }
         do {
@@ -396,9 +401,7 @@ extension SyncEngine {
             _ = await record.result
             throw error
         }
-        if recordsAhead { return record }
-        try await record.value
-        return nil
+        return record
     }
 
     /// Gives each folder of `paths` that the database knows its recorded mtime (the share's) again, and
