@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "RocksDB", dependencies: ["CRocksDB"]),
         .target(name: "Chunking", dependencies: ["Hashing"]),
         .target(name: "Telemetry", dependencies: [.product(name: "CoreMetrics", package: "swift-metrics")]),
-        .target(name: "Backends", dependencies: ["Hashing", "CCurl", "Telemetry"]),
+        .target(name: "Backends", dependencies: ["Hashing", "CCurl", "CLinux", "Telemetry"]),
         .target(name: "CloudShare", dependencies: ["Backends", "Chunking", "Hashing", "CLinux"]),
         .target(name: "Fanotify", dependencies: ["CLinux"]),
         .target(name: "FUSE", dependencies: ["CFuse3"]),

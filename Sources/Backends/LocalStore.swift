@@ -4,10 +4,10 @@ import Synchronization
 
 /// The embedded `file://` backend: one object per file under a root directory.
 ///
-/// Writes are atomic and durable: the bytes go to a temporary file in the same directory, which is
-/// fsynced, then renamed (or linked, for `putIfAbsent`) into place, and the directory is fsynced.
-/// `putIfAbsent` uses `link(2)`, which fails with EEXIST when another writer won, so it is atomic
-/// across processes. Keys are validated by ``ObjectKey`` and opened with `O_NOFOLLOW`, so no key
+/// Writes are atomic and durable: the bytes go to an unnamed file (or, where the file system has none,
+/// a temporary file) in the key's directory, which is fsynced, then linked or renamed into place, and
+/// the directory is fsynced. `putIfAbsent` uses `link(2)`, which fails with EEXIST when another writer
+/// won, so it is atomic across processes. Keys are validated by ``ObjectKey`` and opened with `O_NOFOLLOW`, so no key
 /// reaches outside the root.
 public final class LocalStore: ObjectStore {
     /// The directory holding the objects.
@@ -63,51 +63,82 @@ public final class LocalStore: ObjectStore {
         }
     }
 
-    /// Writes `bytes` to a new fsynced temporary file next to `path` and returns its path.
-    private func writeTemporary(near path: String, bytes: [UInt8]) throws -> String {
-        let directory = String(path[..<path.lastIndex(of: "/")!])
-        try Posix.makeDirectories(directory)
-        let temporary = directory + "/" + Self.temporaryPrefix + "\(getpid())-\(Self.counter.wrappingAdd(1, ordering: .relaxed).newValue)"
-        let fd = try Posix.open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+    /// Stores `bytes` under `key`: written and fsynced where no reader sees them, then given the key in
+    /// one step, then the directory is fsynced. Where the file system has unnamed files (`O_TMPFILE`),
+    /// the bytes have no name until they are complete, so a writer killed at any point leaves nothing
+    /// behind; the one exception is replacing an existing object, where the unnamed file takes a
+    /// temporary name just before its rename. Elsewhere a temporary file is written next to the key.
+    /// Without `replacing`, an existing key fails with EEXIST: `link(2)` is the atomic compare-and-set.
+    private func store(_ key: String, bytes: [UInt8], replacing: Bool, operation: String) throws {
+        let path = try path(key, operation)
+        let slash = path.lastIndex(of: "/")!
+        let directory = String(path[..<slash]), name = String(path[path.index(after: slash)...])
         do {
-            try bytes.withUnsafeBytes { (raw) in try Posix.writeAll(fd, raw, path: temporary) }
-            try Posix.fsync(fd, path: temporary)
-            close(fd)
+            try Posix.makeDirectories(directory)
+            let folder = try Posix.open(directory, O_RDONLY | O_DIRECTORY)
+            defer { close(folder) }
+            if let file = try Posix.openUnnamed(in: folder, mode: 0o644, path: path) {
+                defer { close(file) }
+                try Self.write(bytes, to: file, path: path)
+                if try !Posix.linkUnnamed(file, into: folder, as: name, path: path) {
+                    guard replacing else { throw PosixError("link", path: path, errno: EEXIST) }
+                    let temporary = Self.temporaryName()
+                    guard try Posix.linkUnnamed(file, into: folder, as: temporary, path: path) else {
+                        throw PosixError("link", path: directory + "/" + temporary, errno: EEXIST)
+                    }
+                    try Self.rename(temporary, to: name, in: folder, path: path)
+                }
+            } else {
+                let temporary = Self.temporaryName()
+                let file = try Posix.call("open", path: path) { openat(folder, temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644) }
+                var renamed = false
+                defer { if !renamed { unlinkat(folder, temporary, 0) } }
+                do {
+                    try Self.write(bytes, to: file, path: path)
+                    close(file)
+                } catch {
+                    close(file)
+                    throw error
+                }
+                if replacing {
+                    try Posix.call("rename", path: path) { renameat(folder, temporary, folder, name) }
+                    renamed = true
+                } else {
+                    try Posix.call("link", path: path) { linkat(folder, temporary, folder, name, 0) }
+                }
+            }
+            try Posix.fsync(folder, path: directory)
+        } catch let error as PosixError {
+            throw failure(error, operation, key)
+        }
+    }
+
+    /// A name for a temporary file, unique among this machine's processes.
+    private static func temporaryName() -> String {
+        temporaryPrefix + "\(getpid())-\(counter.wrappingAdd(1, ordering: .relaxed).newValue)"
+    }
+
+    private static func write(_ bytes: [UInt8], to file: Int32, path: String) throws {
+        try bytes.withUnsafeBytes { (raw) in try Posix.writeAll(file, raw, path: path) }
+        try Posix.fsync(file, path: path)
+    }
+
+    /// Renames `temporary` onto `name` in `folder`, removing `temporary` if the rename fails.
+    private static func rename(_ temporary: String, to name: String, in folder: Int32, path: String) throws {
+        do {
+            try Posix.call("rename", path: path) { renameat(folder, temporary, folder, name) }
         } catch {
-            close(fd)
-            unlink(temporary)
+            unlinkat(folder, temporary, 0)
             throw error
         }
-        return temporary
     }
 
     public func put(_ key: String, bytes: [UInt8]) async throws {
-        let path = try path(key, "put")
-        do {
-            let temporary = try writeTemporary(near: path, bytes: bytes)
-            do {
-                try Posix.call("rename", path: path) { rename(temporary, path) }
-            } catch {
-                unlink(temporary)
-                throw error
-            }
-            try Posix.fsyncDirectory(String(path[..<path.lastIndex(of: "/")!]))
-        } catch let error as PosixError {
-            throw failure(error, "put", key)
-        }
+        try store(key, bytes: bytes, replacing: true, operation: "put")
     }
 
     public func putIfAbsent(_ key: String, bytes: [UInt8]) async throws {
-        let path = try path(key, "putIfAbsent")
-        do {
-            let temporary = try writeTemporary(near: path, bytes: bytes)
-            defer { unlink(temporary) }
-            // link(2) creates the name only if it does not exist: the atomic compare-and-set.
-            try Posix.call("link", path: path) { link(temporary, path) }
-            try Posix.fsyncDirectory(String(path[..<path.lastIndex(of: "/")!]))
-        } catch let error as PosixError {
-            throw failure(error, "putIfAbsent", key)
-        }
+        try store(key, bytes: bytes, replacing: false, operation: "putIfAbsent")
     }
 
     public func head(_ key: String) async throws -> ObjectInfo {

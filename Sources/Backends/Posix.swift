@@ -1,3 +1,4 @@
+import CLinux
 import Glibc
 
 /// A failed system call: the function, the path it worked on, and errno.
@@ -81,6 +82,33 @@ public enum Posix {
         let fd = try open(path, O_RDONLY | O_DIRECTORY)
         defer { Glibc.close(fd) }
         try fsync(fd, path: path)
+    }
+
+    /// An unnamed file (`O_TMPFILE`) in the directory `folder`, open for reading and writing with `mode`;
+    /// nil when the file system has none (NFS, FUSE and others), then the caller names a temporary file
+    /// instead. An unnamed file that is never linked in vanishes when it is closed, so a process killed
+    /// while it writes leaves nothing behind.
+    public static func openUnnamed(in folder: Int32, mode: mode_t, path: String) throws -> Int32? {
+        while true {
+            let fd = openat(folder, ".", CLINUX_O_TMPFILE | O_RDWR | O_CLOEXEC, mode)
+            if fd >= 0 { return fd }
+            switch Glibc.errno {
+            case EINTR: continue
+            case EOPNOTSUPP, EISDIR: return nil
+            case let error: throw PosixError("open(O_TMPFILE)", path: path, errno: error)
+            }
+        }
+    }
+
+    /// Links the unnamed file `file` in as `name` in the directory `folder`; false when `name` exists.
+    /// `AT_EMPTY_PATH` where the kernel permits it, else through `/proc/self/fd`, which needs no
+    /// capability.
+    public static func linkUnnamed(_ file: Int32, into folder: Int32, as name: String, path: String) throws -> Bool {
+        if linkat(file, "", folder, name, CLINUX_AT_EMPTY_PATH) == 0 { return true }
+        if Glibc.errno == EEXIST { return false }
+        if linkat(AT_FDCWD, "/proc/self/fd/\(file)", folder, name, AT_SYMLINK_FOLLOW) == 0 { return true }
+        if Glibc.errno == EEXIST { return false }
+        throw PosixError("link", path: path, errno: Glibc.errno)
     }
 
     /// A `timespec` for a time in nanoseconds since the epoch; times before 1970 keep a non-negative

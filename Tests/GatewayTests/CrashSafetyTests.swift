@@ -87,6 +87,48 @@ func runTiergate(_ arguments: [String], killAfter: Double? = nil, errorLog: Stri
     }
 }
 
+/// `tiergate put` killed while it writes packs to a `file://` share, many times over: the share holds
+/// whole objects only, never a half-written file under any name, and the next put stores the tree.
+@Suite(.serialized) struct ObjectWriteCrashTests {
+    /// Files in `root`, at any depth, whose names are a writer's temporary names.
+    static func temporaryFiles(_ root: String) -> [String] {
+        let walker = FileManager.default.enumerator(atPath: root)
+        var found: [String] = []
+        while let path = walker?.nextObject() as? String {
+            if path.split(separator: "/").last?.hasPrefix(".tg-tmp-") == true { found.append(path) }
+        }
+        return found
+    }
+
+    @Test func aPutKilledWhileItWritesObjectsLeavesNoPartialFile() async throws {
+        let scratch = Scratch()
+        let share = scratch.path + "/share", url = "file://" + share
+        #expect(try runTiergate(["share", "create", url, "--pack-size", "16777216"]) == 0)
+        var files: [String: [UInt8]] = [:]
+        for file in 0..<6 {
+            files["f\(file).bin"] = randomBytes(12_000_000, seed: UInt64(file + 1))
+            scratch.write("src/f\(file).bin", files["f\(file).bin"]!)
+        }
+        var random = SeededGenerator(state: 5)
+        for _ in 0..<4 {
+            // Killed the moment a writer's file shows up in the share, or at a random point.
+            let put = try TiergateProcess(["put", url, scratch.path + "/src"], logs: scratch.path)
+            let deadline = Date().addingTimeInterval(Double.random(in: 0.3...2.0, using: &random))
+            while put.process.isRunning && Date() < deadline && Self.temporaryFiles(share).isEmpty { usleep(500) }
+            put.send(SIGKILL)
+            _ = put.exitStatus()
+        }
+        let left = Self.temporaryFiles(share)
+        #expect(left.isEmpty, "killed writers left partial files in the share: \(left)")
+        #expect(try runTiergate(["put", url, scratch.path + "/src"]) == 0)
+        #expect(try runTiergate(["get", url, scratch.path + "/restore"]) == 0)
+        for (name, bytes) in files {
+            let same = scratch.read("restore/" + name) == bytes
+            #expect(same, "\(name) differs after the killed puts")
+        }
+    }
+}
+
 /// A running `tiergate serve` for the state directory `state`, logging to `log`; returns once it
 /// has announced itself (its pid file names it), so CLI requests reach it, and, with `line`, once it
 /// has also logged that line (e.g. "stubs marked for recall": stubs read before it read as holes).

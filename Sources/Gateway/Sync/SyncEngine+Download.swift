@@ -796,9 +796,7 @@ extension SyncEngine {
         /// folder. Where the file system has no unnamed files, the stub is staged and renamed into place.
         func makeStub(_ stub: StubAttributes, at path: String) throws -> LocalItem? {
             let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
-            let file = openat(fd, ".", CLINUX_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-            guard file >= 0 else {
-                guard errno == EOPNOTSUPP || errno == EISDIR else { throw PosixError("open(O_TMPFILE)", path: path, errno: errno) }
+            guard let file = try Posix.openUnnamed(in: fd, mode: 0o600, path: path) else {
                 let staged = try SyncEngine.stageStub(stub, staging: staging)
                 if CLinux_renameat2(staging, staged.name, fd, name, UInt32(CLINUX_RENAME_NOREPLACE)) != 0 {
                     let failure = errno
@@ -812,14 +810,7 @@ extension SyncEngine {
             }
             defer { Glibc.close(file) }
             try SyncEngine.writeStub(stub, fd: file, path: path, owner: newFileOwner, inheritedACL: passesOnACLs)
-            // Linking an unnamed file by descriptor: AT_EMPTY_PATH where permitted, else through /proc.
-            if linkat(file, "", fd, name, CLINUX_AT_EMPTY_PATH) != 0 {
-                guard errno != EEXIST else { return nil }
-                if linkat(AT_FDCWD, "/proc/self/fd/\(file)", fd, name, AT_SYMLINK_FOLLOW) != 0 {
-                    if errno == EEXIST { return nil }
-                    throw PosixError("link", path: path, errno: errno)
-                }
-            }
+            guard try Posix.linkUnnamed(file, into: fd, as: name, path: path) else { return nil }
             var info = stat()
             try Posix.call("fstat", path: path) { fstat(file, &info) }
             return LocalItem(path: path, info)

@@ -187,8 +187,7 @@ public struct StubFile: Sendable {
             // The id differs from stub to stub: a stand-in of the same length takes its place.
             let standIn = (markers[0].name, String(repeating: "0", count: markers[0].value.utf8.count))
             for count in 2..<markers.count {
-                let fd = openat(folder, ".", CLINUX_O_TMPFILE | O_RDWR | O_CLOEXEC, 0o600)
-                guard fd >= 0 else { break }
+                guard let fd = try? Posix.openUnnamed(in: folder, mode: 0o600, path: "(marker prefix)") else { break }
                 descriptors.append(fd)
                 let file = StubFile(descriptor: fd, path: "(marker prefix)")
                 do {
