@@ -2,12 +2,25 @@
 /// every commit up to `sequence` in order. Snapshots store it; `share info` and downloads read it.
 public struct Namespace: Codable, Sendable {
     /// Items by path.
-    public var entries: [String: NamespaceEntry] = [:]
+    public private(set) var entries: [String: NamespaceEntry] = [:]
     /// The last commit applied.
     public var sequence: UInt64 = 0
+    /// How many items lie beneath each folder path, counted when the first rename needs it and kept from
+    /// then on. A rename of an item with nothing beneath it (every file's) moves one entry; without the
+    /// count it swept every path, and a thousand renames in a million-file share were a billion
+    /// comparisons.
+    private var beneath: [String: Int]? = nil
+
+    private enum CodingKeys: String, CodingKey { case entries, sequence }
 
     /// An empty namespace.
     public init() {}
+
+    /// A namespace of `entries` as of `sequence`.
+    public init(entries: [String: NamespaceEntry], sequence: UInt64) {
+        self.entries = entries
+        self.sequence = sequence
+    }
 
     /// Applies one commit's operations in order. A run of deletes removes the contents of its folders in
     /// one sweep of the paths: one sweep for each deleted folder made deleting a thousand folders of a
@@ -32,18 +45,52 @@ public struct Namespace: Codable, Sendable {
         case .upsert:
             guard var entry = operation.entry else { return }
             entry.version = entry.contentVersion(committedAt: sequence)
-            entries[operation.path] = entry
+            put(operation.path, entry)
         case .delete:
             var deletedFolders: Set<String> = []
             remove(operation.path, contentsInto: &deletedFolders)
             removeContents(of: &deletedFolders)
         case .rename:
             guard let from = operation.from, from != operation.path else { return }
-            let moved = tree(from)
-            for (path, _) in moved { entries[path] = nil }
-            for (path, entry) in moved {
-                entries[operation.path + path.dropFirst(from.count)] = entry
+            if beneath == nil { countBeneath() }
+            if beneath?[from] == nil {
+                if let entry = drop(from) { put(operation.path, entry) }
+                return
             }
+            let moved = tree(from)
+            for (path, _) in moved { drop(path) }
+            for (path, entry) in moved {
+                put(operation.path + path.dropFirst(from.count), entry)
+            }
+        }
+    }
+
+    /// Sets the entry at `path`, counting it beneath its folders when they are counted.
+    private mutating func put(_ path: String, _ entry: NamespaceEntry) {
+        if entries.updateValue(entry, forKey: path) == nil { countAncestors(of: path, by: 1) }
+    }
+
+    /// Removes the entry at `path` and returns it.
+    @discardableResult
+    private mutating func drop(_ path: String) -> NamespaceEntry? {
+        let removed = entries.removeValue(forKey: path)
+        if removed != nil { countAncestors(of: path, by: -1) }
+        return removed
+    }
+
+    private mutating func countBeneath() {
+        beneath = [:]
+        for path in entries.keys { countAncestors(of: path, by: 1) }
+    }
+
+    private mutating func countAncestors(of path: String, by change: Int) {
+        guard beneath != nil else { return }
+        var current = Substring(path)
+        while let slash = current.lastIndex(of: "/") {
+            current = current[..<slash]
+            let folder = String(current)
+            let count = beneath![folder, default: 0] + change
+            beneath![folder] = count == 0 ? nil : count
         }
     }
 
@@ -57,7 +104,7 @@ public struct Namespace: Codable, Sendable {
     /// removes.
     private mutating func remove(_ path: String, contentsInto folders: inout Set<String>) {
         // Only a directory has children; a file's delete (the common case) needs no sweep.
-        if entries.removeValue(forKey: path)?.kind == .directory { folders.insert(path) }
+        if drop(path)?.kind == .directory { folders.insert(path) }
     }
 
     /// Removes every item beneath one of `folders`, in one sweep, and empties `folders`.
@@ -72,7 +119,7 @@ public struct Namespace: Codable, Sendable {
         } else {
             doomed = entries.keys.filter { folders.containsAncestor(of: $0) }
         }
-        for key in doomed { entries[key] = nil }
+        for key in doomed { drop(key) }
         folders.removeAll()
     }
 

@@ -110,7 +110,7 @@ public enum TreeExport {
                 parent = String(parent[..<slash])
                 if let folder = selected.entries[parent] { entries[parent] = folder }
             }
-            selected.entries = entries
+            selected = Namespace(entries: entries, sequence: selected.sequence)
         }
         let namespace = selected
         try Posix.makeDirectories(destination)

@@ -18,6 +18,7 @@ let groups: [BenchGroup] = [
     ScaleBench.group,
     MoveBench.group,
     GCBench.group,
+    ReplayBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
