@@ -396,7 +396,7 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
     @Test func renamesMoveExactlyWhatLiesAtAndBeneathTheirPath() throws {
         var generator = SystemRandomNumberGenerator()
         let seed = UInt64.random(in: 0...UInt64.max, using: &generator)
-        var random = SplitMix(seed)
+        var random = SplitMix64(state: seed)
         func path() -> String {
             (0..<Int.random(in: 1...3, using: &random)).map { _ in ["a", "b", "ab"][Int.random(in: 0..<3, using: &random)] }.joined(separator: "/")
         }
@@ -447,15 +447,3 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
     }
 }
 
-/// SplitMix64: a seeded generator, so that a failing case can be run again from its seed.
-struct SplitMix: RandomNumberGenerator {
-    private var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
