@@ -249,6 +249,28 @@ import Testing
         #expect(try await group.sync(1).commits == 0)
     }
 
+    /// Every permission bit reaches the other server, as a file and as a stub: modes the umask would
+    /// narrow, modes without the owner's write bit (a stub's markers are set before it gets its mode),
+    /// and the sticky and set-ID bits.
+    @Test(arguments: [false, true]) func everyModeArrives(namespaceOnly: Bool) async throws {
+        let group = try await SyncGroup(servers: 2)
+        if namespaceOnly {
+            group.endpoints[1] = try group.gateways[1].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0, download: .namespaceOnly))
+        }
+        let modes: [mode_t] = [0o000, 0o400, 0o444, 0o600, 0o640, 0o644, 0o666, 0o707, 0o777, 0o1644, 0o2755, 0o4711]
+        for mode in modes {
+            group.write(0, "m/\(String(mode, radix: 8))", "mode")
+            #expect(chmod(group.root(0) + "/m/\(String(mode, radix: 8))", mode) == 0)
+        }
+        try await group.converge()
+        for mode in modes {
+            let path = group.root(1) + "/m/\(String(mode, radix: 8))"
+            #expect(Self.mode(path) == mode, "\(String(mode, radix: 8)) arrived as \(String(Self.mode(path), radix: 8))")
+            if namespaceOnly { #expect(StubFile.marker(atPath: path) == .tiered, "\(String(mode, radix: 8)) is a stub") }
+        }
+        #expect(try await group.sync(1).commits == 0, "settled: no commit back")
+    }
+
     /// A file's access ACL (read from the descriptor its content is read from) and a folder's default ACL
     /// reach the other server, and so does a later change of the file's ACL alone.
     @Test(arguments: [false, true]) func posixACLsReachTheOtherServer(namespaceOnly: Bool) async throws {
