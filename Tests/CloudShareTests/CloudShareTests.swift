@@ -391,43 +391,53 @@ func temporaryStore() throws -> (LocalStore, cleanup: () -> Void) {
     }
 
     /// Renames, deletes and upserts of random paths (files beneath files too, as concurrent servers can
-    /// leave them), applied to a namespace and to a model that moves everything at or beneath a renamed
-    /// path: the two agree after every operation, also across a snapshot's encoding and decoding.
-    @Test func renamesMoveExactlyWhatLiesAtAndBeneathTheirPath() throws {
+    /// leave them), in commits of one to twenty operations, applied to a namespace and to a model that
+    /// applies one operation at a time and moves everything at or beneath a renamed path: the two agree
+    /// after every commit, also across a snapshot's encoding and decoding.
+    @Test func commitsOfRenamesMoveExactlyWhatLiesAtAndBeneathTheirPaths() throws {
         var generator = SystemRandomNumberGenerator()
         let seed = UInt64.random(in: 0...UInt64.max, using: &generator)
         var random = SplitMix64(state: seed)
+        let names = ["a", "b", "ab", "c"]
         func path() -> String {
-            (0..<Int.random(in: 1...3, using: &random)).map { _ in ["a", "b", "ab"][Int.random(in: 0..<3, using: &random)] }.joined(separator: "/")
+            (0..<Int.random(in: 1...3, using: &random)).map { _ in names[Int.random(in: 0..<names.count, using: &random)] }.joined(separator: "/")
         }
         var namespace = Namespace()
-        var model: [String: String] = [:]      // path → file id
-        for step in 0..<3_000 {
-            let operation: NamespaceOperation
-            switch Int.random(in: 0..<10, using: &random) {
-            case 0..<4:
-                var item = entry(1)
-                if Bool.random(using: &random) { item.kind = .directory }
-                operation = .upsert(path(), item)
-                model[operation.path] = item.fileID
-            case 4..<6:
-                operation = .delete(path())
-                // Only a folder's delete takes what lies beneath it.
-                if namespace.entries[operation.path]?.kind == .directory { model = model.filter { !$0.key.hasPrefix(operation.path + "/") } }
-                model[operation.path] = nil
-            default:
-                let from = path(), to = path()
-                operation = NamespaceOperation(op: .rename, path: to, from: from, entry: nil)
-                if from != to {
-                    let moved = model.filter { $0.key == from || $0.key.hasPrefix(from + "/") }
-                    for key in moved.keys { model[key] = nil }
-                    for (key, id) in moved { model[to + key.dropFirst(from.count)] = id }
+        var model: [String: (id: String, folder: Bool)] = [:]
+        func matches() -> Bool { namespace.entries.mapValues(\.fileID) == model.mapValues(\.id) }
+        for round in 0..<1_500 {
+            var operations: [NamespaceOperation] = []
+            for _ in 0..<Int.random(in: 1...20, using: &random) {
+                switch Int.random(in: 0..<10, using: &random) {
+                case 0..<4:
+                    var item = entry(1)
+                    if Bool.random(using: &random) { item.kind = .directory }
+                    operations.append(.upsert(path(), item))
+                    model[operations.last!.path] = (item.fileID, item.kind == .directory)
+                case 4..<5:
+                    operations.append(.delete(path()))
+                    let target = operations.last!.path
+                    // Only a folder's delete takes what lies beneath it.
+                    if model[target]?.folder == true { model = model.filter { !$0.key.hasPrefix(target + "/") } }
+                    model[target] = nil
+                default:
+                    // Most renames move something that exists.
+                    let from = Bool.random(using: &random) ? (model.keys.randomElement(using: &random) ?? path()) : path()
+                    let to = path()
+                    operations.append(NamespaceOperation(op: .rename, path: to, from: from, entry: nil))
+                    if from != to {
+                        let moved = model.filter { $0.key == from || $0.key.hasPrefix(from + "/") }
+                        for key in moved.keys { model[key] = nil }
+                        for (key, value) in moved { model[to + key.dropFirst(from.count)] = value }
+                    }
                 }
             }
-            namespace.apply(operation, sequence: UInt64(step + 1))
-            #expect(namespace.entries.mapValues(\.fileID) == model, "seed \(seed), step \(step): \(operation.op) \(operation.from ?? "") → \(operation.path)")
-            if namespace.entries.mapValues(\.fileID) != model { return }
-            if step % 500 == 499 {
+            var commit = Commit(author: "a", authorName: "a", operations: operations)
+            commit.sequence = UInt64(round + 1)
+            namespace.apply(commit)
+            #expect(matches(), "seed \(seed), round \(round): \(operations.map { "\($0.op) \($0.from ?? "") → \($0.path)" })")
+            if !matches() { return }
+            if round % 300 == 299 {
                 namespace = try JSONDecoder().decode(Namespace.self, from: try JSONEncoder().encode(namespace))
             }
         }

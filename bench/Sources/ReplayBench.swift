@@ -4,8 +4,9 @@ import Foundation
 /// Replaying the log into a namespace, as a namespace-only download, `get`, `get --at` and `share verify`
 /// do: one commit of 1,000 operations applied to a namespace of N files (1,000 files in each folder). The
 /// peer is a commit of 1,000 upserts of new files, the cost of what changed. A file's rename should cost
-/// about what an upsert costs, whatever the namespace's size; a folder's rename moves its 1,000 files and
-/// is reported for the record. `REPLAY_FILES` sets N (default 1,000,000).
+/// about what an upsert costs, whatever the namespace's size (the first rename also counts the items
+/// beneath each folder, once); 1,000 folder renames move every file, in one sweep of the paths.
+/// `REPLAY_FILES` sets N (default 1,000,000).
 enum ReplayBench {
     static let group = BenchGroup(name: "replay", summary: "a commit of 1,000 renames (files, then folders) applied to a namespace of N files (REPLAY_FILES, default 1,000,000), beside 1,000 upserts") { table in
         try run(table)
@@ -43,8 +44,8 @@ enum ReplayBench {
         let fileRenames = timed("file renames", (0..<1000).map { NamespaceOperation(op: .rename, path: "d\($0)/renamed", from: "d\($0)/f0", entry: nil) })
         let folderRenames = timed("folder renames", (0..<1000).map { NamespaceOperation(op: .rename, path: "e\($0)", from: "d\($0)", entry: nil) })
         table.add("replay: 1,000 file renames in \(files) files", fileRenames * 1000, "ms", peer: upserts * 1000,
-                  note: "peer: 1,000 upserts in the same commit")
+                  note: "peer: 1,000 upserts in the same commit; the first rename counts the items beneath each folder")
         table.add("replay: 1,000 folder renames (1,000 files each) in \(files) files", folderRenames * 1000, "ms", peer: upserts * 1000,
-                  note: "peer: 1,000 upserts; each folder rename sweeps the paths once")
+                  note: "peer: 1,000 upserts; the renames move every file, in one sweep")
     }
 }
