@@ -1,4 +1,5 @@
 import Backends
+import Hashing
 import CloudShare
 import Foundation
 import Gateway
@@ -100,5 +101,70 @@ import Chunking
 enum ChunkingParametersForTests {
     static func small() throws -> ChunkingParameters {
         try ChunkingParameters(minSize: 16 << 10, averageSize: 64 << 10, maxSize: 256 << 10)
+    }
+}
+
+/// Files and folders renamed in one pass of the real CLI (a whole walk, every record in memory): moves
+/// into other folders, a folder renamed and a file inside it renamed too, a swap through a third name.
+/// The other server, a restore with `get`, a new namespace-only endpoint (which replays the log) and
+/// `share verify` all see the tree as the first server holds it.
+@Suite(.serialized) struct RenamePassProcessTests {
+    /// Each item under `root` but the endpoint's own folder: "folder", or a file's size and SHA-256.
+    static func tree(_ root: String) -> [String: String] {
+        var result: [String: String] = [:]
+        let walker = FileManager.default.enumerator(atPath: root)
+        while let path = walker?.nextObject() as? String {
+            if path.hasPrefix(".tiergate") { continue }
+            var info = stat()
+            guard lstat(root + "/" + path, &info) == 0 else { continue }
+            let bytes = (info.st_mode & S_IFMT) == S_IFDIR ? nil : FileManager.default.contents(atPath: root + "/" + path).map { [UInt8]($0) }
+            result[path] = bytes.map { "\($0.count) bytes, \(SHA256.hash($0).hex.prefix(12))" } ?? "folder"
+        }
+        return result
+    }
+
+    /// What differs between two trees, for a message.
+    static func difference(_ got: [String: String], _ expected: [String: String]) -> [String] {
+        Set(got.keys).union(expected.keys).sorted().filter { got[$0] != expected[$0] }.map { "\($0): \(got[$0] ?? "missing") (expected \(expected[$0] ?? "nothing"))" }
+    }
+
+    @Test func renamesOfFilesAndFoldersInOnePassArriveEverywhere() throws {
+        let scratch = Scratch(), logs = scratch.path
+        let url = "file://" + scratch.path + "/share"
+        try TiergateProcess.expect(0, ["share", "create", url], logs: logs)
+        for folder in 0..<6 {
+            scratch.write("a/p\(folder)/x", randomBytes(1000 + folder, seed: UInt64(folder + 1)))
+            scratch.write("a/p\(folder)/sub/y", randomBytes(2000 + folder, seed: UInt64(folder + 11)))
+        }
+        for file in 0..<4 { scratch.write("a/t\(file)", randomBytes(500 + file, seed: UInt64(file + 21))) }
+        scratch.write("a/q/keep", randomBytes(300, seed: 31))
+        let a = scratch.path + "/a", b = scratch.path + "/b", c = scratch.path + "/c"
+        for (root, name) in [(a, "a"), (b, "b")] {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            try TiergateProcess.expect(0, ["endpoint", "add", root, "--share", url, "--state-dir", scratch.path + "/state-" + name, "--server-name", name], logs: logs)
+            try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: logs)
+        }
+        #expect(Self.difference(Self.tree(b), Self.tree(a)).isEmpty, "the first download: \(Self.difference(Self.tree(b), Self.tree(a)))")
+        for (from, to) in [("p0", "r0"), ("p1", "q/p1"), ("p2", "swap"), ("p3", "p2"), ("swap", "p3"), ("t0", "p4/t0"),
+                           ("t1", "t1-renamed"), ("p5/x", "p5/sub/x2"), ("p4", "r4"), ("r4/x", "r4/x-renamed")] {
+            #expect(rename(a + "/" + from, a + "/" + to) == 0, "mv \(from) \(to)")
+        }
+        let pass = try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-a"], logs: logs)
+        // Seven renames (the swap through a third name reads as two folders whose content changed), and
+        // the file renamed inside a renamed folder is a rename too, not a delete and an upload.
+        #expect(pass.contains("whole tree") && pass.contains("renamed 7, deleted 0;"), "\(pass)")
+        try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-b"], logs: logs)
+        let expected = Self.tree(a)
+        #expect(Self.difference(Self.tree(b), expected).isEmpty, "the other server: \(Self.difference(Self.tree(b), expected))")
+        try TiergateProcess.expect(0, ["get", url, scratch.path + "/restored"], logs: logs)
+        let restored = Self.tree(scratch.path + "/restored")
+        #expect(Self.difference(restored, expected).isEmpty, "get: \(Self.difference(restored, expected))")
+        try FileManager.default.createDirectory(atPath: c, withIntermediateDirectories: true)
+        try TiergateProcess.expect(0, ["endpoint", "add", c, "--share", url, "--state-dir", scratch.path + "/state-c", "--server-name", "c"], logs: logs)
+        try TiergateProcess.expect(0, ["endpoint", "tiering", c, "--free-space", "0", "--download", "namespace-only", "--state-dir", scratch.path + "/state-c"], logs: logs)
+        try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-c"], logs: logs)
+        #expect(Set(Self.tree(c).keys) == Set(expected.keys), "the new namespace-only endpoint")
+        try TiergateProcess.expect(0, ["share", "verify", url], logs: logs)
+        #expect(try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-a"], logs: logs).contains("uploaded 0"), "settled")
     }
 }

@@ -75,6 +75,40 @@ extension SyncEngine {
         var lookedAt = 0
         var batchChunks = 0
 
+        // Folders with records beneath them, gathered at the first rename: a file's rename moves its one
+        // record, where sweeping every record (a whole walk holds them all) made a thousand renames in a
+        // million-file tree a billion comparisons. A superset: a folder whose records moved stays in it.
+        var holdingRecords: Set<String>?
+        func noteAncestors(of path: String) {
+            var current = Substring(path)
+            while let slash = current.lastIndex(of: "/") {
+                current = current[..<slash]
+                if !holdingRecords!.insert(String(current)).inserted { break }
+            }
+        }
+        func moveKnown(from old: String, to new: String) {
+            if holdingRecords == nil {
+                holdingRecords = []
+                for path in known.keys { noteAncestors(of: path) }
+            }
+            guard holdingRecords!.contains(old) else {
+                if let record = known.removeValue(forKey: old) {
+                    known[new] = record
+                    noteAncestors(of: new)
+                }
+                return
+            }
+            let moved = known.filter { $0.key == old || $0.key.hasPrefix(old + "/") }
+            for path in moved.keys { known[path] = nil }
+            for (path, record) in moved {
+                let target = new + path.dropFirst(old.count)
+                known[target] = record
+                noteAncestors(of: target)
+                // A record that vanished from the old folder is looked for, by its inode, where it moved.
+                if missingByInode[record.inode] == path { missingByInode[record.inode] = target }
+            }
+        }
+
         var chunkLayouts: [String: [ChunkRef]] = [:]
         for scanned in walked.items where !leftAlone(scanned.path) {
             var item = scanned
@@ -85,10 +119,7 @@ extension SyncEngine {
                item.isDirectory || (previous.size == item.size && previous.mtime == item.mtime) {
                 operations.append(.rename(from: old, to: item.path))
                 updates.append(.move(from: old, to: item.path))
-                for (path, record) in known where path == old || path.hasPrefix(old + "/") {
-                    known[path] = nil
-                    known[item.path + path.dropFirst(old.count)] = record
-                }
+                moveKnown(from: old, to: item.path)
                 missingByInode[item.inode] = nil
                 known0 = known[item.path]
                 report.renamed += 1
