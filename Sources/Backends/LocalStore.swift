@@ -18,11 +18,20 @@ public final class LocalStore: ObjectStore {
     static let temporaryPrefix = ".tg-tmp-"
     private static let counter = Atomic<UInt64>(0)
 
+    /// Whether writes use unnamed files where the file system has them; off, they always write named
+    /// temporary files, as on a file system without unnamed files (for tests of that path).
+    let usesUnnamedFiles: Bool
+
     /// A store rooted at `root`, an absolute directory path; the directory is created by the first write.
-    public init(root: String) {
+    public convenience init(root: String) {
+        self.init(root: root, usesUnnamedFiles: true)
+    }
+
+    init(root: String, usesUnnamedFiles: Bool) {
         var root = root
         while root.count > 1 && root.hasSuffix("/") { root.removeLast() }
         self.root = root
+        self.usesUnnamedFiles = usesUnnamedFiles
     }
 
     private func path(_ key: String, _ operation: String) throws -> String {
@@ -77,7 +86,7 @@ public final class LocalStore: ObjectStore {
             try Posix.makeDirectories(directory)
             let folder = try Posix.open(directory, O_RDONLY | O_DIRECTORY)
             defer { close(folder) }
-            if let file = try Posix.openUnnamed(in: folder, mode: 0o644, path: path) {
+            if usesUnnamedFiles, let file = try Posix.openUnnamed(in: folder, mode: 0o644, path: path) {
                 defer { close(file) }
                 try Self.write(bytes, to: file, path: path)
                 if try !Posix.linkUnnamed(file, into: folder, as: name, path: path) {

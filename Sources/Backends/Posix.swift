@@ -94,7 +94,7 @@ public enum Posix {
             if fd >= 0 { return fd }
             switch Glibc.errno {
             case EINTR: continue
-            case EOPNOTSUPP, EISDIR: return nil
+            case EOPNOTSUPP, EISDIR, EINVAL, ENOSYS: return nil     // no unnamed files here, or no such flag
             case let error: throw PosixError("open(O_TMPFILE)", path: path, errno: error)
             }
         }

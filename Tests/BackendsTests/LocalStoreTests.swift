@@ -1,4 +1,4 @@
-import Backends
+@testable import Backends
 import Foundation
 import Glibc
 import Testing
@@ -11,21 +11,25 @@ func temporaryDirectory(_ name: String = #function) -> String {
 }
 
 @Suite struct LocalStoreTests {
-    @Test func passesTheConformanceSuite() async throws {
+    /// With unnamed files (`O_TMPFILE`), and with the named temporary files of a file system without them.
+    @Test(arguments: [true, false]) func passesTheConformanceSuite(unnamedFiles: Bool) async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try await StoreConformance.run(on: LocalStore(root: root))
+        try await StoreConformance.run(on: LocalStore(root: root, usesUnnamedFiles: unnamedFiles))
     }
 
-    @Test func writesLeaveNoTemporaryFilesBehind() async throws {
+    @Test(arguments: [true, false]) func writesLeaveNoTemporaryFilesBehind(unnamedFiles: Bool) async throws {
         let root = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let store = LocalStore(root: root)
+        let store = LocalStore(root: root, usesUnnamedFiles: unnamedFiles)
         try await store.put("a/b", bytes: [1])
+        try await store.put("a/b", bytes: [4])
         try await store.putIfAbsent("a/c", bytes: [2])
-        try? await store.putIfAbsent("a/c", bytes: [3])
+        await StoreConformance.expectCode(.alreadyExists) { try await store.putIfAbsent("a/c", bytes: [3]) }
         let names = try FileManager.default.contentsOfDirectory(atPath: root + "/a").sorted()
         #expect(names == ["b", "c"])
+        #expect(try await store.get("a/b") == [4])
+        #expect(try await store.get("a/c") == [2])
     }
 
     @Test func aSymlinkedKeyIsNotFollowed() async throws {
