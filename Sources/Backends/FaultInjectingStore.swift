@@ -112,4 +112,8 @@ public final class FaultInjectingStore: ObjectStore {
     public func serverTime() async throws -> Date? {
         try await base.serverTime()
     }
+
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int {
+        try await base.removeAbandonedWrites(olderThan: age)
+    }
 }

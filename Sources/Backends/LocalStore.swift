@@ -150,6 +150,31 @@ public final class LocalStore: ObjectStore {
         try store(key, bytes: bytes, replacing: false, operation: "putIfAbsent")
     }
 
+    /// The temporary files of writers stopped mid-write (only a file system without unnamed files has
+    /// them, and one killed between naming and renaming), found by a walk of the whole store.
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int {
+        let before = Date().timeIntervalSince1970 - age
+        var removed = 0
+        func walk(_ directory: String) throws {
+            for (name, isDirectory) in try Posix.listDirectory(directory) {
+                let path = directory + "/" + name
+                if isDirectory {
+                    try walk(path)
+                } else if name.hasPrefix(Self.temporaryPrefix), let info = try Posix.status(path, followLinks: false),
+                          Double(info.st_mtim.tv_sec) < before, unlink(path) == 0 {
+                    removed += 1
+                }
+            }
+        }
+        do {
+            guard try Posix.status(root) != nil else { return 0 }
+            try walk(root)
+        } catch let error as PosixError {
+            throw failure(error, "removeAbandonedWrites", "")
+        }
+        return removed
+    }
+
     public func head(_ key: String) async throws -> ObjectInfo {
         let path = try path(key, "head")
         do {

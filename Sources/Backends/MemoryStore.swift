@@ -69,4 +69,7 @@ public final class MemoryStore: ObjectStore {
         _ = objects.withLock { $0.removeValue(forKey: key) }
         _ = written.withLock { $0.removeValue(forKey: key) }
     }
+
+    /// Writes in memory are whole or absent: nothing is ever left behind.
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int { 0 }
 }

@@ -34,6 +34,11 @@ public protocol ObjectStore: Sendable {
     /// Removes `key`; succeeds when it is already gone.
     func delete(_ key: String) async throws
 
+    /// Removes what writers that stopped mid-write (killed, or cut off) left behind more than `age`
+    /// seconds ago: temporary files, incomplete multipart uploads. Listings never show them; a write
+    /// still in flight is younger than `age`. Returns how many were removed.
+    func removeAbandonedWrites(olderThan age: Double) async throws -> Int
+
     /// The store's clock, from the `Date` header of one cheap request, for a clock-skew check (S3 refuses
     /// requests signed more than 15 minutes off); nil for a store without a clock of its own (`file://`).
     func serverTime() async throws -> Date?

@@ -128,4 +128,8 @@ public final class RetryingStore: ObjectStore {
     public func delete(_ key: String) async throws {
         try await retrying { try await base.delete(key) }
     }
+
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int {
+        try await retrying { try await base.removeAbandonedWrites(olderThan: age) }
+    }
 }

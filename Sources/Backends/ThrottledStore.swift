@@ -52,4 +52,8 @@ public final class ThrottledStore: ObjectStore {
     public func delete(_ key: String) async throws { try await base.delete(key) }
 
     public func serverTime() async throws -> Date? { try await base.serverTime() }
+
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int {
+        try await base.removeAbandonedWrites(olderThan: age)
+    }
 }

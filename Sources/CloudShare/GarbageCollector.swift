@@ -137,6 +137,9 @@ public struct GarbageCollector: Sendable {
         public var nextDeletionDue: Double?
         /// Log records and snapshots deleted by log compaction (dry run: that would be).
         public var compaction = Compaction()
+        /// What writers stopped mid-write left behind, older than the grace period, removed (temporary
+        /// files, incomplete multipart uploads); a dry run removes nothing.
+        public var abandonedWrites = 0
     }
 
     /// Where a run is.
@@ -419,6 +422,12 @@ public struct GarbageCollector: Sendable {
 
         try await lease?.keep()
         report.compaction = try await compactLog(mark, progress: progress, lease: lease)
+        // A write still in flight is younger than the grace period, as an unreferenced pack still to be
+        // committed is.
+        if !options.dryRun {
+            try await lease?.keep()
+            report.abandonedWrites = try await store.removeAbandonedWrites(olderThan: options.grace)
+        }
         return report
     }
 

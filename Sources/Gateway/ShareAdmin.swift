@@ -343,6 +343,9 @@ extension ShareAdmin {
         if report.keptUnreadable.packs > 0 {
             lines.append("kept, unreadable:  \(tally(report.keptUnreadable)) (neither index segment nor trailer readable; see `tiergate share verify`)")
         }
+        if report.abandonedWrites > 0 {
+            lines.append("abandoned writes:  \(report.abandonedWrites) removed (temporary files or incomplete uploads of writers stopped mid-write, older than the grace period)")
+        }
         let repackHint = options.repackBelow.map { "packs used below \(Int(($0 * 100).rounded())) % are repacked" } ?? "`--repack-below` repacks them"
         lines.append("partly used:       \(tally(report.partlyUsed)) holding \(ByteFormat.string(report.partlyUsedUnusedBytes)) of unreferenced chunks (\(repackHint))")
         for pack in report.partlyUsedPacks.prefix(10) {

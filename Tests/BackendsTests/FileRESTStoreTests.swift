@@ -151,6 +151,23 @@ import Testing
         #expect(try await store.listAll(prefix: "").map(\.key) == ["data/1", "log/1"])
     }
 
+    /// A writer cut off mid-write that could not remove its temporary file either (the connection gone)
+    /// leaves it; listings never show it, and a sweep removes it once it is older than the sweep's age.
+    @Test func aTemporaryFileLeftMidWriteIsRemovedOnceOldEnough() async throws {
+        let emulator = try FileRESTEmulator()
+        let store = try await emulator.store(retry: .never)
+        try await store.put("packs/ab/kept", bytes: [1])
+        try await emulator.injectFaults(count: 1, status: 500, code: "InternalError", operation: "PutRange")
+        try await emulator.injectFaults(count: 1, status: 500, code: "InternalError", operation: "DeleteFile")
+        await StoreConformance.expectCode(.transient) { try await store.put("packs/ab/cut", bytes: [2, 3]) }
+        #expect(try await store.listAll(prefix: "").map(\.key) == ["packs/ab/kept"])
+        #expect(try await store.removeAbandonedWrites(olderThan: 3600) == 0, "a write in flight is kept")
+        try await Task.sleep(for: .seconds(1.1))
+        #expect(try await store.removeAbandonedWrites(olderThan: 1) == 1)
+        #expect(try await store.removeAbandonedWrites(olderThan: 0) == 0)
+        #expect(try await store.get("packs/ab/kept") == [1])
+    }
+
     @Test func aKeyBelowAnExistingFileIsAPermanentFailure() async throws {
         let emulator = try FileRESTEmulator()
         let store = try await emulator.store(retry: .never)

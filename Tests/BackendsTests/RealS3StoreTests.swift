@@ -1,4 +1,4 @@
-import Backends
+@testable import Backends
 import Foundation
 import ObjectStoreServers
 import Testing
@@ -60,6 +60,24 @@ import Testing
         #expect(abs(modified.timeIntervalSinceNow) < 120, "LastModified \(modified) is not now")
         let clock = try #require(try await store.serverTime(), "the answer has no Date header")
         #expect(abs(clock.timeIntervalSinceNow) < 120)
+    }
+
+    /// An upload a writer initiated and never finished (killed mid-upload) is aborted by a sweep once the
+    /// store lists it as initiated longer ago than the sweep's age, never before. (moto lists a fixed
+    /// time of 2010 for every upload, so only real stores can show this.)
+    @Test(arguments: RealS3Server.allCases)
+    func anAbandonedMultipartUploadIsAbortedOnceOldEnough(on server: RealS3Server) async throws {
+        let store = try await Self.store(on: server, prefix: "abandoned")
+        try await store.put("kept", bytes: [1])
+        let initiate = try await store.send("put", "pack", method: "POST", objectKey: store.location.objectKey("pack"), query: [("uploads", "")])
+        #expect(initiate.status == 200)
+        #expect(try await store.incompleteUploads().map(\.key) == ["pack"])
+        #expect(try await store.removeAbandonedWrites(olderThan: 3600) == 0, "an upload in flight is kept")
+        #expect(try await store.incompleteUploads().count == 1)
+        try await Task.sleep(for: .seconds(2.1))
+        #expect(try await store.removeAbandonedWrites(olderThan: 1) == 1)
+        #expect(try await store.incompleteUploads().isEmpty)
+        #expect(try await store.get("kept") == [1])
     }
 
     /// A multipart upload cancelled after its first part is aborted: no upload is left behind and the

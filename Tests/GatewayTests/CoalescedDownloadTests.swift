@@ -28,6 +28,7 @@ final class PackGetCounter: ObjectStore {
         try await base.list(prefix: prefix, startAfter: startAfter, limit: limit)
     }
     func delete(_ key: String) async throws { try await base.delete(key) }
+    func removeAbandonedWrites(olderThan age: Double) async throws -> Int { try await base.removeAbandonedWrites(olderThan: age) }
 }
 
 /// Downloads, `get` and recall read a pack's chunks with few ranged GETs, not one per chunk, and write

@@ -108,6 +108,30 @@ import Testing
         #expect(try TiergateProcess.run(["share", "info", url], logs: scratch.path).output.contains("in \(orphans) younger than a day"))
     }
 
+    /// Temporary files of writers stopped mid-write (a file system without unnamed files, such as NFS, has
+    /// them): `share gc` removes those older than its grace period, keeps younger ones (a write may be in
+    /// flight), and says how many it removed.
+    @Test func theCollectorRemovesTemporaryFilesOlderThanTheGracePeriod() async throws {
+        let scratch = Scratch()
+        let url = "file://" + scratch.path + "/share"
+        #expect(try runTiergate(["share", "create", url]) == 0)
+        scratch.write("src/f.bin", randomBytes(40_000, seed: 5))
+        #expect(try runTiergate(["put", url, scratch.path + "/src"]) == 0)
+        let packFolder = try #require(try FileManager.default.contentsOfDirectory(atPath: scratch.path + "/share/packs").first)
+        let old = scratch.path + "/share/packs/\(packFolder)/.tg-tmp-4242-1", young = scratch.path + "/share/log/.tg-tmp-4242-2"
+        scratch.write("share/packs/\(packFolder)/.tg-tmp-4242-1", randomBytes(1000, seed: 6))
+        scratch.write("share/log/.tg-tmp-4242-2", randomBytes(10, seed: 7))
+        var times = [timespec(tv_sec: time(nil) - 7200, tv_nsec: 0), timespec(tv_sec: time(nil) - 7200, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, old, &times, 0) == 0)
+        let result = try TiergateProcess.run(["share", "gc", url, "--grace", "1h"], logs: scratch.path)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("abandoned writes:  1 removed"), "\(result.output)")
+        #expect(!FileManager.default.fileExists(atPath: old), "the two-hour-old temporary file is gone")
+        #expect(FileManager.default.fileExists(atPath: young), "the young one stays: its write may be in flight")
+        let problems = try await Self.everyVersionReads(url, contents: ["f.bin": [randomBytes(40_000, seed: 5)]])
+        #expect(problems.isEmpty, "\(problems)")
+    }
+
     @Test func aCollectorKilledAnywhereIsFinishedByTheNextRunAndHoldsOffOthersUntilItsLeaseExpires() async throws {
         let scratch = Scratch()
         let url = "file://" + scratch.path + "/share"

@@ -150,6 +150,47 @@ public final class FileRESTStore: ObjectStore {
         }
     }
 
+    /// The temporary files of writers stopped mid-write, by a walk of the whole prefix; a temporary
+    /// file's age is the time its name carries, else its Last-Modified time.
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int {
+        try await mapping("removeAbandonedWrites", "") {
+            let before = Date().timeIntervalSince1970 - age
+            var removed = 0
+            func walk(_ names: [String]) async throws {
+                let entries: [FileRESTXML.Entry]
+                do {
+                    entries = try await listDirectory(names, serverPrefix: "")
+                } catch let failure as FileRESTFailure where failure.status == 404 || failure.code == "ResourceTypeMismatch" {
+                    return
+                }
+                for entry in entries {
+                    if entry.isDirectory {
+                        try await walk(names + [entry.name])
+                        continue
+                    }
+                    let name = FileRESTPath.unescapeName(entry.name)
+                    guard name.hasPrefix(LocalStore.temporaryPrefix) else { continue }
+                    // `<seconds>-<uuid>`: six fields; an older name is the uuid alone.
+                    let fields = name.dropFirst(LocalStore.temporaryPrefix.count).split(separator: "-")
+                    var created = fields.count == 6 ? Double(fields[0]) : nil
+                    if created == nil {
+                        // A name without its time: the service's Last-Modified says.
+                        created = try await perform(Call("Get File Properties", "HEAD", names + [entry.name])).lastModified?.timeIntervalSince1970
+                    }
+                    guard let created, created < before else { continue }
+                    do {
+                        _ = try await perform(Call("Delete File", "DELETE", names + [entry.name]))
+                        removed += 1
+                    } catch let failure as FileRESTFailure where failure.status == 404 {
+                        // Renamed into place or removed meanwhile.
+                    }
+                }
+            }
+            try await walk(prefixNames)
+            return removed
+        }
+    }
+
     /// The `Date` of a Get Share Properties request: any answer carries one, even a refusal (a clock
     /// far off is exactly what makes the service refuse a SharedKey signature).
     public func serverTime() async throws -> Date? {
@@ -187,7 +228,9 @@ public final class FileRESTStore: ObjectStore {
     }
 
     private func upload(_ names: [String], _ bytes: [UInt8], replace: Bool) async throws {
-        let temporary = names.dropLast() + [LocalStore.temporaryPrefix + UUID().uuidString.lowercased()]
+        // The name carries its time of creation, so that one left by a writer stopped mid-write can be
+        // told from one in flight (``removeAbandonedWrites(olderThan:)``).
+        let temporary = names.dropLast() + [LocalStore.temporaryPrefix + "\(Int(Date().timeIntervalSince1970))-" + UUID().uuidString.lowercased()]
         try await createFile(Array(temporary), size: bytes.count)
         do {
             try await putRanges(Array(temporary), bytes)

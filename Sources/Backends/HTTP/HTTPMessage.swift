@@ -153,8 +153,13 @@ public struct HTTPResponse: Sendable {
 extension HTTPResponse {
     /// The `Date` header (RFC 9110's IMF-fixdate, `Tue, 25 Nov 2026 17:32:42 GMT`): the server's clock
     /// when it answered; nil when absent or in another form.
-    public var date: Date? {
-        guard let value = headers["Date"] else { return nil }
+    public var date: Date? { headers["Date"].flatMap(Self.parseDate) }
+
+    /// The `Last-Modified` header, in the same form.
+    public var lastModified: Date? { headers["Last-Modified"].flatMap(Self.parseDate) }
+
+    /// An IMF-fixdate; nil in another form.
+    static func parseDate(_ value: String) -> Date? {
         let fields = value.split(separator: " ")
         let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
         guard fields.count == 6, fields[5] == "GMT", let day = Int32(fields[1]), let year = Int32(fields[3]),

@@ -65,16 +65,39 @@ extension S3Store {
         }
     }
 
-    /// Incomplete uploads whose S3 key starts with `prefix` (up to 1,000).
-    func listUploads(prefix: String) async throws -> [(objectKey: String, uploadId: String)] {
+    /// Incomplete uploads whose S3 key starts with `prefix` (up to 1,000), with when each was initiated
+    /// (nil when the answer does not say).
+    func listUploads(prefix: String) async throws -> [(objectKey: String, uploadId: String, initiated: Date?)] {
         var query: [(name: String, value: String)] = [("uploads", "")]
         if !prefix.isEmpty { query.append(("prefix", prefix)) }
         let response = try await send("list uploads", "", method: "GET", objectKey: nil, query: query)
         guard response.status == 200 else { throw failure(response, "list uploads", "") }
         return S3XML.elements("Upload", in: Substring(decoding: response.body, as: UTF8.self)).compactMap { upload in
             guard let key = S3XML.value("Key", in: upload), let id = S3XML.value("UploadId", in: upload) else { return nil }
-            return (key, id)
+            return (key, id, S3XML.value("Initiated", in: upload).flatMap(Self.parseTimestamp))
         }
+    }
+
+    /// An ISO 8601 time as S3 lists it (`2026-12-04T20:00:00.000Z`, fractions optional).
+    static func parseTimestamp(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let date = formatter.date(from: text) { return date }
+        formatter.formatOptions = [.withInternetDateTime]
+        return formatter.date(from: text)
+    }
+
+    /// Aborts the incomplete multipart uploads under the prefix initiated more than `age` seconds ago
+    /// (those of writers stopped mid-upload); an upload whose listing gives no time is kept.
+    public func removeAbandonedWrites(olderThan age: Double) async throws -> Int {
+        let before = Date().addingTimeInterval(-age)
+        var removed = 0
+        for upload in try await listUploads(prefix: location.prefix.isEmpty ? "" : location.prefix + "/") {
+            guard let initiated = upload.initiated, initiated < before, let key = location.shareKey(upload.objectKey) else { continue }
+            await abortUpload(key, objectKey: upload.objectKey, uploadId: upload.uploadId)
+            removed += 1
+        }
+        return removed
     }
 
     private func uploadParts(_ key: String, objectKey: String, uploadId: String, bytes: [UInt8], parts: [Range<Int>]) async throws -> [String] {
@@ -146,15 +169,5 @@ extension S3Store {
         try await listUploads(prefix: location.prefix.isEmpty ? "" : location.prefix + "/").compactMap { upload in
             location.shareKey(upload.objectKey).map { IncompleteUpload(key: $0, uploadId: upload.uploadId) }
         }
-    }
-
-    /// Aborts every incomplete upload under the prefix; returns how many there were.
-    @discardableResult
-    public func abortIncompleteUploads() async throws -> Int {
-        let uploads = try await incompleteUploads()
-        for upload in uploads {
-            await abortUpload(upload.key, objectKey: location.objectKey(upload.key), uploadId: upload.uploadId)
-        }
-        return uploads.count
     }
 }
