@@ -104,8 +104,11 @@ extension SyncEngine {
                 let target = new + path.dropFirst(old.count)
                 known[target] = record
                 noteAncestors(of: target)
-                // A record that vanished from the old folder is looked for, by its inode, where it moved.
-                if missingByInode[record.inode] == path { missingByInode[record.inode] = target }
+                // A record that vanished from the old folder is looked for, by its inode, where it moved,
+                // unless an item is there now: that item takes the record, as at any path still here.
+                if missingByInode[record.inode] == path {
+                    missingByInode[record.inode] = isLocal(target) || leftAlone(target) ? nil : target
+                }
             }
         }
 
