@@ -110,7 +110,7 @@ public final class LocalStore: ObjectStore {
                     throw error
                 }
                 if replacing {
-                    try Posix.call("rename", path: path) { renameat(folder, temporary, folder, name) }
+                    try Self.rename(temporary, to: name, in: folder, path: path)
                     renamed = true
                 } else {
                     try Posix.call("link", path: path) { linkat(folder, temporary, folder, name, 0) }

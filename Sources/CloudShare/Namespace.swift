@@ -116,10 +116,8 @@ public struct Namespace: Codable, Sendable {
 
     private mutating func countAncestors(of path: String, by change: Int) {
         guard beneath != nil else { return }
-        var current = Substring(path)
-        while let slash = current.lastIndex(of: "/") {
-            current = current[..<slash]
-            let folder = String(current)
+        for ancestor in path.folderAncestors {
+            let folder = String(ancestor)
             let count = beneath![folder, default: 0] + change
             beneath![folder] = count == 0 ? nil : count
         }
@@ -160,16 +158,21 @@ public struct Namespace: Codable, Sendable {
     public var logicalBytes: Int64 { entries.values.reduce(0) { $0 + ($1.kind == .file ? $1.size : 0) } }
 }
 
+extension String {
+    /// The folders above this relative path, nearest first: `a/b/c` gives `a/b`, then `a`.
+    public var folderAncestors: UnfoldSequence<Substring, Substring> {
+        sequence(state: self[...]) { current in
+            guard let slash = current.lastIndex(of: "/") else { return nil }
+            current = current[..<slash]
+            return current
+        }
+    }
+}
+
 extension Set<String> {
     /// True when a proper ancestor folder of the relative `path` is in the set.
     public func containsAncestor(of path: String) -> Bool {
-        guard !isEmpty else { return false }
-        var current = Substring(path)
-        while let slash = current.lastIndex(of: "/") {
-            current = current[..<slash]
-            if contains(String(current)) { return true }
-        }
-        return false
+        !isEmpty && path.folderAncestors.contains { contains(String($0)) }
     }
 }
 
@@ -192,21 +195,15 @@ struct FolderMoves {
         targets[from] = to
         for path in [from, to] {
             paths.insert(path)
-            var current = Substring(path)
-            while let slash = current.lastIndex(of: "/") {
-                current = current[..<slash]
-                ancestors.insert(String(current))
-            }
+            for folder in path.folderAncestors { ancestors.insert(String(folder)) }
         }
     }
 
     /// The renamed folder at or above `path`, and its new path.
     func source(of path: String) -> (String, String)? {
         if let target = targets[path] { return (path, target) }
-        var current = Substring(path)
-        while let slash = current.lastIndex(of: "/") {
-            current = current[..<slash]
-            let folder = String(current)
+        for ancestor in path.folderAncestors {
+            let folder = String(ancestor)
             if let target = targets[folder] { return (folder, target) }
         }
         return nil

@@ -105,9 +105,8 @@ public enum TreeExport {
             }
             // The folders above it come along, so the restored item keeps its path below the destination.
             var entries = Dictionary(uniqueKeysWithValues: kept)
-            var parent = subtree
-            while let slash = parent.lastIndex(of: "/") {
-                parent = String(parent[..<slash])
+            for ancestor in subtree.folderAncestors {
+                let parent = String(ancestor)
                 if let folder = selected.entries[parent] { entries[parent] = folder }
             }
             selected = Namespace(entries: entries, sequence: selected.sequence)

@@ -87,12 +87,18 @@ import Testing
         }
     }
 
-    @Test func shareInfoReportsReferencedBytesAndGarbage() async throws {
-        let scratch = Scratch()
+    /// A `file://` share in `scratch` holding one file, put with the CLI; its URL.
+    static func share(in scratch: Scratch, holding name: String, _ bytes: [UInt8]) throws -> String {
         let url = "file://" + scratch.path + "/share"
         #expect(try runTiergate(["share", "create", url]) == 0)
-        scratch.write("src/kept.bin", randomBytes(50_000, seed: 3))
+        scratch.write("src/" + name, bytes)
         #expect(try runTiergate(["put", url, scratch.path + "/src"]) == 0)
+        return url
+    }
+
+    @Test func shareInfoReportsReferencedBytesAndGarbage() async throws {
+        let scratch = Scratch()
+        let url = try Self.share(in: scratch, holding: "kept.bin", randomBytes(50_000, seed: 3))
         let committed = Self.packCount(scratch.path + "/share")
         for index in 0..<3 { try await Self.orphanPack(url, [randomBytes(4_000, seed: UInt64(100 + index))]) }
         let orphans = Self.packCount(scratch.path + "/share") - committed
@@ -113,10 +119,7 @@ import Testing
     /// flight), and says how many it removed.
     @Test func theCollectorRemovesTemporaryFilesOlderThanTheGracePeriod() async throws {
         let scratch = Scratch()
-        let url = "file://" + scratch.path + "/share"
-        #expect(try runTiergate(["share", "create", url]) == 0)
-        scratch.write("src/f.bin", randomBytes(40_000, seed: 5))
-        #expect(try runTiergate(["put", url, scratch.path + "/src"]) == 0)
+        let url = try Self.share(in: scratch, holding: "f.bin", randomBytes(40_000, seed: 5))
         let packFolder = try #require(try FileManager.default.contentsOfDirectory(atPath: scratch.path + "/share/packs").first)
         let old = scratch.path + "/share/packs/\(packFolder)/.tg-tmp-4242-1", young = scratch.path + "/share/log/.tg-tmp-4242-2"
         scratch.write("share/packs/\(packFolder)/.tg-tmp-4242-1", randomBytes(1000, seed: 6))

@@ -74,17 +74,8 @@ extension S3Store {
         guard response.status == 200 else { throw failure(response, "list uploads", "") }
         return S3XML.elements("Upload", in: Substring(decoding: response.body, as: UTF8.self)).compactMap { upload in
             guard let key = S3XML.value("Key", in: upload), let id = S3XML.value("UploadId", in: upload) else { return nil }
-            return (key, id, S3XML.value("Initiated", in: upload).flatMap(Self.parseTimestamp))
+            return (key, id, S3XML.value("Initiated", in: upload).flatMap(S3XML.date))
         }
-    }
-
-    /// An ISO 8601 time as S3 lists it (`2026-12-04T20:00:00.000Z`, fractions optional).
-    static func parseTimestamp(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        return formatter.date(from: text)
     }
 
     /// Aborts the incomplete multipart uploads under the prefix initiated more than `age` seconds ago

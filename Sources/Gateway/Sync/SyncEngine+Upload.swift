@@ -80,11 +80,8 @@ extension SyncEngine {
         // million-file tree a billion comparisons. A superset: a folder whose records moved stays in it.
         var holdingRecords: Set<String>?
         func noteAncestors(of path: String) {
-            var current = Substring(path)
-            while let slash = current.lastIndex(of: "/") {
-                current = current[..<slash]
-                if !holdingRecords!.insert(String(current)).inserted { break }
-            }
+            // A folder already noted has its own ancestors noted too.
+            for folder in path.folderAncestors where !holdingRecords!.insert(String(folder)).inserted { break }
         }
         func moveKnown(from old: String, to new: String) {
             if holdingRecords == nil {
