@@ -135,6 +135,27 @@ import Testing
         #expect(problems.isEmpty, "\(problems)")
     }
 
+    /// The sweep of abandoned writes stays inside the share: a symlink in the share to a folder outside
+    /// (a careless operator, a hostile neighbour) is not followed, and an old temporary file out there,
+    /// or the symlink's target named like one, is left alone.
+    @Test func theCollectorsSweepNeverFollowsASymlinkOutOfTheShare() async throws {
+        let scratch = Scratch()
+        let url = try Self.share(in: scratch, holding: "f.bin", randomBytes(40_000, seed: 8))
+        scratch.write("outside/.tg-tmp-1-1", randomBytes(100, seed: 9))
+        scratch.write("outside/keep", randomBytes(100, seed: 10))
+        let outside = scratch.path + "/outside"
+        var times = [timespec(tv_sec: time(nil) - 7200, tv_nsec: 0), timespec(tv_sec: time(nil) - 7200, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, outside + "/.tg-tmp-1-1", &times, 0) == 0)
+        #expect(symlink(outside, scratch.path + "/share/packs/elsewhere") == 0)
+        #expect(symlink(outside + "/keep", scratch.path + "/share/log/.tg-tmp-2-2") == 0)
+        let result = try TiergateProcess.run(["share", "gc", url, "--grace", "1h"], logs: scratch.path)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(FileManager.default.fileExists(atPath: outside + "/.tg-tmp-1-1"), "a file outside the share was removed")
+        #expect(FileManager.default.fileExists(atPath: outside + "/keep"), "a symlink's target outside the share was removed")
+        let problems = try await Self.everyVersionReads(url, contents: ["f.bin": [randomBytes(40_000, seed: 8)]])
+        #expect(problems.isEmpty, "\(problems)")
+    }
+
     @Test func aCollectorKilledAnywhereIsFinishedByTheNextRunAndHoldsOffOthersUntilItsLeaseExpires() async throws {
         let scratch = Scratch()
         let url = "file://" + scratch.path + "/share"
