@@ -128,6 +128,27 @@ enum ChunkingParametersForTests {
         Set(got.keys).union(expected.keys).sorted().filter { got[$0] != expected[$0] }.map { "\($0): \(got[$0] ?? "missing") (expected \(expected[$0] ?? "nothing"))" }
     }
 
+    /// Endpoints `a` (holding what the scratch has there) and `b` of the share at `url`, each synced once.
+    static func twoServers(_ scratch: Scratch, _ url: String) throws -> (a: String, b: String) {
+        let a = scratch.path + "/a", b = scratch.path + "/b"
+        for (root, name) in [(a, "a"), (b, "b")] {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+            try TiergateProcess.expect(0, ["endpoint", "add", root, "--share", url, "--state-dir", scratch.path + "/state-" + name, "--server-name", name], logs: scratch.path)
+            try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: scratch.path)
+        }
+        return (a, b)
+    }
+
+    /// Runs `command` with `sh` in `folder`; returns its exit status.
+    static func shell(_ command: String, in folder: String) throws -> Int32 {
+        let shell = Process()
+        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
+        shell.arguments = ["-c", "cd '\(folder)' && \(command)"]
+        try shell.run()
+        shell.waitUntilExit()
+        return shell.terminationStatus
+    }
+
     /// A folder renamed, a file in it renamed, and another item put at that file's old name (a file moved
     /// there, a new file, a new folder): the item now there takes the old record, not the file that left
     /// it. (Following the moved record by its inode to a path something else now holds committed the
@@ -139,18 +160,8 @@ enum ChunkingParametersForTests {
         try TiergateProcess.expect(0, ["share", "create", url], logs: logs)
         scratch.write("a/u/t", Array("1\n".utf8))
         scratch.write("a/u/s", Array("3\n".utf8))
-        let a = scratch.path + "/a", b = scratch.path + "/b"
-        for (root, name) in [(a, "a"), (b, "b")] {
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            try TiergateProcess.expect(0, ["endpoint", "add", root, "--share", url, "--state-dir", scratch.path + "/state-" + name, "--server-name", name], logs: logs)
-            try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: logs)
-        }
-        let shell = Process()
-        shell.executableURL = URL(fileURLWithPath: "/bin/sh")
-        shell.arguments = ["-c", "cd '\(a)' && mv u x && mv x/t x/u && \(taker)"]
-        try shell.run()
-        shell.waitUntilExit()
-        #expect(shell.terminationStatus == 0)
+        let (a, b) = try Self.twoServers(scratch, url)
+        #expect(try Self.shell("mv u x && mv x/t x/u && \(taker)", in: a) == 0)
         try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-a"], logs: logs)
         try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-b"], logs: logs)
         let expected = Self.tree(a)
@@ -159,6 +170,70 @@ enum ChunkingParametersForTests {
         try TiergateProcess.expect(0, ["get", url, scratch.path + "/restored"], logs: logs)
         let restored = Self.tree(scratch.path + "/restored")
         #expect(Self.difference(restored, expected).isEmpty, "get: \(Self.difference(restored, expected))")
+    }
+
+    /// A file put where a folder was, or a folder where a file was, in one pass: the other server, which
+    /// changed nothing, takes the new item without a conflict (the share's operations leave the name
+    /// before anything takes it), and a moved item is a rename. (A file at a folder's old name reached
+    /// the other server before the folder's items left it, so its unchanged folder was moved aside as a
+    /// conflict copy and uploaded back.)
+    @Test(arguments: [
+        ("mv u t/n49 && mv t/n21 u", "renamed 2, deleted 0;"),
+        ("mv r r2 && echo 9 > r", "renamed 1, deleted 0;"),
+        ("rm -r u && echo 9 > u", "renamed 0, deleted 1;"),
+        ("mv u/f f2 && rm -r u && mv f2 u", "renamed 0, deleted 1;"),
+        ("mv t/n21 t/m && mkdir t/n21 && echo 5 > t/n21/z", "renamed 1, deleted 0;"),
+        ("mv t/n21 t/m && mv u t/n21", "renamed 2, deleted 0;"),
+        // A swap through a third name: one of the two arrives as a rename, the other as new.
+        ("mv u x && mv t/n21 u && mv x t/n21", "renamed 1, deleted 1;"),
+    ])
+    func anItemOfAnotherKindTakingANameArrivesWithoutAConflict(change: String, renames: String) throws {
+        let scratch = Scratch(), logs = scratch.path
+        let url = "file://" + scratch.path + "/share"
+        try TiergateProcess.expect(0, ["share", "create", url], logs: logs)
+        scratch.write("a/u/f", Array("1\n".utf8))
+        scratch.write("a/u/sub/g", Array("2\n".utf8))
+        scratch.write("a/t/n21", Array("3\n".utf8))
+        try FileManager.default.createDirectory(atPath: scratch.path + "/a/r", withIntermediateDirectories: true)
+        let (a, b) = try Self.twoServers(scratch, url)
+        #expect(try Self.shell(change, in: a) == 0)
+        let upload = try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-a"], logs: logs)
+        #expect(upload.contains(renames), "\(upload)")
+        let download = try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-b"], logs: logs)
+        #expect(download.contains("uploaded 0 ") && download.contains(" 0 conflicts, 0 items not syncing"), "\(download)")
+        let expected = Self.tree(a)
+        #expect(Self.difference(Self.tree(b), expected).isEmpty, "the other server: \(Self.difference(Self.tree(b), expected))")
+        try TiergateProcess.expect(0, ["get", url, scratch.path + "/restored"], logs: logs)
+        let restored = Self.tree(scratch.path + "/restored")
+        #expect(Self.difference(restored, expected).isEmpty, "get: \(Self.difference(restored, expected))")
+        try TiergateProcess.expect(0, ["share", "verify", url], logs: logs)
+    }
+
+    /// A commit that puts a file at a synced, empty folder's path without deleting the folder first (as
+    /// servers before this order wrote): the folder, holding nothing, gives way without a conflict.
+    @Test func aFileArrivingAtAnEmptySyncedFolderReplacesIt() async throws {
+        let scratch = Scratch(), logs = scratch.path
+        let url = "file://" + scratch.path + "/share"
+        try TiergateProcess.expect(0, ["share", "create", url], logs: logs)
+        let b = scratch.path + "/b"
+        try FileManager.default.createDirectory(atPath: b + "/u", withIntermediateDirectories: true)
+        try TiergateProcess.expect(0, ["endpoint", "add", b, "--share", url, "--state-dir", scratch.path + "/state-b", "--server-name", "b"], logs: logs)
+        try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-b"], logs: logs)
+
+        let writer = try await CloudShare.open(LocalStore(root: scratch.path + "/share"))
+        let bytes = randomBytes(3000, seed: 5)
+        let uploader = writer.makeUploader()
+        try await uploader.add(id: SHA256.hash(bytes), bytes: bytes)
+        let entry = NamespaceEntry(kind: .file, fileID: NamespaceEntry.newFileID(), size: Int64(bytes.count), mode: 0o644, mtime: 1_000_000_000,
+                                   uid: getuid(), gid: getgid(), chunks: [ChunkRef(id: SHA256.hash(bytes), length: UInt32(bytes.count))],
+                                   fingerprint: XXH3.hash128(bytes).description)
+        let log = writer.log
+        _ = try await writer.appendCommit(author: "w", authorName: "w", operations: [.upsert("u", entry)], uploader: uploader) { try await log.append($0) }
+
+        let pass = try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-b"], logs: logs)
+        #expect(pass.contains(" 0 conflicts, 0 items not syncing") && pass.contains("uploaded 0 "), "\(pass)")
+        #expect(scratch.read("b/u") == bytes)
+        #expect(Set(Self.tree(b).keys) == ["u"])
     }
 
     @Test func renamesOfFilesAndFoldersInOnePassArriveEverywhere() throws {
@@ -171,12 +246,7 @@ enum ChunkingParametersForTests {
         }
         for file in 0..<4 { scratch.write("a/t\(file)", randomBytes(500 + file, seed: UInt64(file + 21))) }
         scratch.write("a/q/keep", randomBytes(300, seed: 31))
-        let a = scratch.path + "/a", b = scratch.path + "/b", c = scratch.path + "/c"
-        for (root, name) in [(a, "a"), (b, "b")] {
-            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-            try TiergateProcess.expect(0, ["endpoint", "add", root, "--share", url, "--state-dir", scratch.path + "/state-" + name, "--server-name", name], logs: logs)
-            try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: logs)
-        }
+        let (a, b) = try Self.twoServers(scratch, url), c = scratch.path + "/c"
         #expect(Self.difference(Self.tree(b), Self.tree(a)).isEmpty, "the first download: \(Self.difference(Self.tree(b), Self.tree(a)))")
         for (from, to) in [("p0", "r0"), ("p1", "q/p1"), ("p2", "swap"), ("p3", "p2"), ("swap", "p3"), ("t0", "p4/t0"),
                            ("t1", "t1-renamed"), ("p5/x", "p5/sub/x2"), ("p4", "r4"), ("r4/x", "r4/x-renamed")] {

@@ -517,6 +517,13 @@ extension SyncEngine {
         return LocalItem(path: path, info)
     }
 
+    /// Removes the folder at `path` if it is empty; false when it is not (or cannot be removed).
+    func removeEmptyFolder(_ path: String) -> Bool {
+        guard let parent = try? SafePath.openParent(rootFD: rootFD, path: path, create: false) else { return false }
+        defer { close(parent.fd) }
+        return unlinkat(parent.fd, parent.name, AT_REMOVEDIR) == 0
+    }
+
     /// Moves the local item at `path` aside to a free conflict name; returns that name.
     func moveAside(_ path: String, overlay: EntryOverlay, label: String) throws -> String {
         let target = try freeConflictName(for: path, label: label, overlay: overlay)
@@ -648,6 +655,10 @@ extension SyncEngine {
                 report.downloaded += 1
                 report.downloadedBytes += file.size
             }
+        case .directory where known?.kind == .directory && removeEmptyFolder(path):
+            // A synced folder with nothing left in it (the commit moved or deleted its items first).
+            try overlay.removeSubtree(path)
+            placed(try place(file, at: path, replace: false))
         case .directory, .other:
             report.conflicts += 1
             _ = try moveAside(path, overlay: overlay, label: serverName)

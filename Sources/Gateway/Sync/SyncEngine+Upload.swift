@@ -38,9 +38,18 @@ extension SyncEngine {
             for path in interrupted.keys { known[path] = try state.entry(endpoint.id, path) }
         }
         var cursor = try state.cursor(endpoint.id)
-        // Every recorded path met by the walk (the usual pass; the walk's paths are distinct, normalization
-        // twins excluded): nothing vanished or moved, and no set of the walked paths is built to say so.
-        let everyRecordMet = walked.items.count { known[$0.path] != nil } == known.count
+        // Every recorded path met by the walk by an item of its kind (the usual pass; the walk's paths are
+        // distinct, normalization twins excluded): nothing vanished or moved, and no set of the walked
+        // paths is built to say so. A path whose item is now of another kind holds a new item: its
+        // record is looked for elsewhere like a vanished one's.
+        var met = 0
+        var otherKind: [String] = []
+        for item in walked.items {
+            guard let record = known[item.path] else { continue }
+            met += 1
+            if (record.kind == .directory) != item.isDirectory { otherKind.append(item.path) }
+        }
+        let everyRecordMet = met == known.count && otherKind.isEmpty
         var walkedPaths: Set<String>?
         func isLocal(_ path: String) -> Bool {
             if walkedPaths == nil { walkedPaths = Set(walked.items.map(\.path)) }
@@ -61,6 +70,7 @@ extension SyncEngine {
         var missingByInode: [UInt64: String] = [:]
         if !everyRecordMet {
             for (path, record) in known where !isLocal(path) && !leftAlone(path) { missingByInode[record.inode] = path }
+            for path in otherKind where !leftAlone(path) { missingByInode[known[path]!.inode] = path }
         }
 
         var operations: [NamespaceOperation] = []
@@ -83,21 +93,19 @@ extension SyncEngine {
             // A folder already noted has its own ancestors noted too.
             for folder in path.folderAncestors where !holdingRecords!.insert(String(folder)).inserted { break }
         }
-        func moveKnown(from old: String, to new: String) {
+        /// Removes and returns the records at and beneath `path`.
+        func takeKnown(_ path: String) -> [String: EntryRecord] {
             if holdingRecords == nil {
                 holdingRecords = []
                 for path in known.keys { noteAncestors(of: path) }
             }
-            guard holdingRecords!.contains(old) else {
-                if let record = known.removeValue(forKey: old) {
-                    known[new] = record
-                    noteAncestors(of: new)
-                }
-                return
-            }
-            let moved = known.filter { $0.key == old || $0.key.hasPrefix(old + "/") }
-            for path in moved.keys { known[path] = nil }
-            for (path, record) in moved {
+            guard holdingRecords!.contains(path) else { return known.removeValue(forKey: path).map { [path: $0] } ?? [:] }
+            let taken = known.filter { $0.key == path || $0.key.hasPrefix(path + "/") }
+            for path in taken.keys { known[path] = nil }
+            return taken
+        }
+        func moveKnown(from old: String, to new: String) {
+            for (path, record) in takeKnown(old) {
                 let target = new + path.dropFirst(old.count)
                 known[target] = record
                 noteAncestors(of: target)
@@ -110,10 +118,33 @@ extension SyncEngine {
         }
 
         var chunkLayouts: [String: [ChunkRef]] = [:]
-        for scanned in walked.items where !leftAlone(scanned.path) {
-            var item = scanned
+        // An item of another kind than its path's record (a file where a folder was, or the reverse), and
+        // all beneath it, is looked at after every other item: by then the old item has moved away (a
+        // rename) if it is still here, or it is deleted just before. So a commit frees a name before it
+        // puts anything there, and another server applies it in that order. (A file put before the
+        // deletes of the items of the folder it replaced found that folder still there: a conflict.)
+        var later: [LocalItem] = []
+        var laterFolders: Set<String> = []
+        var position = 0
+        while position < walked.items.count + later.count {
+            defer { position += 1 }
+            let isLater = position >= walked.items.count
+            var item = isLater ? later[position - walked.items.count] : walked.items[position]
+            guard !leftAlone(item.path) else { continue }
             let kind: NamespaceEntry.Kind = item.isDirectory ? .directory : .file
             var known0 = known[item.path]
+            if !isLater, known0.map({ $0.kind != kind }) ?? false || laterFolders.containsAncestor(of: item.path) {
+                later.append(item)
+                if item.isDirectory { laterFolders.insert(item.path) }
+                continue
+            }
+            if isLater, let old = known0, old.kind != kind {
+                operations.append(.delete(item.path))
+                updates.append(.removeSubtree(item.path))
+                for (path, record) in takeKnown(item.path) where missingByInode[record.inode] == path { missingByInode[record.inode] = nil }
+                report.deleted += 1
+                known0 = nil
+            }
             // A path new to the database whose inode belongs to a vanished entry is a rename.
             if known0 == nil, let old = missingByInode[item.inode], let previous = known[old], previous.kind == kind,
                item.isDirectory || (previous.size == item.size && previous.mtime == item.mtime) {
