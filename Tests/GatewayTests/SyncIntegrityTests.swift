@@ -68,6 +68,35 @@ import Testing
         #expect(try group.gateways[1].itemErrors().isEmpty)
     }
 
+    /// A folder replaced by a file here while the share's newer version of an item in it could not be
+    /// fetched: the pending item is not deleted with the folder (a failure is never a delete); once it
+    /// arrives, both it and the file are kept.
+    @Test func aFolderReplacedByAFileOverAnItemStillToFetchKeepsBoth() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/x.txt", "version one")
+        try await group.converge()
+        group.write(0, "d/x.txt", "version two, newer")
+        try await group.sync(0)
+        let restore = try Self.hidePacks(group)
+        try await group.sync(1)
+        #expect(try group.gateways[1].itemErrors().map(\.error.path) == ["d/x.txt"])
+
+        try FileManager.default.removeItem(atPath: group.root(1) + "/d")
+        group.write(1, "d", "a file where the folder was")
+        try await group.sync(1)
+        let namespace = try await CloudShare.open(try StoreLocator.open(group.url)).namespace()
+        #expect(namespace.entries["d/x.txt"] != nil, "the item still to fetch was deleted with its folder")
+
+        try restore()
+        try await group.converge()
+        try await group.converge()
+        for server in 0..<2 {
+            #expect(group.read(server, "d/x.txt") == "version two, newer")
+            let copies = try FileManager.default.contentsOfDirectory(atPath: group.root(server)).filter { $0.hasPrefix("d-") }
+            #expect(copies.map { group.read(server, $0) } == ["a file where the folder was"], "server \(server): \(copies)")
+        }
+    }
+
     @Test func anItemBehindAPathTooLongForTheKernelIsNeverCommittedAsADelete() async throws {
         // Server 1's root is deep enough that root + relative path exceeds PATH_MAX (4,096 bytes); the
         // same relative path fits on server 0.

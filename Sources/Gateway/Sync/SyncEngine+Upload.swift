@@ -139,9 +139,17 @@ extension SyncEngine {
                 continue
             }
             if isLater, let old = known0, old.kind != kind {
+                let taken = takeKnown(item.path)
+                if let pending = taken.keys.first(where: leftAlone) {
+                    // Not known to be gone (a share operation still to apply, or unreadable): not deleted
+                    // with its folder. The new item waits; the pending one, once here, moves it aside.
+                    known.merge(taken) { kept, _ in kept }
+                    errors.append((item.path, "waits: '\(pending)', beneath what it replaced, is not known to be gone (a share operation on it is still to apply, or it cannot be read)", "upload"))
+                    continue
+                }
                 operations.append(.delete(item.path))
                 updates.append(.removeSubtree(item.path))
-                for (path, record) in takeKnown(item.path) where missingByInode[record.inode] == path { missingByInode[record.inode] = nil }
+                for (path, record) in taken where missingByInode[record.inode] == path { missingByInode[record.inode] = nil }
                 report.deleted += 1
                 known0 = nil
             }
