@@ -97,6 +97,52 @@ import Testing
         }
     }
 
+    /// A folder deleted, replaced by a file or renamed here while the share's newer version of an item in
+    /// it could not be fetched yet: the item is never deleted with its folder, and once it arrives both
+    /// servers hold it (at the folder's new name after a rename) and what was done here.
+    @Test(arguments: ["delete", "replace", "rename"], [true, false])
+    func aFolderChangedOverAnItemStillToFetchLosesNothing(change: String, edited: Bool) async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "p/q", "version one")
+        group.write(0, "p/other", "unchanged")
+        try await group.converge()
+        if edited { group.write(0, "p/q", "version two, newer") }
+        group.write(0, "p/new", "new in p")
+        try await group.sync(0)
+        let restore = try Self.hidePacks(group)
+        try await group.sync(1)
+        #expect(try Set(group.gateways[1].itemErrors().map(\.error.path)) == (edited ? ["p/q", "p/new"] : ["p/new"]))
+
+        switch change {
+        case "delete":
+            try FileManager.default.removeItem(atPath: group.root(1) + "/p")
+        case "replace":
+            try FileManager.default.removeItem(atPath: group.root(1) + "/p")
+            group.write(1, "p", "a file where the folder was")
+        default:
+            try FileManager.default.moveItem(atPath: group.root(1) + "/p", toPath: group.root(1) + "/p2")
+        }
+        try await group.sync(1)
+        try restore()
+        for _ in 0..<3 { try await group.converge() }
+        let folder = change == "rename" ? "p2" : "p"
+        for server in 0..<2 {
+            // Unchanged by server 0, q goes with the folder server 1 deleted; changed, it stays.
+            let q = edited ? "version two, newer" : change == "rename" ? "version one" : nil
+            #expect(group.read(server, folder + "/q") == q, "server \(server)")
+            #expect(group.read(server, folder + "/new") == "new in p", "server \(server)")
+            if change == "rename" {
+                #expect(!FileManager.default.fileExists(atPath: group.root(server) + "/p"), "server \(server): the old folder came back")
+            }
+            if change == "replace" {
+                let copies = try FileManager.default.contentsOfDirectory(atPath: group.root(server)).filter { $0.hasPrefix("p-") }
+                #expect(copies.map { group.read(server, $0) } == ["a file where the folder was"], "server \(server): \(copies)")
+            }
+        }
+        #expect(RenamePassProcessTests.tree(group.root(0)) == RenamePassProcessTests.tree(group.root(1)))
+        #expect(try group.gateways[1].itemErrors().isEmpty)
+    }
+
     @Test func anItemBehindAPathTooLongForTheKernelIsNeverCommittedAsADelete() async throws {
         // Server 1's root is deep enough that root + relative path exceeds PATH_MAX (4,096 bytes); the
         // same relative path fits on server 0.

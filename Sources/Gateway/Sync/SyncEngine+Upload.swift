@@ -57,7 +57,7 @@ extension SyncEngine {
         }
         // Paths this pass must leave alone: those with a share operation still to apply (their local
         // bytes are stale), and those the walk could not read (unknown, never absent).
-        let deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
+        var deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
         var unknownPaths = Set(walked.skipped.filter { !$0.isNormalizationTwin }.map(\.path))
         // A synced item now under a name that is not synced (not UTF-8, another hard link) is still here.
         let skippedInodes = Set(walked.skipped.compactMap(\.inode))
@@ -66,6 +66,19 @@ extension SyncEngine {
         }
         func leftAlone(_ path: String) -> Bool {
             DeferredOperations.covers(deferredPaths, path) || DeferredOperations.covers(unknownPaths, path)
+        }
+        // The folders above a path left alone: such an item is not known to be gone, so its folder is
+        // never deleted whole or replaced by a file while it is (what else vanished in it is deleted
+        // item by item). Gathered when first asked.
+        var aboveLeftAlone: Set<String>?
+        func holdsLeftAlone(_ path: String) -> Bool {
+            if aboveLeftAlone == nil {
+                aboveLeftAlone = []
+                for item in deferredPaths.union(unknownPaths) {
+                    for folder in item.folderAncestors where !aboveLeftAlone!.insert(String(folder)).inserted { break }
+                }
+            }
+            return aboveLeftAlone!.contains(path)
         }
         var missingByInode: [UInt64: String] = [:]
         if !everyRecordMet {
@@ -105,6 +118,11 @@ extension SyncEngine {
             return taken
         }
         func moveKnown(from old: String, to new: String) {
+            // A share operation still to apply beneath a renamed folder goes with it (the commit carries it).
+            for path in deferredPaths where DeferredOperations.isWithin(path, old) {
+                deferredPaths.insert(new + path.dropFirst(old.count))
+                aboveLeftAlone = nil
+            }
             for (path, record) in takeKnown(old) {
                 let target = new + path.dropFirst(old.count)
                 known[target] = record
@@ -139,14 +157,12 @@ extension SyncEngine {
                 continue
             }
             if isLater, let old = known0, old.kind != kind {
-                let taken = takeKnown(item.path)
-                if let pending = taken.keys.first(where: leftAlone) {
-                    // Not known to be gone (a share operation still to apply, or unreadable): not deleted
-                    // with its folder. The new item waits; the pending one, once here, moves it aside.
-                    known.merge(taken) { kept, _ in kept }
-                    errors.append((item.path, "waits: '\(pending)', beneath what it replaced, is not known to be gone (a share operation on it is still to apply, or it cannot be read)", "upload"))
+                guard !holdsLeftAlone(item.path) else {
+                    // The new item waits; the pending one, once here, moves it aside as a conflict.
+                    errors.append((item.path, "waits: an item beneath what it replaced is not known to be gone (a share operation on it is still to apply, or it cannot be read)", "upload"))
                     continue
                 }
+                let taken = takeKnown(item.path)
                 operations.append(.delete(item.path))
                 updates.append(.removeSubtree(item.path))
                 for (path, record) in taken where missingByInode[record.inode] == path { missingByInode[record.inode] = nil }
@@ -341,6 +357,7 @@ extension SyncEngine {
         if let extra = try state.value([String].self, endpoint.id, "authoritativeDeletes") {
             vanished.formUnion(extra.filter { !isLocal($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         }
+        vanished = vanished.filter { !holdsLeftAlone($0) }
         for path in vanished.sorted() where !vanished.containsAncestor(of: path) {
             operations.append(.delete(path))
             updates.append(.removeSubtree(path))
@@ -394,6 +411,8 @@ extension SyncEngine {
         }
         guard let appended else { return nil }
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
+        var deferred = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations()
+        let carriesDeferred = !deferred.isEmpty
         for update in updates {
             switch update {
             case .set(let path, var record, let contentChanged):
@@ -401,12 +420,14 @@ extension SyncEngine {
                 overlay.set(path, record)
             case .move(let from, let to):
                 try overlay.move(from: from, to: to)
+                if carriesDeferred { deferred.supersede(by: .rename(from: from, to: to)) }
             case .removeSubtree(let path):
                 try overlay.removeSubtree(path)
             }
         }
         var batch = state.batch(endpoint.id)
         overlay.flush(into: &batch)
+        if carriesDeferred { batch.setValue(deferred, DeferredOperations.stateKey) }
         more(&batch)
         batch.setCursor(sequence, record: appended)
         try state.commit(batch, sync: true)
