@@ -993,10 +993,16 @@ extension SyncEngine {
         }
     }
 
-    /// A cloud rename: moves the local item (whatever its state) and its entries.
+    /// A cloud rename: moves the local item (whatever its state) and its entries. An item of another kind
+    /// than the synced one there (a folder made where the file was deleted, or the reverse) is new here:
+    /// it stays, and the synced one counts as deleted here.
     func applyRename(from: String, to: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
         guard from != to, !to.hasPrefix(from + "/") else { return }
-        if LocalFiles.exists(rootFD: rootFD, path: from) {
+        let record = try overlay.get(from)
+        let replacedHere = record.map { record in
+            LocalFiles.item(rootFD: rootFD, path: from).map { ($0.isDirectory) != (record.kind == .directory) } ?? true
+        } ?? false
+        if !replacedHere, LocalFiles.exists(rootFD: rootFD, path: from) {
             if LocalFiles.exists(rootFD: rootFD, path: to) {
                 report.conflicts += 1
                 let aside = try moveAside(to, overlay: overlay, label: serverName)
@@ -1009,9 +1015,51 @@ extension SyncEngine {
             defer { close(target.fd) }
             try Posix.call("rename", path: from) { CLinux_renameat2(source.fd, source.name, target.fd, target.name, UInt32(CLINUX_RENAME_NOREPLACE)) }
             report.appliedRemovals += 1
+        } else if record != nil {
+            // Deleted here, not yet committed: the moved entries tell the upload where the items went (it
+            // follows a local rename of them from there, and fetches again what it finds nowhere).
+            renamedWhileDeletedHere.insert(to)
         }
-        // When the source was deleted locally, the moved entries make the upload delete the new name.
+        for path in renamedWhileDeletedHere where DeferredOperations.isWithin(path, from) {
+            renamedWhileDeletedHere.remove(path)
+            renamedWhileDeletedHere.insert(to + path.dropFirst(from.count))
+        }
         try overlay.move(from: from, to: to)
+    }
+
+    /// Fetches the items at `paths` again: this endpoint's records of items it deleted while the share
+    /// renamed them, found nowhere by the upload's walk. The share's rename decides, as a modify does
+    /// against a delete, whichever pass reached the share first (had the delete, the renaming server would
+    /// have uploaded its items again). Each entry comes from the commit that last wrote it (its record's
+    /// version); false, with nothing changed, when one cannot be read there (the delete then goes on).
+    func fetchAgain(_ paths: Set<String>, known: [String: EntryRecord], report: inout SyncReport) async throws -> Bool {
+        var commits: [UInt64: Commit] = [:]
+        var operations: [NamespaceOperation] = []
+        var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
+        for path in paths.sorted() {
+            guard var record = known[path] else { return false }
+            if commits[record.version] == nil {
+                guard record.version > 0, let commit = try? await share.log.read(record.version) else { return false }
+                commits[record.version] = commit
+            }
+            guard var entry = commits[record.version]?.operations.first(where: { $0.op == .upsert && $0.entry?.fileID == record.fileID })?.entry else {
+                return false
+            }
+            entry.version = entry.contentVersion(committedAt: record.version)
+            operations.append(.upsert(path, entry))
+            // Not the version it names: the item is fetched, not taken for the local one. (A pass stopped
+            // here finds the record and no item, and deletes it as before.)
+            record.version = 0
+            overlay.set(path, record)
+        }
+        var batch = state.batch(endpoint.id)
+        overlay.flush(into: &batch)
+        try state.commit(batch, sync: false)
+        var commit = Commit(author: author, authorName: serverName, operations: operations)
+        commit.sequence = try state.cursor(endpoint.id)
+        var deferred = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations()
+        try await apply(commit, &report, deferred: &deferred, movesCursor: false)
+        return true
     }
 }
 

@@ -358,6 +358,10 @@ extension SyncEngine {
             vanished.formUnion(extra.filter { !isLocal($0) && !leftAlone($0) && SkipRules.reason(forPath: $0) == nil })
         }
         vanished = vanished.filter { !holdsLeftAlone($0) }
+        if !renamedWhileDeletedHere.isEmpty {
+            let renamed = vanished.filter { DeferredOperations.covers(renamedWhileDeletedHere, $0) }
+            if !renamed.isEmpty, try await fetchAgain(renamed, known: known, report: &report) { vanished.subtract(renamed) }
+        }
         for path in vanished.sorted() where !vanished.containsAncestor(of: path) {
             operations.append(.delete(path))
             updates.append(.removeSubtree(path))

@@ -47,6 +47,11 @@ public final class SyncEngine {
     /// there were too many to keep (the upload then looks at everything).
     var appliedPaths: ChangeSet? = ChangeSet()
 
+    /// New names of items the share renamed while this endpoint had deleted them (not yet committed),
+    /// as the current pass's download applied them: the upload fetches what it finds nowhere again
+    /// rather than delete it there (see ``fetchAgain(_:known:report:)``).
+    var renamedWhileDeletedHere: Set<String> = []
+
     /// The number of items in the share's namespace when this pass took it whole (a new endpoint): about
     /// what the database holds afterwards, so the scan that follows can size its table of entries by it.
     var namespaceTaken: Int?
@@ -140,6 +145,7 @@ public final class SyncEngine {
                 throw GatewayError("endpoint \(endpoint.id) of this server was released from the share with `tiergate share forget-server`\(when): its stubs may name data the share no longer keeps for it, so it does not sync; remove the endpoint (`tiergate endpoint remove`) and add it again")
             }
             appliedPaths = ChangeSet()
+            renamedWhileDeletedHere = []
             if !logChecked {
                 try await checkLog()
                 // Registered before this process first reads the log: a garbage collector that did not see
