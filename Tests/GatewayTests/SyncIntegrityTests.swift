@@ -143,6 +143,36 @@ import Testing
         #expect(try group.gateways[1].itemErrors().isEmpty)
     }
 
+    /// A daemon with a share operation it could not apply retries it by itself, backing off: once the
+    /// content can be read again the item arrives with nothing else changing (it waited for the next local
+    /// change, or the 30-minute rescan), and a retry that fails again does not wake the watcher for
+    /// another pass at once (touching the folder's mtime did: five passes a second).
+    @Test func aDaemonRetriesAnOperationItCouldNotApplyByItselfAndBacksOff() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/f", "version one")
+        try await group.converge()
+        group.write(0, "d/f", "version two, newer")
+        try await group.sync(0)
+        let restore = try Self.hidePacks(group)
+        group.release()
+        let state = group.scratch.path + "/state1"
+        let daemon = try TiergateProcess(["serve", "--state-dir", state, "--poll-interval", "0.2"], logs: group.scratch.path)
+        defer {
+            daemon.send(SIGTERM)
+            _ = daemon.exitStatus()
+        }
+        #expect(daemon.waitFor("trigger=start", inErrorOutput: true))
+        sleep(5)
+        let errors = try TiergateProcess.expect(0, ["errors", "--json", "--state-dir", state], logs: group.scratch.path)
+        let listed = try JSONSerialization.jsonObject(with: Data(errors.utf8)) as? [[String: Any]]
+        let attempts = (listed?.first { $0["path"] as? String == "d/f" }?["attempts"] as? String).flatMap { Int($0) }
+        #expect(attempts.map { $0 >= 2 && $0 <= 4 } == true, "attempts in the first 5 s: \(attempts.map(String.init) ?? "none")")
+        try restore()
+        let deadline = Date().addingTimeInterval(30)
+        while group.read(1, "d/f") != "version two, newer" && Date() < deadline { usleep(200_000) }
+        #expect(group.read(1, "d/f") == "version two, newer", "\(daemon.errorOutput.suffix(1500))")
+    }
+
     @Test func anItemBehindAPathTooLongForTheKernelIsNeverCommittedAsADelete() async throws {
         // Server 1's root is deep enough that root + relative path exceeds PATH_MAX (4,096 bytes); the
         // same relative path fits on server 0.

@@ -414,8 +414,10 @@ extension SyncEngine {
             defer { close(parent.fd) }
             var times = [timespec(tv_sec: 0, tv_nsec: (1 << 30) - 2), Posix.timespec(nanoseconds: known.mtime)]   // atime: UTIME_OMIT
             var info = stat()
+            // A folder whose mtime is already the share's is not touched: a retried operation that failed
+            // again changed nothing there, and a touch would wake the watcher for another pass at once.
             guard fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFDIR,
-                  UInt64(info.st_ino) == known.inode || known.inode == 0,
+                  UInt64(info.st_ino) == known.inode || known.inode == 0, LocalItem(path: path, info).mtime != known.mtime,
                   utimensat(parent.fd, parent.name, &times, AT_SYMLINK_NOFOLLOW) == 0,
                   fstatat(parent.fd, parent.name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
             known.ctime = LocalItem(path: path, info).ctime

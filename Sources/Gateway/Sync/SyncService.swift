@@ -8,7 +8,8 @@ import Logging
 import ServiceLifecycle
 
 /// The daemon's work for one endpoint: a sync pass whenever the local tree changed (inotify), the
-/// share's log moved (polled every `pollInterval`), or `rescanInterval` passed (the safety net). A pass
+/// share's log moved (polled every `pollInterval`), `rescanInterval` passed (the safety net), or share
+/// operations that could not be applied wait for a retry (after 2 s, doubling to 5 minutes). A pass
 /// looks at the paths the change journal reported; the first pass and the safety net walk the whole tree.
 public final class SyncService: Service {
     let state: LocalState
@@ -118,6 +119,11 @@ public final class SyncService: Service {
         var seenChanges = -1
         var lastWholeTree = clock.now
         var lastPoll = clock.now
+        // Share operations that could not be applied (a fetch that failed, a folder in the way) are retried
+        // by a pass of their own, 2 s after the last pass and twice as long after each that left some.
+        var lastPass = clock.now
+        var retryDelay: Duration = .seconds(2)
+        var deferredPending = false
         logger.info("watching endpoint", metadata: ["share": .string(engine.share.name)])
         let configFile = ConfigFile(path: directory.configPath)
         var refusedURL: String?
@@ -141,6 +147,9 @@ public final class SyncService: Service {
                 reason = "local change"
             } else if clock.now - lastWholeTree >= rescanInterval {
                 reason = "periodic rescan"
+            } else if deferredPending, clock.now - lastPass >= retryDelay {
+                reason = "retry"
+                retryDelay = min(retryDelay * 2, .seconds(300))
             } else if clock.now - lastPoll >= pollInterval {
                 lastPoll = clock.now
                 let cursor = try state.cursor(endpoint.id)
@@ -179,6 +188,9 @@ public final class SyncService: Service {
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
                     report = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? SyncReport()
                 }
+                lastPass = clock.now
+                deferredPending = (try? state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey))?.isEmpty == false
+                if !deferredPending { retryDelay = .seconds(2) }
                 metrics.recordPass(report)
                 recordActivity { $0.record(report, trigger: reason) }
                 recordStanding(metrics, cursor: report.cursor, head: report.result == "success" ? report.cursor : nil)
