@@ -143,6 +143,61 @@ import Testing
         #expect(try group.gateways[1].itemErrors().isEmpty)
     }
 
+    /// A folder renamed over an item still to fetch, and its old name taken in the same pass by another
+    /// folder moved there: both are renames, the pending item goes with the first, and the second keeps
+    /// its own item. (The name taken hid the first rename: the stale copy was committed under the new
+    /// name, the moved folder's file became a conflict copy, and the share's edit landed in it.)
+    @Test func aFolderRenamedOverAnItemStillToFetchWhileItsNameIsTakenAgainLosesNothing() async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "p/q", "version one")
+        group.write(0, "o/q", "the other folder's")
+        try await group.converge()
+        group.write(0, "p/q", "version two, newer")
+        try await group.sync(0)
+        let restore = try Self.hidePacks(group)
+        try await group.sync(1)
+        try FileManager.default.moveItem(atPath: group.root(1) + "/p", toPath: group.root(1) + "/p2")
+        try FileManager.default.moveItem(atPath: group.root(1) + "/o", toPath: group.root(1) + "/p")
+        let pass = try await group.sync(1)
+        #expect(pass.renamed == 2 && pass.deleted == 0, "\(pass.summary)")
+        try restore()
+        for _ in 0..<2 { try await group.converge() }
+        for server in 0..<2 {
+            #expect(group.read(server, "p2/q") == "version two, newer", "server \(server)")
+            #expect(group.read(server, "p/q") == "the other folder's", "server \(server)")
+        }
+        #expect(RenamePassProcessTests.tree(group.root(0)) == RenamePassProcessTests.tree(group.root(1)))
+    }
+
+    /// Server 0 moves folders out of `d` and replaces it by a file while server 1 edits or adds a file
+    /// deep in it and commits first: the edit makes `d` a folder again on server 0 (its file moves aside),
+    /// whose commit then renames the old folder away and puts the edit back at its path. Server 1 takes
+    /// the edit at that path from the share, not as "identical" to the copy the rename just moved away
+    /// (it was judged before the rename, and server 1 ended without it).
+    @Test(arguments: ["d/s1/s2/x", "d/s1/s2/new"])
+    func aFileJudgedBeforeAnEarlierRenameOfItsCommitIsFetched(edited: String) async throws {
+        let group = try await SyncGroup(servers: 2)
+        group.write(0, "d/s1/s2/x", "x0")
+        group.write(0, "d/t/u/w", "w0")
+        group.write(0, "d/r", "r0")
+        try FileManager.default.createDirectory(atPath: group.root(0) + "/e", withIntermediateDirectories: true)
+        try await group.converge()
+        let root = group.root(0)
+        try FileManager.default.moveItem(atPath: root + "/d/s1", toPath: root + "/e/s1")
+        try FileManager.default.moveItem(atPath: root + "/d/t/u", toPath: root + "/u")
+        try FileManager.default.removeItem(atPath: root + "/d")
+        group.write(0, "d", "a file where the folder was")
+        group.write(1, edited, "written on server 1")
+        try await group.sync(1)
+        for _ in 0..<3 { try await group.converge() }
+        #expect(RenamePassProcessTests.tree(group.root(0)) == RenamePassProcessTests.tree(group.root(1)),
+                "\(RenamePassProcessTests.difference(RenamePassProcessTests.tree(group.root(1)), RenamePassProcessTests.tree(group.root(0))))")
+        for server in 0..<2 {
+            let contents = Set(RenamePassProcessTests.tree(group.root(server)).keys.compactMap { group.read(server, $0) })
+            #expect(contents.isSuperset(of: ["written on server 1", "w0", "a file where the folder was"]), "server \(server): \(contents)")
+        }
+    }
+
     /// A daemon with a share operation it could not apply retries it by itself, backing off: once the
     /// content can be read again the item arrives with nothing else changing (it waited for the next local
     /// change, or the 30-minute rescan), and a retry that fails again does not wake the watcher for

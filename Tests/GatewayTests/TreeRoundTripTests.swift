@@ -184,6 +184,8 @@ enum ChunkingParametersForTests {
         ("mv u/f f2 && rm -r u && mv f2 u", "renamed 0, deleted 1;"),
         ("mv t/n21 t/m && mkdir t/n21 && echo 5 > t/n21/z", "renamed 1, deleted 0;"),
         ("mv t/n21 t/m && mv u t/n21", "renamed 2, deleted 0;"),
+        // A folder renamed and its name taken by another folder moved there: two renames.
+        ("mv u x && mv t u", "renamed 2, deleted 0;"),
         // A swap through a third name: one of the two arrives as a rename, the other as new.
         ("mv u x && mv t/n21 u && mv x t/n21", "renamed 1, deleted 1;"),
     ])

@@ -205,8 +205,21 @@ extension SyncEngine {
         let stubMode = endpoint.tiering?.downloadsStubs == true
         var lookup = LocalFiles.Lookup(rootFD: rootFD)
         defer { lookup.close() }
+        // What an earlier rename of the commit moves away is not what is at its path now: a file put at or
+        // beneath a rename's source after it is fetched, never judged by what is there before the rename.
+        var movedAway: [String: Int] = [:]
+        for (index, operation) in commit.operations.enumerated() where operation.op == .rename {
+            if let from = operation.from, movedAway[from] == nil { movedAway[from] = index }
+        }
+        func movedBefore(_ index: Int, _ path: String) -> Bool {
+            !movedAway.isEmpty && ([Substring(path)] + path.folderAncestors).contains { movedAway[String($0)].map { $0 < index } ?? false }
+        }
         for (index, operation) in commit.operations.enumerated() where operation.op == .upsert && plan.problems[index] == nil {
             guard let entry = operation.entry, entry.kind == .file else { continue }
+            if movedBefore(index, operation.path) {
+                if stubMode, entry.size > 0 { plan.stubs.insert(index) } else { plan.wanted.append((index, entry)) }
+                continue
+            }
             let known = try state.entry(endpoint.id, operation.path)
             if known == nil {
                 // A path the database does not know is mostly free (a new endpoint): one look decides.

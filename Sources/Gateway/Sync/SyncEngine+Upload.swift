@@ -40,14 +40,19 @@ extension SyncEngine {
         var cursor = try state.cursor(endpoint.id)
         // Every recorded path met by the walk by an item of its kind (the usual pass; the walk's paths are
         // distinct, normalization twins excluded): nothing vanished or moved, and no set of the walked
-        // paths is built to say so. A path whose item is now of another kind holds a new item: its
-        // record is looked for elsewhere like a vanished one's.
+        // paths is built to say so. A path whose item is now of another kind, or another inode, may hold
+        // a new item: its record is looked for elsewhere like a vanished one's (see `later`).
         var met = 0
         var otherKind: [String] = []
+        var otherInode: [String] = []
         for item in walked.items {
             guard let record = known[item.path] else { continue }
             met += 1
-            if (record.kind == .directory) != item.isDirectory { otherKind.append(item.path) }
+            if (record.kind == .directory) != item.isDirectory {
+                otherKind.append(item.path)
+            } else if record.inode != item.inode && record.inode != 0 {
+                otherInode.append(item.path)
+            }
         }
         let everyRecordMet = met == known.count && otherKind.isEmpty
         var walkedPaths: Set<String>?
@@ -83,8 +88,8 @@ extension SyncEngine {
         var missingByInode: [UInt64: String] = [:]
         if !everyRecordMet {
             for (path, record) in known where !isLocal(path) && !leftAlone(path) { missingByInode[record.inode] = path }
-            for path in otherKind where !leftAlone(path) { missingByInode[known[path]!.inode] = path }
         }
+        for path in otherKind + otherInode where !leftAlone(path) { missingByInode[known[path]!.inode] = path }
 
         var operations: [NamespaceOperation] = []
         var updates: [Update] = []
@@ -136,11 +141,13 @@ extension SyncEngine {
         }
 
         var chunkLayouts: [String: [ChunkRef]] = [:]
-        // An item of another kind than its path's record (a file where a folder was, or the reverse), and
-        // all beneath it, is looked at after every other item: by then the old item has moved away (a
-        // rename) if it is still here, or it is deleted just before. So a commit frees a name before it
-        // puts anything there, and another server applies it in that order. (A file put before the
-        // deletes of the items of the folder it replaced found that folder still there: a conflict.)
+        // An item of another kind or inode than its path's record (a file where a folder was, a folder
+        // moved onto a name another one left), and all beneath it, is looked at after every other item:
+        // by then the old item has moved away (a rename, found by its inode) if it is still here, or, if
+        // of another kind, it is deleted just before. So a commit frees a name before it puts anything
+        // there, and another server applies it in that order. (A file put before the deletes of the items
+        // of the folder it replaced found that folder still there: a conflict.) A file saved by a rename
+        // over itself (a new inode) waits too, and is then the same file's new content.
         var later: [LocalItem] = []
         var laterFolders: Set<String> = []
         var position = 0
@@ -151,7 +158,8 @@ extension SyncEngine {
             guard !leftAlone(item.path) else { continue }
             let kind: NamespaceEntry.Kind = item.isDirectory ? .directory : .file
             var known0 = known[item.path]
-            if !isLater, known0.map({ $0.kind != kind }) ?? false || laterFolders.containsAncestor(of: item.path) {
+            if !isLater, known0.map({ $0.kind != kind || ($0.inode != item.inode && $0.inode != 0) }) ?? false
+                || laterFolders.containsAncestor(of: item.path) {
                 later.append(item)
                 if item.isDirectory { laterFolders.insert(item.path) }
                 continue
@@ -169,6 +177,8 @@ extension SyncEngine {
                 report.deleted += 1
                 known0 = nil
             }
+            // The item here takes its path's record: no item looked at after it is that record's rename.
+            if isLater, let old = known0, missingByInode[old.inode] == item.path { missingByInode[old.inode] = nil }
             // A path new to the database whose inode belongs to a vanished entry is a rename.
             if known0 == nil, let old = missingByInode[item.inode], let previous = known[old], previous.kind == kind,
                item.isDirectory || (previous.size == item.size && previous.mtime == item.mtime) {
