@@ -21,6 +21,20 @@ import Testing
         }
     }
 
+    /// Two servers that synced `synced`; then server 0 commits `newer` and every pack is hidden, so
+    /// server 1 cannot fetch it (with `passOnOne`, server 1 has tried once: those operations are pending).
+    static func serverOneBehind(synced: [String: String], newer: [String: String], passOnOne: Bool = true) async throws
+        -> (group: SyncGroup, restore: () throws -> Void) {
+        let group = try await SyncGroup(servers: 2)
+        for (path, text) in synced { group.write(0, path, text) }
+        try await group.converge()
+        for (path, text) in newer { group.write(0, path, text) }
+        try await group.sync(0)
+        let restore = try hidePacks(group)
+        if passOnOne { try await group.sync(1) }
+        return (group, restore)
+    }
+
     static func mode(_ path: String) -> mode_t {
         var info = stat()
         return lstat(path, &info) == 0 ? info.st_mode & 0o7777 : 0
@@ -72,13 +86,7 @@ import Testing
     /// fetched: the pending item is not deleted with the folder (a failure is never a delete); once it
     /// arrives, both it and the file are kept.
     @Test func aFolderReplacedByAFileOverAnItemStillToFetchKeepsBoth() async throws {
-        let group = try await SyncGroup(servers: 2)
-        group.write(0, "d/x.txt", "version one")
-        try await group.converge()
-        group.write(0, "d/x.txt", "version two, newer")
-        try await group.sync(0)
-        let restore = try Self.hidePacks(group)
-        try await group.sync(1)
+        let (group, restore) = try await Self.serverOneBehind(synced: ["d/x.txt": "version one"], newer: ["d/x.txt": "version two, newer"])
         #expect(try group.gateways[1].itemErrors().map(\.error.path) == ["d/x.txt"])
 
         try FileManager.default.removeItem(atPath: group.root(1) + "/d")
@@ -102,15 +110,8 @@ import Testing
     /// servers hold it (at the folder's new name after a rename) and what was done here.
     @Test(arguments: ["delete", "replace", "rename"], [true, false])
     func aFolderChangedOverAnItemStillToFetchLosesNothing(change: String, edited: Bool) async throws {
-        let group = try await SyncGroup(servers: 2)
-        group.write(0, "p/q", "version one")
-        group.write(0, "p/other", "unchanged")
-        try await group.converge()
-        if edited { group.write(0, "p/q", "version two, newer") }
-        group.write(0, "p/new", "new in p")
-        try await group.sync(0)
-        let restore = try Self.hidePacks(group)
-        try await group.sync(1)
+        let (group, restore) = try await Self.serverOneBehind(synced: ["p/q": "version one", "p/other": "unchanged"],
+                                                              newer: (edited ? ["p/q": "version two, newer"] : [:]).merging(["p/new": "new in p"]) { $1 })
         #expect(try Set(group.gateways[1].itemErrors().map(\.error.path)) == (edited ? ["p/q", "p/new"] : ["p/new"]))
 
         switch change {
@@ -148,14 +149,8 @@ import Testing
     /// its own item. (The name taken hid the first rename: the stale copy was committed under the new
     /// name, the moved folder's file became a conflict copy, and the share's edit landed in it.)
     @Test func aFolderRenamedOverAnItemStillToFetchWhileItsNameIsTakenAgainLosesNothing() async throws {
-        let group = try await SyncGroup(servers: 2)
-        group.write(0, "p/q", "version one")
-        group.write(0, "o/q", "the other folder's")
-        try await group.converge()
-        group.write(0, "p/q", "version two, newer")
-        try await group.sync(0)
-        let restore = try Self.hidePacks(group)
-        try await group.sync(1)
+        let (group, restore) = try await Self.serverOneBehind(synced: ["p/q": "version one", "o/q": "the other folder's"],
+                                                              newer: ["p/q": "version two, newer"])
         try FileManager.default.moveItem(atPath: group.root(1) + "/p", toPath: group.root(1) + "/p2")
         try FileManager.default.moveItem(atPath: group.root(1) + "/o", toPath: group.root(1) + "/p")
         let pass = try await group.sync(1)
@@ -203,12 +198,7 @@ import Testing
     /// change, or the 30-minute rescan), and a retry that fails again does not wake the watcher for
     /// another pass at once (touching the folder's mtime did: five passes a second).
     @Test func aDaemonRetriesAnOperationItCouldNotApplyByItselfAndBacksOff() async throws {
-        let group = try await SyncGroup(servers: 2)
-        group.write(0, "d/f", "version one")
-        try await group.converge()
-        group.write(0, "d/f", "version two, newer")
-        try await group.sync(0)
-        let restore = try Self.hidePacks(group)
+        let (group, restore) = try await Self.serverOneBehind(synced: ["d/f": "version one"], newer: ["d/f": "version two, newer"], passOnOne: false)
         group.release()
         let state = group.scratch.path + "/state1"
         let daemon = try TiergateProcess(["serve", "--state-dir", state, "--poll-interval", "0.2"], logs: group.scratch.path)

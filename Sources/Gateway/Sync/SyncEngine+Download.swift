@@ -1014,10 +1014,10 @@ extension SyncEngine {
     func applyRename(from: String, to: String, overlay: inout EntryOverlay, report: inout SyncReport) throws {
         guard from != to, !to.hasPrefix(from + "/") else { return }
         let record = try overlay.get(from)
-        let replacedHere = record.map { record in
-            LocalFiles.item(rootFD: rootFD, path: from).map { ($0.isDirectory) != (record.kind == .directory) } ?? true
-        } ?? false
-        if !replacedHere, LocalFiles.exists(rootFD: rootFD, path: from) {
+        let moves = record.map { record in
+            LocalFiles.item(rootFD: rootFD, path: from).map { $0.isDirectory == (record.kind == .directory) } ?? false
+        } ?? LocalFiles.exists(rootFD: rootFD, path: from)
+        if moves {
             if LocalFiles.exists(rootFD: rootFD, path: to) {
                 report.conflicts += 1
                 let aside = try moveAside(to, overlay: overlay, label: serverName)

@@ -43,18 +43,17 @@ extension SyncEngine {
         // paths is built to say so. A path whose item is now of another kind, or another inode, may hold
         // a new item: its record is looked for elsewhere like a vanished one's (see `later`).
         var met = 0
-        var otherKind: [String] = []
-        var otherInode: [String] = []
+        var replaced: [String] = []
+        var kindChanged = false
         for item in walked.items {
             guard let record = known[item.path] else { continue }
             met += 1
-            if (record.kind == .directory) != item.isDirectory {
-                otherKind.append(item.path)
-            } else if record.inode != item.inode && record.inode != 0 {
-                otherInode.append(item.path)
+            if Self.isAnother(item, than: record) {
+                replaced.append(item.path)
+                kindChanged = kindChanged || (record.kind == .directory) != item.isDirectory
             }
         }
-        let everyRecordMet = met == known.count && otherKind.isEmpty
+        let everyRecordMet = met == known.count && !kindChanged
         var walkedPaths: Set<String>?
         func isLocal(_ path: String) -> Bool {
             if walkedPaths == nil { walkedPaths = Set(walked.items.map(\.path)) }
@@ -89,7 +88,7 @@ extension SyncEngine {
         if !everyRecordMet {
             for (path, record) in known where !isLocal(path) && !leftAlone(path) { missingByInode[record.inode] = path }
         }
-        for path in otherKind + otherInode where !leftAlone(path) { missingByInode[known[path]!.inode] = path }
+        for path in replaced where !leftAlone(path) { missingByInode[known[path]!.inode] = path }
 
         var operations: [NamespaceOperation] = []
         var updates: [Update] = []
@@ -158,8 +157,7 @@ extension SyncEngine {
             guard !leftAlone(item.path) else { continue }
             let kind: NamespaceEntry.Kind = item.isDirectory ? .directory : .file
             var known0 = known[item.path]
-            if !isLater, known0.map({ $0.kind != kind || ($0.inode != item.inode && $0.inode != 0) }) ?? false
-                || laterFolders.containsAncestor(of: item.path) {
+            if !isLater, known0.map({ Self.isAnother(item, than: $0) }) ?? false || laterFolders.containsAncestor(of: item.path) {
                 later.append(item)
                 if item.isDirectory { laterFolders.insert(item.path) }
                 continue
@@ -412,6 +410,12 @@ extension SyncEngine {
         return true
     }
 
+    /// Whether `item` is another item than the one `record` describes at its path: of another kind, or
+    /// another inode (a record without one says nothing of it).
+    static func isAnother(_ item: LocalItem, than record: EntryRecord) -> Bool {
+        (record.kind == .directory) != item.isDirectory || (record.inode != item.inode && record.inode != 0)
+    }
+
     /// Appends `operations` as the commit after `cursor` (packs durable first), then records `updates`,
     /// what `more` adds and the new cursor in the database in one batch. Returns the commit's sequence,
     /// or nil when another server took it first.
@@ -425,7 +429,9 @@ extension SyncEngine {
         }
         guard let appended else { return nil }
         var overlay = EntryOverlay(state: state, endpoint: endpoint.id)
-        var deferred = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations()
+        // A rename here carries the share operations still to apply beneath it (read only when one is made).
+        var deferred = updates.contains { if case .move = $0 { true } else { false } }
+            ? try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey) ?? DeferredOperations() : DeferredOperations()
         let carriesDeferred = !deferred.isEmpty
         for update in updates {
             switch update {
