@@ -267,6 +267,28 @@ enum ChunkingParametersForTests {
         #expect(Self.difference(Self.tree(scratch.path + "/restored"), expected).isEmpty)
     }
 
+    /// The same race when the commit that last wrote the renamed file can no longer be read: the deleting
+    /// server cannot fetch it again, so its delete goes on (its own, as before); the pass neither fails
+    /// nor stops, and both servers end alike.
+    @Test func aRenameRacingADeleteWhoseContentCannotBeReadLetsTheDeleteGoOn() throws {
+        let scratch = Scratch()
+        let url = "file://" + scratch.path + "/share"
+        try TiergateProcess.expect(0, ["share", "create", url], logs: scratch.path)
+        scratch.write("a/f", Array("f0\n".utf8))
+        let (a, b) = try Self.twoServers(scratch, url)
+        scratch.write("a/g", Array("g0\n".utf8))
+        for name in ["a", "b"] { try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: scratch.path) }
+        #expect(try Self.shell("rm f", in: a) == 0)
+        #expect(try Self.shell("mv f f2", in: b) == 0)
+        try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-b"], logs: scratch.path)
+        try FileManager.default.removeItem(atPath: scratch.path + "/share/log/00000000000000000001")
+        for _ in 0..<2 {
+            for name in ["a", "b"] { try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: scratch.path) }
+        }
+        #expect(Self.tree(a) == ["g": "3 bytes, \(SHA256.hash(Array("g0\n".utf8)).hex.prefix(12))"], "\(Self.tree(a))")
+        #expect(Self.difference(Self.tree(b), Self.tree(a)).isEmpty, "\(Self.difference(Self.tree(b), Self.tree(a)))")
+    }
+
     @Test func renamesOfFilesAndFoldersInOnePassArriveEverywhere() throws {
         let scratch = Scratch(), logs = scratch.path
         let url = "file://" + scratch.path + "/share"
