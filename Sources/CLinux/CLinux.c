@@ -49,6 +49,18 @@ int CLinux_fanotify_mark(int fanotify_fd, unsigned int flags, uint64_t mask, int
     return fanotify_mark(fanotify_fd, flags, mask, dirfd, pathname);
 }
 
+int CLinux_open_by_handle(int mount_fd, const void *handle, int flags) {
+    return open_by_handle_at(mount_fd, (struct file_handle *)handle, flags);
+}
+
+int CLinux_reopen_by_own_handle(int fd) {
+    union { struct file_handle handle; char space[sizeof(struct file_handle) + MAX_HANDLE_SZ]; } buffer;
+    buffer.handle.handle_bytes = MAX_HANDLE_SZ;
+    int mount_id;
+    if (name_to_handle_at(fd, "", &buffer.handle, &mount_id, AT_EMPTY_PATH) < 0) return -1;
+    return open_by_handle_at(fd, &buffer.handle, O_PATH | O_CLOEXEC);
+}
+
 int CLinux_pipe_cloexec_nonblock(int fds[2]) {
     return pipe2(fds, O_CLOEXEC | O_NONBLOCK);
 }
@@ -95,6 +107,11 @@ _Static_assert(offsetof(struct CLinux_fanotify_event_metadata, fd) == 16, "fanot
 _Static_assert(sizeof(struct CLinux_fanotify_event_info_range) == 24, "fanotify_event_info_range layout");
 _Static_assert(offsetof(struct CLinux_fanotify_event_info_range, offset) == 8, "fanotify_event_info_range.offset");
 _Static_assert(sizeof(struct CLinux_fanotify_response) == 8, "fanotify_response layout");
+_Static_assert(CLINUX_O_PATH == O_PATH, "O_PATH");
+_Static_assert(CLINUX_FAN_REPORT_DFID_NAME == FAN_REPORT_DFID_NAME, "FAN_REPORT_DFID_NAME");
+_Static_assert(CLINUX_FAN_ONDIR == FAN_ONDIR && CLINUX_FAN_Q_OVERFLOW == FAN_Q_OVERFLOW, "fanotify event bits");
+_Static_assert(CLINUX_FAN_EVENT_INFO_TYPE_DFID_NAME == FAN_EVENT_INFO_TYPE_DFID_NAME, "FAN_EVENT_INFO_TYPE_DFID_NAME");
+_Static_assert(offsetof(struct fanotify_event_info_fid, handle) == 12, "fanotify_event_info_fid.handle");
 _Static_assert(FAN_CLASS_PRE_CONTENT == CLINUX_FAN_CLASS_PRE_CONTENT, "FAN_CLASS_PRE_CONTENT");
 _Static_assert(FAN_MARK_FILESYSTEM == CLINUX_FAN_MARK_FILESYSTEM, "FAN_MARK_FILESYSTEM");
 _Static_assert(FANOTIFY_METADATA_VERSION == CLINUX_FANOTIFY_METADATA_VERSION, "FANOTIFY_METADATA_VERSION");

@@ -3,15 +3,19 @@ import Foundation
 import Gateway
 import Logging
 
+extension ChangeJournal.Source: ExpressibleByArgument {}
+
 struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
-        abstract: "Run the daemon: keep every endpoint in sync (inotify watchers, log polling, periodic rescans) until SIGTERM."
+        abstract: "Run the daemon: keep every endpoint in sync (change journal, log polling, periodic rescans) until SIGTERM."
     )
     @OptionGroup var state: StateOptions
     @Option(help: "Seconds between polls of each share's commit log.") var pollInterval: Double = 1
     @Option(help: "Loopback HOST:PORT for Prometheus metrics (/metrics) and the status page (/), or 'off'; default: config.json's \"metrics\", else off.")
     var metrics: String?
+    @Option(help: ArgumentHelp("What watches each endpoint's tree for the change journal: a fanotify filesystem mark (no per-folder watch limit; needs CAP_SYS_ADMIN), inotify watches on every folder, or auto (fanotify where it can be placed, else inotify).", valueName: "auto|fanotify|inotify"))
+    var changeJournal: ChangeJournal.Source = .automatic
     @Flag(help: .hidden) var worker = false
 
     func validate() throws {
@@ -39,6 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
                 do { _ = try OperationsListener.parse(address) } catch { throw fail(GatewayError("config.json: \(error)")) }
             }
             let arguments = (state.stateDirectory.map { ["--state-dir", $0] } ?? []) + ["--poll-interval", String(pollInterval)]
+                + ["--change-journal", changeJournal.rawValue]
                 + (metrics.map { ["--metrics", $0] } ?? [])
             let status = DaemonSupervisor.run(executable: "/proc/self/exe", arguments: arguments, directory: directory,
                                               endpoints: config.endpoints) { logger.warning("\($0)") }
@@ -63,7 +68,7 @@ struct ServeCommand: AsyncParsableCommand {
             defer { gateway.close() }
             try gateway.checkConfiguration()
             let outcome = try await gateway.serve(logger: logger, pollInterval: .milliseconds(Int(pollInterval * 1000)), fanotifyGroups: groups,
-                                                  metrics: metrics)
+                                                  metrics: metrics, changeJournal: changeJournal)
             if outcome == .reloadRequested { throw ExitCode(DaemonSupervisor.reloadStatus) }
         } catch let exit as ExitCode {
             throw exit

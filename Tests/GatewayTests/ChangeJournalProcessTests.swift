@@ -7,7 +7,8 @@ import Testing
 
 /// Real processes: two `tiergate serve` daemons on one share. After its first pass a daemon looks only at
 /// what its watcher reported changed (the change journal), not at the whole tree; every kind of change
-/// must still reach the other server, and a pass must cost what changed.
+/// must still reach the other server, and a pass must cost what changed. Both watchers are tried: the
+/// fanotify filesystem mark (the default here: the tests run as root) and inotify watches.
 @Suite(.serialized) struct ChangeJournalProcessTests {
     static let folders = 40
     static let filesPerFolder = 50
@@ -17,7 +18,7 @@ import Testing
         let group: SyncGroup
         var daemons: [TiergateProcess] = []
 
-        init() async throws {
+        init(journal: ChangeJournal.Source = .automatic) async throws {
             group = try await SyncGroup(servers: 2) { index, root in
                 guard index == 0 else { return }
                 for folder in 0..<ChangeJournalProcessTests.folders {
@@ -31,7 +32,8 @@ import Testing
             try await group.converge()
             group.release()
             for index in 0..<2 {
-                let daemon = try TiergateProcess(["serve", "--state-dir", group.scratch.path + "/state\(index)", "--poll-interval", "0.2"], logs: group.scratch.path)
+                let daemon = try TiergateProcess(["serve", "--state-dir", group.scratch.path + "/state\(index)", "--poll-interval", "0.2",
+                                                  "--change-journal", journal.rawValue], logs: group.scratch.path)
                 daemons.append(daemon)
                 guard daemon.waitFor("trigger=start", inErrorOutput: true) else {
                     throw GatewayError("serve \(index) did not finish its first pass: \(daemon.errorOutput.suffix(2000))")
@@ -57,6 +59,14 @@ import Testing
                 usleep(200_000)
             } while Date() < deadline
             return differences
+        }
+
+        /// How many passes a daemon made so far (`status --json`: every pass, with or without work).
+        func passCount(_ index: Int) throws -> Int {
+            let output = try TiergateProcess.expect(0, ["status", "--state-dir", group.scratch.path + "/state\(index)", "--json"], logs: group.scratch.path)
+            let status = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [[String: Any]]
+            let hours = (status?.first?["activity"] as? [String: Any])?["hours"] as? [[String: Any]] ?? []
+            return hours.reduce(0) { $0 + ($1["passes"] as? Int ?? 0) }
         }
 
         /// The pass summaries a daemon logged after `start` (its first pass).
@@ -93,8 +103,11 @@ import Testing
         }
     }
 
-    @Test func everyKindOfChangeReachesTheOtherServer() async throws {
-        let pair = try await Pair()
+    @Test(arguments: [ChangeJournal.Source.fanotify, .inotify])
+    func everyKindOfChangeReachesTheOtherServer(journal: ChangeJournal.Source) async throws {
+        let pair = try await Pair(journal: journal)
+        #expect(pair.daemons[1].errorOutput.contains("journal=\(journal == .fanotify ? "fanotify filesystem mark" : "inotify")"),
+                "the daemon names its watcher: \(pair.daemons[1].errorOutput.suffix(2000))")
         let group = pair.group
         let root = group.root(1)
         let outside = group.scratch.path + "/outside"
@@ -136,15 +149,16 @@ import Testing
         #expect(!operations.contains { $0.op == .upsert && $0.path.hasPrefix("d02/inner/") && $0.path != "d02/inner/f007" }, "no file of the moved folder was uploaded again")
     }
 
-    @Test func anEventQueueOverflowMakesTheNextPassLookAtEverything() async throws {
+    @Test(arguments: [ChangeJournal.Source.fanotify, .inotify])
+    func anEventQueueOverflowMakesTheNextPassLookAtEverything(journal: ChangeJournal.Source) async throws {
         // The kernel sizes a watcher's event queue when the watcher is made: daemons started while the
         // limit is 16 events lose events to the first burst, and learn only that some were lost.
-        let limit = "/proc/sys/fs/inotify/max_queued_events"
+        let limit = "/proc/sys/fs/\(journal == .fanotify ? "fanotify" : "inotify")/max_queued_events"
         let saved = try String(contentsOfFile: limit, encoding: .utf8)
         try "16".write(toFile: limit, atomically: false, encoding: .utf8)
         let pair: Pair
         do {
-            pair = try await Pair()
+            pair = try await Pair(journal: journal)
             try saved.write(toFile: limit, atomically: false, encoding: .utf8)
         } catch {
             try saved.write(toFile: limit, atomically: false, encoding: .utf8)
@@ -180,5 +194,70 @@ import Testing
         #expect(pair.group.read(0, "d12/moved") == "folder 11 file 4\n" && pair.group.read(1, "d12/moved") == "folder 11 file 4\n",
                 "the rename on server 0 keeps the file")
         #expect(pair.group.read(1, "d11/f004") == nil)
+    }
+
+    @Test func theFilesystemMarkIgnoresWhatHappensOutsideTheEndpoint() async throws {
+        let pair = try await Pair(journal: .fanotify)
+        let group = pair.group
+        // Settled: no pass runs until something changes.
+        var before = try pair.passCount(1)
+        for _ in 0..<20 {
+            usleep(500_000)
+            let now = try pair.passCount(1)
+            if now == before { break }
+            before = now
+        }
+        // Busy neighbours on the same file system: files, folders, renames and deletes beside the
+        // endpoint, and inside a folder moved out of it.
+        let outside = group.scratch.path + "/neighbour"
+        try FileManager.default.createDirectory(atPath: outside + "/sub", withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: group.root(1) + "/d13", toPath: outside + "/d13")
+        usleep(1_500_000)
+        let afterMove = try pair.passCount(1)
+        #expect(afterMove > before, "the folder moved out woke a pass")
+        #expect(pair.converged().isEmpty && group.tree(0)["d13"] == nil, "the folder moved out is gone from server 0")
+        usleep(1_000_000)
+        let settled = try pair.passCount(1)
+        for index in 0..<300 {
+            try Data("neighbour \(index)\n".utf8).write(to: URL(fileURLWithPath: outside + "/sub/n\(index)"))
+            if index % 3 == 0 { try Data("moved away \(index)\n".utf8).write(to: URL(fileURLWithPath: outside + "/d13/f\(index)")) }
+        }
+        try FileManager.default.moveItem(atPath: outside + "/sub", toPath: outside + "/sub2")
+        try FileManager.default.removeItem(atPath: outside + "/sub2")
+        usleep(2_000_000)
+        #expect(try pair.passCount(1) == settled, "changes outside the endpoint woke the daemon")
+        // What happens inside still arrives, also in the folder the neighbour's folder moves back into.
+        try FileManager.default.moveItem(atPath: outside + "/d13", toPath: group.root(1) + "/d14/back")
+        group.write(1, "d14/back/f000", "edited after it came back\n")
+        #expect(pair.converged().isEmpty, "the folder moved back in")
+        #expect(group.read(0, "d14/back/f000") == "edited after it came back\n" && group.read(0, "d14/back/f297") == "moved away 297\n")
+        for pass in pair.passes(1) {
+            #expect(pass.contains("(changes)"), "a pass walked the whole tree: \(pass)")
+        }
+    }
+
+    @Test func aWatchLimitBelowTheFolderCountIsRaisedOrNotNeededAndSaidSo() async throws {
+        // 41 folders, and a per-user inotify limit below what root already holds: inotify must raise it
+        // (and say so); the filesystem mark needs no watch per folder at all.
+        let limitPath = "/proc/sys/fs/inotify/max_user_watches"
+        let saved = try String(contentsOfFile: limitPath, encoding: .utf8)
+        defer { try? saved.write(toFile: limitPath, atomically: false, encoding: .utf8) }
+        for journal in [ChangeJournal.Source.fanotify, .inotify] {
+            try "8".write(toFile: limitPath, atomically: false, encoding: .utf8)
+            let pair = try await Pair(journal: journal)
+            let raised = Int((try String(contentsOfFile: limitPath, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+            try saved.write(toFile: limitPath, atomically: false, encoding: .utf8)
+            let log = pair.daemons[1].errorOutput
+            if journal == .fanotify {
+                #expect(raised == 8 && !log.contains("max_user_watches"), "the filesystem mark touched the watch limit: \(log.suffix(2000))")
+            } else {
+                #expect(raised > 8 && log.contains("raised fs.inotify.max_user_watches to \(raised)"), "inotify did not say it raised the limit: \(log.suffix(2000))")
+            }
+            pair.group.write(1, "d39/f049", "edited with \(journal.rawValue)\n")
+            #expect(pair.converged().isEmpty, "the edit did not arrive (\(journal))")
+            for pass in pair.passes(1) {
+                #expect(pass.contains("(changes)"), "a pass walked the whole tree (\(journal)): \(pass)")
+            }
+        }
     }
 }

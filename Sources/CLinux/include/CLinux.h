@@ -24,6 +24,8 @@ int CLinux_malloc_trim(void);
 
 /// open(2)'s O_TMPFILE (an unnamed file in a directory, linked in later with linkat), a GNU extension.
 #define CLINUX_O_TMPFILE 020200000
+/// open(2)'s O_PATH (a descriptor that only names an object), a GNU extension.
+#define CLINUX_O_PATH 010000000
 /// linkat(2)'s AT_EMPTY_PATH (link the file a descriptor refers to), a GNU extension.
 #define CLINUX_AT_EMPTY_PATH 0x1000
 
@@ -32,6 +34,13 @@ int CLinux_malloc_trim(void);
 /// because <sys/fanotify.h> is not part of Swift's Glibc module.
 int CLinux_fanotify_init(unsigned int flags, unsigned int event_f_flags);
 int CLinux_fanotify_mark(int fanotify_fd, unsigned int flags, uint64_t mask, int dirfd, const char *pathname);
+/// open_by_handle_at(2) (_GNU_SOURCE) of the `struct file_handle` at `handle`, as a fanotify event's fid
+/// record carries it.
+int CLinux_open_by_handle(int mount_fd, const void *handle, int flags);
+/// Opens `fd`'s own object again through its file handle (name_to_handle_at, then open_by_handle_at,
+/// O_PATH): whether the file system gives handles and this process may open them (CAP_DAC_READ_SEARCH).
+/// A new descriptor, or -1 with errno.
+int CLinux_reopen_by_own_handle(int fd);
 /// pipe2(O_CLOEXEC | O_NONBLOCK) and pthread_setname_np need _GNU_SOURCE, which Swift's Glibc lacks.
 int CLinux_pipe_cloexec_nonblock(int fds[2]);
 int CLinux_set_thread_name(const char *name);
@@ -60,6 +69,22 @@ int CLinux_syscall_only_reads(long number, unsigned long arg2, unsigned long arg
 #define CLINUX_FAN_UNLIMITED_QUEUE 0x00000010u
 #define CLINUX_FAN_UNLIMITED_MARKS 0x00000020u
 #define CLINUX_FAN_REPORT_TID 0x00000100u
+#define CLINUX_FAN_CLASS_NOTIF 0x00000000u
+/// Events name the folder (its file handle) and the entry's name: FAN_REPORT_DFID_NAME (Linux 5.9).
+#define CLINUX_FAN_REPORT_DFID_NAME 0x00000c00u
+
+/// Notification events (fanotify(7)).
+#define CLINUX_FAN_MODIFY 0x00000002ull
+#define CLINUX_FAN_ATTRIB 0x00000004ull
+#define CLINUX_FAN_CLOSE_WRITE 0x00000008ull
+#define CLINUX_FAN_MOVED_FROM 0x00000040ull
+#define CLINUX_FAN_MOVED_TO 0x00000080ull
+#define CLINUX_FAN_CREATE 0x00000100ull
+#define CLINUX_FAN_DELETE 0x00000200ull
+#define CLINUX_FAN_Q_OVERFLOW 0x00004000ull
+#define CLINUX_FAN_ONDIR 0x40000000ull
+/// Info record type: the folder's fid, then the entry's name.
+#define CLINUX_FAN_EVENT_INFO_TYPE_DFID_NAME 2
 
 #define CLINUX_FAN_MARK_ADD 0x00000001u
 #define CLINUX_FAN_MARK_REMOVE 0x00000002u

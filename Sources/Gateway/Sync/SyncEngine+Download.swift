@@ -190,7 +190,7 @@ extension SyncEngine {
         // database where nothing changes locally (a rename whose source was deleted here moves the
         // entry, and the upload then commits the delete under the new name).
         // Beyond the journal's bound the upload looks at everything (nil).
-        if var paths = appliedPaths, paths.count + commit.operations.count <= InotifyWatcher.maxJournalPaths {
+        if var paths = appliedPaths, paths.count + commit.operations.count <= ChangeJournal.maxPaths {
             for operation in commit.operations {
                 paths.changed(operation.path)
                 if let from = operation.from { paths.changed(from) }

@@ -31,6 +31,8 @@ public final class SyncService: Service {
 
     /// The fanotify group a supervisor holds for this endpoint, if any.
     let fanotifyGroup: Int32?
+    /// Which watcher feeds the change journal.
+    let changeJournal: ChangeJournal.Source
     /// Told once the endpoint's stubs are marked and its mount is up.
     let readiness: ServeReadiness?
     /// The server's network limit, shared by every endpoint's sync (recall is exempt).
@@ -38,8 +40,9 @@ public final class SyncService: Service {
 
     init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
          pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, networkLimit: NetworkLimit,
-         readiness: ServeReadiness? = nil, logger: Logger) {
+         changeJournal: ChangeJournal.Source = .automatic, readiness: ServeReadiness? = nil, logger: Logger) {
         self.fanotifyGroup = fanotifyGroup
+        self.changeJournal = changeJournal
         self.networkLimit = networkLimit
         self.readiness = readiness
         self.state = state
@@ -111,8 +114,8 @@ public final class SyncService: Service {
         engine.recallActiveSince = recallActiveSince
         if let tiering { engine.onStubCreated = { path in try? tiering.mark(path) } }
         defer { mount?.stop() }
-        let watcher = try InotifyWatcher(root: endpoint.path)
-        defer { watcher.stop() }
+        let journal = try ChangeJournal.watch(endpoint.path, using: changeJournal)
+        defer { journal.stop() }
         var lastPolicy = ContinuousClock().now - .seconds(86_400)
         var storedFigures: RecallEngine.Figures?
         let clock = ContinuousClock()
@@ -124,7 +127,7 @@ public final class SyncService: Service {
         var lastPass = clock.now
         var retryDelay: Duration = .seconds(2)
         var deferredPending = false
-        logger.info("watching endpoint", metadata: ["share": .string(engine.share.name)])
+        logger.info("watching endpoint", metadata: ["share": .string(engine.share.name), "journal": .string(journal.watcherName)])
         let configFile = ConfigFile(path: directory.configPath)
         var refusedURL: String?
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
@@ -143,7 +146,7 @@ public final class SyncService: Service {
             var reason: String?
             if seenChanges < 0 {
                 reason = "start"
-            } else if watcher.changeCount != seenChanges, Self.quietFor(watcher, debounce) {
+            } else if journal.changeCount != seenChanges, Self.quietFor(journal, debounce) {
                 reason = "local change"
             } else if clock.now - lastWholeTree >= rescanInterval {
                 reason = "periodic rescan"
@@ -157,14 +160,14 @@ public final class SyncService: Service {
                 if let head, head > cursor { reason = "cloud change" }
                 metrics.recordLag(cursor: cursor, head: head)
             }
-            if let notice = watcher.takeNotice() {
+            if let notice = journal.takeNotice() {
                 logger.warning("\(notice)")
             }
             if let reason {
-                seenChanges = watcher.changeCount
+                seenChanges = journal.changeCount
                 // Taken before the pass: what changes while it runs is the next pass's work.
-                let journal = watcher.take()
-                let scope = reason == "start" || reason == "periodic rescan" ? .everything : journal
+                let taken = journal.take()
+                let scope = reason == "start" || reason == "periodic rescan" ? .everything : taken
                 if case .everything = scope { lastWholeTree = clock.now }
                 var report: SyncReport
                 do {
@@ -173,7 +176,7 @@ public final class SyncService: Service {
                         logger.info("\(report.summary)", metadata: ["trigger": .string(reason), "share.seq": .stringConvertible(report.cursor)])
                     }
                 } catch let moved as ShareMoved {
-                    watcher.giveBack(scope)
+                    journal.giveBack(scope)
                     report = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? SyncReport()
                     do {
                         // The share moved to another store: follow it from the same cursor, and pass again at once.
@@ -184,7 +187,7 @@ public final class SyncService: Service {
                         logger.error("\(error)", metadata: ["trigger": .string(reason)])
                     }
                 } catch {
-                    watcher.giveBack(scope)
+                    journal.giveBack(scope)
                     logger.error("sync failed: \(error)", metadata: ["trigger": .string(reason)])
                     report = (try? state.value(SyncReport.self, endpoint.id, SyncReport.stateKey)) ?? SyncReport()
                 }
@@ -233,7 +236,7 @@ public final class SyncService: Service {
             // Short ticks while a local change settles (the debounce); an idle endpoint wakes 4 times a
             // second, which bounds how late a change or a CLI request is noticed and keeps an idle
             // daemon's CPU low.
-            try? await Task.sleep(for: watcher.changeCount != seenChanges ? .milliseconds(50) : .milliseconds(250))
+            try? await Task.sleep(for: journal.changeCount != seenChanges ? .milliseconds(50) : .milliseconds(250))
         }
         logger.info("stopped")
     }
@@ -321,10 +324,10 @@ public final class SyncService: Service {
         }
     }
 
-    static func quietFor(_ watcher: InotifyWatcher, _ duration: Duration) -> Bool {
+    static func quietFor(_ journal: ChangeJournal, _ duration: Duration) -> Bool {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        let elapsed = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - watcher.lastChangeNanoseconds
+        let elapsed = Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec) - journal.lastChangeNanoseconds
         return elapsed >= duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 }
@@ -334,10 +337,10 @@ extension Gateway {
     /// cleanly. `fanotifyGroups` are the groups a supervisor holds, by endpoint id (see ``DaemonSupervisor``).
     /// Under systemd (`$NOTIFY_SOCKET`) it reports readiness and pings the watchdog. `metrics` is the
     /// loopback address of the metrics and status-page listener (nil: config.json's `metrics`, if any;
-    /// `off`: none).
+    /// `off`: none). `changeJournal` chooses what watches each endpoint's tree.
     @discardableResult
     public func serve(logger: Logger, pollInterval: Duration = .seconds(1), fanotifyGroups: [UInt32: Int32] = [:],
-                      metrics: String? = nil) async throws -> ServeOutcome {
+                      metrics: String? = nil, changeJournal: ChangeJournal.Source = .automatic) async throws -> ServeOutcome {
         guard !config.endpoints.isEmpty else { throw GatewayError("no endpoints to serve; add one with `tiergate endpoint add`") }
         var listener: [any Service] = []
         if let address = metrics ?? config.metrics, address != "off" {
@@ -352,7 +355,7 @@ extension Gateway {
         let services: [any Service] = watchdog + listener + config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
-                        networkLimit: networkLimit, readiness: readiness, logger: logger)
+                        networkLimit: networkLimit, changeJournal: changeJournal, readiness: readiness, logger: logger)
         }
         // The collector is stopped first (the group stops services in reverse order).
         let collection: [any Service] = (config.gc ?? CollectionSchedule()).intervalSeconds.map { interval in
