@@ -278,5 +278,11 @@ import Testing
         let last = try await readStub(path)
         let exactLast = last == content
         #expect(exactLast, "the last read: \(last.count) bytes, first difference at \(zip(last, content).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? -1)")
+        // A filesystem mark for the change journal would be held by the kernel while a reader waits for
+        // a recall: the killed worker could not finish exiting, and the next one, which answers the
+        // reader, could not start (seen hanging this test). Such an endpoint keeps its journal on inotify.
+        let log = (try? String(contentsOfFile: group.scratch.path + "/serve.log", encoding: .utf8)) ?? ""
+        #expect(log.contains("journal=inotify") && !log.contains("journal=fanotify") && log.contains("recalls stubs through fanotify on the same file system"),
+                "the journal of an endpoint whose stubs recall through fanotify: \(log.suffix(1500))")
     }
 }

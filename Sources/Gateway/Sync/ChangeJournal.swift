@@ -42,10 +42,16 @@ public final class ChangeJournal: Sendable {
     private init() {}
 
     /// Starts watching the tree at `root` with `source`; `.automatic` falls back to inotify, with a
-    /// notice, when no fanotify filesystem mark can be placed.
-    public static func watch(_ root: String, using source: Source = .automatic) throws -> ChangeJournal {
+    /// notice, when no fanotify filesystem mark can be placed. `recalledHere` (the daemon recalls
+    /// stubs through fanotify pre-content events on the same file system) rules the mark out, with a
+    /// notice: while a reader waits for a recall, the kernel holds every filesystem mark of that file
+    /// system, so a group closing then (a worker stopping or killed, its supervisor waiting to start
+    /// the next one that would answer the reader) would wait for ever.
+    public static func watch(_ root: String, using source: Source = .automatic, recalledHere: Bool = false) throws -> ChangeJournal {
         let journal = ChangeJournal()
-        if source != .inotify {
+        if source != .inotify && recalledHere {
+            journal.tell("no fanotify filesystem mark for the change journal: this daemon recalls stubs through fanotify on the same file system, and a mark there could not be let go while a reader waits for a recall; watching every folder with inotify")
+        } else if source != .inotify {
             do {
                 let watcher = try FanotifyWatcher(root: root, journal: journal)
                 journal.watcher.withLock { $0 = watcher }

@@ -33,6 +33,9 @@ public final class SyncService: Service {
     let fanotifyGroup: Int32?
     /// Which watcher feeds the change journal.
     let changeJournal: ChangeJournal.Source
+    /// True when this daemon recalls stubs through fanotify on the endpoint's file system (then its
+    /// journal cannot be a filesystem mark: see ``ChangeJournal/watch(_:using:recalledHere:)``).
+    let recalledHere: Bool
     /// Told once the endpoint's stubs are marked and its mount is up.
     let readiness: ServeReadiness?
     /// The server's network limit, shared by every endpoint's sync (recall is exempt).
@@ -40,9 +43,10 @@ public final class SyncService: Service {
 
     init(state: LocalState, directory: StateDirectory, endpoint: EndpointConfig, serverID: String, serverName: String,
          pollInterval: Duration, freeSpacePercent: Int, fanotifyGroup: Int32?, networkLimit: NetworkLimit,
-         changeJournal: ChangeJournal.Source = .automatic, readiness: ServeReadiness? = nil, logger: Logger) {
+         changeJournal: ChangeJournal.Source = .automatic, recalledHere: Bool = false, readiness: ServeReadiness? = nil, logger: Logger) {
         self.fanotifyGroup = fanotifyGroup
         self.changeJournal = changeJournal
+        self.recalledHere = recalledHere
         self.networkLimit = networkLimit
         self.readiness = readiness
         self.state = state
@@ -114,7 +118,7 @@ public final class SyncService: Service {
         engine.recallActiveSince = recallActiveSince
         if let tiering { engine.onStubCreated = { path in try? tiering.mark(path) } }
         defer { mount?.stop() }
-        let journal = try ChangeJournal.watch(endpoint.path, using: changeJournal)
+        let journal = try ChangeJournal.watch(endpoint.path, using: changeJournal, recalledHere: recalledHere)
         defer { journal.stop() }
         var lastPolicy = ContinuousClock().now - .seconds(86_400)
         var storedFigures: RecallEngine.Figures?
@@ -352,10 +356,13 @@ extension Gateway {
         // The watchdog comes first: the group stops its services in reverse order, so it pings to the end.
         let watchdog: [any Service] = notifier.flatMap { notifier in
             SystemdNotifier.watchdogInterval().map { [SystemdWatchdog(notifier: notifier, interval: $0)] } } ?? []
+        // The file systems where this daemon recalls stubs through fanotify (its tiering endpoints').
+        let recalling = Set(config.endpoints.filter { $0.tiering != nil }.compactMap { Self.device(of: $0.path) })
         let services: [any Service] = watchdog + listener + config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
-                        networkLimit: networkLimit, changeJournal: changeJournal, readiness: readiness, logger: logger)
+                        networkLimit: networkLimit, changeJournal: changeJournal,
+                        recalledHere: Self.device(of: $0.path).map(recalling.contains) ?? true, readiness: readiness, logger: logger)
         }
         // The collector is stopped first (the group stops services in reverse order).
         let collection: [any Service] = (config.gc ?? CollectionSchedule()).intervalSeconds.map { interval in
@@ -375,5 +382,11 @@ extension Gateway {
         defer { reload.stop() }
         try await group.run()
         return reload.isRequested ? .reloadRequested : .stopped
+    }
+
+    /// The device of the file system holding `path`, or nil when it cannot be stat'ed.
+    static func device(of path: String) -> UInt64? {
+        var info = stat()
+        return stat(path, &info) == 0 ? UInt64(info.st_dev) : nil
     }
 }
