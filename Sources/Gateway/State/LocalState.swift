@@ -71,6 +71,15 @@ public final class LocalState: Sendable {
         return result
     }
 
+    /// Hands every synced entry of an endpoint to `body` in the order of their paths' UTF-8 bytes, holding
+    /// none; `body` returns false to stop.
+    public func scanEntries(_ endpoint: UInt32, _ body: (String, EntryRecord) throws -> Bool) throws {
+        try database.scan(family(.entries), prefix: Self.prefix(endpoint)) { key, value in
+            guard let record = EntryRecord(encoded: value) else { return true }
+            return try body(Self.path(fromKey: key), record)
+        }
+    }
+
     /// Number of entries of an endpoint.
     public func entryCount(_ endpoint: UInt32) throws -> Int {
         try count(.entries, endpoint)

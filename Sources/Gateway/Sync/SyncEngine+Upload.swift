@@ -21,8 +21,9 @@ extension SyncEngine {
         let looked = try await lookAt(scope, pending: pendingMarks, errors: previous)
         let walked = looked.walked
         var known = looked.known
-        report.examined = walked.items.count + walked.skipped.count
-        report.wholeTree = looked.examined == nil
+        report.examined = looked.count
+        report.wholeTree = looked.wholeTree
+        report.differing = looked.wholeTree ? looked.examined?.count : nil
         /// True when this pass looked at `path` (a pass over changes speaks only of what it saw).
         func examined(_ path: String) -> Bool { looked.examined?.contains(path) ?? true }
         let interrupted = known.filter { $0.value.residency == .tiering || $0.value.residency == .recalling }
@@ -457,28 +458,47 @@ extension SyncEngine {
     }
 
     /// What an upload looks at: the local items within `scope` and what the scan skipped, the database's
-    /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all).
-    func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) async throws
-        -> (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?) {
-        guard case .changes(var changes) = scope, let applied = appliedPaths else {
-            // The database has about as many entries as the tree has items: its dictionary is made that
-            // size at once, not doubled and rehashed on the way (at a million entries the growth held
-            // both tables: 116 MiB more at the peak). When the count is known (the last whole walk's, or
-            // the namespace's this pass took whole), the walk, which waits on the file system, and the
-            // database's scan run on two threads side by side; otherwise (a daemon's first scan) the walk
-            // gives it first.
-            let (state, id, walker) = (state, endpoint.id, TreeWalker(root: root))
-            let last = try state.value(SyncReport.self, id, SyncReport.stateKey).flatMap { $0.wholeTree && $0.examined > 0 ? $0.examined : nil }
-            guard let count = last ?? namespaceTaken else {
-                let walked = try await OwnThread.run { try walker.walk() }
-                return (walked, try state.entries(id, expecting: walked.items.count), nil)
-            }
-            async let known = OwnThread.run { try state.entries(id, expecting: count) }
-            return (try await OwnThread.run { try walker.walk() }, try await known, nil)
+    /// entries for the same paths, and, for a pass over changes, every path it looked at (nil: all);
+    /// `count` is how many items the pass examined, `wholeTree` whether it walked the whole tree.
+    typealias Looked = (walked: (items: [LocalItem], skipped: [SkippedItem]), known: [String: EntryRecord], examined: Set<String>?,
+                        count: Int, wholeTree: Bool)
+
+    /// What an upload looks at within `scope`. A whole walk first holds only what differs from the
+    /// database (``differences(limit:)``) and then looks at that as at the change journal's paths; when
+    /// too much differs, it holds every item and every entry.
+    func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) async throws -> Looked {
+        if case .changes(let changes) = scope, let applied = appliedPaths {
+            return try lookAt(changes.union(applied), pending: pending, errors: errors, wholeTree: nil)
         }
-        // Paths the download of this pass applied, paths the mount marked, and items that did not
-        // upload are looked at too.
-        changes.formUnion(applied)
+        if let differences = try await differences(limit: Self.wholeWalkLimit) {
+            // Every item with an error is looked at again, so what is over is cleared as by any whole walk.
+            var changes = differences.changes
+            if let applied = appliedPaths { changes.formUnion(applied) }
+            for error in errors { changes.changed(error.path) }
+            return try lookAt(changes, pending: pending, errors: errors, wholeTree: differences.walked + differences.skipped.count)
+        }
+        // The database has about as many entries as the tree has items: its dictionary is made that
+        // size at once, not doubled and rehashed on the way (at a million entries the growth held
+        // both tables: 116 MiB more at the peak). When the count is known (the last whole walk's, or
+        // the namespace's this pass took whole), the walk, which waits on the file system, and the
+        // database's scan run on two threads side by side; otherwise (a daemon's first scan) the walk
+        // gives it first.
+        let (state, id, walker) = (state, endpoint.id, TreeWalker(root: root))
+        let last = try state.value(SyncReport.self, id, SyncReport.stateKey).flatMap { $0.wholeTree && $0.examined > 0 ? $0.examined : nil }
+        guard let count = last ?? namespaceTaken else {
+            let walked = try await OwnThread.run { try walker.walk() }
+            return (walked, try state.entries(id, expecting: walked.items.count), nil, walked.items.count + walked.skipped.count, true)
+        }
+        async let known = OwnThread.run { try state.entries(id, expecting: count) }
+        let walked = try await OwnThread.run { try walker.walk() }
+        return (walked, try await known, nil, walked.items.count + walked.skipped.count, true)
+    }
+
+    /// The items at `changes`' paths, with paths the download of this pass applied, paths the mount
+    /// marked and items that did not upload; `wholeTree` is the count of a whole walk these changes
+    /// come from (nil: the change journal's).
+    private func lookAt(_ changes: ChangeSet, pending: [String], errors: [ItemError], wholeTree: Int?) throws -> Looked {
+        var changes = changes
         for path in pending { changes.changed(path) }
         for error in errors where error.kind == "upload" { changes.changed(error.path) }
         let walked = try TreeWalker(root: root).walk(changes)
@@ -493,6 +513,6 @@ extension SyncEngine {
             }
         }
         let examined = Set(known.keys).union(changes.roots).union(walked.items.map(\.path)).union(walked.skipped.map(\.path))
-        return (walked, known, examined)
+        return (walked, known, examined, wholeTree ?? walked.items.count + walked.skipped.count, wholeTree != nil)
     }
 }

@@ -40,6 +40,9 @@ public struct SyncReport: Codable, Sendable {
     public var examined = 0
     /// True when the upload walked the whole tree; false when it looked at the change journal's paths.
     public var wholeTree = true
+    /// Of a whole walk that held only what differs from the database: the paths it looked at again
+    /// (nil: it held every item, as a first upload or a tree changed wholesale does, or no whole walk).
+    public var differing: Int?
     /// The log sequence applied at the end.
     public var cursor: UInt64 = 0
     /// `success`, or the error that stopped the pass.
@@ -66,6 +69,7 @@ public struct SyncReport: Codable, Sendable {
         stubsCreated = try field(.stubsCreated, stubsCreated)
         examined = try field(.examined, examined)
         wholeTree = try field(.wholeTree, wholeTree)
+        differing = try container.decodeIfPresent(Int.self, forKey: .differing)
         appliedRemovals = try field(.appliedRemovals, appliedRemovals)
         conflicts = try field(.conflicts, conflicts)
         commits = try field(.commits, commits)
@@ -77,6 +81,6 @@ public struct SyncReport: Codable, Sendable {
 
     /// One line for people.
     public var summary: String {
-        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : "")\(adopted > 0 ? ", \(adopted) already here (adopted)" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; examined \(examined) items (\(wholeTree ? "whole tree" : "changes")); cursor \(cursor); \(String(format: "%.2f", seconds)) s"
+        "sync \(result): uploaded \(uploaded) (\(ByteFormat.string(uploadedBytes))), renamed \(renamed), deleted \(deleted); downloaded \(downloaded) (\(ByteFormat.string(downloadedBytes)))\(stubsCreated > 0 ? ", \(stubsCreated) as stubs" : "")\(adopted > 0 ? ", \(adopted) already here (adopted)" : ""), removed/moved \(appliedRemovals); \(conflicts) conflicts, \(itemErrors) items not syncing; examined \(examined) items (\(wholeTree ? "whole tree" : "changes"))\(differing.map { ", \($0) looked at again" } ?? ""); cursor \(cursor); \(String(format: "%.2f", seconds)) s"
     }
 }

@@ -67,15 +67,27 @@ public struct TreeWalker: Sendable {
 
     /// Every syncable item (directories before their contents) and every skipped item.
     public func walk() throws -> (items: [LocalItem], skipped: [SkippedItem]) {
-        let fd = try Posix.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         var items: [LocalItem] = []
         var skipped: [SkippedItem] = []
-        try walk(fd, "", into: &items, skipped: &skipped)
+        try walk(inPathOrder: false, skipped: &skipped) { items.append($0) }
         return (items, skipped)
     }
 
+    /// Every syncable item, handed to `take` one by one, in the order of their paths' UTF-8 bytes (the
+    /// local database's order: a folder's items come after a sibling named like it plus a character
+    /// below `/`, such as `a-b` before `a/x`); every skipped item into `skipped`. Nothing else is held.
+    public func walkInPathOrder(skipped: inout [SkippedItem], _ take: (LocalItem) throws -> Void) throws {
+        try walk(inPathOrder: true, skipped: &skipped, take)
+    }
+
+    private func walk(inPathOrder: Bool, skipped: inout [SkippedItem], _ take: (LocalItem) throws -> Void) throws {
+        let fd = try Posix.open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        try walk(fd, "", inPathOrder: inPathOrder, take, skipped: &skipped)
+    }
+
     /// Walks the directory open as `fd` (closed here) at relative path `relative`.
-    private func walk(_ fd: Int32, _ relative: String, into items: inout [LocalItem], skipped: inout [SkippedItem]) throws {
+    private func walk(_ fd: Int32, _ relative: String, inPathOrder: Bool, _ take: (LocalItem) throws -> Void,
+                      skipped: inout [SkippedItem]) throws {
         guard let dir = fdopendir(fd) else {
             let error = PosixError("opendir", path: relative.isEmpty ? root : relative, errno: errno)
             close(fd)
@@ -94,8 +106,27 @@ public struct TreeWalker: Sendable {
             return
         }
         let directory = dirfd(dir)
+        // In path order a folder's contents come where its name followed by `/` sorts among its
+        // siblings' names (sorted by their bytes): the folders opened and not yet walked, by that key.
+        var waiting: [(key: [UInt8], fd: Int32, path: String)] = []
+        defer { for folder in waiting { close(folder.fd) } }
         for entry in names.entries {
-            try visit(entry, in: directory, recursing: true, into: &items, skipped: &skipped)
+            while let first = waiting.first, first.key.lexicographicallyPrecedes(entry.raw) {
+                waiting.removeFirst()
+                try walk(first.fd, first.path, inPathOrder: true, take, skipped: &skipped)
+            }
+            guard let child = try visit(entry, in: directory, opening: true, take, skipped: &skipped) else { continue }
+            if inPathOrder {
+                let key = entry.raw + [UInt8(ascii: "/")]
+                let index = waiting.firstIndex { key.lexicographicallyPrecedes($0.key) } ?? waiting.count
+                waiting.insert((key, child, entry.path), at: index)
+            } else {
+                try walk(child, entry.path, inPathOrder: false, take, skipped: &skipped)
+            }
+        }
+        while !waiting.isEmpty {
+            let first = waiting.removeFirst()
+            try walk(first.fd, first.path, inPathOrder: true, take, skipped: &skipped)
         }
     }
 
@@ -142,30 +173,34 @@ public struct TreeWalker: Sendable {
                 continue
             }
             for entry in names.entries where wanted.contains(entry.path) {
-                try visit(entry, in: dirfd(dir), recursing: changes.subtrees.contains(entry.path), into: &items, skipped: &skipped)
+                let opening = changes.subtrees.contains(entry.path)
+                if let child = try visit(entry, in: dirfd(dir), opening: opening, { items.append($0) }, skipped: &skipped) {
+                    try walk(child, entry.path, inPathOrder: false, { items.append($0) }, skipped: &skipped)
+                }
             }
         }
         return (items, skipped)
     }
 
-    /// Takes one entry of the folder open as `directory`: an item, a skipped item, or nothing; a folder's
-    /// contents are walked when `recursing`.
-    private func visit(_ entry: DirectoryNames.Entry, in directory: Int32, recursing: Bool,
-                       into items: inout [LocalItem], skipped: inout [SkippedItem]) throws {
+    /// Takes one entry of the folder open as `directory`: an item (handed to `take`), a skipped item, or
+    /// nothing. A folder is returned open when `opening`, for its contents to be walked (the caller
+    /// closes it), else closed.
+    private func visit(_ entry: DirectoryNames.Entry, in directory: Int32, opening: Bool, _ take: (LocalItem) throws -> Void,
+                       skipped: inout [SkippedItem]) throws -> Int32? {
         let path = entry.path
         switch entry.verdict {
         case .ignored:
-            return
+            return nil
         case .excluded(.nameNotUTF8):
             var info = stat()
             let found = (entry.raw + [0]).withUnsafeBufferPointer { bytes in
                 bytes.withMemoryRebound(to: CChar.self) { fstatat(directory, $0.baseAddress!, &info, AT_SYMLINK_NOFOLLOW) == 0 }
             }
             skipped.append(SkippedItem(path: path, reason: SyncExclusion.nameNotUTF8.reason, inode: found ? UInt64(info.st_ino) : nil))
-            return
+            return nil
         case .excluded(let exclusion):
             skipped.append(SkippedItem(path: path, reason: exclusion.reason, isNormalizationTwin: exclusion.isNormalizationTwin))
-            return
+            return nil
         case .byKind:
             break
         }
@@ -173,33 +208,36 @@ public struct TreeWalker: Sendable {
         var info = stat()
         guard fstatat(directory, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else {
             if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "lstat", errno: errno).reason)) }
-            return
+            return nil
         }
         if (info.st_mode & S_IFMT) == S_IFDIR {
             let child = openat(directory, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
             guard child >= 0 else {
                 if errno != ENOENT { skipped.append(SkippedItem(path: path, reason: SyncExclusion.unreadable(function: "open", errno: errno).reason)) }
-                return
+                return nil
             }
             var opened = stat()
             // The name may have been swapped between the stat and the open: record what was opened.
             guard fstat(child, &opened) == 0, opened.st_ino == info.st_ino, opened.st_dev == info.st_dev else {
                 close(child)
                 skipped.append(SkippedItem(path: path, reason: SyncExclusion.changedDuringScan.reason))
-                return
+                return nil
             }
-            items.append(LocalItem(path: path, opened))
-            if recursing {
-                try walk(child, path, into: &items, skipped: &skipped)
-            } else {
+            do {
+                try take(LocalItem(path: path, opened))
+            } catch {
                 close(child)
+                throw error
             }
+            if opening { return child }
+            close(child)
         } else if let exclusion = SyncExclusion.byKind(info) {
             // A hard-linked file keeps its inode: its old path must not be taken for a delete.
             let inode: UInt64? = if case .hardLink = exclusion { UInt64(info.st_ino) } else { nil }
             skipped.append(SkippedItem(path: path, reason: exclusion.reason, inode: inode))
         } else {
-            items.append(LocalItem(path: path, info))
+            try take(LocalItem(path: path, info))
         }
+        return nil
     }
 }
