@@ -18,7 +18,7 @@ import Testing
         let group: SyncGroup
         var daemons: [TiergateProcess] = []
 
-        init(journal: ChangeJournal.Source = .automatic) async throws {
+        init(journal: ChangeJournal.Source = .automatic, beforeServing: ((SyncGroup) throws -> Void)? = nil) async throws {
             group = try await SyncGroup(servers: 2) { index, root in
                 guard index == 0 else { return }
                 for folder in 0..<ChangeJournalProcessTests.folders {
@@ -31,6 +31,7 @@ import Testing
             }
             try await group.converge()
             group.release()
+            try beforeServing?(group)
             for index in 0..<2 {
                 let daemon = try TiergateProcess(["serve", "--state-dir", group.scratch.path + "/state\(index)", "--poll-interval", "0.2",
                                                   "--change-journal", journal.rawValue], logs: group.scratch.path)
@@ -224,6 +225,21 @@ import Testing
         }
         try FileManager.default.moveItem(atPath: outside + "/sub", toPath: outside + "/sub2")
         try FileManager.default.removeItem(atPath: outside + "/sub2")
+        // Folders deeper than a path can say (over 4,096 bytes): their place is found by their parents.
+        var folder = open(outside, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        for _ in 0..<24 {
+            let name = String(repeating: "n", count: 190)
+            #expect(mkdirat(folder, name, 0o755) == 0)
+            let next = openat(folder, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            close(folder)
+            folder = next
+        }
+        for index in 0..<20 {
+            let file = openat(folder, "f\(index)", O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            #expect(file >= 0 && write(file, "deep\n", 5) == 5)
+            close(file)
+        }
+        close(folder)
         usleep(2_000_000)
         #expect(try pair.passCount(1) == settled, "changes outside the endpoint woke the daemon")
         // What happens inside still arrives, also in the folder the neighbour's folder moves back into.
@@ -259,5 +275,32 @@ import Testing
                 #expect(pass.contains("(changes)"), "a pass walked the whole tree (\(journal)): \(pass)")
             }
         }
+    }
+
+    @Test func aFileSystemMountedInsideTheEndpointKeepsTheJournalOnInotify() async throws {
+        // A filesystem mark sees one file system; the walk goes into mounts inside the endpoint.
+        var mounted: String?
+        let pair = try await Pair(journal: .automatic) { group in
+            let point = group.root(1) + "/mnt"
+            try FileManager.default.createDirectory(atPath: point, withIntermediateDirectories: true)
+            guard mount("tmpfs", point, "tmpfs", 0, nil) == 0 else { throw GatewayError("mount tmpfs on \(point): errno \(errno)") }
+            mounted = point
+        }
+        defer {
+            for daemon in pair.daemons {
+                daemon.send(SIGTERM)
+                _ = daemon.exitStatus()
+            }
+            if let mounted { umount(mounted) }
+        }
+        let log = pair.daemons[1].errorOutput
+        #expect(log.contains("journal=inotify") && log.contains("mounted inside the endpoint"), "\(log.suffix(2000))")
+        #expect(pair.daemons[0].errorOutput.contains("journal=fanotify filesystem mark"))
+        pair.group.write(1, "mnt/inside", "written on the mounted file system\n")
+        // (Compared by reading it: FileManager's enumerator does not always descend into the mount.)
+        let deadline = Date().addingTimeInterval(30)
+        while pair.group.read(0, "mnt/inside") == nil && Date() < deadline { usleep(100_000) }
+        #expect(pair.group.read(0, "mnt/inside") == "written on the mounted file system\n",
+                "a write on the file system mounted inside the endpoint did not arrive: \(pair.daemons[1].errorOutput.suffix(2000))")
     }
 }

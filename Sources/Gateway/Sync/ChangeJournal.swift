@@ -167,13 +167,15 @@ protocol ChangeWatcher: Sendable {
 extension ChangeSet {
     /// Records one event: the item `name` in the folder at `folder` (relative to the endpoint root; an
     /// empty name or "." is the folder itself), created or moved in (`arrived`) or otherwise changed.
-    /// Events inside Tiergate's own state folder are not local edits.
-    mutating func record(folder: String, name: String, isFolder: Bool, arrived: Bool) {
-        if Self.isStateFolder(folder: folder, name: name) { return }
+    /// Events inside Tiergate's own state folder are not local edits: false for those.
+    @discardableResult
+    mutating func record(folder: String, name: String, isFolder: Bool, arrived: Bool) -> Bool {
+        if Self.isStateFolder(folder: folder, name: name) { return false }
         let itself = name.isEmpty || name == "."
         let path = itself ? folder : folder.isEmpty ? name : folder + "/" + name
         // A folder created or moved in is walked whole: what was made in it before it was seen is in it.
         if isFolder && arrived && !itself { self.arrived(path) } else { changed(path) }
+        return true
     }
 
     /// Whether the item `name` in the folder at `folder` is Tiergate's state folder or inside it.

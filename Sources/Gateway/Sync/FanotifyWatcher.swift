@@ -36,7 +36,11 @@ final class FanotifyWatcher: ChangeWatcher {
         let rootFD = try Posix.call("open", path: root) { open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
         self.rootFD = rootFD
         do {
-            self.root = try Self.path(of: rootFD, for: root)
+            let canonical = try Self.path(of: rootFD, for: root)
+            self.root = canonical
+            if let inner = Self.mounts(beneath: canonical).first {
+                throw GatewayError("another file system is mounted inside the endpoint (\(inner)), and a filesystem mark sees only one")
+            }
             let probe = try Posix.call("open_by_handle_at", path: root) { CLinux_reopen_by_own_handle(rootFD) }
             close(probe)
             fd = try Posix.call("fanotify_init", path: root) {
@@ -93,7 +97,16 @@ final class FanotifyWatcher: ChangeWatcher {
             var info = stat()
             guard fstat(folder, &info) == 0 else { return .unknown }
             if info.st_nlink == 0 { return .gone }
-            guard let path = try? Self.path(of: folder, for: "a folder of \(root)") else { return .unknown }
+            let path: String
+            do {
+                path = try Self.path(of: folder, for: "a folder of \(root)")
+            } catch let error as PosixError where error.errno == ENAMETOOLONG {
+                // Deeper than a path can say: found by walking up its parents. Outside the endpoint it is
+                // nothing to the journal; inside, its path is unknown.
+                return isBeneathRoot(folder) ? .unknown : .outside
+            } catch {
+                return .unknown
+            }
             let relative: String
             if path == root {
                 relative = ""
@@ -110,6 +123,53 @@ final class FanotifyWatcher: ChangeWatcher {
             }
         }
         return .unknown
+    }
+
+    /// Whether the folder open as `folder` lies beneath the endpoint root, found by following `..` (at
+    /// most 4,096 levels) until the root or the top of the file system.
+    func isBeneathRoot(_ folder: Int32) -> Bool {
+        var rootInfo = stat(), info = stat()
+        guard fstat(rootFD, &rootInfo) == 0 else { return true }
+        var current = dup(folder)
+        defer { if current >= 0 { close(current) } }
+        for _ in 0..<4_096 {
+            guard current >= 0, fstat(current, &info) == 0 else { return true }
+            if info.st_dev == rootInfo.st_dev && info.st_ino == rootInfo.st_ino { return true }
+            let parent = openat(current, "..", CLINUX_O_PATH | O_DIRECTORY | O_CLOEXEC)
+            var parentInfo = stat()
+            guard parent >= 0, fstat(parent, &parentInfo) == 0 else {
+                if parent >= 0 { close(parent) }
+                return true
+            }
+            close(current)
+            current = parent
+            // The top: `..` of a file system's (or mount's) root is itself.
+            if parentInfo.st_dev == info.st_dev && parentInfo.st_ino == info.st_ino { return false }
+        }
+        return true
+    }
+
+    /// The mount points strictly beneath `root` (`/proc/self/mountinfo`, octal escapes undone): a
+    /// filesystem mark sees one file system, so a tree holding others is watched with inotify.
+    static func mounts(beneath root: String) -> [String] {
+        guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        let prefix = root == "/" ? "/" : root + "/"
+        return table.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard fields.count > 4 else { return nil }
+            var bytes: [UInt8] = []
+            var field = Array(fields[4].utf8)[...]
+            while let byte = field.popFirst() {
+                if byte == UInt8(ascii: "\\"), field.count >= 3, let value = UInt8(String(decoding: field.prefix(3), as: UTF8.self), radix: 8) {
+                    bytes.append(value)
+                    field = field.dropFirst(3)
+                } else {
+                    bytes.append(byte)
+                }
+            }
+            let point = String(decoding: bytes, as: UTF8.self)
+            return point.hasPrefix(prefix) ? point : nil
+        }
     }
 
     private func readLoop() {
@@ -176,9 +236,9 @@ final class FanotifyWatcher: ChangeWatcher {
                 switch place {
                 case .inside(let folder):
                     let name = String(cString: (handle + 8 + handleBytes).assumingMemoryBound(to: CChar.self))
-                    changes.record(folder: folder, name: name, isFolder: isFolder,
-                                   arrived: event.mask & (CLINUX_FAN_CREATE | CLINUX_FAN_MOVED_TO) != 0)
-                    seen += 1
+                    // Only what a pass would look at counts as a change (not Tiergate's own staging).
+                    if changes.record(folder: folder, name: name, isFolder: isFolder,
+                                      arrived: event.mask & (CLINUX_FAN_CREATE | CLINUX_FAN_MOVED_TO) != 0) { seen += 1 }
                 case .unknown:
                     lost = true
                 case .outside, .gone:
