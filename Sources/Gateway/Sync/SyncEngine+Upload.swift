@@ -512,6 +512,11 @@ extension SyncEngine {
                 known.merge(try state.entries(endpoint.id, under: path)) { recorded, _ in recorded }
             }
         }
+        // An item met for a path it is canonically equal to (its normalization twin was named) is compared
+        // with its own record, found by its own bytes.
+        for item in walked.items where known[item.path] == nil {
+            if let record = try state.entry(endpoint.id, item.path) { known[item.path] = record }
+        }
         let examined = Set(known.keys).union(changes.roots).union(walked.items.map(\.path)).union(walked.skipped.map(\.path))
         return (walked, known, examined, wholeTree ?? walked.items.count + walked.skipped.count, wholeTree != nil)
     }
