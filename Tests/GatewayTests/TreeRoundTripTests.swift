@@ -109,7 +109,8 @@ enum ChunkingParametersForTests {
 /// The other server, a restore with `get`, a new namespace-only endpoint (which replays the log) and
 /// `share verify` all see the tree as the first server holds it.
 @Suite(.serialized) struct RenamePassProcessTests {
-    /// Each item under `root` but the endpoint's own folder: "folder", or a file's size and SHA-256.
+    /// Each item under `root` but the endpoint's own folder: "folder" or a file's size and SHA-256, and
+    /// its mode.
     static func tree(_ root: String) -> [String: String] {
         var result: [String: String] = [:]
         let walker = FileManager.default.enumerator(atPath: root)
@@ -118,7 +119,7 @@ enum ChunkingParametersForTests {
             var info = stat()
             guard lstat(root + "/" + path, &info) == 0 else { continue }
             let bytes = (info.st_mode & S_IFMT) == S_IFDIR ? nil : FileManager.default.contents(atPath: root + "/" + path).map { [UInt8]($0) }
-            result[path] = bytes.map { "\($0.count) bytes, \(SHA256.hash($0).hex.prefix(12))" } ?? "folder"
+            result[path] = (bytes.map { "\($0.count) bytes, \(SHA256.hash($0).hex.prefix(12))" } ?? "folder") + ", mode " + String(info.st_mode & 0o7777, radix: 8)
         }
         return result
     }

@@ -29,24 +29,6 @@ import Testing
         #expect(skipped.map(\.path) == whole.skipped.map(\.path))
     }
 
-    /// Each item under `root` but the endpoint's own folder: a folder's mode, or a file's mode and content.
-    static func tree(_ root: String) -> [String: String] {
-        var result: [String: String] = [:]
-        let walker = FileManager.default.enumerator(atPath: root)
-        while let path = walker?.nextObject() as? String {
-            if path.hasPrefix(".tiergate") { continue }
-            var info = stat()
-            guard lstat(root + "/" + path, &info) == 0 else { continue }
-            let mode = String(info.st_mode & 0o7777, radix: 8)
-            if (info.st_mode & S_IFMT) == S_IFDIR {
-                result[path] = "folder \(mode)"
-            } else {
-                result[path] = "file \(mode) " + String(decoding: FileManager.default.contents(atPath: root + "/" + path) ?? Data(), as: UTF8.self)
-            }
-        }
-        return result
-    }
-
     /// Every kind of change between two whole walks of server A, then one pass of server B. With the
     /// default limit the walk holds what differs (its summary says how much it looked at again); with a
     /// limit of 5 it holds everything, the walk it falls back to. Both must leave B as A.
@@ -103,7 +85,7 @@ import Testing
         }
         #expect(pass.contains("(whole tree)") && pass.contains("renamed 2,"), "the file's and the folder's renames: \(pass)")
         _ = try sync("b")
-        let (got, expected) = (Self.tree(b), Self.tree(a))
+        let (got, expected) = (RenamePassProcessTests.tree(b), RenamePassProcessTests.tree(a))
         #expect(got == expected, "B differs from A: \(RenamePassProcessTests.difference(got, expected))")
         // And nothing is left to commit.
         let again = try sync("a")

@@ -26,12 +26,7 @@ enum MoveBench {
         let share = "file://" + scratch + "/share"
         ScaleBench.say("copying the tree to A; A uploads it, B downloads it (not timed)")
         try BenchFiles.time("/bin/cp", ["-a", tree, a])
-        try FileManager.default.createDirectory(atPath: b, withIntermediateDirectories: true)
-        try OperationsBench.tiergate(["share", "create", share])
-        try OperationsBench.tiergate(["endpoint", "add", a, "--share", share, "--state-dir", stateA, "--server-name", "move-a"])
-        try OperationsBench.tiergate(["sync", "--state-dir", stateA])
-        try OperationsBench.tiergate(["endpoint", "add", b, "--share", share, "--state-dir", stateB, "--server-name", "move-b"])
-        try OperationsBench.tiergate(["sync", "--state-dir", stateB])
+        try OperationsBench.twoSyncedEndpoints(share: share, a: a, b: b, stateA: stateA, stateB: stateB, names: ("move-a", "move-b"))
 
         let seaweed = try await RealS3Server.seaweedFS.running()
         let copied = try await seaweed.freshBucket(prefix: "copied"), moved = try await seaweed.freshBucket(prefix: "moved")

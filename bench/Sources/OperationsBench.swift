@@ -81,11 +81,22 @@ enum OperationsBench {
     }
 
     /// Starts `tiergate serve` on `state` (a supervisor and its worker), its standard error into `log`.
-    static func startServe(state: String, metrics: String, log: String, pollInterval: Double = 1) throws -> Process {
+    /// A new `file://` share at `share` between endpoint `a` (what it holds uploaded) and endpoint `b`
+    /// (downloaded), each with its own state folder and server name.
+    static func twoSyncedEndpoints(share: String, a: String, b: String, stateA: String, stateB: String, names: (String, String)) throws {
+        try FileManager.default.createDirectory(atPath: b, withIntermediateDirectories: true)
+        try tiergate(["share", "create", share])
+        try tiergate(["endpoint", "add", a, "--share", share, "--state-dir", stateA, "--server-name", names.0])
+        try tiergate(["sync", "--state-dir", stateA])
+        try tiergate(["endpoint", "add", b, "--share", share, "--state-dir", stateB, "--server-name", names.1])
+        try tiergate(["sync", "--state-dir", stateB])
+    }
+
+    static func startServe(state: String, metrics: String, log: String, pollInterval: Double = 1, more: [String] = []) throws -> Process {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: SyncBench.tiergate)
-        process.arguments = ["serve", "--state-dir", state, "--metrics", metrics, "--poll-interval", String(pollInterval)]
+        process.arguments = ["serve", "--state-dir", state, "--metrics", metrics, "--poll-interval", String(pollInterval)] + more
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle(forWritingAtPath: log)
         try process.run()

@@ -19,6 +19,7 @@ let groups: [BenchGroup] = [
     MoveBench.group,
     GCBench.group,
     ReplayBench.group,
+    JournalBench.group,
 ]
 
 let arguments = Array(CommandLine.arguments.dropFirst())
