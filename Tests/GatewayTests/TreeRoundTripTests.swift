@@ -286,7 +286,7 @@ enum ChunkingParametersForTests {
         for _ in 0..<2 {
             for name in ["a", "b"] { try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: scratch.path) }
         }
-        #expect(Self.tree(a) == ["g": "3 bytes, \(SHA256.hash(Array("g0\n".utf8)).hex.prefix(12))"], "\(Self.tree(a))")
+        #expect(Self.tree(a) == ["g": "3 bytes, \(SHA256.hash(Array("g0\n".utf8)).hex.prefix(12)), mode 644"], "\(Self.tree(a))")
         #expect(Self.difference(Self.tree(b), Self.tree(a)).isEmpty, "\(Self.difference(Self.tree(b), Self.tree(a)))")
     }
 

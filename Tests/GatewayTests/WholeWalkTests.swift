@@ -83,7 +83,8 @@ import Testing
         } else {
             #expect(!pass.contains("looked at again"), "the limit did not make the walk hold everything: \(pass)")
         }
-        #expect(pass.contains("(whole tree)") && pass.contains("renamed 2,"), "the file's and the folder's renames: \(pass)")
+        // The file's and the folder's renames (the swap through a third name may be two more).
+        #expect(pass.contains("(whole tree)") && (pass.contains("renamed 2,") || pass.contains("renamed 4,")), "\(pass)")
         _ = try sync("b")
         let (got, expected) = (RenamePassProcessTests.tree(b), RenamePassProcessTests.tree(a))
         #expect(got == expected, "B differs from A: \(RenamePassProcessTests.difference(got, expected))")
