@@ -92,4 +92,31 @@ import Testing
         let again = try sync("a")
         #expect(again.contains("uploaded 0 (0 B), renamed 0, deleted 0"), "\(again)")
     }
+
+    /// A name that is not UTF-8 shows with U+FFFD for its bad bytes; a valid name may hold U+FFFD itself.
+    /// The valid one syncs, the other is reported (the shown path once stood for both: the valid file was
+    /// never uploaded, and nothing said so).
+    @Test func aValidNameThatLooksLikeAnInvalidOneStillSyncs() throws {
+        let scratch = Scratch(), logs = scratch.path
+        let url = "file://" + scratch.path + "/share"
+        let (a, b) = (scratch.path + "/a", scratch.path + "/b")
+        try FileManager.default.createDirectory(atPath: a, withIntermediateDirectories: true)
+        for (name, text) in [(Array("bad\u{FFFD}file".utf8), "valid\n"), (Array("bad".utf8) + [0xFF] + Array("file".utf8), "not UTF-8\n")] {
+            let fd = (Array(a.utf8) + [UInt8(ascii: "/")] + name + [0]).withUnsafeBufferPointer { bytes in
+                bytes.withMemoryRebound(to: CChar.self) { open($0.baseAddress!, O_WRONLY | O_CREAT | O_EXCL, 0o644) }
+            }
+            #expect(fd >= 0 && write(fd, text, text.utf8.count) == text.utf8.count)
+            close(fd)
+        }
+        try TiergateProcess.expect(0, ["share", "create", url], logs: logs)
+        try FileManager.default.createDirectory(atPath: b, withIntermediateDirectories: true)
+        for (root, name) in [(a, "a"), (b, "b")] {
+            try TiergateProcess.expect(0, ["endpoint", "add", root, "--share", url, "--state-dir", scratch.path + "/state-" + name, "--server-name", name], logs: logs)
+            try TiergateProcess.expect(0, ["sync", "--state-dir", scratch.path + "/state-" + name], logs: logs)
+        }
+        #expect((try? String(contentsOfFile: b + "/bad\u{FFFD}file", encoding: .utf8)) == "valid\n", "the valid name arrived")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: b).filter { !$0.hasPrefix(".") }.count == 1)
+        let errors = try TiergateProcess.expect(0, ["errors", "--state-dir", scratch.path + "/state-a"], logs: logs)
+        #expect(errors.contains("not valid UTF-8"), "the other is reported: \(errors)")
+    }
 }

@@ -63,7 +63,9 @@ extension SyncEngine {
         // Paths this pass must leave alone: those with a share operation still to apply (their local
         // bytes are stale), and those the walk could not read (unknown, never absent).
         var deferredPaths = try state.value(DeferredOperations.self, endpoint.id, DeferredOperations.stateKey)?.paths ?? []
-        var unknownPaths = Set(walked.skipped.filter { !$0.isNormalizationTwin }.map(\.path))
+        // (A name that is not UTF-8 shows as a path a synced item may have: that item is still looked at;
+        // the skipped one's inode speaks for it below.)
+        var unknownPaths = Set(walked.skipped.filter { !$0.isNormalizationTwin && !$0.pathIsLossy }.map(\.path))
         // A synced item now under a name that is not synced (not UTF-8, another hard link) is still here.
         let skippedInodes = Set(walked.skipped.compactMap(\.inode))
         if !skippedInodes.isEmpty {

@@ -47,6 +47,10 @@ public struct SkippedItem: Sendable, Codable, Hashable {
     /// The item's inode, when it was stat'ed: a synced item renamed to a name that is not synced (not
     /// UTF-8) or hard-linked is still here, so its old path must not be taken for a delete.
     public var inode: UInt64?
+
+    /// True when the path only shows the name (bytes that are not UTF-8 read as U+FFFD): it may equal a
+    /// synced item's real path, so it says nothing of the item there.
+    public var pathIsLossy: Bool { reason == SyncExclusion.nameNotUTF8.reason }
 }
 
 /// Walks a local directory tree from the root's descriptor, one directory descriptor per level opened
