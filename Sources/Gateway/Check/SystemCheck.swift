@@ -192,7 +192,7 @@ public struct SystemCheck {
     }
 
     /// mountinfo escapes space, tab, newline and backslash as three octal digits.
-    private static func unescape(_ field: Substring) -> String {
+    static func unescape(_ field: Substring) -> String {
         var bytes: [UInt8] = []
         var characters = Array(field.utf8)[...]
         while let byte = characters.popFirst() {

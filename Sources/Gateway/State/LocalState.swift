@@ -64,8 +64,8 @@ public final class LocalState: Sendable {
     private func entries(keyPrefix: [UInt8], expecting: Int = 0) throws -> [String: EntryRecord] {
         var result: [String: EntryRecord] = [:]
         result.reserveCapacity(expecting)
-        try database.scan(family(.entries), prefix: keyPrefix) { key, value in
-            if let record = EntryRecord(encoded: value) { result[Self.path(fromKey: key)] = record }
+        try scanEntries(keyPrefix: keyPrefix) { path, record in
+            result[path] = record
             return true
         }
         return result
@@ -74,7 +74,11 @@ public final class LocalState: Sendable {
     /// Hands every synced entry of an endpoint to `body` in the order of their paths' UTF-8 bytes, holding
     /// none; `body` returns false to stop.
     public func scanEntries(_ endpoint: UInt32, _ body: (String, EntryRecord) throws -> Bool) throws {
-        try database.scan(family(.entries), prefix: Self.prefix(endpoint)) { key, value in
+        try scanEntries(keyPrefix: Self.prefix(endpoint), body)
+    }
+
+    private func scanEntries(keyPrefix: [UInt8], _ body: (String, EntryRecord) throws -> Bool) throws {
+        try database.scan(family(.entries), prefix: keyPrefix) { key, value in
             guard let record = EntryRecord(encoded: value) else { return true }
             return try body(Self.path(fromKey: key), record)
         }

@@ -39,13 +39,6 @@ public struct ChangeSet: Sendable, Equatable {
         subtrees.insert(path)
     }
 
-    /// What this and `other` hold together.
-    public func union(_ other: ChangeSet) -> ChangeSet {
-        var union = self
-        union.formUnion(other)
-        return union
-    }
-
     /// Adds what `other` holds.
     public mutating func formUnion(_ other: ChangeSet) {
         paths.formUnion(other.paths)

@@ -149,7 +149,7 @@ final class FanotifyWatcher: ChangeWatcher {
         return true
     }
 
-    /// The mount points strictly beneath `root` (`/proc/self/mountinfo`, octal escapes undone): a
+    /// The mount points strictly beneath `root` (`/proc/self/mountinfo`): a
     /// filesystem mark sees one file system, so a tree holding others is watched with inotify.
     static func mounts(beneath root: String) -> [String] {
         guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
@@ -157,17 +157,7 @@ final class FanotifyWatcher: ChangeWatcher {
         return table.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ", omittingEmptySubsequences: false)
             guard fields.count > 4 else { return nil }
-            var bytes: [UInt8] = []
-            var field = Array(fields[4].utf8)[...]
-            while let byte = field.popFirst() {
-                if byte == UInt8(ascii: "\\"), field.count >= 3, let value = UInt8(String(decoding: field.prefix(3), as: UTF8.self), radix: 8) {
-                    bytes.append(value)
-                    field = field.dropFirst(3)
-                } else {
-                    bytes.append(byte)
-                }
-            }
-            let point = String(decoding: bytes, as: UTF8.self)
+            let point = SystemCheck.unescape(fields[4])
             return point.hasPrefix(prefix) ? point : nil
         }
     }
@@ -224,8 +214,8 @@ final class FanotifyWatcher: ChangeWatcher {
                 let key = Data(bytes: handle, count: 8 + handleBytes)
                 let place = places[key] ?? {
                     let found = self.place(ofFolder: handle)
-                    if case .inside = found, places.count < Self.maxPlaces { places[key] = found }
-                    if found == .outside, places.count < Self.maxPlaces { places[key] = found }
+                    // Only a place is remembered: what is gone or unknown is asked again.
+                    if found != .gone, found != .unknown, places.count < Self.maxPlaces { places[key] = found }
                     return found
                 }()
                 let isFolder = event.mask & CLINUX_FAN_ONDIR != 0

@@ -469,13 +469,12 @@ extension SyncEngine {
     /// database (``differences(limit:)``) and then looks at that as at the change journal's paths; when
     /// too much differs, it holds every item and every entry.
     func lookAt(_ scope: ChangeScope, pending: [String], errors: [ItemError]) async throws -> Looked {
-        if case .changes(let changes) = scope, let applied = appliedPaths {
-            return try lookAt(changes.union(applied), pending: pending, errors: errors, wholeTree: nil)
+        if case .changes(let changes) = scope, appliedPaths != nil {
+            return try lookAt(changes, pending: pending, errors: errors, wholeTree: nil)
         }
         if let differences = try await differences(limit: Self.wholeWalkLimit) {
             // Every item with an error is looked at again, so what is over is cleared as by any whole walk.
             var changes = differences.changes
-            if let applied = appliedPaths { changes.formUnion(applied) }
             for error in errors { changes.changed(error.path) }
             return try lookAt(changes, pending: pending, errors: errors, wholeTree: differences.walked + differences.skipped.count)
         }
@@ -486,8 +485,7 @@ extension SyncEngine {
         // database's scan run on two threads side by side; otherwise (a daemon's first scan) the walk
         // gives it first.
         let (state, id, walker) = (state, endpoint.id, TreeWalker(root: root))
-        let last = try state.value(SyncReport.self, id, SyncReport.stateKey).flatMap { $0.wholeTree && $0.examined > 0 ? $0.examined : nil }
-        guard let count = last ?? namespaceTaken else {
+        guard let count = try lastWholeWalkCount() ?? namespaceTaken else {
             let walked = try await OwnThread.run { try walker.walk() }
             return (walked, try state.entries(id, expecting: walked.items.count), nil, walked.items.count + walked.skipped.count, true)
         }
@@ -496,11 +494,17 @@ extension SyncEngine {
         return (walked, try await known, nil, walked.items.count + walked.skipped.count, true)
     }
 
+    /// How many items the last whole walk examined, nil when the last pass was not one.
+    func lastWholeWalkCount() throws -> Int? {
+        try state.value(SyncReport.self, endpoint.id, SyncReport.stateKey).flatMap { $0.wholeTree && $0.examined > 0 ? $0.examined : nil }
+    }
+
     /// The items at `changes`' paths, with paths the download of this pass applied, paths the mount
     /// marked and items that did not upload; `wholeTree` is the count of a whole walk these changes
     /// come from (nil: the change journal's).
     private func lookAt(_ changes: ChangeSet, pending: [String], errors: [ItemError], wholeTree: Int?) throws -> Looked {
         var changes = changes
+        if let appliedPaths { changes.formUnion(appliedPaths) }
         for path in pending { changes.changed(path) }
         for error in errors where error.kind == "upload" { changes.changed(error.path) }
         let walked = try TreeWalker(root: root).walk(changes)

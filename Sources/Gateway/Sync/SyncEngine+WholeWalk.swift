@@ -23,8 +23,7 @@ extension SyncEngine {
     /// again by the pass over the differences, with the same rules as a pass over the change journal.
     func differences(limit: Int) async throws -> Differences? {
         let (state, id, walker, progress) = (state, endpoint.id, TreeWalker(root: root), progress)
-        // The last whole walk's count, for the progress's total.
-        let total = try state.value(SyncReport.self, id, SyncReport.stateKey).flatMap { $0.wholeTree && $0.examined > 0 ? $0.examined : nil }
+        let total = try lastWholeWalkCount()   // the progress's total
         let channel = ItemChannel()
         async let walked: [SkippedItem] = OwnThread.run {
             var skipped: [SkippedItem] = []

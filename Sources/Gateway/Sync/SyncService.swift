@@ -357,12 +357,12 @@ extension Gateway {
         let watchdog: [any Service] = notifier.flatMap { notifier in
             SystemdNotifier.watchdogInterval().map { [SystemdWatchdog(notifier: notifier, interval: $0)] } } ?? []
         // The file systems where this daemon recalls stubs through fanotify (its tiering endpoints').
-        let recalling = Set(config.endpoints.filter { $0.tiering != nil }.compactMap { Self.device(of: $0.path) })
+        let recalling = Set(config.endpoints.filter { $0.tiering != nil }.compactMap { try? TieringPolicy.volume(of: $0.path).device })
         let services: [any Service] = watchdog + listener + config.endpoints.map {
             SyncService(state: state, directory: directory, endpoint: $0, serverID: config.serverID, serverName: config.serverName,
                         pollInterval: pollInterval, freeSpacePercent: effectiveFreeSpacePercent($0), fanotifyGroup: fanotifyGroups[$0.id],
                         networkLimit: networkLimit, changeJournal: changeJournal,
-                        recalledHere: Self.device(of: $0.path).map(recalling.contains) ?? true, readiness: readiness, logger: logger)
+                        recalledHere: (try? TieringPolicy.volume(of: $0.path).device).map(recalling.contains) ?? true, readiness: readiness, logger: logger)
         }
         // The collector is stopped first (the group stops services in reverse order).
         let collection: [any Service] = (config.gc ?? CollectionSchedule()).intervalSeconds.map { interval in
@@ -382,11 +382,5 @@ extension Gateway {
         defer { reload.stop() }
         try await group.run()
         return reload.isRequested ? .reloadRequested : .stopped
-    }
-
-    /// The device of the file system holding `path`, or nil when it cannot be stat'ed.
-    static func device(of path: String) -> UInt64? {
-        var info = stat()
-        return stat(path, &info) == 0 ? UInt64(info.st_dev) : nil
     }
 }
