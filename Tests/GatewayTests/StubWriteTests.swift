@@ -224,6 +224,12 @@ import Testing
     @Test func readersOfStubsNeverSeeZerosAcrossAKilledWorker() async throws {
         let group = try await SyncGroup(servers: 1)
         _ = try group.gateways[0].setTiering("1", TieringConfig(volumeFreeSpacePercent: 0))
+        // A second endpoint of the daemon, without tiering, on the same file system: its journal's mark
+        // would be held by the kernel like the tiering endpoint's own (below).
+        let otherShare = "file://" + group.scratch.path + "/share-other", other = group.scratch.path + "/other"
+        _ = try await CloudShare.create(in: try StoreLocator.open(otherShare), manifest: ShareManifest(chunking: try ChunkingParametersForTests.small(), packSize: 1 << 20))
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: true)
+        _ = try await group.gateways[0].addEndpoint(path: other, shareURL: otherShare, mode: .merge)
         let content = randomBytes(3 << 20, seed: 44)
         group.scratch.write("ep0/big.bin", content)
         try await group.sync(0)
@@ -284,5 +290,6 @@ import Testing
         let log = (try? String(contentsOfFile: group.scratch.path + "/serve.log", encoding: .utf8)) ?? ""
         #expect(log.contains("journal=inotify") && !log.contains("journal=fanotify") && log.contains("recalls stubs through fanotify on the same file system"),
                 "the journal of an endpoint whose stubs recall through fanotify: \(log.suffix(1500))")
+        #expect(log.contains("endpoint.path=\(other) journal=inotify"), "the other endpoint on the same file system: \(log.suffix(1500))")
     }
 }
